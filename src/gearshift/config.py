@@ -1,0 +1,48 @@
+"""The only module that reads the environment.
+
+Everything else receives paths and settings as parameters, so tests and library users never depend on
+process-wide state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "GEARSHIFT_DATA_DIR"
+CACHE_DIR_ENV = "GEARSHIFT_CACHE_DIR"
+
+
+def _project_root_candidates() -> list[Path]:
+    here = Path.cwd()
+    return [here, *here.parents]
+
+
+def default_data_dir() -> Path:
+    """`$GEARSHIFT_DATA_DIR`, else the first `../shared/data` above the working directory.
+
+    Falls back to `~/.cache/gearshift/data` (where `gearshift data fetch` writes) when neither exists.
+    """
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    for base in _project_root_candidates():
+        cand = base.parent / "shared" / "data"
+        if cand.is_dir():
+            return cand
+    return default_cache_dir() / "data"
+
+
+def default_cache_dir() -> Path:
+    """`$GEARSHIFT_CACHE_DIR`, else `$XDG_CACHE_HOME/gearshift`, else `~/.cache/gearshift`."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "gearshift"
+
+
+def get_env(name: str, default: str | None = None) -> str | None:
+    """Read one environment variable; the gateway config resolves API-key variable names here."""
+    return os.environ.get(name, default)

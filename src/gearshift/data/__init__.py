@@ -1,0 +1,1 @@
+"""Recorded model outcomes: the canonical format, loaders for public datasets, fetching."""

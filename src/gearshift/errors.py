@@ -1,0 +1,141 @@
+"""One error hierarchy for the whole package.
+
+Every error a user can cause or meet derives from :class:`GearshiftError`. The HTTP side maps these to
+the OpenAI error shape in exactly one place (:func:`openai_error_body`), so status codes and wording
+never drift between endpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class GearshiftError(Exception):
+    """Base of every error gearshift raises on purpose."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class DataError(GearshiftError):
+    """A data file is missing or malformed; names the file and, where known, the line."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_data"
+
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+        self.path = str(path) if path is not None else None
+        self.line = line
+
+
+class ConfigError(GearshiftError):
+    """The configuration (file or environment) is invalid."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "invalid_config"
+
+
+class RouterError(GearshiftError):
+    """A router cannot score: not fitted, unknown name, or a saved state that does not load."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "router_error"
+
+
+class NotFittedError(RouterError):
+    """A trainable router was asked to score before `fit`."""
+
+
+class InvalidRequestError(GearshiftError):
+    """The client sent something we cannot serve (bad JSON, bad field)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationError(GearshiftError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(GearshiftError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_scope"
+
+
+class ModelNotFoundError(GearshiftError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLargeError(GearshiftError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimitError(GearshiftError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GearshiftError):
+    """Every deployment tried for a request failed; `attempts` lists what happened to each."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "all_deployments_failed"
+
+    def __init__(self, message: str, *, attempts: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts or []
+
+
+class OverloadedError(GearshiftError):
+    status_code = 503
+    error_type = "server_error"
+    code = "overloaded"
+
+
+def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The one mapping from an exception to (HTTP status, OpenAI error JSON).
+
+    Unknown exceptions become a generic 500 with no stack trace or internal text.
+    """
+    if isinstance(exc, GearshiftError):
+        err: dict[str, Any] = {
+            "message": exc.message,
+            "type": exc.error_type,
+            "param": exc.param,
+            "code": exc.code,
+        }
+        if isinstance(exc, UpstreamError) and exc.attempts:
+            err["attempts"] = exc.attempts
+        return exc.status_code, {"error": err}
+    return 500, {
+        "error": {
+            "message": "internal server error",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
+    }
