@@ -139,3 +139,26 @@ def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
             "code": "internal_error",
         }
     }
+
+
+class ProviderError(GearshiftError):
+    """One upstream attempt failed. `retryable` tells the reliability wrappers what to do next."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+        after_first_token: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.after_first_token = after_first_token

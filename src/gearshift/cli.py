@@ -1,0 +1,67 @@
+"""The `gearshift` command line. `main(argv) -> int` is what tests call.
+
+Each area registers its own subcommands (`<area>/commands.py: register(subparsers)`), and keeps its
+heavy imports inside the handlers so `gearshift --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from rich.console import Console
+
+import gearshift
+from gearshift.errors import GearshiftError
+
+#: Modules that contribute subcommands, in help order.
+COMMAND_MODULES = (
+    "gearshift.evaluation.commands",
+    "gearshift.data.commands",
+    "gearshift.gateway.commands",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gearshift",
+        description="Route LLM traffic between cheap and strong models; evaluate and observe the routing.",
+    )
+    parser.add_argument("--version", action="version", version=f"gearshift {gearshift.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except GearshiftError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def entrypoint() -> None:
+    sys.exit(main())

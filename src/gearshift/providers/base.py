@@ -1,0 +1,57 @@
+"""The provider seam.
+
+A provider speaks one upstream's wire format. It does not retry, fail over or route: those are
+wrappers (`gearshift.providers.reliability`) around this interface, like httpx transports. Requests and
+responses are plain OpenAI-shaped dicts so a pass-through costs no re-encoding of unknown fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One concrete upstream model endpoint, as configured. `api_key` is resolved, never logged."""
+
+    name: str
+    provider: str  # "openai" (any OpenAI-compatible API) or "local" (in-process SmolLM2)
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    input_price_per_m: float = 0.0
+    output_price_per_m: float = 0.0
+    context_window: int | None = None
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A complete (non-streamed) upstream answer: the OpenAI response body and its HTTP status."""
+
+    body: dict[str, Any]
+    status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One SSE `data:` payload from upstream, parsed; `done` marks the `[DONE]` sentinel."""
+
+    data: dict[str, Any] | None
+    done: bool = False
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    """Sends one chat completion to one deployment. Raises `ProviderError` subclasses on failure."""
+
+    async def complete(self, deployment: Deployment, request: dict[str, Any]) -> ChatResult: ...
+
+    def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
+        """Yield chunks; the last is `StreamChunk(None, done=True)`. A stream that ends without
+        `[DONE]` raises `ProviderError`: a truncated answer is never a success."""
+        ...
+
+    async def aclose(self) -> None: ...
