@@ -1,0 +1,56 @@
+"""Dataset names -> loaders. The one entry point other areas use: `load_dataset(name, data_dir)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gearshift.errors import DataError
+
+if TYPE_CHECKING:  # keep `gearshift --help` free of numpy/pydantic imports
+    from gearshift.data.records import Dataset
+
+#: name -> one-line description, in `gearshift data list` order.
+DATASETS: dict[str, str] = {
+    "mmlu": "RouteLLM MMLU, 57 subjects: gpt-4-1106-preview vs Mixtral-8x7B, 0/1 correctness (14,037 prompts)",
+    "gsm8k": "RouteLLM GSM8K math word problems: gpt-4-1106-preview vs Mixtral-8x7B, 0/1 correctness (1,307)",
+    "llmrouter-train": "LLMRouter dcrouter train: 9 hosted open models, 14 task families (5,608 prompts)",
+    "llmrouter-test": "LLMRouter dcrouter test, minus the 119 questions also in train (381 prompts)",
+    "alpaca-eval": "AlpacaEval 2 judged preferences: Mixtral-8x7B (concise) vs gpt4_1106_preview (805 prompts)",
+}
+
+
+def _loaders() -> dict[str, Callable[[Path], Dataset]]:
+    from gearshift.data.alpaca_eval import load_alpaca_eval
+    from gearshift.data.llmrouter import load_llmrouter
+    from gearshift.data.routellm import load_gsm8k, load_mmlu
+
+    return {
+        "mmlu": load_mmlu,
+        "gsm8k": load_gsm8k,
+        "llmrouter-train": lambda d: load_llmrouter(d, "train"),
+        "llmrouter-test": lambda d: load_llmrouter(d, "test"),
+        "alpaca-eval": load_alpaca_eval,
+    }
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """A built-in dataset by name, or a canonical `.jsonl` file by path.
+
+    `data_dir` defaults to `gearshift.config.default_data_dir()`.
+    """
+    if name in DATASETS:
+        if data_dir is None:
+            from gearshift.config import default_data_dir
+
+            data_dir = default_data_dir()
+        return _loaders()[name](Path(data_dir))
+    path = Path(name)
+    if path.suffix == ".jsonl" or path.is_file():
+        if not path.is_file():
+            raise DataError("no such file", path=path)
+        from gearshift.data.records import read_jsonl
+
+        return read_jsonl(path)
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or a path to a .jsonl file)")

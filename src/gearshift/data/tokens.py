@@ -1,0 +1,47 @@
+"""Token and cost estimates for datasets that record text but no usage.
+
+None of the public datasets carries token counts, so every loader uses the same rule: ~4 characters per
+token (OpenAI's published rule of thumb for English; within ~10% of tiktoken on these prompts), never
+less than one token. Using one rule everywhere keeps cost *ratios* between models honest even where the
+absolute numbers are approximations.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gearshift.data.records import ModelInfo
+
+CHARS_PER_TOKEN = 4.0
+
+#: Sentence for Dataset.notes, so reports say how costs were made.
+TOKEN_RULE_NOTE = (
+    "costs estimated from text: tokens ~= ceil(characters / 4) (min 1); "
+    "cost_usd = in_tokens * input_price / 1e6 + out_tokens * output_price / 1e6"
+)
+
+
+def tokens_from_chars(n_chars: int) -> int:
+    """Tokens for a text of `n_chars` characters (the ~4 chars/token rule)."""
+    return max(1, math.ceil(n_chars / CHARS_PER_TOKEN))
+
+
+def estimate_tokens(text: str) -> int:
+    return tokens_from_chars(len(text))
+
+
+def cost_usd(input_tokens: int, output_tokens: int, model: ModelInfo) -> float:
+    """List-price cost of one call; a missing price counts as free (the models table says which)."""
+    in_price = model.input_price_per_m or 0.0
+    out_price = model.output_price_per_m or 0.0
+    return (input_tokens * in_price + output_tokens * out_price) / 1e6
+
+
+def price_note(models: dict[str, ModelInfo], source: str) -> str:
+    """One line naming every price used and where it came from."""
+    parts = [
+        f"{m.name} ${m.input_price_per_m:g}/${m.output_price_per_m:g}"
+        for m in models.values()
+        if m.input_price_per_m is not None and m.output_price_per_m is not None
+    ]
+    return f"prices per million input/output tokens ({source}): " + ", ".join(parts)
