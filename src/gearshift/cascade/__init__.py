@@ -1,0 +1,1 @@
+"""Cascading: answer with a cheap tier, verify the answer, escalate to a stronger tier only when it fails."""

@@ -1,0 +1,84 @@
+"""Build a cascade's config and verifiers from the `cascade:` section of the gateway config.
+
+Keys (all optional): `verifiers` (names, in order; default :data:`DEFAULT_VERIFIERS`), `max_escalations`,
+`start_tier`, `escalate_on_error`, `stream_mode`, plus per-verifier options: `refusal_phrases`,
+`refusal_window`, `empty_min_chars`, `truncation_reasons`, `json_allow_code_fence`, `min_mean_logprob`,
+`final_answer_markers`, `arithmetic_rel_tol`, `judge_model`, `judge_min_rating`,
+`judge_unparseable_passes`. `enabled` is the gateway's and ignored here. Unknown keys are a ConfigError,
+so a typo never silently turns a check off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gearshift.cascade.judge import CompletionFn, JudgeVerifier
+from gearshift.cascade.math_verifiers import DEFAULT_FINAL_MARKERS, ArithmeticVerifier, FinalAnswerVerifier
+from gearshift.cascade.runner import CascadeConfig
+from gearshift.cascade.verifiers import (
+    DEFAULT_REFUSAL_PHRASES,
+    EmptyAnswerVerifier,
+    JsonVerifier,
+    LogprobVerifier,
+    RefusalVerifier,
+    ShapeVerifier,
+    TruncationVerifier,
+    Verifier,
+)
+from gearshift.errors import ConfigError
+
+#: Free, model-less checks that make sense for any request. `judge` and the math checks are opt-in.
+DEFAULT_VERIFIERS: tuple[str, ...] = ("shape", "empty", "truncation", "refusal", "json", "logprob")
+VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge")
+
+_RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode"}
+_OPTION_KEYS = {
+    "refusal_phrases", "refusal_window", "empty_min_chars", "truncation_reasons", "json_allow_code_fence",
+    "min_mean_logprob", "final_answer_markers", "arithmetic_rel_tol", "judge_model", "judge_min_rating",
+    "judge_unparseable_passes",
+}
+
+
+def _builders(o: Mapping[str, Any], judge: CompletionFn | None) -> dict[str, Callable[[], Verifier]]:
+    def make_judge() -> Verifier:
+        if judge is None:
+            raise ConfigError("cascade verifier 'judge' needs a judge deployment (no completion callable given)")
+        return JudgeVerifier(judge, model=str(o.get("judge_model", "judge")),
+                             min_rating=int(o.get("judge_min_rating", 7)),
+                             unparseable_passes=bool(o.get("judge_unparseable_passes", False)))
+
+    return {
+        "shape": ShapeVerifier,
+        "empty": lambda: EmptyAnswerVerifier(int(o.get("empty_min_chars", 1))),
+        "truncation": lambda: TruncationVerifier(o.get("truncation_reasons", ("length",))),
+        "refusal": lambda: RefusalVerifier(o.get("refusal_phrases", DEFAULT_REFUSAL_PHRASES),
+                                           int(o.get("refusal_window", 300))),
+        "json": lambda: JsonVerifier(bool(o.get("json_allow_code_fence", False))),
+        "logprob": lambda: LogprobVerifier(float(o.get("min_mean_logprob", -0.5))),
+        "final_answer": lambda: FinalAnswerVerifier(o.get("final_answer_markers", DEFAULT_FINAL_MARKERS)),
+        "arithmetic": lambda: ArithmeticVerifier(float(o.get("arithmetic_rel_tol", 0.01))),
+        "judge": make_judge,
+    }
+
+
+def build_cascade(settings: Mapping[str, Any], *, judge: CompletionFn | None = None
+                  ) -> tuple[CascadeConfig, list[Verifier]]:
+    """(runner config, verifiers in the configured order) from a `cascade:` mapping.
+
+    `judge` is the completion callable bound to the judge deployment; required only if `judge` is listed.
+    """
+    unknown = set(settings) - _RUNNER_KEYS - _OPTION_KEYS - {"verifiers", "enabled"}
+    if unknown:
+        raise ConfigError(f"cascade: unknown keys {sorted(unknown)}")
+    names = tuple(settings.get("verifiers", DEFAULT_VERIFIERS))
+    bad = [n for n in names if n not in VERIFIER_NAMES]
+    if bad:
+        raise ConfigError(f"cascade.verifiers: unknown {bad}; known: {list(VERIFIER_NAMES)}")
+    builders = _builders(settings, judge)
+    try:
+        verifiers = [builders[n]() for n in names]
+        config = CascadeConfig(verifiers=names, **{k: settings[k] for k in _RUNNER_KEYS if k in settings})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cascade: invalid option ({exc})") from exc
+    return config, verifiers
