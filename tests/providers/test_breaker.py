@@ -1,0 +1,75 @@
+"""The circuit breaker state machine, driven by a fake clock (no sleeping)."""
+
+from __future__ import annotations
+
+from gearshift.providers.breaker import BreakerConfig, BreakerRegistry, BreakerState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_opens_after_consecutive_failures_then_half_opens_and_closes() -> None:
+    clock = Clock()
+    reg = BreakerRegistry(config=BreakerConfig(failure_threshold=3, cooldown_s=10.0), clock=clock)
+    b = reg.get("primary")
+    for _ in range(2):
+        await b.record_failure()
+    assert await b.state() is BreakerState.CLOSED and await b.allow_request()
+    await b.record_failure()
+    assert await b.state() is BreakerState.OPEN
+    assert not await b.allow_request()
+    clock.now += 10.0
+    assert await b.allow_request()  # the one probe
+    assert not await b.allow_request()  # others wait while it is in flight
+    await b.record_success()
+    assert await b.state() is BreakerState.CLOSED and await b.allow_request()
+
+
+async def test_failed_probe_reopens_for_another_cooldown() -> None:
+    clock = Clock()
+    b = BreakerRegistry(config=BreakerConfig(failure_threshold=1, cooldown_s=5.0), clock=clock).get("d")
+    await b.record_failure()
+    clock.now += 5.0
+    assert await b.allow_request()
+    await b.record_failure()
+    assert await b.state() is BreakerState.OPEN
+    clock.now += 4.0
+    assert not await b.allow_request()
+    clock.now += 1.0
+    assert await b.allow_request()
+
+
+async def test_failure_rate_opens_even_without_a_streak() -> None:
+    clock = Clock()
+    cfg = BreakerConfig(failure_threshold=100, failure_rate=0.5, min_requests=10, window_s=60.0)
+    b = BreakerRegistry(config=cfg, clock=clock).get("flaky")
+    for _ in range(5):
+        await b.record_success()
+        clock.now += 1
+        await b.record_failure()
+        clock.now += 1
+    assert await b.state() is BreakerState.OPEN
+
+
+async def test_old_outcomes_leave_the_window() -> None:
+    clock = Clock()
+    cfg = BreakerConfig(failure_threshold=100, failure_rate=0.5, min_requests=4, window_s=10.0)
+    b = BreakerRegistry(config=cfg, clock=clock).get("d")
+    for _ in range(3):
+        await b.record_failure()
+        await b.record_success()
+    clock.now += 30.0
+    await b.record_failure()
+    assert await b.state() is BreakerState.CLOSED
+
+
+async def test_breakers_are_per_deployment() -> None:
+    reg = BreakerRegistry(config=BreakerConfig(failure_threshold=1), clock=Clock())
+    await reg.get("a").record_failure()
+    assert not await reg.get("a").allow_request()
+    assert await reg.get("b").allow_request()
