@@ -1,0 +1,105 @@
+"""The ASGI app: `create_app(settings)` for tests and `gearshift serve`.
+
+All HTTP errors, including Starlette's own 404/405, leave through `gearshift.errors.openai_error_body`,
+so clients only ever see the OpenAI error shape and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
+from gearshift.gateway.chat import chat_completions
+from gearshift.gateway.metrics import CONTENT_TYPE
+from gearshift.gateway.service import Gateway, build_gateway
+from gearshift.gateway.settings import GatewaySettings
+from gearshift.providers.base import ChatProvider
+from gearshift.routers.base import Router
+from gearshift.store.base import DecisionStore
+
+log = logging.getLogger(__name__)
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+async def list_models(request: Request) -> Response:
+    gw = _gateway(request)
+    gw.keys.check(request.headers.get("authorization"))
+    created = int(gw.started_at)
+    data = [{"id": mid, "object": "model", "created": created, "owned_by": "gearshift"}
+            for mid in gw.resolver.model_ids()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def healthz(request: Request) -> Response:
+    gw = _gateway(request)
+    writer = gw.writer
+    return JSONResponse({
+        "status": "ok",
+        "tiers": {name: [d.name for d in deps] for name, deps in zip(gw.tier_names, gw.tiers, strict=True)},
+        "router": gw.resolver.router.describe(),
+        "decisions": None if writer is None else {"written": writer.written, "queued": writer.queued,
+                                                  "dropped": writer.dropped, "failed": writer.failed},
+    })
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_gateway(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def _error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        mapped: BaseException
+        if exc.status_code == 404:
+            mapped = ModelNotFoundError(f"no route {request.url.path}")
+            mapped.code = "not_found"
+        elif exc.status_code == 405:
+            mapped = InvalidRequestError(f"method {request.method} not allowed on {request.url.path}")
+            mapped.status_code = 405
+        else:
+            mapped = GearshiftError(str(exc.detail))
+            mapped.status_code = exc.status_code
+        exc = mapped
+    elif not isinstance(exc, GearshiftError):
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    status, body = openai_error_body(exc)
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvider] | None = None,
+               store: DecisionStore | None = None, router: Router | None = None) -> Starlette:
+    """The gateway app. `providers`/`store`/`router` replace what the settings would build (tests, embedding)."""
+    gw = build_gateway(settings, providers=providers, store=store, router=router)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if gw.writer is not None:
+            gw.writer.start()
+        try:
+            yield
+        finally:
+            await gw.aclose()  # drains the decision queue before closing the store
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    handlers: dict[Any, Any] = {GearshiftError: _error, HTTPException: _error, Exception: _error}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.gateway = gw
+    return app

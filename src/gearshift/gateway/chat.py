@@ -1,0 +1,256 @@
+"""`POST /v1/chat/completions`: authenticate, validate, route, call upstream, record.
+
+Every request, whatever its outcome, ends in exactly one `DecisionRecord` (`_finish`). Errors are
+raised as `GearshiftError`s and turned into the OpenAI error shape by `gearshift.errors.openai_error_body`
+here, so the record and the response always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gearshift.errors import GearshiftError, InvalidRequestError, openai_error_body
+from gearshift.gateway.conversations import conversation_keys, next_key
+from gearshift.gateway.records import CascadeStep, DecisionRecord, cost_usd, segment_of
+from gearshift.gateway.requests import ChatRequest, parse_json, read_body, validate_chat
+from gearshift.gateway.routing import describe_route, score_prompt
+from gearshift.gateway.service import Gateway
+from gearshift.providers.base import Deployment
+from gearshift.routers.base import prompt_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Call:
+    """One request in flight: the record fields gathered so far and the routing outcome."""
+
+    request_id: str
+    started: float
+    rec: dict[str, Any]
+    tier_index: int | None = None
+    deployments: list[Deployment] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    conv_header: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+
+def new_call(request: Request) -> Call:
+    rid = "gs-" + uuid.uuid4().hex
+    return Call(request_id=rid, started=time.perf_counter(), rec={"request_id": rid, "time": time.time()},
+                headers={"x-gearshift-request-id": rid})
+
+
+def estimate_tokens(text: str) -> int:
+    """~4 characters per token: only used when the upstream reports no usage."""
+    return max(1, len(text) // 4) if text else 0
+
+
+def answer_text(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    msg = choices[0].get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    return content if isinstance(content, str) else None
+
+
+def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,
+           http_status: int = 200) -> None:
+    """Complete the record, update metrics, hand the record to the writer. Never raises."""
+    try:
+        rec = call.rec
+        rec["status"] = status
+        rec["http_status"] = http_status
+        rec["latency_ms"] = call.elapsed_ms()
+        if exc is not None:
+            rec["error_type"] = getattr(exc, "code", None) or type(exc).__name__
+            rec["error_message"] = exc.message if isinstance(exc, GearshiftError) else "internal error"
+            if getattr(exc, "attempts", None):
+                rec["attempts"] = list(exc.attempts)  # type: ignore[attr-defined]
+        record = DecisionRecord(**rec)
+        m = gw.metrics
+        m.requests.labels(status=status, route=str(rec.get("route", "none"))).inc()
+        m.request_latency.labels(stream=str(record.stream).lower()).observe((record.latency_ms or 0.0) / 1000.0)
+        if record.tier is not None and status == "ok":
+            m.tier_requests.labels(tier=record.tier).inc()
+            m.tokens.labels(direction="in", tier=record.tier).inc(record.tokens_in or 0)
+            m.tokens.labels(direction="out", tier=record.tier).inc(record.tokens_out or 0)
+            m.cost.labels(tier=record.tier).inc(record.cost_usd or 0.0)
+        for a in record.attempts[:-1]:  # a failed attempt followed by another one is a failover or retry
+            if a.get("outcome") == "error":
+                m.failovers.labels(deployment=str(a.get("deployment"))).inc()
+        gw.emit(record)
+    except Exception:  # recording must never break the response
+        log.exception("could not record decision %s", call.request_id)
+
+
+def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
+    status, body = openai_error_body(exc)
+    if not isinstance(exc, GearshiftError):
+        log.exception("unhandled error in request %s", call.request_id, exc_info=exc)
+    finish(gw, call, status="error", exc=exc, http_status=status)
+    return JSONResponse(body, status_code=status, headers=call.headers)
+
+
+async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any]) -> int:
+    """Pick the tier index; fills the routing part of the record and the response headers."""
+    rec = call.rec
+    route = gw.resolver.resolve(req.model)
+    rec["route"] = route.kind
+    rec.update(describe_route(route))
+    if route.kind == "concrete" and route.tier_index is not None and route.deployment is not None:
+        name = route.deployment.display_name
+        call.deployments = [d for d in gw.tiers[route.tier_index] if d.name == name]
+        rec["tier"] = gw.tier_names[route.tier_index]
+        rec["reason"] = "concrete model requested"
+        call.headers["x-gearshift-router"] = "none"
+        return route.tier_index
+    if route.router is None or route.policy is None:
+        raise GearshiftError(f"route {route.kind!r} has no router")
+    score = await score_prompt(route.router, call.messages)
+    decision = route.policy.decide(score)
+    idx, reason, escalated = decision.tier_index, decision.reason + f" [{score.reason}]", decision.escalated
+    if decision.escalated:
+        gw.metrics.escalations.labels(cause="ood" if "distribution" in decision.reason else "confidence").inc()
+    lookup, _ = conversation_keys(call.conv_header, call.messages)
+    if gw.conversations is not None and lookup is not None:
+        rec["conversation_id"] = lookup
+        prior = gw.conversations.get(lookup)
+        if prior is not None and prior > idx and not gw.settings.conversations.allow_downgrade:
+            reason += f"; kept conversation tier {gw.tier_names[prior]}"
+            idx = prior
+        elif prior is not None and idx > prior:
+            escalated = True
+            reason += f"; conversation escalated from {gw.tier_names[prior]}"
+            gw.metrics.escalations.labels(cause="conversation").inc()
+    idx, call.deployments, fit_note = fit_context(gw, payload, idx)
+    if fit_note:
+        reason += f"; {fit_note}"
+        escalated = escalated or fit_note.startswith("moved up")
+    rec.update(score=score.p_strong, confidence=score.confidence, ood=score.ood, reason=reason,
+               escalated=escalated, tier=gw.tier_names[idx], propensity=decision.propensity)
+    call.headers["x-gearshift-router"] = f"{route.router.name}@{route.router.version}"
+    call.headers["x-gearshift-score"] = f"{score.p_strong:.4f}"
+    return idx
+
+
+def fit_context(gw: Gateway, payload: dict[str, Any], idx: int) -> tuple[int, list[Deployment], str | None]:
+    """The nearest tier (up first, then down) with deployments whose context window fits the request.
+
+    Uses the routing-rules estimate (characters / 4 + max_tokens); nothing fitting anywhere is a 400.
+    """
+    from gearshift.gateway.routing_rules import estimate_tokens as request_tokens
+    from gearshift.gateway.routing_rules import fits
+
+    tokens = request_tokens(payload)
+    n = len(gw.tiers)
+    for cand in [idx, *range(idx + 1, n), *range(idx - 1, -1, -1)]:
+        deps = [d for d in gw.tiers[cand] if fits(d, tokens)]
+        if deps:
+            if cand == idx:
+                return cand, deps, None
+            way = "up" if cand > idx else "down"
+            return cand, deps, f"moved {way} to tier {gw.tier_names[cand]} to fit ~{tokens} tokens"
+    biggest = max((d.context_window or 0) for t in gw.tiers for d in t)
+    raise InvalidRequestError(f"request needs ~{tokens} tokens but the largest configured context window is "
+                              f"{biggest}; shorten the messages or lower max_tokens", param="messages")
+
+
+def upstream_request(gw: Gateway, payload: dict[str, Any], tier_index: int) -> dict[str, Any]:
+    """What goes upstream: the client's request, with the tier's max_tokens cap applied."""
+    body = dict(payload)
+    cap = gw.tier_cap(tier_index)
+    if cap is not None:
+        for key in ("max_tokens", "max_completion_tokens"):
+            if isinstance(body.get(key), int):
+                body[key] = min(body[key], cap)
+        if "max_completion_tokens" not in body:
+            body["max_tokens"] = min(int(body.get("max_tokens") or cap), cap)
+    return body
+
+
+def record_usage(gw: Gateway, call: Call, body: dict[str, Any], deployment_name: str, prompt: str) -> None:
+    usage = body.get("usage")
+    rec = call.rec
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+    else:
+        tin, tout = estimate_tokens(prompt), estimate_tokens(answer_text(body) or "")
+        body["usage"] = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+        rec["usage_estimated"] = True
+    dep = gw.deployment_settings.get(deployment_name)
+    rec.update(tokens_in=tin, tokens_out=tout, deployment=deployment_name,
+               upstream_model=dep.model if dep else None,
+               cost_usd=cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None)
+
+
+async def chat_completions(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    call = new_call(request)
+    try:
+        call.rec["api_key_id"] = gw.keys.check(request.headers.get("authorization"))
+        payload = parse_json(await read_body(request, gw.settings.limits.max_body_bytes))
+        req = validate_chat(payload)
+        call.rec.update(requested_model=req.model, stream=req.stream)
+        call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
+        call.conv_header = request.headers.get("x-gearshift-conversation-id")
+        text = prompt_text(call.messages)
+        call.rec["segment"] = segment_of(text, call.messages).model_dump()
+        idx = await route_request(gw, call, req, payload)
+        call.tier_index = idx
+        call.headers["x-gearshift-tier"] = gw.tier_names[idx]
+        if req.stream:
+            from gearshift.gateway.streaming import stream_completion
+
+            return await stream_completion(gw, call, req, payload, idx, text)
+        return await _complete(gw, call, payload, idx, text)
+    except Exception as exc:
+        return error_response(gw, call, exc)
+
+
+async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], idx: int, text: str) -> Response:
+    rec = call.rec
+    deployments = call.deployments
+    body_out = upstream_request(gw, payload, idx)
+    t0 = time.perf_counter()
+    if gw.cascade is not None and call.rec.get("route") != "concrete":
+        outcome = await gw.cascade.run(body_out, start_tier=idx)
+        body, dep = outcome.response, outcome.deployment
+        steps = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,
+                             shipped=(s is outcome.steps[-1]),
+                             verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason}
+                                       for v in s.verdicts]).model_dump() for s in outcome.steps]
+        attempts = [a.to_dict() for s in outcome.steps for a in (s.attempts or [])]
+        rec["cascade"] = steps
+        if outcome.tier_index != idx:
+            rec["escalated"] = True
+            rec["reason"] = f"{rec.get('reason', '')}; cascade escalated to {gw.tier_names[outcome.tier_index]}"
+            gw.metrics.escalations.labels(cause="cascade").inc()
+        idx = outcome.tier_index
+        rec["tier"] = gw.tier_names[idx]
+        call.headers["x-gearshift-tier"] = gw.tier_names[idx]
+    else:
+        res = await gw.executor.complete(deployments, body_out, deadline_s=gw.settings.limits.request_timeout_s)
+        body, dep, attempts = res.result.body, res.deployment, [a.to_dict() for a in res.attempts]
+    upstream_s = time.perf_counter() - t0
+    gw.metrics.upstream_latency.labels(deployment=dep.name, kind="complete").observe(upstream_s)
+    rec["upstream_latency_ms"] = round(upstream_s * 1000.0, 3)
+    rec["attempts"] = attempts
+    record_usage(gw, call, body, dep.name, text)
+    if gw.conversations is not None:
+        key = next_key(call.conv_header, call.messages, answer_text(body))
+        if key is not None:
+            gw.conversations.set(key, idx)
+    finish(gw, call)
+    return JSONResponse(body, headers=call.headers)

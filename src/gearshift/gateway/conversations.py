@@ -1,0 +1,80 @@
+"""Conversation stickiness: a conversation keeps the tier it was first routed to unless escalated.
+
+Switching models mid-conversation changes tone and can lose context-dependent quality, so downgrades
+are opt-in. The id is the client's `x-gearshift-conversation-id` header, else a hash of the earlier messages:
+turn n stores its tier under hash(its messages + its answer), which turn n+1 looks up as
+hash(its messages before the last one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+
+class ConversationStore(Protocol):
+    def get(self, conversation_id: str) -> int | None:
+        """The tier index this conversation is on, if known."""
+        ...
+
+    def set(self, conversation_id: str, tier_index: int) -> None: ...
+
+
+class LRUConversationStore:
+    """In-memory, bounded, thread-safe. A shared store (Redis) can implement the same protocol later."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, conversation_id: str) -> int | None:
+        with self._lock:
+            tier = self._data.get(conversation_id)
+            if tier is not None:
+                self._data.move_to_end(conversation_id)
+            return tier
+
+    def set(self, conversation_id: str, tier_index: int) -> None:
+        with self._lock:
+            self._data[conversation_id] = tier_index
+            self._data.move_to_end(conversation_id)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _digest(messages: Sequence[Mapping[str, Any]]) -> str:
+    canon = [{"role": m.get("role"), "content": m.get("content")} for m in messages]
+    raw = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return "h-" + hashlib.blake2b(raw.encode("utf-8"), digest_size=12).digest().hex()
+
+
+def conversation_keys(header: str | None, messages: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+    """(key to look this request up under, function input for the key its next turn will use).
+
+    With the client header both are the header. Otherwise the lookup key is a hash of the messages
+    before the last one (None on a first turn: nothing to stick to), and the next turn's key is a hash
+    of all messages plus the answer, which is exactly what the next request's earlier messages will be
+    when the client sends the history back verbatim. See `next_key`.
+    """
+    if header and header.strip():
+        cid = header.strip()[:200]
+        return cid, cid
+    lookup = _digest(messages[:-1]) if len(messages) > 1 else None
+    return lookup, None
+
+
+def next_key(header: str | None, messages: Sequence[Mapping[str, Any]], answer: str | None) -> str | None:
+    """The key the follow-up request of this conversation will look up."""
+    if header and header.strip():
+        return header.strip()[:200]
+    if answer is None:
+        return None
+    return _digest([*messages, {"role": "assistant", "content": answer}])

@@ -1,0 +1,45 @@
+"""Prometheus metrics for one gateway app, on its own registry so several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    """Counters and histograms the gateway updates; tier share is `tier_requests` over their sum."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("gearshift_requests", "Chat requests by outcome.", ["status", "route"], registry=r)
+        self.tier_requests = Counter("gearshift_tier_requests", "Requests served per chosen tier.", ["tier"],
+                                     registry=r)
+        self.escalations = Counter("gearshift_escalations", "Tier escalations by cause.", ["cause"], registry=r)
+        self.failovers = Counter("gearshift_failovers", "Attempts that failed over to another deployment.",
+                                 ["deployment"], registry=r)
+        self.upstream_latency = Histogram("gearshift_upstream_latency_seconds",
+                                          "Upstream latency per deployment (to last byte / first token).",
+                                          ["deployment", "kind"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_latency = Histogram("gearshift_request_latency_seconds", "Gateway request latency.",
+                                         ["stream"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("gearshift_tokens", "Tokens by direction and tier.", ["direction", "tier"], registry=r)
+        self.cost = Counter("gearshift_cost_usd", "Upstream cost in USD by tier.", ["tier"], registry=r)
+        self.records_dropped = Gauge("gearshift_decision_records_dropped",
+                                     "Decision records dropped because the writer queue was full.", registry=r)
+        self.records_queued = Gauge("gearshift_decision_records_queued", "Decision records waiting to be written.",
+                                    registry=r)
+
+    def bind_writer(self, dropped: Callable[[], float], queued: Callable[[], float]) -> None:
+        """Read writer counters at scrape time rather than pushing them from the request path."""
+        self.records_dropped.set_function(dropped)
+        self.records_queued.set_function(queued)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,141 @@
+"""The gateway's long-lived parts, built once per app from the settings.
+
+Kept apart from the HTTP handlers so tests can build one with injected providers, routers and stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gearshift.errors import ConfigError
+from gearshift.gateway.auth import KeyChecker
+from gearshift.gateway.conversations import ConversationStore, LRUConversationStore
+from gearshift.gateway.metrics import GatewayMetrics
+from gearshift.gateway.records import DecisionRecord
+from gearshift.gateway.routing import ModelResolver
+from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
+from gearshift.providers.attempts import RetryPolicy
+from gearshift.providers.base import ChatProvider, Deployment
+from gearshift.providers.reliability import FailoverExecutor
+from gearshift.routers.base import Router
+from gearshift.store.base import DecisionStore
+from gearshift.store.writer import BackgroundWriter
+
+log = logging.getLogger(__name__)
+
+
+def default_providers(settings: GatewaySettings) -> dict[str, ChatProvider]:
+    """Only the providers the config uses: the local one loads a model, so it is never built needlessly."""
+    used = {d.provider for t in settings.tiers for d in t.deployments}
+    providers: dict[str, ChatProvider] = {}
+    if "openai" in used:
+        from gearshift.providers.openai_compat import OpenAICompatProvider
+
+        providers["openai"] = OpenAICompatProvider()
+    if "local" in used:
+        from gearshift.providers.local import LocalProvider
+
+        providers["local"] = LocalProvider()
+    return providers
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    resolver: ModelResolver
+    executor: FailoverExecutor
+    providers: dict[str, ChatProvider]
+    tiers: list[list[Deployment]]
+    deployment_settings: dict[str, DeploymentSettings]
+    metrics: GatewayMetrics
+    keys: KeyChecker
+    writer: BackgroundWriter | None = None
+    store: DecisionStore | None = None
+    conversations: ConversationStore | None = None
+    cascade: Any = None  # gearshift.cascade.runner.CascadeRunner when enabled
+    records_emitted: int = field(default=0)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return self.settings.tier_names
+
+    def tier_cap(self, tier_index: int) -> int | None:
+        """The smallest `max_tokens` cap among the tier's deployments (None: uncapped)."""
+        caps = [self.deployment_settings[d.name].max_tokens for d in self.tiers[tier_index]]
+        known = [c for c in caps if c is not None]
+        return min(known) if known else None
+
+    def emit(self, record: DecisionRecord) -> None:
+        """Hand the record to the background writer; never blocks, never raises into the request."""
+        self.records_emitted += 1
+        if self.writer is not None:
+            self.writer.submit(record.to_row())
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            try:
+                await p.aclose()
+            except Exception:  # shutdown must go on
+                log.exception("closing provider failed")
+        if self.writer is not None:
+            self.writer.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]], executor: FailoverExecutor,
+                   deadline_s: float) -> Any:
+    """The cascade runner when `[cascade] enabled = true`; its call is the failover executor."""
+    if not settings.cascade.enabled:
+        return None
+    try:
+        from gearshift.cascade.factory import build_cascade
+        from gearshift.cascade.runner import CascadeRunner
+    except ImportError as exc:  # pragma: no cover - the cascade package ships with gearshift
+        raise ConfigError(f"cascade enabled but gearshift.cascade is unavailable: {exc}") from exc
+
+    async def call(deps: Sequence[Deployment], request: dict[str, Any]) -> tuple[dict[str, Any], Deployment, Any]:
+        res = await executor.complete(deps, request, deadline_s=deadline_s)
+        return res.result.body, res.deployment, res.attempts
+
+    options: Mapping[str, Any] = settings.cascade.model_dump()
+    config, verifiers = build_cascade(options)
+    return CascadeRunner(tiers, call, verifiers, config)
+
+
+def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProvider] | None = None,
+                  store: DecisionStore | None = None, router: Router | None = None,
+                  executor: FailoverExecutor | None = None) -> Gateway:
+    """Everything but the HTTP layer. A `store` given here overrides `[store]`; the writer starts later."""
+    tiers = [[d.resolve() for d in t.deployments] for t in settings.tiers]
+    dep_settings = {d.display_name: d for t in settings.tiers for d in t.deployments}
+    provs = dict(providers) if providers is not None else default_providers(settings)
+    missing = {d.provider for t in tiers for d in t} - set(provs)
+    if missing:
+        raise ConfigError(f"no provider for {sorted(missing)}")
+    rel = settings.reliability
+    retry = RetryPolicy(max_retries=rel.max_retries, base_delay_s=rel.base_delay_s, max_delay_s=rel.max_delay_s)
+    execu = executor or FailoverExecutor(provs, retry)
+    if store is None and settings.store.enabled:
+        from gearshift.store.sqlite import SQLiteDecisionStore
+
+        store = SQLiteDecisionStore(settings.store.path)
+    writer = None
+    if store is not None:
+        writer = BackgroundWriter(store, max_queue=settings.store.queue_size, batch_size=settings.store.batch_size)
+    conv = LRUConversationStore(settings.conversations.max_entries) if settings.conversations.enabled else None
+    metrics = GatewayMetrics()
+    if writer is not None:
+        w = writer
+        metrics.bind_writer(lambda: float(w.dropped), lambda: float(w.queued))
+    return Gateway(
+        settings=settings, resolver=ModelResolver(settings, router), executor=execu, providers=provs, tiers=tiers,
+        deployment_settings=dep_settings, metrics=metrics, keys=KeyChecker(settings.auth), writer=writer,
+        store=store, conversations=conv,
+        cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
+    )

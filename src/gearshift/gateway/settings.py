@@ -1,0 +1,218 @@
+"""The gateway's one configuration file (TOML), validated with pydantic.
+
+Upstream base URLs and API keys come only from here (keys as environment-variable *names*, resolved
+through `gearshift.config.get_env`), never from a request. With no file, `default_settings()` serves
+the in-process SmolLM2 model on both tiers with the heuristic router, so the demo needs no API key:
+cheap answers with at most 128 new tokens, strong with 512.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gearshift.config import get_env
+from gearshift.errors import ConfigError
+from gearshift.providers.base import Deployment
+
+LOCAL_MODEL = "smollm2-135m-instruct"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeploymentSettings(_Strict):
+    """One upstream endpoint. `name` (default: `model`) is what clients may ask for directly."""
+
+    name: str | None = None
+    provider: Literal["openai", "local"] = "openai"
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    input_price_per_m: float = Field(default=0.0, ge=0.0)
+    output_price_per_m: float = Field(default=0.0, ge=0.0)
+    context_window: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> DeploymentSettings:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("base_url is required for provider 'openai'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.model
+
+    def resolve(self) -> Deployment:
+        """The runtime deployment, with the API key read from the named environment variable."""
+        key = None
+        if self.api_key_env:
+            key = get_env(self.api_key_env)
+            if key is None:
+                raise ConfigError(f"deployment {self.display_name!r}: environment variable "
+                                  f"{self.api_key_env} (api_key_env) is not set")
+        return Deployment(
+            name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
+            api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
+            context_window=self.context_window, timeout_s=self.timeout_s,
+        )
+
+
+class TierSettings(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    deployments: list[DeploymentSettings] = Field(min_length=1)
+
+
+class RouterSettings(_Strict):
+    """`path` loads a saved trainable router; otherwise `name` + `params` build one."""
+
+    name: str = "heuristic"
+    params: dict[str, Any] = Field(default_factory=dict)
+    path: Path | None = None
+    thresholds: list[float] = Field(default_factory=lambda: [0.5])
+    ood_escalate: float | None = Field(default=None, gt=0.0)
+    min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 <= t <= 1.0 for t in v):
+            raise ValueError("thresholds must lie in [0, 1]")
+        if any(b < a for a, b in itertools.pairwise(v)):
+            raise ValueError("thresholds must be non-decreasing")
+        return v
+
+
+class CascadeSettings(BaseModel):
+    """Passed as-is to the cascade runner; extra keys belong to it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    enabled: bool = False
+
+
+class StoreSettings(_Strict):
+    enabled: bool = True
+    path: Path = Path("gearshift-decisions.sqlite")
+    queue_size: int = Field(default=10_000, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+
+
+class LimitSettings(_Strict):
+    max_body_bytes: int = Field(default=2_000_000, gt=0)
+    request_timeout_s: float = Field(default=120.0, gt=0.0)
+
+
+class ReliabilitySettings(_Strict):
+    """Retries of one deployment before failing over to the next (see providers.reliability)."""
+
+    max_retries: int = Field(default=2, ge=0)
+    base_delay_s: float = Field(default=0.2, ge=0.0)
+    max_delay_s: float = Field(default=5.0, ge=0.0)
+
+
+class ApiKeySettings(_Strict):
+    """A gateway key: `id` is what records show; the key itself only as a SHA-256 hex digest."""
+
+    id: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class AuthSettings(_Strict):
+    keys: list[ApiKeySettings] = Field(default_factory=list)
+
+
+class ConversationSettings(_Strict):
+    enabled: bool = True
+    allow_downgrade: bool = False
+    max_entries: int = Field(default=10_000, gt=0)
+
+
+class GatewaySettings(_Strict):
+    tiers: list[TierSettings] = Field(min_length=2)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    conversations: ConversationSettings = Field(default_factory=ConversationSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewaySettings:
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        if len(self.router.thresholds) != len(self.tiers) - 1:
+            raise ValueError(f"router.thresholds: {len(self.tiers)} tiers need {len(self.tiers) - 1} "
+                             f"threshold(s), got {len(self.router.thresholds)}")
+        seen: set[str] = set()
+        for t in self.tiers:
+            for d in t.deployments:
+                if d.display_name in seen:
+                    raise ValueError(f"deployment name {d.display_name!r} is used twice; set `name`")
+                seen.add(d.display_name)
+        return self
+
+    @property
+    def tier_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tiers)
+
+    def deployment_tiers(self) -> dict[str, tuple[str, DeploymentSettings]]:
+        """Concrete model name -> (tier, deployment)."""
+        return {d.display_name: (t.name, d) for t in self.tiers for d in t.deployments}
+
+
+def hash_key(raw_key: str) -> str:
+    """What goes into `[[auth.keys]] sha256 = ...` for a raw gateway key."""
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{loc}: {err['msg']}")
+    return f"{source}: invalid gateway config:\n  " + "\n  ".join(lines)
+
+
+def parse_settings(data: dict[str, Any], source: str = "config") -> GatewaySettings:
+    """Validate a parsed TOML/JSON mapping; errors name each offending field."""
+    try:
+        return GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc
+
+
+def load_settings(path: str | Path) -> GatewaySettings:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
+    return parse_settings(data, str(p))
+
+
+def default_settings(store_path: Path | None = None) -> GatewaySettings:
+    """No config: local SmolLM2 on both tiers (strong may write 4x longer answers), heuristic router."""
+    cheap = DeploymentSettings(name=f"{LOCAL_MODEL}-short", provider="local", model=LOCAL_MODEL,
+                               context_window=8192, max_tokens=128, timeout_s=120.0)
+    strong = DeploymentSettings(name=f"{LOCAL_MODEL}-long", provider="local", model=LOCAL_MODEL,
+                                context_window=8192, max_tokens=512, timeout_s=300.0)
+    store = StoreSettings(path=store_path) if store_path is not None else StoreSettings()
+    return GatewaySettings(
+        tiers=[TierSettings(name="cheap", deployments=[cheap]), TierSettings(name="strong", deployments=[strong])],
+        store=store,
+    )

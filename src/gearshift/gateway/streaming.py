@@ -1,0 +1,131 @@
+"""SSE pass-through for `stream: true`.
+
+The upstream stream is opened (with failover) *before* the response starts, so a request whose every
+deployment fails still gets a proper HTTP 502. After the first token, a failure ends the stream with an
+OpenAI-style error event and the record says "truncated": a cut answer is never logged as a success. A
+client that goes away cancels the upstream read and is recorded as "client_disconnected".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anyio
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from gearshift.errors import ProviderError, openai_error_body
+from gearshift.gateway.chat import Call, estimate_tokens, finish, upstream_request
+from gearshift.gateway.conversations import next_key
+from gearshift.gateway.records import cost_usd
+from gearshift.gateway.requests import ChatRequest
+from gearshift.gateway.service import Gateway
+from gearshift.providers.streaming import StreamExecution
+
+
+class _SSEResponse(StreamingResponse):
+    """Closes the event generator however the response ends, so its bookkeeping always runs."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
+
+
+def _sse(data: Any) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any], idx: int,
+                            prompt: str) -> Response:
+    body = upstream_request(gw, payload, idx)
+    body["stream"] = True
+    client_wants_usage = bool(req.stream_options and req.stream_options.include_usage)
+    body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    t0 = time.perf_counter()
+    execution = await gw.executor.stream(call.deployments, body, deadline_s=gw.settings.limits.request_timeout_s)
+    dep = execution.deployment
+    gw.metrics.upstream_latency.labels(deployment=dep.name, kind="first_token").observe(time.perf_counter() - t0)
+    settings = gw.deployment_settings.get(dep.name)
+    call.rec.update(deployment=dep.name, upstream_model=dep.model)
+    headers = {**call.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0,
+                     settings.input_price_per_m if settings else 0.0, settings.output_price_per_m if settings else 0.0)
+    return _SSEResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wants_usage: bool, prompt: str,
+                  idx: int, t0: float, in_price: float, out_price: float) -> AsyncGenerator[bytes, None]:
+    status = "client_disconnected"
+    error: BaseException | None = None
+    usage: dict[str, Any] | None = None
+    pieces: list[str] = []
+    try:
+        async for chunk in execution:
+            if chunk.done:
+                continue  # the execution ends right after [DONE]; letting it finish records the attempt as ok
+            data = chunk.data or {}
+            if isinstance(data.get("usage"), dict):
+                usage = data["usage"]
+                if not client_wants_usage:
+                    if not data.get("choices"):
+                        continue
+                    data = {k: v for k, v in data.items() if k != "usage"}
+            for choice in data.get("choices") or []:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                    pieces.append(delta["content"])
+            yield _sse(data)
+        if usage is None and client_wants_usage:
+            usage = _estimated_usage(prompt, "".join(pieces))
+            call.rec["usage_estimated"] = True
+            yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
+                        "created": int(time.time()), "model": execution.deployment.model, "choices": [],
+                        "usage": usage})
+        yield b"data: [DONE]\n\n"
+        status = "ok"
+    except ProviderError as exc:
+        status = "truncated" if exc.after_first_token else "error"
+        error = exc
+        _, err_body = openai_error_body(exc)
+        yield _sse(err_body)
+    except (asyncio.CancelledError, GeneratorExit):
+        status = "client_disconnected"
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await execution.aclose()
+        _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, in_price, out_price)
+
+
+def _estimated_usage(prompt: str, answer: str) -> dict[str, int]:
+    tin, tout = estimate_tokens(prompt), estimate_tokens(answer)
+    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+
+
+def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, error: BaseException | None,
+            usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
+            out_price: float) -> None:
+    rec = call.rec
+    if usage is None:
+        usage = _estimated_usage(prompt, answer)
+        rec["usage_estimated"] = True
+    tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    upstream_s = time.perf_counter() - t0
+    gw.metrics.upstream_latency.labels(deployment=execution.deployment.name, kind="stream").observe(upstream_s)
+    rec.update(tokens_in=tin, tokens_out=tout, cost_usd=cost_usd(tin, tout, in_price, out_price),
+               upstream_latency_ms=round(upstream_s * 1000.0, 3),
+               attempts=[a.to_dict() for a in execution.attempts])
+    if status == "ok" and gw.conversations is not None:
+        key = next_key(call.conv_header, call.messages, answer)
+        if key is not None:
+            gw.conversations.set(key, idx)
+    finish(gw, call, status=status, exc=error, http_status=200)

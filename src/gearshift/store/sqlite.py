@@ -1,0 +1,103 @@
+"""SQLite decision store: one table, indexed filter columns plus the full record as JSON.
+
+WAL mode lets the CLI read while the gateway's writer thread appends. Each method opens no long
+transaction; the connection is guarded by a lock so the writer thread and readers can share one store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gearshift.errors import ConfigError
+from gearshift.store.base import DecisionQuery
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    tier TEXT,
+    status TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
+CREATE INDEX IF NOT EXISTS decisions_tier ON decisions(tier, time);
+CREATE INDEX IF NOT EXISTS decisions_status ON decisions(status, time);
+"""
+
+
+class SQLiteDecisionStore:
+    """`path` may be ":memory:" for tests; parent directories of a file path are created."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"decision store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
+        rows = [
+            (str(r["request_id"]), float(r["time"]), r.get("tier"), r.get("status"),
+             json.dumps(r, separators=(",", ":"), default=str))
+            for r in records
+        ]
+        if not rows:
+            return 0
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                cur = self._conn.executemany(
+                    "INSERT OR REPLACE INTO decisions(request_id, time, tier, status, record) VALUES (?,?,?,?,?)",
+                    rows,
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return cur.rowcount if cur.rowcount >= 0 else len(rows)
+
+    @staticmethod
+    def _where(q: DecisionQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if q.since is not None:
+            clauses.append("time >= ?")
+            params.append(q.since)
+        if q.tier is not None:
+            clauses.append("tier = ?")
+            params.append(q.tier)
+        if q.status is not None:
+            clauses.append("status = ?")
+            params.append(q.status)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def query(self, q: DecisionQuery) -> list[dict[str, Any]]:
+        where, params = self._where(q)
+        sql = f"SELECT record FROM decisions{where} ORDER BY time DESC"
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(q.limit))
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def count(self, q: DecisionQuery | None = None) -> int:
+        where, params = self._where(q or DecisionQuery(limit=None))
+        with self._lock:
+            (n,) = self._conn.execute(f"SELECT COUNT(*) FROM decisions{where}", params).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
