@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "gearshift.evaluation.commands",
     "gearshift.data.commands",
     "gearshift.gateway.commands",
+    "gearshift.closed_loop.commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

