@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gearshift.data.commands",
     "gearshift.gateway.commands",
     "gearshift.closed_loop.commands",
+    "gearshift.closed_loop.triage_commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,122 @@
+"""HTTP endpoints of the closed loop: explicit feedback and the triage queue for the dashboard.
+
+`POST /v1/feedback` attaches a user signal (thumbs, a rating, a hand-off to a human) to the decision
+that produced the answer; an unknown request id is a 404. `GET /v1/triage` and
+`POST /v1/triage/{id}/label` expose the disagreement queue. All sit behind the gateway API key when
+one is configured, and every error leaves in the OpenAI error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gearshift.errors import InvalidRequestError, ModelNotFoundError
+from gearshift.gateway.requests import parse_json, read_body
+from gearshift.store.labels import TRIAGE_LABELS
+
+if TYPE_CHECKING:
+    from gearshift.closed_loop.loop import ClosedLoop
+    from gearshift.gateway.service import Gateway
+
+_MAX_BODY = 64_000
+
+
+class FeedbackRequest(BaseModel):
+    """`value`: 1/0 for thumbs (optional), 0-1 for a rating (required), anything for a hand-off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    signal: Literal["thumbs_up", "thumbs_down", "rating", "handoff"]
+    value: float | None = None
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _value(self) -> FeedbackRequest:
+        if self.signal == "rating" and (self.value is None or not 0.0 <= self.value <= 1.0):
+            raise ValueError("a rating needs a value between 0 and 1")
+        return self
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Literal["strong_needed", "cheap_ok", "skip"]
+
+
+class NotFoundError(ModelNotFoundError):
+    code = "not_found"
+
+
+def _loop(request: Request) -> tuple[Gateway, ClosedLoop]:
+    gw: Gateway = request.app.state.gateway
+    gw.keys.check(request.headers.get("authorization"))
+    loop: ClosedLoop | None = getattr(gw, "closed_loop", None)
+    if loop is None:
+        raise NotFoundError("the closed loop is disabled on this gateway ([signals], [shadow] and [slo] are off)")
+    return gw, loop
+
+
+def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        raise InvalidRequestError(f"invalid field '{loc}': {err['msg']}", param=loc) from None
+
+
+async def post_feedback(request: Request) -> Response:
+    from gearshift.closed_loop.loop import explicit_event
+
+    _, loop = _loop(request)
+    fb: FeedbackRequest = _validate(FeedbackRequest, parse_json(await read_body(request, _MAX_BODY)))
+    decision = await loop.find_decision(fb.request_id)
+    if decision is None:
+        raise NotFoundError(f"no decision with request id {fb.request_id!r}", param="request_id")
+    value = fb.value if fb.value is not None else (0.0 if fb.signal == "thumbs_down" else 1.0)
+    event = explicit_event(decision, fb.signal, value, fb.comment, time.time())
+    await asyncio.to_thread(loop.store.add_signals, [event])
+    loop.signal_counts[fb.signal] = loop.signal_counts.get(fb.signal, 0) + 1
+    return JSONResponse({"object": "feedback", "request_id": fb.request_id, "signal": fb.signal, "value": value,
+                         "tier": decision.get("tier")}, status_code=201)
+
+
+async def list_triage(request: Request) -> Response:
+    _, loop = _loop(request)
+    status = request.query_params.get("status", "open")
+    if status not in ("open", "labelled", "all"):
+        raise InvalidRequestError("status must be open, labelled or all", param="status")
+    raw_limit = request.query_params.get("limit", "100")
+    if not raw_limit.isdigit() or not 0 < int(raw_limit) <= 1000:
+        raise InvalidRequestError("limit must be an integer between 1 and 1000", param="limit")
+    items = await asyncio.to_thread(loop.store.triage_items, status=status, limit=int(raw_limit))
+    return JSONResponse({"object": "list", "data": items, "labels": list(TRIAGE_LABELS)})
+
+
+async def label_triage(request: Request) -> Response:
+    _, loop = _loop(request)
+    raw_id = request.path_params["item_id"]
+    if not str(raw_id).isdigit():
+        raise NotFoundError(f"no triage item {raw_id!r}")
+    body: LabelRequest = _validate(LabelRequest, parse_json(await read_body(request, _MAX_BODY)))
+    item = await asyncio.to_thread(loop.store.set_triage_label, int(raw_id), body.label, time.time())
+    if item is None:
+        raise NotFoundError(f"no triage item {raw_id}")
+    return JSONResponse(item)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/feedback", post_feedback, methods=["POST"]),
+        Route("/v1/triage", list_triage, methods=["GET"]),
+        Route("/v1/triage/{item_id}/label", label_triage, methods=["POST"]),
+    ]
+

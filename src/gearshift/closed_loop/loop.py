@@ -1,0 +1,196 @@
+"""The closed loop inside one gateway: shadow routing, implicit signals and the SLO monitor, wired together.
+
+The gateway calls `on_decision` once per finished request (from `gateway.chat.finish`); it only does
+in-memory work and hands anything slow (SQLite, upstream calls, webhooks) to background tasks or
+threads, and it never raises. `build_closed_loop(gateway)` reads `[shadow]`, `[signals]` and `[slo]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gearshift.closed_loop.judge_pairwise import PairwiseJudge
+from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
+from gearshift.closed_loop.monitor import GatewayMonitor
+from gearshift.closed_loop.shadow import ShadowMetrics, ShadowRunner
+from gearshift.closed_loop.signals import ImplicitSignals, segment_labels
+from gearshift.errors import ConfigError
+from gearshift.gateway.records import cost_usd
+from gearshift.providers.attempts import RetryPolicy
+from gearshift.providers.base import ChatProvider, Deployment
+from gearshift.providers.reliability import FailoverExecutor
+from gearshift.store.labels import SignalEvent, SQLiteLabelStore
+
+if TYPE_CHECKING:
+    from gearshift.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class ClosedLoop:
+    """Everything the gateway feeds after answering. Parts that are off are None."""
+
+    def __init__(self, store: SQLiteLabelStore, *, shadow: ShadowRunner | None = None,
+                 signals: ImplicitSignals | None = None, monitor: GatewayMonitor | None = None,
+                 owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000) -> None:
+        self.store = store
+        self.shadow = shadow
+        self.signals = signals
+        self.monitor = monitor
+        self.owned_providers = list(owned_providers)
+        self.memory = memory
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self.signal_counts: dict[str, int] = {}
+
+    def start(self) -> None:
+        if self.shadow is not None:
+            self.shadow.start()
+        if self.monitor is not None:
+            self.monitor.start()
+
+    def on_decision(self, record: Mapping[str, Any], *, messages: Sequence[Mapping[str, Any]],
+                    conversation_header: str | None, payload: Mapping[str, Any] | None, prompt: str,
+                    answer: str | None) -> None:
+        """Feed one finished decision (a `DecisionRecord.to_row()` dict). Never raises, never blocks."""
+        try:
+            rid = str(record["request_id"])
+            with self._lock:
+                self._recent[rid] = {"request_id": rid, "time": record.get("time"), "tier": record.get("tier"),
+                                     "segment": record.get("segment"), "status": record.get("status")}
+                while len(self._recent) > self.memory:
+                    self._recent.popitem(last=False)
+            if self.monitor is not None:
+                self.monitor.observe(record)
+            if self.signals is not None:
+                events = self.signals.observe(record, messages, conversation_header, answer)
+                if events:
+                    self.write_signals(events)
+            if self.shadow is not None and payload is not None:
+                self.shadow.submit(record, payload, prompt, answer)
+        except Exception:
+            log.exception("closed loop could not take decision %s", record.get("request_id"))
+
+    def write_signals(self, events: Sequence[SignalEvent]) -> None:
+        """Store signal events from a worker thread; the caller does not wait."""
+        for e in events:
+            self.signal_counts[e.signal] = self.signal_counts.get(e.signal, 0) + 1
+        fut = asyncio.get_running_loop().run_in_executor(None, self.store.add_signals, list(events))
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+
+    async def find_decision(self, request_id: str) -> dict[str, Any] | None:
+        """A recent decision from memory, else from the decisions table."""
+        with self._lock:
+            hit = self._recent.get(request_id)
+        if hit is not None:
+            return dict(hit)
+        return await asyncio.to_thread(self.store.decision, request_id)
+
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait for pending signal writes and queued shadow jobs (tests, shutdown)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout_s)
+        if self.shadow is not None:
+            await self.shadow.drain(timeout_s)
+
+    async def aclose(self) -> None:
+        try:
+            await self.flush(2.0)
+            if self.shadow is not None:
+                await self.shadow.aclose()
+            if self.monitor is not None:
+                await self.monitor.aclose()
+            for p in self.owned_providers:
+                await p.aclose()
+        finally:
+            self.store.close()
+
+
+def _judge_target(gw: Gateway, js: JudgeSettings) -> tuple[list[Deployment], dict[str, tuple[float, float]]]:
+    """The judge's deployments and their prices, from `[shadow.judge]`."""
+    from gearshift.gateway.settings import DeploymentSettings
+
+    if js.endpoint is not None:
+        ds = DeploymentSettings.model_validate(js.endpoint)
+        return [ds.resolve()], {ds.display_name: (ds.input_price_per_m, ds.output_price_per_m)}
+    if js.deployment is not None:
+        deps = [d for t in gw.tiers for d in t if d.name == js.deployment]
+        if not deps:
+            raise ConfigError(f"shadow.judge.deployment {js.deployment!r} is not a configured deployment")
+        return deps, {}
+    tier = js.tier or gw.tier_names[-1]
+    if tier not in gw.tier_names:
+        raise ConfigError(f"shadow.judge.tier {tier!r} is not a configured tier ({', '.join(gw.tier_names)})")
+    return list(gw.tiers[gw.tier_names.index(tier)]), {}
+
+
+def _build_shadow(gw: Gateway, settings: ShadowSettings, store: SQLiteLabelStore) -> tuple[ShadowRunner, list[Any]]:
+    from gearshift.gateway.chat import upstream_request
+
+    for name in settings.tiers or []:
+        if name not in gw.tier_names:
+            raise ConfigError(f"shadow.tiers: {name!r} is not a configured tier ({', '.join(gw.tier_names)})")
+    judge_deps, judge_prices = _judge_target(gw, settings.judge)
+    providers = dict(gw.providers)
+    owned: list[Any] = []
+    for dep in judge_deps:
+        if dep.provider not in providers:
+            if dep.provider != "openai":
+                raise ConfigError(f"shadow.judge: no provider {dep.provider!r} in this gateway")
+            from gearshift.providers.openai_compat import OpenAICompatProvider
+
+            providers["openai"] = OpenAICompatProvider()
+            owned.append(providers["openai"])
+    executor = FailoverExecutor(providers, RetryPolicy(max_retries=0))
+    prices = {name: (d.input_price_per_m, d.output_price_per_m) for name, d in gw.deployment_settings.items()}
+    prices.update(judge_prices)
+    timeout = settings.timeout_s
+
+    async def judge_call(request: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+        res = await executor.complete(judge_deps, request, deadline_s=timeout)
+        usage = res.result.body.get("usage") or {}
+        in_p, out_p = prices.get(res.deployment.name, (0.0, 0.0))
+        return res.result.body, cost_usd(int(usage.get("prompt_tokens") or 0),
+                                         int(usage.get("completion_tokens") or 0), in_p, out_p)
+
+    js = settings.judge
+    judge = PairwiseJudge(judge_call, model=judge_deps[0].model, mode=js.mode, epsilon=js.epsilon,
+                          max_answer_chars=js.max_answer_chars, max_tokens=js.max_tokens)
+    runner = ShadowRunner(settings, tier_names=gw.tier_names, tiers=gw.tiers, executor=executor, judge=judge,
+                          store=store, metrics=ShadowMetrics(gw.metrics.registry), prices=prices,
+                          request_for_tier=lambda payload, idx: upstream_request(gw, payload, idx))
+    return runner, owned
+
+
+def build_closed_loop(gw: Gateway, shadow: ShadowSettings | None = None, signals: SignalSettings | None = None,
+                      slo: SLOSettings | None = None) -> ClosedLoop | None:
+    """The closed loop for a gateway, from its settings (or the sections given); None when all parts are off."""
+    sh = shadow if shadow is not None else getattr(gw.settings, "shadow", ShadowSettings())
+    sg = signals if signals is not None else getattr(gw.settings, "signals", SignalSettings())
+    so = slo if slo is not None else getattr(gw.settings, "slo", SLOSettings())
+    if not (sh.enabled or sg.enabled or so.enabled):
+        return None
+    path = getattr(gw.store, "path", None)
+    store = SQLiteLabelStore(path if isinstance(path, str) else ":memory:")
+    try:
+        runner, owned = _build_shadow(gw, sh, store) if sh.enabled else (None, [])
+        monitor = GatewayMonitor(so, gw.tier_names, gw.metrics.registry) if so.enabled else None
+    except Exception:
+        store.close()
+        raise
+    tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
+    return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
+                      memory=sg.memory)
+
+
+def explicit_event(decision: Mapping[str, Any], signal: str, value: float | None, comment: str | None,
+                   now: float) -> SignalEvent:
+    return SignalEvent(str(decision["request_id"]), now, signal, "explicit", value, comment, decision.get("tier"),
+                       segment_labels(decision.get("segment")), decision.get("time"))

@@ -1,0 +1,138 @@
+"""Config sections of the closed loop: `[shadow]` (with `[shadow.judge]`, `[shadow.triage]`), `[signals]`, `[slo]`.
+
+Kept out of `gateway/settings.py` so that file only grows by three fields. Every section is off by
+default (except `[signals]`, which only reads what the gateway already sees), so an existing config
+behaves exactly as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _band(v: list[float]) -> list[float]:
+    if len(v) != 2 or not 0.0 <= v[0] <= v[1] <= 1.0:
+        raise ValueError("a band is [low, high] with 0 <= low <= high <= 1")
+    return v
+
+
+class JudgeSettings(_Strict):
+    """Who judges shadow pairs. One of `tier` (its deployments, with failover), `deployment` (a configured
+    deployment by name) or `endpoint` (a dedicated deployment table, same keys as a tier deployment).
+    Default: the strongest tier. `mode`: "pairwise" asks about both answers at once, in both orders;
+    "single" rates each answer alone. `epsilon`: score gap (on 0-1) under which answers count as equal."""
+
+    tier: str | None = None
+    deployment: str | None = None
+    endpoint: dict[str, Any] | None = None
+    mode: Literal["pairwise", "single"] = "pairwise"
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_answer_chars: int = Field(default=6000, gt=0)
+    max_tokens: int = Field(default=200, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _valid_endpoint(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from gearshift.gateway.settings import DeploymentSettings  # loaded by now; avoids an import cycle
+
+            DeploymentSettings.model_validate(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JudgeSettings:
+        if sum(x is not None for x in (self.tier, self.deployment, self.endpoint)) > 1:
+            raise ValueError("set at most one of judge.tier, judge.deployment, judge.endpoint")
+        return self
+
+
+class TriageSettings(_Strict):
+    """A shadowed decision joins the triage queue when its tiers' judged scores differ by `min_gap` or more."""
+
+    enabled: bool = True
+    min_gap: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_answer_chars: int = Field(default=20_000, gt=0)
+
+
+class ShadowSettings(_Strict):
+    """Send a sample of routed requests also to the tiers the router did not choose, off the request path.
+
+    `every_n` (every Nth eligible request) wins over `rate` (a probability); `segment_rates` overrides
+    `rate` per "name=value" segment (e.g. "language=fr" = 0.5). Budgets count upstream calls (shadow
+    tiers and judge) and their cost over the last hour; a sample that would exceed either is skipped.
+    """
+
+    enabled: bool = False
+    every_n: int | None = Field(default=None, ge=1)
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    segment_rates: dict[str, float] = Field(default_factory=dict)
+    tiers: list[str] | None = None  # None: every tier the router did not choose
+    max_requests_per_hour: int | None = Field(default=None, ge=0)
+    max_usd_per_hour: float | None = Field(default=None, ge=0.0)
+    queue_size: int = Field(default=256, gt=0)
+    workers: int = Field(default=2, gt=0, le=64)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    include_concrete: bool = False
+    seed: int | None = None
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+
+    @field_validator("segment_rates")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, rate in v.items():
+            if "=" not in key or not 0.0 <= rate <= 1.0:
+                raise ValueError(f"segment_rates: {key!r} must be 'name=value' with a rate in [0, 1]")
+        return v
+
+
+class SignalSettings(_Strict):
+    """Implicit downstream signals: regeneration, follow-up correction, abandonment (client disconnect).
+
+    `memory` bounds the in-process map from conversation keys to the decision that answered them.
+    """
+
+    enabled: bool = True
+    memory: int = Field(default=50_000, gt=0)
+    regeneration_window_s: float = Field(default=3600.0, gt=0.0)
+
+
+class SLOSettings(_Strict):
+    """Escalation SLIs (`gearshift.closed_loop.sli`) checked every `check_interval_s` over `window_s`."""
+
+    enabled: bool = False
+    window_s: float = Field(default=300.0, gt=0.0)
+    check_interval_s: float = Field(default=10.0, gt=0.0)
+    min_events: int = Field(default=30, ge=1)
+    strong_share: list[float] = Field(default_factory=lambda: [0.05, 0.6])
+    escalation_rate: list[float] = Field(default_factory=lambda: [0.0, 0.2])
+    segment_bands: dict[str, list[float]] = Field(default_factory=dict)
+    segments: list[str] | None = None  # segment names to slice by; None: all
+    collapse_entropy: float = Field(default=0.05, ge=0.0, le=1.0)
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=2.0, gt=0.0)
+    log: bool = True
+
+    _bands = field_validator("strong_share", "escalation_rate")(_band)
+
+    @field_validator("segment_bands")
+    @classmethod
+    def _segment_bands(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for key, band in v.items():
+            if "=" not in key:
+                raise ValueError(f"segment_bands: {key!r} must be 'name=value'")
+            _band(band)
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must start with http:// or https://")
+        return v

@@ -1,0 +1,273 @@
+"""Shadow routing: a sample of requests is also answered by the tiers the router did not choose.
+
+The production answer has already gone to the client when a shadow job is queued: `submit` is a
+`put_nowait` on a bounded asyncio queue (a full queue drops and counts), worker tasks do the upstream
+calls through their own failover executor (own circuit breakers, no retries: shadow failures must
+never open a production circuit), judge the answers and store the label, adding a triage item when
+the tiers disagree. Shadow work has its own hourly budget of upstream calls and dollars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from gearshift.cascade.verifiers import answer_text
+from gearshift.closed_loop.judge_pairwise import Judgement, PairwiseJudge
+from gearshift.closed_loop.loop_settings import ShadowSettings
+from gearshift.closed_loop.signals import segment_labels
+from gearshift.errors import GearshiftError
+from gearshift.gateway.records import cost_usd
+from gearshift.providers.base import Deployment
+from gearshift.providers.reliability import FailoverExecutor
+from gearshift.store.labels import SQLiteLabelStore
+
+log = logging.getLogger(__name__)
+
+
+class ShadowSampler:
+    """Every `every_n`-th eligible decision, else a per-segment probability."""
+
+    def __init__(self, settings: ShadowSettings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.rng = rng or random.Random(settings.seed)
+        self.seen = 0
+
+    def rate_for(self, segments: Mapping[str, str]) -> float:
+        rates = [r for k, r in self.settings.segment_rates.items()
+                 if segments.get(k.partition("=")[0]) == k.partition("=")[2]]
+        return max(rates) if rates else self.settings.rate
+
+    def sample(self, segments: Mapping[str, str]) -> bool:
+        self.seen += 1
+        if self.settings.every_n is not None:
+            return self.seen % self.settings.every_n == 0
+        rate = self.rate_for(segments)
+        return rate > 0.0 and self.rng.random() < rate
+
+
+class HourlyBudget:
+    """Upstream calls and dollars spent over the trailing hour; `clock` is injectable for tests."""
+
+    def __init__(self, max_requests: int | None, max_usd: float | None,
+                 clock: Callable[[], float] = time.monotonic, window_s: float = 3600.0) -> None:
+        self.max_requests = max_requests
+        self.max_usd = max_usd
+        self.clock = clock
+        self.window_s = window_s
+        self._calls: deque[float] = deque()
+        self._spend: deque[tuple[float, float]] = deque()
+
+    def _trim(self) -> float:
+        now = self.clock()
+        while self._calls and self._calls[0] <= now - self.window_s:
+            self._calls.popleft()
+        while self._spend and self._spend[0][0] <= now - self.window_s:
+            self._spend.popleft()
+        return now
+
+    @property
+    def spent_usd(self) -> float:
+        self._trim()
+        return sum(c for _, c in self._spend)
+
+    def try_reserve(self, calls: int) -> bool:
+        """Reserve `calls` upstream calls unless that, or the dollars already spent, would break the budget."""
+        now = self._trim()
+        if self.max_requests is not None and len(self._calls) + calls > self.max_requests:
+            return False
+        if self.max_usd is not None and self.spent_usd >= self.max_usd:
+            return False
+        self._calls.extend([now] * calls)
+        return True
+
+    def spend(self, usd: float) -> None:
+        if usd > 0:
+            self._spend.append((self.clock(), usd))
+
+
+@dataclass
+class ShadowJob:
+    """What a worker needs: the finished production record, the client's request and its answer."""
+
+    record: dict[str, Any]
+    payload: dict[str, Any]
+    prompt: str
+    answer: str
+    tier_index: int
+    shadow_tiers: list[int] = field(default_factory=list)
+
+
+class ShadowMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.samples = Counter("gearshift_shadow_samples", "Shadow samples by outcome (queued, done, "
+                               "skipped_budget, dropped_queue_full, failed).", ["outcome"], registry=registry)
+        self.calls = Counter("gearshift_shadow_calls", "Shadow upstream calls by tier and outcome.",
+                             ["tier", "outcome"], registry=registry)
+        self.cost = Counter("gearshift_shadow_cost_usd", "Shadow and judge spend in USD.", registry=registry)
+        self.judge = Counter("gearshift_judge_replies", "Judge replies by outcome (ok, unparseable, failed).",
+                             ["outcome"], registry=registry)
+        self.labels = Counter("gearshift_shadow_labels", "Hardness labels stored.", ["label"], registry=registry)
+
+
+class ShadowRunner:
+    """Owns the queue and workers. `submit` is the only call made on the request path."""
+
+    def __init__(self, settings: ShadowSettings, *, tier_names: Sequence[str], tiers: Sequence[Sequence[Deployment]],
+                 executor: FailoverExecutor, judge: PairwiseJudge, store: SQLiteLabelStore,
+                 metrics: ShadowMetrics, prices: Mapping[str, tuple[float, float]],
+                 request_for_tier: Callable[[dict[str, Any], int], dict[str, Any]],
+                 budget: HourlyBudget | None = None, sampler: ShadowSampler | None = None) -> None:
+        self.settings = settings
+        self.tier_names = list(tier_names)
+        self.tiers = [list(t) for t in tiers]
+        self.executor = executor
+        self.judge = judge
+        self.store = store
+        self.metrics = metrics
+        self.prices = dict(prices)
+        self.request_for_tier = request_for_tier
+        self.budget = budget or HourlyBudget(settings.max_requests_per_hour, settings.max_usd_per_hour)
+        self.sampler = sampler or ShadowSampler(settings)
+        self.queue: asyncio.Queue[ShadowJob] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.counts: dict[str, int] = {}
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        self.metrics.samples.labels(outcome=outcome).inc()
+
+    def start(self) -> None:
+        if self.queue is None:
+            self.queue = asyncio.Queue(maxsize=self.settings.queue_size)
+            self._workers = [asyncio.create_task(self._work(self.queue), name=f"gearshift-shadow-{i}")
+                             for i in range(self.settings.workers)]
+
+    def shadow_tiers(self, tier_index: int) -> list[int]:
+        wanted = self.settings.tiers
+        return [i for i, name in enumerate(self.tier_names)
+                if i != tier_index and (wanted is None or name in wanted)]
+
+    def submit(self, record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answer: str | None) -> bool:
+        """Maybe queue a shadow job for a finished decision. Never blocks, never raises."""
+        try:
+            if self.queue is None or answer is None or record.get("status") != "ok" or record.get("tier") is None:
+                return False
+            if record.get("route") == "concrete" and not self.settings.include_concrete:
+                return False
+            idx = self.tier_names.index(str(record["tier"]))
+            if not self.sampler.sample(segment_labels(record.get("segment"))):
+                return False
+            others = self.shadow_tiers(idx)
+            if not others:
+                return False
+            if not self.budget.try_reserve(len(others) + self.judge.calls_needed(len(others) + 1)):
+                self._count("skipped_budget")
+                return False
+            self.queue.put_nowait(ShadowJob(dict(record), dict(payload), prompt, answer, idx, others))
+            self._count("queued")
+            return True
+        except asyncio.QueueFull:
+            self._count("dropped_queue_full")
+            return False
+        except Exception:  # the request path must never notice the shadow
+            log.exception("shadow submit failed")
+            return False
+
+    async def _work(self, queue: asyncio.Queue[ShadowJob]) -> None:
+        while True:
+            job = await queue.get()
+            try:
+                await self.run(job)
+                self._count("done")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._count("failed")
+                log.exception("shadow job for %s failed", job.record.get("request_id"))
+            finally:
+                queue.task_done()
+
+    async def _answer(self, job: ShadowJob, idx: int) -> str | None:
+        body = self.request_for_tier(job.payload, idx)
+        body["stream"] = False
+        body.pop("stream_options", None)
+        name = self.tier_names[idx]
+        try:
+            res = await self.executor.complete(self.tiers[idx], body, deadline_s=self.settings.timeout_s)
+        except GearshiftError as exc:
+            self.metrics.calls.labels(tier=name, outcome="error").inc()
+            log.info("shadow call to tier %s failed: %s", name, exc.message)
+            return None
+        self.metrics.calls.labels(tier=name, outcome="ok").inc()
+        usage = res.result.body.get("usage") or {}
+        in_p, out_p = self.prices.get(res.deployment.name, (0.0, 0.0))
+        spent = cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), in_p, out_p)
+        self._spend(spent or 0.0)
+        return answer_text(res.result.body)
+
+    def _spend(self, usd: float) -> None:
+        self.budget.spend(usd)
+        self.metrics.cost.inc(usd)
+
+    async def run(self, job: ShadowJob) -> Judgement:
+        """Answer with every shadow tier, judge, store the label (and a triage item on disagreement)."""
+        got = await asyncio.gather(*(self._answer(job, i) for i in job.shadow_tiers))
+        prod = self.tier_names[job.tier_index]
+        answers = {prod: job.answer}
+        answers.update({self.tier_names[i]: a for i, a in zip(job.shadow_tiers, got, strict=True) if a is not None})
+        before = (self.judge.unparseable, self.judge.failed)
+        verdict = await self.judge.judge(job.prompt, answers, prod, self.tier_names)
+        self._spend(verdict.cost_usd)
+        self.metrics.judge.labels(outcome="unparseable").inc(self.judge.unparseable - before[0])
+        self.metrics.judge.labels(outcome="failed").inc(self.judge.failed - before[1])
+        self.metrics.judge.labels(outcome="ok").inc(
+            verdict.calls - (self.judge.unparseable - before[0]) - (self.judge.failed - before[1]))
+        rec = job.record
+        label = {"request_id": rec["request_id"], "time": time.time(), "decision_time": rec.get("time"),
+                 "tier": prod, "shadow_tiers": [self.tier_names[i] for i in job.shadow_tiers],
+                 "answered": sorted(answers), "judge_model": self.judge.model, "judge_mode": self.judge.mode,
+                 "epsilon": self.judge.epsilon, **verdict.to_json()}
+        await asyncio.to_thread(self._store, job, answers, verdict, label)
+        if verdict.label is not None:
+            self.metrics.labels.labels(label=verdict.label).inc()
+        return verdict
+
+    def _store(self, job: ShadowJob, answers: Mapping[str, str], verdict: Judgement, label: dict[str, Any]) -> None:
+        from gearshift.closed_loop.triage import triage_item
+
+        self.store.put_label(label)
+        tr = self.settings.triage
+        if tr.enabled and verdict.gap is not None and abs(verdict.gap) >= tr.min_gap:
+            item = triage_item(job.record, job.payload, job.prompt, answers, verdict, tr.max_answer_chars,
+                               self.tier_names)
+            self.store.add_triage(str(job.record["request_id"]), time.time(), verdict.gap, item)
+
+    async def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued job is done (tests, shutdown); False on timeout."""
+        if self.queue is None:
+            return True
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    async def aclose(self, timeout_s: float = 2.0) -> None:
+        await self.drain(timeout_s)
+        for w in self._workers:
+            w.cancel()
+        for w in self._workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await w
+        self._workers = []
+        self.queue = None

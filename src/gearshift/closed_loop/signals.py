@@ -1,0 +1,170 @@
+"""Downstream signals: implicit ones inferred from traffic, and their per-tier / per-segment rates.
+
+A signal belongs to the decision whose answer provoked it: a *regeneration* (the same last user
+message sent again in the same conversation) and a *correction* ("no, I meant...", "c'est faux", ...)
+both point at the previous answer; *abandonment* (client gone before the stream ended) at the
+request itself. Conversations are keyed like the gateway's stickiness (`gateway.conversations`):
+the client's conversation header, else hashes of the message history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gearshift.gateway.conversations import conversation_keys, next_key
+from gearshift.store.labels import SignalEvent, SQLiteLabelStore
+
+IMPLICIT_SIGNALS = ("regeneration", "correction", "abandonment")
+EXPLICIT_SIGNALS = ("thumbs_up", "thumbs_down", "rating", "handoff")
+
+#: Openings of a follow-up that says the previous answer was wrong, in the languages segments detect.
+_CORRECTION = re.compile("|".join([
+    r"\bno,? (?:i|I) meant\b", r"\bthat'?s (?:wrong|incorrect|not (?:right|correct|what i (?:asked|meant)))\b",
+    r"\bthat is (?:wrong|incorrect|not (?:right|correct))\b", r"\byou(?:'re| are) wrong\b",
+    r"\bnot what i (?:asked|meant)\b", r"\byou misunderstood\b", r"\bwrong answer\b",
+    r"\bno,? me refer[ií]a\b", r"\beso (?:est[aá] mal|es incorrecto|no es (?:correcto|lo que))\b",
+    r"\bnon,? je voulais dire\b", r"\bc'est (?:faux|incorrect)\b", r"\bce n'est pas (?:correct|juste|ce que)\b",
+    r"\bnein,? ich meinte\b", r"\bdas (?:ist falsch|stimmt nicht)\b",
+    r"\bn[aã]o,? (?:eu )?quis dizer\b", r"\bisso (?:est[aá] errado|n[aã]o est[aá] certo)\b",
+    r"\bno,? intendevo\b", r"\b[eè] sbagliato\b", r"\bnon [eè] corretto\b",
+    r"нет,? я имел в виду", r"это неправильно", r"\bневерно\b",
+    r"不对", r"错了", r"我的意思是", r"違います", r"間違って", r"틀렸",
+]), re.IGNORECASE)
+
+
+def is_correction(text: str) -> bool:
+    """True when the opening of a user message rejects the previous answer."""
+    return bool(_CORRECTION.search(text[:240]))
+
+
+def _content(message: Mapping[str, Any]) -> str:
+    c = message.get("content")
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list):
+        return " ".join(str(p.get("text", "")) for p in c if isinstance(p, dict))
+    return ""
+
+
+def segment_labels(segment: Mapping[str, Any] | None) -> dict[str, str]:
+    """The decision record's segment as the string labels signals and SLIs group by."""
+    s = segment or {}
+    return {"language": str(s.get("language", "und")), "length": str(s.get("length_bucket", "short")),
+            "has_code": "yes" if s.get("has_code") else "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    request_id: str
+    time: float
+    tier: str | None
+    segment: dict[str, str]
+
+
+class ImplicitSignals:
+    """Remembers recent answers (bounded LRU) and turns each new decision into implicit signal events."""
+
+    def __init__(self, memory: int = 50_000, regeneration_window_s: float = 3600.0) -> None:
+        self.memory = memory
+        self.window_s = regeneration_window_s
+        self._answered: OrderedDict[str, _Seen] = OrderedDict()  # next-turn key -> decision that answered
+        self._asked: OrderedDict[str, _Seen] = OrderedDict()  # (conversation, last user message) -> decision
+        self._lock = threading.Lock()
+
+    def _put(self, table: OrderedDict[str, _Seen], key: str, seen: _Seen) -> None:
+        table[key] = seen
+        table.move_to_end(key)
+        while len(table) > self.memory:
+            table.popitem(last=False)
+
+    @staticmethod
+    def _ask_key(scope: str, header: str | None, messages: Sequence[Mapping[str, Any]]) -> str | None:
+        users = [m for m in messages if m.get("role") == "user"]
+        if not users:
+            return None
+        lookup, _ = conversation_keys(header, messages)
+        raw = json.dumps([scope, lookup or "", _content(users[-1])], ensure_ascii=False)
+        return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
+
+    def observe(self, record: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], header: str | None,
+                answer: str | None) -> list[SignalEvent]:
+        """Signals this decision reveals about earlier ones (and about itself, for abandonment)."""
+        rid, now, tier = str(record["request_id"]), float(record["time"]), record.get("tier")
+        seg = segment_labels(record.get("segment"))
+        out: list[SignalEvent] = []
+        if record.get("status") == "client_disconnected":
+            out.append(SignalEvent(rid, now, "abandonment", "implicit", 1.0, tier=tier, segment=seg,
+                                   decision_time=now))
+        if tier is None or not messages:
+            return out
+        me = _Seen(rid, now, tier, seg)
+        scope = str(record.get("api_key_id") or "")
+        ask = self._ask_key(scope, header, messages)
+        lookup, _ = conversation_keys(header, messages)
+        with self._lock:
+            earlier = self._asked.get(ask) if ask is not None else None
+            if earlier is not None and now - earlier.time <= self.window_s and earlier.request_id != rid:
+                out.append(self._event(earlier, now, "regeneration"))
+            elif lookup is not None and is_correction(_content(messages[-1])):
+                prev = self._answered.get(scope + "|" + lookup)
+                if prev is not None and prev.request_id != rid:
+                    out.append(self._event(prev, now, "correction"))
+            if ask is not None:
+                self._put(self._asked, ask, me)
+            nk = next_key(header, messages, answer)
+            if nk is not None and record.get("status") == "ok":
+                self._put(self._answered, scope + "|" + nk, me)
+        return out
+
+    @staticmethod
+    def _event(seen: _Seen, now: float, signal: str) -> SignalEvent:
+        return SignalEvent(seen.request_id, now, signal, "implicit", 1.0, tier=seen.tier, segment=seen.segment,
+                           decision_time=seen.time)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRate:
+    """Share of decisions in `group` (e.g. "tier=cheap", "language=fr", "*") that drew `signal`."""
+
+    signal: str
+    group: str
+    decisions: int
+    hits: int
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.decisions if self.decisions else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"signal": self.signal, "group": self.group, "decisions": self.decisions, "hits": self.hits,
+                "rate": self.rate}
+
+
+def _keys(tier: str | None, segment_json: str | None) -> list[str]:
+    keys = ["*"]
+    if tier is not None:
+        keys.append(f"tier={tier}")
+    seg = json.loads(segment_json) if segment_json else {}
+    keys += [f"{k}={v}" for k, v in sorted(seg.items()) if v is not None]
+    return keys
+
+
+def signal_rates(store: SQLiteLabelStore, since: float, until: float) -> list[SignalRate]:
+    """Rates of every signal seen, over decisions made in [since, until), overall, per tier and per segment."""
+    totals: dict[str, int] = {}
+    for d_tier, d_seg, d_n in store.decision_groups(since, until):
+        for k in _keys(d_tier, d_seg):
+            totals[k] = totals.get(k, 0) + d_n
+    hits: dict[tuple[str, str], int] = {}
+    for signal, tier, seg, n in store.signal_groups(since, until):
+        for k in _keys(tier, seg):
+            hits[(signal, k)] = hits.get((signal, k), 0) + n
+    return [SignalRate(signal, group, totals.get(group, 0), n)
+            for (signal, group), n in sorted(hits.items(), key=lambda kv: (kv[0][0], kv[0][1] != "*", kv[0][1]))]

@@ -1,0 +1,144 @@
+"""`gearshift triage list|label|export` and `gearshift signals`: the closed loop's tables from the shell.
+
+Both read the gateway's SQLite file (`--db`, or the `[store] path` of `--config`), where the gateway
+keeps decisions, shadow labels, the triage queue and downstream signal events side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from gearshift.errors import ConfigError
+
+
+def _source(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--db", type=Path, help="the gateway's SQLite store")
+    src.add_argument("--config", type=Path, help="read the store path from this gateway config")
+
+
+def register(subparsers: Any) -> None:
+    tri = subparsers.add_parser("triage", help="review decisions where the tiers' answers disagreed")
+    sub = tri.add_subparsers(dest="triage_command", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="show triage items")
+    _source(ls)
+    ls.add_argument("--status", choices=["open", "labelled", "all"], default="open")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true", help="JSON lines (with both answers) instead of a table")
+    ls.set_defaults(handler=_list)
+    lb = sub.add_parser("label", help="label one item")
+    _source(lb)
+    lb.add_argument("item_id", type=int, metavar="ID")
+    lb.add_argument("--label", required=True, choices=["strong_needed", "cheap_ok", "skip"])
+    lb.set_defaults(handler=_label)
+    ex = sub.add_parser("export", help="write labelled items as canonical training data (JSONL + models table)")
+    _source(ex)
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl")
+    ex.add_argument("--include-judge", action="store_true", help="also unlabelled items, scored by the judge")
+    ex.set_defaults(handler=_export)
+
+    sig = subparsers.add_parser("signals", help="downstream signal rates per tier and segment")
+    _source(sig)
+    sig.add_argument("--since", default="1h", help="decisions newer than this (30m, 1h, 7d; default 1h)")
+    sig.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    sig.set_defaults(handler=_signals)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from gearshift.store.labels import SQLiteLabelStore
+
+    if args.db is not None:
+        path = args.db
+    else:
+        from gearshift.gateway.commands import _settings
+
+        path = _settings(args.config).store.path
+    if not Path(path).exists():
+        raise ConfigError(f"no gateway store at {path}")
+    return SQLiteLabelStore(path)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    store = _store(args)
+    try:
+        items = store.triage_items(status=args.status, limit=args.limit)
+    finally:
+        store.close()
+    console = Console(soft_wrap=True)
+    if args.json:
+        for it in items:
+            console.print(json.dumps(it, ensure_ascii=False), markup=False, highlight=False)
+        return 0
+    table = Table(title=f"{len(items)} triage item(s), {args.status}")
+    for col in ("id", "time", "routed", "scores", "gap", "label", "prompt"):
+        table.add_column(col, justify="right" if col in ("id", "gap") else "left", overflow="fold")
+    for it in items:
+        scores = (it.get("judge") or {}).get("scores") or {}
+        table.add_row(str(it["id"]), time.strftime("%m-%d %H:%M", time.localtime(it["time"])),
+                      str((it.get("routing") or {}).get("tier")),
+                      " ".join(f"{t}={s:.2f}" for t, s in scores.items()), f"{it.get('gap') or 0:.2f}",
+                      str(it.get("label") or ""), str(it.get("prompt") or "")[:80].replace("\n", " "))
+    console.print(table)
+    return 0
+
+
+def _label(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    store = _store(args)
+    try:
+        item = store.set_triage_label(args.item_id, args.label, time.time())
+    finally:
+        store.close()
+    if item is None:
+        raise ConfigError(f"no triage item {args.item_id}")
+    Console().print(f"item {args.item_id} ({item['request_id']}) labelled {args.label}", highlight=False)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gearshift.closed_loop.triage import export_triage
+
+    store = _store(args)
+    try:
+        n = export_triage(store, args.out, include_judge=args.include_judge)
+    finally:
+        store.close()
+    Console().print(f"wrote {n} record(s) to {args.out}", highlight=False)
+    return 0
+
+
+def _signals(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gearshift.closed_loop.signals import signal_rates
+    from gearshift.gateway.commands import parse_since
+
+    since, until = parse_since(args.since), time.time() + 1.0
+    store = _store(args)
+    try:
+        rates = signal_rates(store, since, until)
+    finally:
+        store.close()
+    console = Console(soft_wrap=True)
+    if args.json:
+        for r in rates:
+            console.print(json.dumps(r.to_json()), markup=False, highlight=False)
+        return 0
+    table = Table(title=f"downstream signals on decisions since {args.since} ago")
+    for col in ("signal", "group", "hits", "decisions", "rate"):
+        table.add_column(col, justify="left" if col in ("signal", "group") else "right")
+    for r in rates:
+        table.add_row(r.signal, r.group, str(r.hits), str(r.decisions), f"{r.rate:.1%}")
+    console.print(table)
+    return 0

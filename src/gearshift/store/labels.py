@@ -1,0 +1,235 @@
+"""Closed-loop tables beside the decisions: shadow labels, the triage queue, downstream signal events.
+
+They live in the same SQLite file as `decisions` (WAL lets the gateway, its writer thread and the CLI
+share it) and join it on `request_id`, so `DecisionStore` stays append-only and unaware of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from gearshift.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shadow_labels (
+    request_id TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    tier TEXT,
+    label TEXT,
+    gap REAL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_labels_time ON shadow_labels(time);
+CREATE TABLE IF NOT EXISTS triage_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    time REAL NOT NULL,
+    gap REAL,
+    label TEXT,
+    labelled_at REAL,
+    item TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS triage_open ON triage_items(label, time);
+CREATE TABLE IF NOT EXISTS feedback_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    decision_time REAL,
+    signal TEXT NOT NULL,
+    value REAL,
+    comment TEXT,
+    source TEXT NOT NULL,
+    tier TEXT,
+    segment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_request ON feedback_events(request_id);
+CREATE INDEX IF NOT EXISTS feedback_decision_time ON feedback_events(decision_time);
+"""
+
+TRIAGE_LABELS = ("strong_needed", "cheap_ok", "skip")
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """One downstream signal attributed to the decision `request_id` that produced the answer."""
+
+    request_id: str
+    time: float
+    signal: str
+    source: str  # "explicit" (POST /v1/feedback) or "implicit" (inferred by the gateway)
+    value: float | None = None
+    comment: str | None = None
+    tier: str | None = None
+    segment: Mapping[str, Any] | None = None
+    decision_time: float | None = None
+
+
+@runtime_checkable
+class LabelStore(Protocol):
+    def put_label(self, label: Mapping[str, Any]) -> None: ...
+
+    def get_label(self, request_id: str) -> dict[str, Any] | None: ...
+
+    def add_triage(self, request_id: str, time: float, gap: float, item: Mapping[str, Any]) -> int: ...
+
+    def triage_items(self, *, status: str = "open", limit: int | None = 100) -> list[dict[str, Any]]: ...
+
+    def set_triage_label(self, item_id: int, label: str, now: float) -> dict[str, Any] | None: ...
+
+    def add_signals(self, events: Sequence[SignalEvent]) -> int: ...
+
+    def decision(self, request_id: str) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteLabelStore:
+    """Thread-safe (one connection behind a lock); `path` may be ":memory:" for tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"label store {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            return int(cur.lastrowid or 0)
+
+    # -- shadow labels ------------------------------------------------------------------------------
+    def put_label(self, label: Mapping[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO shadow_labels(request_id, time, tier, label, gap, record) "
+                   "VALUES (?,?,?,?,?,?)",
+                   (str(label["request_id"]), float(label["time"]), label.get("tier"), label.get("label"),
+                    label.get("gap"), json.dumps(label, default=str)))
+
+    def get_label(self, request_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT record FROM shadow_labels WHERE request_id = ?", (request_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def labels(self, since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT record FROM shadow_labels WHERE time >= ? ORDER BY time DESC"
+        params: list[Any] = [since or 0.0]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [json.loads(r[0]) for r in self._rows(sql, params)]
+
+    # -- triage -------------------------------------------------------------------------------------
+    def add_triage(self, request_id: str, time: float, gap: float, item: Mapping[str, Any]) -> int:
+        return self._exec("INSERT OR IGNORE INTO triage_items(request_id, time, gap, item) VALUES (?,?,?,?)",
+                          (request_id, time, gap, json.dumps(item, default=str)))
+
+    @staticmethod
+    def _triage_row(row: tuple[Any, ...]) -> dict[str, Any]:
+        item_id, request_id, time, gap, label, labelled_at, item = row
+        return {"id": int(item_id), "request_id": request_id, "time": time, "gap": gap, "label": label,
+                "labelled_at": labelled_at, **json.loads(item)}
+
+    def triage_items(self, *, status: str = "open", limit: int | None = 100) -> list[dict[str, Any]]:
+        """`status`: "open" (unlabelled), "labelled" or "all"; oldest first so the queue drains in order."""
+        where = {"open": " WHERE label IS NULL", "labelled": " WHERE label IS NOT NULL", "all": ""}.get(status)
+        if where is None:
+            raise ConfigError(f"triage status must be open, labelled or all, got {status!r}")
+        sql = f"SELECT id, request_id, time, gap, label, labelled_at, item FROM triage_items{where} ORDER BY id"
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._triage_row(r) for r in self._rows(sql, params)]
+
+    def triage_item(self, item_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT id, request_id, time, gap, label, labelled_at, item FROM triage_items "
+                          "WHERE id = ?", (item_id,))
+        return self._triage_row(rows[0]) if rows else None
+
+    def set_triage_label(self, item_id: int, label: str, now: float) -> dict[str, Any] | None:
+        """The labelled item, or None when no item has that id. `label` must be one of TRIAGE_LABELS."""
+        if label not in TRIAGE_LABELS:
+            raise ConfigError(f"triage label must be one of {', '.join(TRIAGE_LABELS)}, got {label!r}")
+        self._exec("UPDATE triage_items SET label = ?, labelled_at = ? WHERE id = ?", (label, now, item_id))
+        return self.triage_item(item_id)
+
+    def triage_counts(self) -> dict[str, int]:
+        rows = self._rows("SELECT COALESCE(label, 'open'), COUNT(*) FROM triage_items GROUP BY 1")
+        return {str(k): int(n) for k, n in rows}
+
+    # -- signals ------------------------------------------------------------------------------------
+    def add_signals(self, events: Sequence[SignalEvent]) -> int:
+        rows = [(e.request_id, e.time, e.decision_time if e.decision_time is not None else e.time, e.signal, e.value,
+                 e.comment, e.source, e.tier, json.dumps(dict(e.segment)) if e.segment is not None else None)
+                for e in events]
+        if not rows:
+            return 0
+        with self._lock:
+            self._conn.executemany(
+                "INSERT INTO feedback_events(request_id, time, decision_time, signal, value, comment, source, "
+                "tier, segment) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def signals(self, request_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT id, request_id, time, decision_time, signal, value, comment, source, tier, segment "
+               "FROM feedback_events WHERE time >= ?")
+        params: list[Any] = [since or 0.0]
+        if request_id is not None:
+            sql += " AND request_id = ?"
+            params.append(request_id)
+        cols = ("id", "request_id", "time", "decision_time", "signal", "value", "comment", "source", "tier", "segment")
+        out = []
+        for row in self._rows(sql + " ORDER BY id", params):
+            rec = dict(zip(cols, row, strict=True))
+            rec["segment"] = json.loads(rec["segment"]) if rec["segment"] else None
+            out.append(rec)
+        return out
+
+    def signal_groups(self, since: float, until: float) -> list[tuple[str, str | None, str | None, int]]:
+        """(signal, tier, segment JSON, distinct decisions) for decisions made in [since, until)."""
+        rows = self._rows("SELECT signal, tier, segment, COUNT(DISTINCT request_id) FROM feedback_events "
+                          "WHERE decision_time >= ? AND decision_time < ? GROUP BY 1, 2, 3", (since, until))
+        return [(str(s), t, g, int(n)) for s, t, g, n in rows]
+
+    # -- decisions (read-only view of the gateway's table, when it is in this file) ------------------
+    def _has_decisions(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"))
+
+    def decision(self, request_id: str) -> dict[str, Any] | None:
+        if not self._has_decisions():
+            return None
+        rows = self._rows("SELECT record FROM decisions WHERE request_id = ?", (request_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def decision_groups(self, since: float, until: float) -> list[tuple[str | None, str, int]]:
+        """(tier, segment JSON as signals store it, decisions) for decisions made in [since, until)."""
+        if not self._has_decisions():
+            return []
+        rows = self._rows(
+            "SELECT tier, json_extract(record, '$.segment.language'), json_extract(record, '$.segment.length_bucket'),"
+            " json_extract(record, '$.segment.has_code'), COUNT(*) FROM decisions "
+            "WHERE time >= ? AND time < ? AND tier IS NOT NULL GROUP BY 1, 2, 3, 4", (since, until))
+        out = []
+        for tier, lang, length, code, n in rows:
+            seg = {"language": lang, "length": length, "has_code": "yes" if code else "no"}
+            out.append((tier, json.dumps(seg), int(n)))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,129 @@
+"""Closed-loop test harness: tier upstreams, a content-aware judge upstream, a scripted router, a webhook sink.
+
+The judge upstream scores an answer 9 when it contains "strong" and 3 otherwise, in whatever order the
+answers are shown, so a correct order-averaging judge sees a real gap; `biased=True` makes it prefer
+whichever answer comes first instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gateway.harness import deployment
+from gearshift.gateway.settings import GatewaySettings, parse_settings
+from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
+from support.fake_upstream import Behaviour, FakeUpstream
+
+_A = re.compile(r"### Answer A\n(.*?)\n\n### Answer B\n(.*?)\n\n### Scores", re.DOTALL)
+_SINGLE = re.compile(r"### Answer\n(.*?)\n\n### Rating", re.DOTALL)
+
+
+def _quality(answer: str) -> int:
+    return 9 if "strong" in answer else 3
+
+
+class JudgeUpstream(FakeUpstream):
+    """Answers judge prompts from their content; any other request gets the default answer."""
+
+    def __init__(self, *, biased: bool = False, garbage: bool = False) -> None:
+        super().__init__(answer="unused")
+        self.biased = biased
+        self.garbage = garbage
+
+    def _completion(self, req: dict[str, Any], b: Behaviour, text: str) -> dict[str, Any]:
+        user = str((req.get("messages") or [{}])[-1].get("content", ""))
+        if self.garbage:
+            text = "I would rather not say."
+        elif (m := _A.search(user)) is not None:
+            a, bb = (9, 3) if self.biased else (_quality(m.group(1)), _quality(m.group(2)))
+            text = f"A: {a}, B: {bb}\nAnswer {'A' if a > bb else 'B'} is correct, the other is not."
+        elif (m := _SINGLE.search(user)) is not None:
+            text = f"{_quality(m.group(1))}/10"
+        return super()._completion(req, b, text)
+
+
+class KeywordRouter(Router):
+    """p_strong 0.9 for prompts containing HARD, else 0.1; confidence 0.1 for prompts containing UNSURE."""
+
+    name = "keyword"
+    version = "1"
+
+    def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
+        out = []
+        for p in prompts:
+            text = prompt_text(p)
+            out.append(RoutingScore(p_strong=0.9 if "HARD" in text else 0.1,
+                                    confidence=0.1 if "UNSURE" in text else 0.9, reason="keyword"))
+        return out
+
+
+def settings(cheap: FakeUpstream, strong: FakeUpstream, db: Path, **sections: Any) -> GatewaySettings:
+    data: dict[str, Any] = {
+        "tiers": [{"name": "cheap", "deployments": [deployment("cheap-a", cheap)]},
+                  {"name": "strong", "deployments": [deployment("strong", strong)]}],
+        "router": {"name": "heuristic", "thresholds": [0.5], "min_confidence": 0.5},
+        "store": {"path": str(db)},
+        "reliability": {"max_retries": 0, "base_delay_s": 0.0},
+        "limits": {"max_body_bytes": 50_000, "request_timeout_s": 5.0},
+    }
+    data.update(sections)
+    return parse_settings(data, "test")
+
+
+def judge_endpoint(judge: FakeUpstream) -> dict[str, Any]:
+    return {"name": "judge", "provider": "openai", "model": "judge-model", "base_url": judge.base_url,
+            "timeout_s": 5.0, "input_price_per_m": 1.0, "output_price_per_m": 1.0}
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+class WebhookReceiver:
+    """A local HTTP server collecting the JSON bodies POSTed to it."""
+
+    bodies: ClassVar[list[Any]]
+
+    def __init__(self) -> None:
+        received: list[Any] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                received.append(json.loads(self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [a for body in list(self.received) for a in body.get("alerts", [])]
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
