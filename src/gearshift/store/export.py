@@ -1,0 +1,212 @@
+"""Decision records, with their shadow labels and feedback joined, as date-partitioned Parquet.
+
+The output (`DIR/date=YYYY-MM-DD/part-*.parquet`, Hive-style) is what offline training and analysis
+read: pyarrow.dataset, DuckDB (`read_parquet('DIR/**/*.parquet', hive_partitioning=1)`) or Polars
+(`scan_parquet`). Columns are a fixed, typed schema (so files from different days concatenate); nested
+parts of a record (attempts, cascade steps) travel as JSON text, and `record_json` keeps the whole record.
+Decisions are read in chunks, so a month of traffic never sits in memory at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gearshift.errors import ConfigError
+from gearshift.store.factory import sqlite_path, store_kind
+
+CHUNK = 2000
+
+_STR = ("request_id", "api_key_id", "conversation_id", "requested_model", "route", "router", "router_version", "tier",
+        "reason", "deployment", "upstream_model", "status", "error_type")
+_FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
+_INT = ("tokens_in", "tokens_out", "http_status")
+_BOOL = ("stream", "escalated", "usage_estimated")
+
+
+def arrow_schema() -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    fields = [pa.field(c, pa.string()) for c in _STR] + [pa.field(c, pa.float64()) for c in _FLOAT]
+    fields += [pa.field(c, pa.int64()) for c in _INT] + [pa.field(c, pa.bool_()) for c in _BOOL]
+    fields += [
+        pa.field("segment_language", pa.string()), pa.field("segment_length_bucket", pa.string()),
+        pa.field("segment_has_code", pa.bool_()), pa.field("segment_turn", pa.int64()),
+        pa.field("thresholds", pa.list_(pa.float64())), pa.field("attempts_json", pa.string()),
+        pa.field("cascade_json", pa.string()), pa.field("shadow_label", pa.string()),
+        pa.field("shadow_gap", pa.float64()), pa.field("feedback_count", pa.int64()),
+        pa.field("feedback_json", pa.string()), pa.field("record_json", pa.string()), pa.field("date", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
+    try:
+        return None if value is None else cast(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def flatten(record: dict[str, Any], label: dict[str, Any] | None, feedback: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Parquet row: typed top-level fields, flattened segment, JSON for the nested parts."""
+    row: dict[str, Any] = {c: _typed(record.get(c), str) for c in _STR}
+    row |= {c: _typed(record.get(c), float) for c in _FLOAT}
+    row |= {c: _typed(record.get(c), int) for c in _INT}
+    row |= {c: _typed(record.get(c), bool) for c in _BOOL}
+    raw_seg = record.get("segment")
+    seg: dict[str, Any] = raw_seg if isinstance(raw_seg, dict) else {}
+    row |= {"segment_language": _typed(seg.get("language"), str),
+            "segment_length_bucket": _typed(seg.get("length_bucket"), str),
+            "segment_has_code": _typed(seg.get("has_code"), bool), "segment_turn": _typed(seg.get("turn"), int)}
+    thresholds = record.get("thresholds")
+    row["thresholds"] = [float(t) for t in thresholds] if isinstance(thresholds, list) else None
+    row["attempts_json"] = json.dumps(record.get("attempts") or [], default=str)
+    row["cascade_json"] = json.dumps(record.get("cascade") or [], default=str)
+    row["shadow_label"] = _typed((label or {}).get("label"), str)
+    row["shadow_gap"] = _typed((label or {}).get("gap"), float)
+    row["feedback_count"] = len(feedback)
+    row["feedback_json"] = json.dumps(feedback, default=str)
+    row["record_json"] = json.dumps(record, default=str)
+    row["date"] = time.strftime("%Y-%m-%d", time.gmtime(float(record["time"])))
+    return row
+
+
+class _Source:
+    """Chunked reads of decisions since a time, and the labels/feedback of a chunk's request ids."""
+
+    def count(self, since: float) -> int:
+        raise NotImplementedError
+
+    def decisions(self, since: float) -> Iterator[list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def joined(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+_FEEDBACK_COLS = ("request_id", "time", "signal", "value", "comment", "source")
+
+
+class _SQLiteSource(_Source):
+    def __init__(self, path: str) -> None:
+        if not Path(path).exists():
+            raise ConfigError(f"no decision store at {path}")
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "decisions" not in tables:
+            raise ConfigError(f"{path} has no decisions table")
+        self.has_labels, self.has_feedback = "shadow_labels" in tables, "feedback_events" in tables
+
+    def count(self, since: float) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM decisions WHERE time >= ?", (since,)).fetchone()[0])
+
+    def decisions(self, since: float) -> Iterator[list[dict[str, Any]]]:
+        cur = self.conn.execute("SELECT record FROM decisions WHERE time >= ? ORDER BY time", (since,))
+        while rows := cur.fetchmany(CHUNK):
+            yield [json.loads(r[0]) for r in rows]
+
+    def joined(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        marks = ",".join("?" * len(ids))
+        labels: dict[str, dict[str, Any]] = {}
+        feedback: dict[str, list[dict[str, Any]]] = {}
+        if self.has_labels:
+            for rid, rec in self.conn.execute(f"SELECT request_id, record FROM shadow_labels WHERE request_id IN "
+                                              f"({marks})", list(ids)):
+                labels[rid] = json.loads(rec)
+        if self.has_feedback:
+            for row in self.conn.execute(f"SELECT {', '.join(_FEEDBACK_COLS)} FROM feedback_events WHERE request_id "
+                                         f"IN ({marks}) ORDER BY id", list(ids)):
+                feedback.setdefault(row[0], []).append(dict(zip(_FEEDBACK_COLS[1:], row[1:], strict=True)))
+        return labels, feedback
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _PostgresSource(_Source):
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from gearshift.store.postgres import PgTarget, redact
+
+        target = PgTarget.parse(url)
+        try:
+            self.conn = psycopg.connect(target.conninfo, **target.options)
+        except psycopg.Error as exc:
+            raise ConfigError(f"PostgreSQL store {redact(url)}: {exc}") from exc
+
+    def count(self, since: float) -> int:
+        row = self.conn.execute("SELECT COUNT(*) FROM decisions WHERE time >= %s", (since,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def decisions(self, since: float) -> Iterator[list[dict[str, Any]]]:
+        with self.conn.cursor(name="gearshift_export") as cur:  # server-side cursor: streamed, not buffered
+            cur.execute("SELECT record FROM decisions WHERE time >= %s ORDER BY time", (since,))
+            while rows := cur.fetchmany(CHUNK):
+                yield [dict(r[0]) for r in rows]
+
+    def joined(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        with self.conn.cursor() as cur:  # a second cursor while the named one is open
+            cur.execute("SELECT request_id, record FROM shadow_labels WHERE request_id = ANY(%s)", (list(ids),))
+            labels = {str(rid): dict(rec) for rid, rec in cur.fetchall()}
+            cur.execute(f"SELECT {', '.join(_FEEDBACK_COLS)} FROM feedback_events WHERE request_id = ANY(%s) "
+                        "ORDER BY id", (list(ids),))
+            feedback: dict[str, list[dict[str, Any]]] = {}
+            for row in cur.fetchall():
+                feedback.setdefault(row[0], []).append(dict(zip(_FEEDBACK_COLS[1:], row[1:], strict=True)))
+        return labels, feedback
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    rows: int
+    files: int
+    dates: tuple[str, ...]
+    out: Path
+
+
+def export_parquet(url: str, out: str | Path, since: float, *,
+                   progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None
+                   ) -> ExportResult:
+    """Write decisions newer than `since` (Unix time) under `out`, one directory per UTC date."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"export directory {out} is not empty; choose a new one")
+    source: _Source = _SQLiteSource(sqlite_path(url)) if store_kind(url) == "sqlite" else _PostgresSource(url)
+    schema = arrow_schema()
+    rows = files = 0
+    dates: set[str] = set()
+    try:
+        if total is not None:
+            total(source.count(since))
+        for i, chunk in enumerate(source.decisions(since)):
+            labels, feedback = source.joined([str(r["request_id"]) for r in chunk])
+            flat = [flatten(r, labels.get(str(r["request_id"])), feedback.get(str(r["request_id"]), []))
+                    for r in chunk]
+            table = pa.Table.from_pylist(flat, schema=schema)
+            pq.write_to_dataset(table, root_path=str(out), partition_cols=["date"],
+                                basename_template=f"part-{i:05d}-{{i}}.parquet",
+                                existing_data_behavior="overwrite_or_ignore")
+            chunk_dates = {row["date"] for row in flat}
+            files += len(chunk_dates)
+            dates |= chunk_dates
+            rows += len(flat)
+            if progress is not None:
+                progress(len(flat))
+    finally:
+        source.close()
+    return ExportResult(rows=rows, files=files, dates=tuple(sorted(dates)), out=out)

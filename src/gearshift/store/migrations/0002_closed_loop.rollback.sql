@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS feedback_events;
+DROP TABLE IF EXISTS triage_items;
+DROP TABLE IF EXISTS shadow_labels;

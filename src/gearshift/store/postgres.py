@@ -1,0 +1,182 @@
+"""PostgreSQL decision store, so several gateway processes (and hosts) share one decision log.
+
+Selected by `[store] url = "postgresql://user@host:5432/db"`; an optional `?schema=NAME` puts every table
+in that schema (tests use a fresh one per run). The schema is versioned by yoyo-migrations (raw SQL files
+in `store/migrations/`, applied under yoyo's lock so two gateways starting together do not race).
+
+Writes are batched: the gateway's BackgroundWriter thread calls `append_many` with up to `batch_size`
+records, which become one transaction of pipelined upserts (`executemany`). Reads and writes share a
+small thread-safe connection pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from gearshift.errors import ConfigError
+from gearshift.store.base import DecisionQuery
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class PgTarget:
+    """A PostgreSQL URL split into what libpq takes and the gearshift-only `schema` parameter."""
+
+    conninfo: str
+    schema: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> PgTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES:
+            raise ConfigError(f"not a PostgreSQL URL (postgresql://...): {redact(url)}")
+        params = dict(parse_qsl(parts.query))
+        schema = params.pop("schema", None)
+        if schema is not None and not schema.replace("_", "").isalnum():
+            raise ConfigError(f"store url: schema must be letters, digits and _, got {schema!r}")
+        conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(params), ""))
+        return cls(conninfo, schema)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Connection kwargs that pin `search_path` to the schema."""
+        return {"options": f"-c search_path={self.schema}"} if self.schema else {}
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def migrate(url: str) -> list[str]:
+    """Create the schema if needed and apply pending migrations; returns the ids applied now."""
+    import psycopg
+    from yoyo import get_backend, read_migrations  # type: ignore[import-untyped]
+
+    target = PgTarget.parse(url)
+    try:
+        if target.schema:
+            with psycopg.connect(target.conninfo, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
+        parts = urlsplit(target.conninfo)
+        query = dict(parse_qsl(parts.query))
+        if target.schema:
+            query["schema"] = target.schema
+        yoyo_url = urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), ""))
+        backend = get_backend(yoyo_url)
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        applied = [m.id for m in pending]
+        backend.connection.close()
+        return applied
+    except psycopg.Error as exc:
+        raise ConfigError(f"PostgreSQL store {redact(url)}: {exc}") from exc
+
+
+def open_pool(url: str, *, max_size: int = 4) -> ConnectionPool:
+    """A started pool; fails fast (ConfigError) when the server does not answer."""
+    import psycopg
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    target = PgTarget.parse(url)
+    pool: ConnectionPool = ConnectionPool(target.conninfo, min_size=1, max_size=max_size, kwargs=target.options,
+                                          open=False, name="gearshift-store",
+                                          timeout=5.0)  # a down server fails a batch fast: the writer spools it
+    try:
+        pool.open(wait=True, timeout=10.0)
+    except (PoolTimeout, psycopg.Error) as exc:
+        pool.close()
+        raise ConfigError(f"PostgreSQL store {redact(url)}: cannot connect ({exc})") from exc
+    return pool
+
+
+def to_json(record: Mapping[str, Any]) -> str:
+    """JSON text for a JSONB column; NUL is the one character JSONB refuses, so it becomes U+FFFD."""
+    return json.dumps(record, separators=(",", ":"), default=str).replace("\\u0000", "\\ufffd")
+
+
+class PostgresDecisionStore:
+    """The `DecisionStore` protocol on PostgreSQL; thread-safe (the writer thread and readers share it)."""
+
+    def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True) -> None:
+        self.url = url
+        if run_migrations:
+            migrate(url)
+        self._pool = open_pool(url, max_size=pool_size)
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn:  # commits on success, rolls back on error
+            yield conn
+
+    def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
+        rows = [(str(r["request_id"]), float(r["time"]), r.get("tier"), r.get("status"), to_json(r))
+                for r in records]
+        if not rows:
+            return 0
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
+                "ON CONFLICT (request_id) DO UPDATE SET time = EXCLUDED.time, tier = EXCLUDED.tier, "
+                "status = EXCLUDED.status, record = EXCLUDED.record",
+                rows,
+            )
+        return len(rows)
+
+    def append_one(self, record: Mapping[str, Any]) -> int:
+        """One row, one transaction: the unbatched baseline the write-rate benchmark compares against."""
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
+                "ON CONFLICT (request_id) DO UPDATE SET record = EXCLUDED.record",
+                (str(record["request_id"]), float(record["time"]), record.get("tier"), record.get("status"),
+                 to_json(record)),
+            )
+        return 1
+
+    @staticmethod
+    def _where(q: DecisionQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("time >=", q.since), ("tier =", q.tier), ("status =", q.status)):
+            if value is not None:
+                clauses.append(f"{column} %s")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def query(self, q: DecisionQuery) -> list[dict[str, Any]]:
+        where, params = self._where(q)
+        sql = f"SELECT record FROM decisions{where} ORDER BY time DESC"
+        if q.limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(q.limit))
+        with self._conn() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [dict(r[0]) for r in rows]
+
+    def count(self, q: DecisionQuery | None = None) -> int:
+        where, params = self._where(q or DecisionQuery(limit=None))
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT COUNT(*) FROM decisions{where}", params).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,229 @@
+"""State shared live between gateway processes, in Redis: circuit breakers, rate limits, budgets, counters.
+
+Each class implements the async protocol whose in-memory version a single gateway uses by default
+(`providers.breaker.BreakerStore`, `gateway.ratelimit.RateLimiter`, `gateway.budgets.BudgetLedger`), so
+with `[redis] url` set, a deployment that one gateway sees failing is skipped by all of them, and a key's
+rate and daily budget are spent once across the fleet. Every key starts with a per-deployment `prefix`.
+
+Atomicity: breaker transitions are Python functions, applied under a short per-key Redis lock so each
+runs exactly once on the state the other gateways left; the token bucket and budget spend are Lua scripts, so each
+runs as one step on the server. The token bucket reads the server's clock (TIME), so gateways on hosts
+with skewed clocks still share one bucket. Breakers read the caller's clock: give the registry `time.time`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gearshift.errors import ProviderError
+from gearshift.providers.breaker import BreakerSnapshot, BreakerState
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+_DAY_S = 86_400.0
+_BREAKER_TTL_S = 86_400  # an idle deployment's breaker state expires after a day
+
+_TOKEN_BUCKET = """
+local rate = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local data = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(data[1]) or cap
+local stamp = tonumber(data[2]) or now
+tokens = math.min(cap, tokens + math.max(0, now - stamp) * rate)
+local ok = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate * 1000) + 1000)
+return {ok, tostring(wait)}
+"""
+
+_SPEND = """
+local spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return spent
+"""
+
+
+_WRITE_AND_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def connect(url: str) -> Redis:
+    """An asyncio client; it connects lazily, on the event loop of its first command."""
+    from redis.asyncio import Redis
+
+    client: Redis = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30)
+    return client
+
+
+def _encode(snap: BreakerSnapshot) -> str:
+    return json.dumps({"state": snap.state.value, "failures": snap.consecutive_failures, "opened_at": snap.opened_at,
+                       "probe": snap.probe_started_at, "outcomes": [[t, ok] for t, ok in snap.outcomes]})
+
+
+def _decode(raw: bytes | str | None) -> BreakerSnapshot:
+    if raw is None:
+        return BreakerSnapshot()
+    d = json.loads(raw)
+    return BreakerSnapshot(state=BreakerState(d["state"]), consecutive_failures=int(d["failures"]),
+                           opened_at=d["opened_at"], probe_started_at=d["probe"],
+                           outcomes=tuple((float(t), bool(ok)) for t, ok in d["outcomes"]))
+
+
+class RedisBreakerStore:
+    """`BreakerStore` shared by all gateways with the same prefix; `update` is atomic per key.
+
+    `fn` runs exactly once per update (CircuitBreaker's steps report through closures, so an optimistic
+    WATCH/MULTI retry that re-ran `fn` could hand the half-open probe to two gateways): a short per-key
+    lock (SET NX PX, released by a compare-and-delete script that also writes the new state) serialises
+    the read-modify-write across gateways.
+    """
+
+    def __init__(self, client: Redis, prefix: str = "gearshift:", *, lock_ttl_ms: int = 2000,
+                 lock_timeout_s: float = 5.0) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.lock_ttl_ms = lock_ttl_ms
+        self.lock_timeout_s = lock_timeout_s
+        self.waits = 0  # times an update found the key locked by another gateway (contention gauge)
+        self._commit = client.register_script(_WRITE_AND_UNLOCK)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}breaker:{key}"
+
+    async def get(self, key: str) -> BreakerSnapshot:
+        return _decode(await self.client.get(self._key(key)))
+
+    async def update(self, key: str, fn: Callable[[BreakerSnapshot], BreakerSnapshot]) -> BreakerSnapshot:
+        rkey, lock = self._key(key), self._key(key) + ":lock"
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.001
+        while not await self.client.set(lock, token, nx=True, px=self.lock_ttl_ms):
+            self.waits += 1
+            if time.monotonic() > deadline:
+                raise ProviderError(f"breaker state for {key!r} stayed locked in Redis for {self.lock_timeout_s}s",
+                                    retryable=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        try:
+            new = fn(_decode(await self.client.get(rkey)))
+        except BaseException:
+            await self._commit(keys=[lock, rkey], args=[token, "", 0])
+            raise
+        await self._commit(keys=[lock, rkey], args=[token, _encode(new), _BREAKER_TTL_S])
+        return new
+
+
+class RedisRateLimiter:
+    """`RateLimiter`: one token bucket per key (`rpm` per minute, bursting to `rpm`), shared by all gateways."""
+
+    def __init__(self, client: Redis, rpm: Mapping[str, int], prefix: str = "gearshift:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._rpm = dict(rpm)
+        self._script = client.register_script(_TOKEN_BUCKET)
+
+    async def allow(self, key_id: str) -> tuple[bool, float]:
+        rpm = self._rpm.get(key_id)
+        if rpm is None:
+            return True, 0.0
+        ok, wait = await self._script(keys=[f"{self.prefix}ratelimit:{key_id}"], args=[rpm / 60.0, float(rpm)])
+        return bool(int(ok)), float(wait)
+
+
+class RedisBudgetLedger:
+    """`BudgetLedger`: dollars per key per UTC day, summed across gateways; keys without a budget pass."""
+
+    def __init__(self, client: Redis, usd_per_day: Mapping[str, float], prefix: str = "gearshift:",
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._limit = dict(usd_per_day)
+        self._clock = clock
+        self._spend = client.register_script(_SPEND)
+
+    def _key(self, key_id: str) -> tuple[str, int]:
+        day = int(self._clock() // _DAY_S)
+        return f"{self.prefix}budget:{key_id}:{day}", day
+
+    async def spent_today(self, key_id: str) -> float:
+        raw = await self.client.get(self._key(key_id)[0])
+        return float(raw) if raw is not None else 0.0
+
+    async def allow(self, key_id: str) -> tuple[bool, float]:
+        limit = self._limit.get(key_id)
+        if limit is None:
+            return True, 0.0
+        if await self.spent_today(key_id) < limit:
+            return True, 0.0
+        return False, (self._key(key_id)[1] + 1) * _DAY_S - self._clock()
+
+    async def spend(self, key_id: str, usd: float) -> bool:
+        key, _ = self._key(key_id)
+        spent = float(await self._spend(keys=[key], args=[max(0.0, usd), int(2 * _DAY_S)]))
+        limit = self._limit.get(key_id)
+        return limit is None or spent <= limit
+
+
+class RedisCounters:
+    """Fleet-wide counters (INCR), e.g. for every-n-th shadow sampling across gateways."""
+
+    def __init__(self, client: Redis, prefix: str = "gearshift:") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    async def incr(self, name: str, by: int = 1) -> int:
+        return int(await self.client.incrby(f"{self.prefix}counter:{name}", by))
+
+    async def get(self, name: str) -> int:
+        raw = await self.client.get(f"{self.prefix}counter:{name}")
+        return int(raw) if raw is not None else 0
+
+
+@dataclass
+class SharedState:
+    """The Redis-backed parts of one gateway; `aclose` releases the client's connections."""
+
+    client: Redis
+    breakers: RedisBreakerStore
+    limiter: RedisRateLimiter
+    budgets: RedisBudgetLedger
+    counters: RedisCounters
+
+    @classmethod
+    def from_settings(cls, url: str, prefix: str, auth: Any) -> SharedState:
+        """From `[redis]` (url, prefix) and `[auth]` (per-key rpm and daily budgets)."""
+        client = connect(url)
+        return cls(
+            client=client,
+            breakers=RedisBreakerStore(client, prefix),
+            limiter=RedisRateLimiter(client, {k.id: k.rpm for k in auth.keys if k.rpm is not None}, prefix),
+            budgets=RedisBudgetLedger(client, {k.id: k.budget_usd_per_day for k in auth.keys
+                                               if k.budget_usd_per_day is not None}, prefix),
+            counters=RedisCounters(client, prefix),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
