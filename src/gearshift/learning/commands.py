@@ -1,0 +1,389 @@
+"""`gearshift retrain | ope | promote | rollback | versions | calibrate`: learning from the gateway's own log.
+
+All read the gateway's SQLite file (`--db`, or `[store]` of `--config`). Router versions are saved under
+`<db stem>-versions/` next to it (or `--versions-dir`) and registered in the same file. The gateway
+serves the champion when its config says `[router] version = "champion"`; it reads it at start, so
+restart the gateway after `promote` or `rollback`.
+
+Exit codes: 0 done; 1 error; 3 refused (no off-policy support, or a challenger short of the margin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gearshift.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gearshift.learning.logs import DecisionLog
+    from gearshift.learning.ope import OPEResult
+    from gearshift.routers.base import Router
+    from gearshift.store.versions import RouterVersion, SQLiteVersionRegistry
+
+EXIT_REFUSED = 3
+LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
+
+
+def _source(p: argparse.ArgumentParser, since: str | None = "7d") -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--db", type=Path, help="the gateway's SQLite store")
+    src.add_argument("--config", type=Path, help="read [store] and the tiers from this gateway config")
+    p.add_argument("--tiers", help="tier names cheap to strong, comma-separated (default: --config, else inferred)")
+    p.add_argument("--versions-dir", type=Path, help="where versions are saved (default: <db stem>-versions/)")
+    if since is not None:
+        p.add_argument("--since", default=since, help=f"decisions newer than this (30m, 1h, 7d; default {since})")
+
+
+def _reward(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reward", choices=["judge", "feedback", "both"], default="judge",
+                   help="judge: shadow/triage labels; feedback: user signals; both: their mean (default judge)")
+
+
+def register(subparsers: Any) -> None:
+    rt = subparsers.add_parser("retrain", help="train a challenger router version from logged traffic")
+    _source(rt)
+    _reward(rt)
+    rt.add_argument("--name", required=True, help="version name; each retrain adds NAME/<next number>")
+    rt.add_argument("--router", default="classifier", help="trainable router (default classifier)")
+    rt.add_argument("--param", "--params", action="append", default=[], metavar="K=V", dest="params",
+                    help="router parameter, repeatable (e.g. embedder=hashing:dim=64)")
+    rt.add_argument("--weighting", choices=["ipw", "naive", "explored"], default="ipw",
+                    help="ipw: inverse propensity (default); explored: exploration slice only; naive: biased baseline")
+    rt.add_argument("--clip", type=float, help="cap importance weights (less variance, some bias)")
+    rt.add_argument("--target-strong-share", type=float,
+                    help="calibrate the version's threshold to this share (default: the live policy's share)")
+    rt.set_defaults(handler=_retrain)
+
+    ope = subparsers.add_parser("ope", help="off-policy estimate of a candidate's quality and cost on logged traffic")
+    _source(ope)
+    _reward(ope)
+    ope.add_argument("--candidate", required=True,
+                     help=f"NAME[/VERSION], 'champion', '{LIVE}' (the logging policy without exploration), "
+                          "or a router spec like heuristic")
+    ope.add_argument("--thresholds", help="thresholds for a router spec (default: the logged ones)")
+    ope.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
+    ope.add_argument("--min-ess", type=float, default=30.0, help="smallest effective sample size (default 30)")
+    ope.add_argument("--warn-only", action="store_true", help="warn instead of refusing on weak support")
+    ope.add_argument("--json", type=Path, metavar="OUT", help="write the estimates as JSON")
+    ope.set_defaults(handler=_ope)
+
+    pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
+    _source(pr, since="30d")
+    _reward(pr)
+    pr.add_argument("ref", metavar="NAME[/VERSION]")
+    pr.add_argument("--margin", type=float, default=0.01, help="quality gain required over the champion (0.01)")
+    pr.add_argument("--estimator", choices=["ips", "snips", "dr"], default="dr", help="estimate compared (dr)")
+    pr.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples (default 300)")
+    pr.add_argument("--force", action="store_true", help="promote without the off-policy check")
+    pr.set_defaults(handler=_promote)
+
+    rb = subparsers.add_parser("rollback", help="restore the previous champion")
+    _source(rb, since=None)
+    rb.set_defaults(handler=_rollback)
+
+    vs = subparsers.add_parser("versions", help="list router versions (champion, challengers, retired)")
+    _source(vs, since=None)
+    vs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    vs.set_defaults(handler=_versions)
+
+    from gearshift.learning.calibrate_command import register as register_calibrate
+
+    register_calibrate(subparsers, _source)
+
+
+# -- shared ----------------------------------------------------------------------------------------------------
+def db_path(args: argparse.Namespace) -> Path:
+    from gearshift.store.factory import settings_url, sqlite_path, store_kind
+
+    if args.db is not None:
+        return Path(args.db)
+    from gearshift.gateway.settings import default_settings, load_settings
+
+    settings = load_settings(args.config) if args.config is not None else default_settings()
+    url = settings_url(settings.store)
+    if store_kind(url) != "sqlite":
+        raise ConfigError("learning commands read the SQLite store for now; [store] url names PostgreSQL")
+    return Path(sqlite_path(url))
+
+
+def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if args.tiers:
+        return tuple(t.strip() for t in args.tiers.split(",") if t.strip())
+    if args.config is not None:
+        from gearshift.gateway.settings import load_settings
+
+        return load_settings(args.config).tier_names
+    return None
+
+
+def registry(args: argparse.Namespace) -> SQLiteVersionRegistry:
+    from gearshift.store.versions import SQLiteVersionRegistry
+
+    path = db_path(args)
+    if not path.exists():
+        raise ConfigError(f"no gateway store at {path}")
+    return SQLiteVersionRegistry(path)
+
+
+def read(args: argparse.Namespace) -> DecisionLog:
+    from rich.console import Console
+
+    from gearshift.gateway.commands import parse_since
+    from gearshift.learning.logs import read_log
+
+    with Console(stderr=True).status("reading the decision log"):
+        return read_log(db_path(args), parse_since(args.since), tier_names(args))
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--param {item!r} is not K=V")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def score_prompts(router: Router, prompts: list[str], what: str = "scoring logged prompts") -> np.ndarray:
+    """p_strong in batches, with a progress bar (embedding routers take a while on big logs)."""
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import Progress
+
+    out: list[np.ndarray] = []
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=len(prompts))
+        for i in range(0, len(prompts), 512):
+            out.append(router.p_strong(prompts[i:i + 512]))
+            bar.advance(task, len(prompts[i:i + 512]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def resolve_candidate(ref: str, reg: SQLiteVersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
+                                                                              RouterVersion | None]:
+    """(router or None for the live policy, its thresholds or None, the version when registered)."""
+    from gearshift.evaluation.commands import parse_router_spec
+    from gearshift.routers.base import TrainableRouter
+    from gearshift.routers.registry import load_router, make_router
+
+    if ref == LIVE:
+        return None, None, None
+    version = None
+    if reg is not None and ":" not in ref:
+        version = reg.find(ref) if ref != "champion" else reg.get(ref)
+    if version is not None:
+        return load_router(version.path), version.thresholds, version
+    name, params = parse_router_spec(ref)
+    router = make_router(name, **params)
+    if isinstance(router, TrainableRouter) and not router.is_fitted():
+        raise ConfigError(f"{ref!r} is neither a registered version nor a router usable without training")
+    return router, None, None
+
+
+def candidate_probs(log: DecisionLog, rows: np.ndarray, router: Router | None,
+                    thresholds: tuple[float, ...] | None) -> np.ndarray:
+    """The candidate's (deterministic) tier distribution on the logged rows `rows`."""
+    import numpy as np
+
+    k = len(log.tiers)
+    if router is None:  # the live policy: each row's own thresholds on its logged score
+        scores, per_row = log.scores[rows], [log.thresholds[i] for i in rows]
+    else:
+        missing = [int(i) for i in rows if log.prompts[i] is None]
+        if missing:
+            raise ConfigError(f"{len(missing)} of {len(rows)} labelled decisions have no prompt text to re-score "
+                              "(keep [store] text = \"full\" and [exploration] record_prompts = true)")
+        scores = score_prompts(router, [str(log.prompts[i]) for i in rows])
+        per_row = [thresholds or log.thresholds[i] for i in rows]
+    idx = np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else 0
+                    for t, s in zip(per_row, scores, strict=True)], dtype=np.int64)
+    out = np.zeros((len(rows), k))
+    out[np.arange(len(rows)), np.minimum(idx, k - 1)] = 1.0
+    return out
+
+
+def run_ope(log: DecisionLog, ref: str, reg: SQLiteVersionRegistry | None, reward: str, *, n_boot: int,
+            min_ess: float = 30.0, warn_only: bool = False, thresholds: tuple[float, ...] | None = None,
+            ) -> tuple[OPEResult, RouterVersion | None]:
+    from gearshift.learning.ope import evaluate_policy
+
+    router, ths, version = resolve_candidate(ref, reg)
+    bandit, rows = log.bandit(reward)  # type: ignore[arg-type]
+    target = candidate_probs(log, rows, router, thresholds or ths)
+    result = evaluate_policy(bandit, target, n_boot=n_boot, min_ess=min_ess,
+                             on_violation="warn" if warn_only else "raise")
+    return result, version
+
+
+def print_ope(console: Any, title: str, result: OPEResult) -> None:
+    from rich.table import Table
+
+    pct = f"{result.confidence:.0%}"
+    table = Table(title=title)
+    for col in ("estimator", "quality", f"quality {pct} CI", "cost $/req", f"cost {pct} CI"):
+        table.add_column(col, justify="left" if col == "estimator" else "right")
+    for name, e in result.estimates.items():
+        table.add_row(name, f"{e.quality.value:.4f}", f"[{e.quality.lo:.4f}, {e.quality.hi:.4f}]",
+                      f"{e.cost.value:.6f}", f"[{e.cost.lo:.6f}, {e.cost.hi:.6f}]")
+    console.print(table)
+    console.print(f"n={result.n}  effective sample size={result.ess:.1f}  max weight={result.max_weight:.2f}  "
+                  f"logged quality={result.logged_quality:.4f}  logged cost={result.logged_cost:.6f}",
+                  highlight=False)
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+# -- handlers --------------------------------------------------------------------------------------------------
+def _retrain(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+
+    from gearshift.learning.retrain import retrain
+    from gearshift.routers.calibrate import calibrate_share
+    from gearshift.store.versions import versions_dir
+
+    console = Console()
+    log = read(args)
+    traffic, rows = log.traffic(args.reward)
+    params = parse_params(args.params)
+    with console.status(f"training {args.router} on {len(traffic)} logged decisions ({args.weighting})"):
+        router = retrain(args.router, traffic, weighting=args.weighting, clip=args.clip, **params)
+    with_prompt = np.flatnonzero([p is not None for p in log.prompts])
+    p_new = score_prompts(router, [str(log.prompts[i]) for i in with_prompt])
+    share = args.target_strong_share
+    if share is None:  # keep the live policy's strong share: a new router should change *which* prompts go up
+        share = float(np.mean(log.base_tiers()[with_prompt] == len(log.tiers) - 1))
+    cal = calibrate_share(p_new, share, tolerance=0.0)
+    reg = registry(args)
+    try:
+        version = reg.next_version(args.name)
+        out = (args.versions_dir or versions_dir(db_path(args))) / args.name / f"v{version}"
+        router.save(out)
+        metrics = {"trained": {"n": len(traffic), "explored": int(traffic.explored.sum()),
+                               "labelled": int(np.isfinite(log.gaps[rows]).sum()), "weighting": args.weighting,
+                               "reward": args.reward, "since": args.since, "router": args.router, "params": params,
+                               "strong_share": cal.shares[-1]}}
+        v = reg.register(args.name, router.name, out, thresholds=cal.thresholds, metrics=metrics)
+    finally:
+        reg.close()
+    console.print(f"registered challenger [bold]{v.ref}[/] ({router.name}, {len(traffic)} decisions of which "
+                  f"{int(traffic.explored.sum())} explored; threshold {cal.thresholds[0]:.4f} sends "
+                  f"{cal.shares[-1]:.1%} strong) at {out}", highlight=False)
+    return 0
+
+
+def _ope(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gearshift.learning.ope import InsufficientSupportError
+
+    console = Console()
+    log = read(args)
+    thresholds = tuple(float(t) for t in args.thresholds.split(",")) if args.thresholds else None
+    reg = registry(args)
+    try:
+        try:
+            result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot,
+                                      min_ess=args.min_ess, warn_only=args.warn_only, thresholds=thresholds)
+        except InsufficientSupportError as exc:
+            console.print(f"[bold red]refused:[/] {exc.message}", highlight=False)
+            return EXIT_REFUSED
+        if version is not None:
+            reg.update_metrics(version.ref, {"ope": {**result.to_json(), "reward": args.reward, "since": args.since}})
+    finally:
+        reg.close()
+    print_ope(console, f"off-policy estimate of {args.candidate} ({args.reward} reward, since {args.since})", result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"candidate": args.candidate, "reward": args.reward, **result.to_json()},
+                                        indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gearshift.learning.ope import InsufficientSupportError
+
+    console = Console()
+    reg = registry(args)
+    try:
+        candidate = reg.get(args.ref)
+        champion = reg.champion()
+        if not args.force:
+            log = read(args)
+            base_ref = champion.ref if champion is not None else LIVE
+            try:
+                new, _ = run_ope(log, candidate.ref, reg, args.reward, n_boot=args.n_boot)
+                old, _ = run_ope(log, base_ref, reg, args.reward, n_boot=args.n_boot)
+            except InsufficientSupportError as exc:
+                console.print(f"[bold red]refused:[/] {exc.message} (use --force to promote anyway)", highlight=False)
+                return EXIT_REFUSED
+            q_new, q_old = new.estimates[args.estimator].quality, old.estimates[args.estimator].quality
+            c_new, c_old = new.estimates[args.estimator].cost.value, old.estimates[args.estimator].cost.value
+            gain = q_new.value - q_old.value
+            console.print(f"{args.estimator}: {candidate.ref} quality {q_new.value:.4f} "
+                          f"[{q_new.lo:.4f}, {q_new.hi:.4f}] cost {c_new:.6f}  vs  {base_ref} quality "
+                          f"{q_old.value:.4f} [{q_old.lo:.4f}, {q_old.hi:.4f}] cost {c_old:.6f}  "
+                          f"(gain {gain:+.4f}, margin {args.margin})", highlight=False)
+            reg.update_metrics(candidate.ref, {"ope": {**new.to_json(), "reward": args.reward, "since": args.since}})
+            if gain < args.margin:
+                console.print(f"[bold red]refused:[/] {candidate.ref} does not beat {base_ref} by {args.margin}",
+                              highlight=False)
+                return EXIT_REFUSED
+        note = "forced" if args.force else f"{args.estimator} margin {args.margin}"
+        v = reg.promote(candidate.ref, note=note)
+    finally:
+        reg.close()
+    console.print(f"[green]{v.ref} is the champion[/]; restart gateways whose [router] version = \"champion\"",
+                  highlight=False)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    reg = registry(args)
+    try:
+        v = reg.rollback()
+    finally:
+        reg.close()
+    Console().print(f"[green]rolled back: {v.ref} is the champion again[/]; restart gateways to serve it",
+                    highlight=False)
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    reg = registry(args)
+    try:
+        versions = reg.all()
+    finally:
+        reg.close()
+    console = Console(soft_wrap=True)
+    if args.json:
+        for v in versions:
+            console.print(json.dumps(v.to_json()), markup=False, highlight=False)
+        return 0
+    table = Table(title=f"{len(versions)} router version(s)")
+    for col in ("version", "status", "router", "created", "thresholds", "OPE dr quality", "path"):
+        table.add_column(col)
+    for v in versions:
+        dr = v.metrics.get("ope", {}).get("estimates", {}).get("dr", {}).get("quality")
+        table.add_row(v.ref, v.status, v.router, time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created)),
+                      ", ".join(f"{t:.4f}" for t in v.thresholds or ()), f"{dr[0]:.4f}" if dr else "-", v.path)
+    console.print(table)
+    return 0

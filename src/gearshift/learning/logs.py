@@ -1,0 +1,230 @@
+"""Logged gateway traffic as learning data: decisions joined with shadow/triage labels and user feedback.
+
+The gateway's SQLite file holds the decisions (tier, propensity, score, cost, the prompt when `[store]
+text = "full"`) and, beside them, the closed loop's tables, all keyed by `request_id`. This module
+reads them once into aligned arrays, `DecisionLog`, from which the estimators' inputs are cut:
+`LoggedBandit` (off-policy evaluation) and `LoggedTraffic` (retraining).
+
+Rewards: "judge" is the shadow judge's 0-1 score of the tier that answered, overridden by a human triage
+label; "feedback" is the mean of the request's downstream signals (explicit ones win over implicit);
+"both" averages them where both exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gearshift.errors import DataError
+from gearshift.learning.ope import LoggedBandit, RewardMode, combine_rewards
+from gearshift.learning.retrain import LoggedTraffic
+
+#: Value of a downstream signal as a reward (None: carries no quality information).
+SIGNAL_REWARD: dict[str, float | None] = {"thumbs_up": 1.0, "thumbs_down": 0.0, "handoff": 0.0,
+                                          "regeneration": 0.0, "correction": 0.0, "abandonment": None}
+_CONCEALED = ("sha256:", "[redacted")
+
+
+def usable_prompt(value: Any) -> str | None:
+    """The prompt text if the record kept it in full (not hashed or redacted)."""
+    if not isinstance(value, str) or not value or value.startswith(_CONCEALED):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """Routed decisions (one row each, oldest first) with everything learning joins onto them.
+
+    `judge`/`feedback`: rewards of the chosen tier, NaN where absent. `gaps`: strongest-minus-cheapest
+    score from labels (shadow scores of both tiers, or triage), NaN where absent. `tier_scores`: per row
+    the judge's score of every tier it saw (for expected-quality reports), empty when unlabelled.
+    """
+
+    tiers: tuple[str, ...]
+    request_ids: list[str]
+    prompts: list[str | None]
+    scores: np.ndarray
+    actions: np.ndarray
+    propensities: np.ndarray
+    explored: np.ndarray
+    costs: np.ndarray
+    thresholds: list[tuple[float, ...]]
+    segments: list[Mapping[str, Any]]
+    logging_probs: np.ndarray | None
+    judge: np.ndarray
+    feedback: np.ndarray
+    gaps: np.ndarray
+    tier_scores: list[dict[str, float]]
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def rewards(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> np.ndarray:
+        return combine_rewards(self.judge, self.feedback, mode, judge_weight)
+
+    def base_tiers(self) -> np.ndarray:
+        """The tier each row's own thresholds gave its score: the deterministic live policy, no exploration."""
+        return np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else int(a)
+                         for t, s, a in zip(self.thresholds, self.scores, self.actions, strict=True)], dtype=np.int64)
+
+    def segment_values(self, key: str) -> list[str]:
+        return [str(s.get(key, "und")) for s in self.segments]
+
+    def bandit(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedBandit, np.ndarray]:
+        """(the labelled rows as a `LoggedBandit`, their row indices into this log)."""
+        r = self.rewards(mode, judge_weight)
+        keep = np.flatnonzero(np.isfinite(r))
+        if keep.size == 0:
+            raise DataError(f"no logged decision has a {mode} reward: enable [shadow] judging, collect "
+                            f"feedback, or label triage items")
+        log = LoggedBandit.from_arrays(self.actions[keep], self.propensities[keep], r[keep], self.costs[keep],
+                                       n_actions=len(self.tiers), features=self.scores[keep],
+                                       logging_probs=None if self.logging_probs is None else self.logging_probs[keep])
+        return log, keep
+
+    def traffic(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedTraffic, np.ndarray]:
+        """(cheapest-vs-strongest rows with a prompt and a reward as `LoggedTraffic`, their indices).
+
+        Middle tiers (three or more) are left out: the retraining targets are two-tier gaps.
+        """
+        r = self.rewards(mode, judge_weight)
+        top = len(self.tiers) - 1
+        ok = np.array([p is not None for p in self.prompts]) & ((self.actions == 0) | (self.actions == top))
+        keep = np.flatnonzero(ok & (np.isfinite(r) | np.isfinite(self.gaps)))
+        if keep.size == 0:
+            raise DataError("no logged decision has both the prompt text and a reward or label: retraining "
+                            "needs [store] text = \"full\" and [exploration] record_prompts = true")
+        rk = r[keep]
+        # a row with only a label gap still needs a reward in [0, 1]; its gap replaces the pseudo-label anyway
+        rewards = np.clip(np.where(np.isfinite(rk), rk, 0.5), 0.0, 1.0)
+        traffic = LoggedTraffic(prompts=[str(self.prompts[i]) for i in keep],
+                                actions=(self.actions[keep] == top).astype(np.int64),
+                                propensities=self.propensities[keep], rewards=rewards,
+                                explored=self.explored[keep], label_gaps=self.gaps[keep])
+        return traffic, keep
+
+
+def infer_tiers(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Tier order cheap to strong: higher tiers were chosen for higher scores by the non-explored policy."""
+    sums: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("tier") is not None and r.get("score") is not None and not r.get("explored"):
+            sums.setdefault(str(r["tier"]), []).append(float(r["score"]))
+    for r in rows:
+        if r.get("tier") is not None:
+            sums.setdefault(str(r["tier"]), [])
+    if len(sums) < 2:
+        raise DataError(f"the log shows {len(sums)} tier(s); name them cheap to strong with --tiers or --config")
+    return tuple(sorted(sums, key=lambda t: (float(np.mean(sums[t])) if sums[t] else 0.5, t)))
+
+
+def _judge_rewards(labels: Sequence[Mapping[str, Any]], triage: Sequence[Mapping[str, Any]],
+                   ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    scores: dict[str, dict[str, float]] = {}
+    for lab in labels:
+        s = lab.get("scores")
+        if isinstance(s, Mapping):
+            scores[str(lab["request_id"])] = {str(k): float(v) for k, v in s.items() if v is not None}
+    human = {str(it["request_id"]): str(it["label"]) for it in triage if it.get("label") in ("strong_needed",
+                                                                                             "cheap_ok")}
+    return scores, human
+
+
+def _feedback_rewards(signals: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    explicit: dict[str, list[float]] = {}
+    implicit: dict[str, list[float]] = {}
+    for ev in signals:
+        name = str(ev.get("signal"))
+        value = ev.get("value") if name == "rating" else SIGNAL_REWARD.get(name)
+        if name in ("thumbs_up", "thumbs_down") and ev.get("value") is not None:
+            value = float(ev["value"])
+        if value is None:
+            continue
+        bucket = explicit if ev.get("source") == "explicit" else implicit
+        bucket.setdefault(str(ev["request_id"]), []).append(float(np.clip(float(value), 0.0, 1.0)))
+    return {rid: float(np.mean(explicit.get(rid) or implicit[rid])) for rid in {*explicit, *implicit}}
+
+
+def read_log(db_path: str | Path, since: float | None = None, tiers: Sequence[str] | None = None) -> DecisionLog:
+    """Routed decisions (auto/router routes, status ok, with a score) newer than `since`, joined with labels."""
+    from gearshift.store.base import DecisionQuery
+    from gearshift.store.labels import SQLiteLabelStore
+    from gearshift.store.sqlite import SQLiteDecisionStore
+
+    if str(db_path) != ":memory:" and not Path(db_path).exists():
+        raise DataError("no gateway store here", path=db_path)
+    store = SQLiteDecisionStore(db_path)
+    try:
+        rows = store.query(DecisionQuery(since=since, status="ok", limit=None))
+    finally:
+        store.close()
+    rows = [r for r in rows if r.get("route") in ("auto", "router") and r.get("score") is not None
+            and r.get("tier") is not None]
+    rows.sort(key=lambda r: float(r["time"]))
+    if not rows:
+        raise DataError("no routed decisions in the requested window", path=db_path)
+    order = tuple(tiers) if tiers else infer_tiers(rows)
+    index = {t: i for i, t in enumerate(order)}
+    rows = [r for r in rows if r["tier"] in index]
+    if not rows:
+        raise DataError(f"no logged decision used one of the tiers {list(order)}", path=db_path)
+    labels_db = SQLiteLabelStore(db_path)
+    try:
+        scores, human = _judge_rewards(labels_db.labels(since=None),
+                                       labels_db.triage_items(status="labelled", limit=None))
+        feedback = _feedback_rewards(labels_db.signals(since=since))
+        triage_prompts = {str(it["request_id"]): it.get("prompt") for it in labels_db.triage_items(status="all",
+                                                                                                    limit=None)}
+    finally:
+        labels_db.close()
+    return _assemble(rows, order, scores, human, feedback, triage_prompts)
+
+
+def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores: Mapping[str, Mapping[str, float]],
+              human: Mapping[str, str], feedback: Mapping[str, float],
+              triage_prompts: Mapping[str, Any]) -> DecisionLog:
+    n, k = len(rows), len(order)
+    cheap, strong = order[0], order[-1]
+    judge, fb, gaps = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    probs = np.zeros((n, k))
+    have_probs = True
+    tier_scores: list[dict[str, float]] = []
+    for i, r in enumerate(rows):
+        rid, tier = str(r["request_id"]), str(r["tier"])
+        s = dict(scores.get(rid, {}))
+        if tier in s:
+            judge[i] = s[tier]
+        if cheap in s and strong in s:
+            gaps[i] = s[strong] - s[cheap]
+        label = human.get(rid)
+        if label is not None:  # a reviewer's label beats the judge
+            judge[i] = 0.0 if (label == "strong_needed" and tier == cheap) else 1.0
+            gaps[i] = 1.0 if label == "strong_needed" else 0.0
+        tier_scores.append(s)
+        if rid in feedback:
+            fb[i] = feedback[rid]
+        tp, a, prop = r.get("tier_probabilities"), order.index(tier), float(r.get("propensity") or 1.0)
+        if isinstance(tp, list) and len(tp) == k:
+            probs[i] = tp
+        elif prop >= 1.0 or k == 2:  # deterministic: every other tier had probability 0; two tiers: 1 - p
+            probs[i] = (1.0 - prop) / (k - 1)
+            probs[i, a] = prop
+        else:
+            have_probs = False
+    return DecisionLog(
+        tiers=order, request_ids=[str(r["request_id"]) for r in rows],
+        prompts=[usable_prompt(r.get("prompt")) or usable_prompt(triage_prompts.get(str(r["request_id"])))
+                 for r in rows],
+        scores=np.array([float(r["score"]) for r in rows]),
+        actions=np.array([order.index(str(r["tier"])) for r in rows], dtype=np.int64),
+        propensities=np.array([float(r.get("propensity") or 1.0) for r in rows]),
+        explored=np.array([bool(r.get("explored")) for r in rows]),
+        costs=np.array([float(r.get("cost_usd") or 0.0) for r in rows]),
+        thresholds=[tuple(float(t) for t in (r.get("thresholds") or ())) for r in rows],
+        segments=[dict(r.get("segment") or {}) for r in rows], logging_probs=probs if have_probs else None,
+        judge=judge, feedback=fb, gaps=gaps, tier_scores=tier_scores)
