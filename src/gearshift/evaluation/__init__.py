@@ -1,0 +1,1 @@
+"""Offline evaluation of routers on recorded model outcomes: metrics, slices, protocols, reports."""

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eval_synthetic import make_dataset
+
+from gearshift.cli import main
+from gearshift.data.records import write_jsonl
+
+
+def _write(tmp_path: Path, n: int = 240) -> Path:
+    return write_jsonl(make_dataset(n), tmp_path / "tiny.jsonl")
+
+
+def test_eval_writes_json_scores_and_report(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = _write(tmp_path)
+    out_json, out_scores, out_html = tmp_path / "m.json", tmp_path / "s.jsonl", tmp_path / "r.html"
+    rc = main(["eval", "--test", str(data), "--router", "random", "--router", "heuristic", "--json", str(out_json),
+               "--scores", str(out_scores), "--report", str(out_html), "--n-boot", "100", "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "APGR" in printed and "oracle" in printed and "costs are synthetic" in printed
+    payload = json.loads(out_json.read_text())
+    results = payload["results"]
+    assert [r["router"] for r in results] == ["random", "heuristic"]
+    assert all(r["protocol"] == "split" and r["strong"] == "big-model" and r["weak"] == "small-model"
+               for r in results)
+    n_test = results[0]["n_test"]
+    assert 30 < n_test < 70  # the fixed 20% part of 240
+    lines = [json.loads(x) for x in out_scores.read_text().splitlines()]
+    assert len(lines) == 2 * n_test
+    assert {"id", "p_strong", "needs_strong"} <= set(lines[0])
+    assert out_html.read_text().count("<svg") == 2
+
+
+def test_split_is_the_same_test_set_on_every_run(tmp_path: Path) -> None:
+    data = _write(tmp_path)
+    ids = []
+    for run in range(2):
+        out = tmp_path / f"s{run}.jsonl"
+        assert main(["eval", "--test", str(data), "--router", "random", "--scores", str(out), "--n-boot", "0",
+                     "--no-progress"]) == 0
+        ids.append([json.loads(x)["id"] for x in out.read_text().splitlines()])
+    assert ids[0] == ids[1]
+
+
+def test_trainable_router_with_group_protocol(tmp_path: Path) -> None:
+    data = _write(tmp_path)
+    out_json = tmp_path / "m.json"
+    rc = main(["eval", "--test", str(data), "--router", "knn:embedder=hashing,k=8", "--protocol", "group",
+               "--group-by", "subject", "--folds", "2", "--json", str(out_json), "--n-boot", "50", "--no-progress"])
+    assert rc == 0
+    r = json.loads(out_json.read_text())
+    assert r["protocol"] == "group:subject" and r["n_test"] == 240
+    assert r["router"] == "knn" and r["router_spec"] == "knn:embedder=hashing,k=8"
+
+
+def test_cross_dataset_and_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    train = write_jsonl(make_dataset(200, seed=1), tmp_path / "train.jsonl")
+    test = _write(tmp_path, 100)
+    out_json = tmp_path / "m.json"
+    assert main(["eval", "--train", str(train), "--test", str(test), "--router", "knn:embedder=hashing",
+                 "--json", str(out_json), "--n-boot", "0", "--no-progress"]) == 0
+    r = json.loads(out_json.read_text())
+    assert r["protocol"] == "cross" and r["n_test"] == 100 and r["train"] == "train" and r["ci"] is None
+    assert main(["eval", "--test", str(test), "--router", "no-such-router", "--no-progress"]) == 1
+    assert "no-such-router" in capsys.readouterr().err
+    assert main(["eval", "--test", str(test), "--strong", "nope", "--router", "random", "--no-progress"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_no_arguments_runs_the_demo_and_writes_the_default_report(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from gearshift.evaluation import commands
+
+    data = _write(tmp_path)
+    monkeypatch.setattr(commands, "DEMO_DATASETS", (str(data),))
+    monkeypatch.setattr(commands, "DEFAULT_ROUTERS", ("random", "heuristic", "knn:embedder=hashing"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval"]) == 0
+    out = capsys.readouterr().out
+    assert "gearshift-report.html" in out.replace("\n", "")
+    html = (tmp_path / "gearshift-report.html").read_text()
+    assert all(name in html for name in ("random", "heuristic", "knn"))

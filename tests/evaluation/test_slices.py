@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+
+from gearshift.evaluation.metrics import MetricSettings, Outcomes
+from gearshift.evaluation.slices import FlagRule, derived_segments, has_code, length_bucket, script_of, segment_metrics
+
+
+def test_language_is_the_dominant_script() -> None:
+    assert script_of("What is the capital of France?") == "ascii"
+    assert script_of("Quelle est la capitale de la Bélgique ? Réponds en français.") == "latin"
+    assert script_of("Какая столица Франции?") == "cyrillic"
+    assert script_of("フランスの首都はどこですか") == "kana"
+    assert script_of("法国的首都是哪里？") == "han"
+    assert script_of("12 + 7 = ?") == "none"
+
+
+def test_length_buckets_use_estimated_tokens() -> None:
+    assert length_bucket("hi") == "<50"
+    assert length_bucket("x" * 400) == "50-200"
+    assert length_bucket("x" * 2000) == "200-1000"
+    assert length_bucket("x" * 8000) == ">1000"
+    assert length_bucket("漢" * 300) == "200-1000"  # CJK: about a token per character
+
+
+def test_code_detection() -> None:
+    assert has_code("Fix this:\n```python\nprint(1)\n```")
+    assert has_code("def f(x):\n    return x + 1\n")
+    assert not has_code("Write a poem about the sea; make it rhyme.")
+    seg = derived_segments(["def f():\n  return 1\n", "hello"])
+    assert seg["has_code"] == ["yes", "no"]
+
+
+def test_segment_with_far_more_quality_loss_is_flagged() -> None:
+    n = 1000
+    rng = np.random.default_rng(0)
+    segment = np.where(np.arange(n) < 100, "bad", "good").tolist()
+    ss = np.ones(n)
+    sw = (rng.random(n) < 0.9).astype(float)
+    sw[:100] = 0.0  # every "bad" prompt needs strong
+    p = np.where(np.arange(n) < 100, 0.1, rng.random(n))  # ... and the router sends them all cheap
+    out = Outcomes(ss, sw, np.full(n, np.nan), np.full(n, np.nan))
+    from gearshift.evaluation.metrics import compute_metrics
+
+    overall = compute_metrics(p, out, MetricSettings()).confusion.quality_loss_rate
+    rows = segment_metrics(p, out, {"kind": segment}, MetricSettings(), overall)
+    by_value = {r.value: r for r in rows}
+    assert by_value["bad"].flagged and not by_value["good"].flagged
+    assert by_value["bad"].metrics.n == 100
+    assert by_value["bad"].metrics.confusion.quality_loss == 100
+
+
+def test_flag_rule_needs_size_and_significance() -> None:
+    rule = FlagRule()
+    assert not rule.flags(losses=5, n=10, overall_rate=0.05)  # too small
+    assert not rule.flags(losses=4, n=30, overall_rate=0.05)  # 13% vs 5%: not significant at z >= 3
+    assert rule.flags(losses=40, n=100, overall_rate=0.05)
+    assert not rule.flags(losses=9, n=100, overall_rate=0.05)  # below 2x
