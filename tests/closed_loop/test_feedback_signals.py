@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from shadow_harness import KeywordRouter, settings, wait_until
+from closed_loop.shadow_harness import KeywordRouter, settings, wait_until
 
 from gateway.harness import GatewayServer
 from gearshift.cli import main

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_seed import CHEAP_PRICE, STRONG_PRICE, backfill, register_versions
+from dashboard.dashboard_seed import CHEAP_PRICE, STRONG_PRICE, backfill, register_versions
 from PIL import Image, ImageStat
 
 from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, wait_until

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from eval_synthetic import synthetic
+from evaluation.eval_synthetic import synthetic
 
 
 @pytest.fixture

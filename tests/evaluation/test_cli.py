@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eval_synthetic import make_dataset
+from evaluation.eval_synthetic import make_dataset
 
 from gearshift.cli import main
 from gearshift.data.records import write_jsonl

@@ -1,0 +1,94 @@
+"""What embedding routers share: building/fitting/saving the embedder, soft targets, and `ood`.
+
+`ood` is the mean cosine distance from a prompt to its `m` nearest training prompts, divided by the
+median of the same quantity measured leave-one-out on the training prompts themselves: ~1 means as
+close to the training data as a typical training prompt is, well above 1 means unfamiliar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gearshift.errors import RouterError
+from gearshift.routers.embedders import make_embedder
+from gearshift.routers.embedding import Embedder, FittableEmbedder
+
+_CHUNK = 512
+EMB_PREFIX = "emb."
+
+
+def build_embedder(spec: str, cache_dir: str | None) -> Embedder:
+    return make_embedder(spec, cache_dir=cache_dir)
+
+
+def fit_embed(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Fit the embedder on `texts` if it learns from data, then embed them."""
+    if isinstance(embedder, FittableEmbedder):
+        embedder.fit(texts)
+    return embedder.embed(texts)
+
+
+def embedder_state(embedder: Embedder) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not isinstance(embedder, FittableEmbedder):
+        return {}, {}
+    meta, arrays = embedder.get_state()
+    return meta, {EMB_PREFIX + k: v for k, v in arrays.items()}
+
+
+def restore_embedder(embedder: Embedder, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    if isinstance(embedder, FittableEmbedder):
+        n = len(EMB_PREFIX)
+        embedder.set_state(meta, {k[n:]: v for k, v in arrays.items() if k.startswith(EMB_PREFIX)})
+
+
+def soft_labels(gaps: np.ndarray, target: str, eps: float) -> np.ndarray:
+    """The per-prompt "strong needed" target in [0, 1].
+
+    "hard": 1 when the strong model gained more than `eps`. "soft": (gap + 1) / 2, whose ranking is
+    the expected gain, the quantity APGR rewards (a prompt both models fail is not "strong needed").
+    """
+    if target == "hard":
+        return (gaps > eps).astype(np.float64)
+    if target == "soft":
+        return np.clip((gaps + 1.0) / 2.0, 0.0, 1.0)
+    raise RouterError(f"unknown target {target!r} (use 'hard' or 'soft')")
+
+
+def top_similarities(queries: np.ndarray, refs: np.ndarray, k: int,
+                     exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine similarities) of the k most similar reference rows, best first."""
+    k = max(1, min(k, refs.shape[0] - int(exclude_self)))
+    idx_out = np.empty((queries.shape[0], k), dtype=np.int64)
+    sim_out = np.empty((queries.shape[0], k), dtype=np.float32)
+    for start in range(0, queries.shape[0], _CHUNK):
+        sims = queries[start : start + _CHUNK] @ refs.T
+        if exclude_self:
+            rows = np.arange(sims.shape[0])
+            sims[rows, start + rows] = -np.inf
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(
+            np.arange(sims.shape[1]), (sims.shape[0], 1))
+        psims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-psims, axis=1, kind="stable")
+        idx_out[start : start + _CHUNK] = np.take_along_axis(part, order, axis=1)
+        sim_out[start : start + _CHUNK] = np.take_along_axis(psims, order, axis=1)
+    return idx_out, sim_out
+
+
+def ood_scale(refs: np.ndarray, m: int, sample: int = 2000, seed: int = 0) -> float:
+    """Median leave-one-out mean distance to the m nearest training rows (on a sample of rows)."""
+    n = refs.shape[0]
+    if n < 2:
+        return 1.0
+    rows = np.random.default_rng(seed).permutation(n)[: min(sample, n)]
+    # Put the sampled rows first so exclude_self lines up with their own position.
+    order = np.concatenate([rows, np.setdiff1d(np.arange(n), rows)])
+    _, sims = top_similarities(refs[order][: len(rows)], refs[order], m, exclude_self=True)
+    d = np.median(1.0 - sims.mean(axis=1))
+    return float(max(d, 1e-6))
+
+
+def ood_ratio(sims: np.ndarray, m: int, scale: float) -> np.ndarray:
+    return np.asarray((1.0 - sims[:, :m].mean(axis=1)) / scale, dtype=np.float64)
