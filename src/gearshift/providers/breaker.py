@@ -95,7 +95,9 @@ class CircuitBreaker:
         allowed = False
 
         def step(snap: BreakerSnapshot) -> BreakerSnapshot:
+            # Safe to re-run (a shared store may retry an optimistic transaction): reset the verdict first.
             nonlocal allowed
+            allowed = False
             if snap.state is BreakerState.CLOSED:
                 allowed = True
                 return snap
