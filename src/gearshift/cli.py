@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "gearshift.gateway.commands",
     "gearshift.closed_loop.commands",
     "gearshift.closed_loop.triage_commands",
+    "gearshift.store.commands",
+    "gearshift.learning.commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -13,12 +13,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
 from gearshift.gateway.chat import chat_completions
+from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.service import Gateway, build_gateway
 from gearshift.gateway.settings import GatewaySettings
@@ -59,6 +61,12 @@ async def metrics(request: Request) -> Response:
     return Response(_gateway(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
+async def openapi_json(request: Request) -> Response:
+    from gearshift.gateway.openapi import openapi_document
+
+    return JSONResponse(openapi_document(_gateway(request)))
+
+
 async def _error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         mapped: BaseException
@@ -87,9 +95,12 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if gw.writer is not None:
             gw.writer.start()
+        if gw.closed_loop is not None:
+            gw.closed_loop.start()  # shadow workers and the SLO timer need the running loop
         try:
             yield
         finally:
+            admission.draining = True  # refuse what still arrives on open connections (gateway/lifecycle.py)
             await gw.aclose()  # drains the decision queue before closing the store
 
     routes = [
@@ -99,7 +110,23 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    if gw.closed_loop is not None:
+        from gearshift.closed_loop.feedback import routes as closed_loop_routes
+
+        routes += closed_loop_routes()  # /v1/feedback, /v1/triage
     handlers: dict[Any, Any] = {GearshiftError: _error, HTTPException: _error, Exception: _error}
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))  # gateway/openapi.py
+    if settings.dashboard.enabled:
+        from gearshift.gateway.dashboard.routes import routes as dashboard_routes
+
+        routes += dashboard_routes()  # dashboard: /dashboard, /dashboard/api/summary, /dashboard/static
+    if settings.tracing.enabled:
+        from gearshift.tracing import build_tracer
+
+        gw.tracer = build_tracer(settings.tracing, [d for t in gw.tiers for d in t])  # tracing: span per record
+    admission = Admission(gw)
+    middleware = [Middleware(AdmissionControl, admission=admission)]  # max in-flight / log back-pressure -> 503
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=middleware)
+    app.state.admission = admission
     app.state.gateway = gw
     return app

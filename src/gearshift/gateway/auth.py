@@ -1,32 +1,111 @@
-"""Gateway API keys: configured as SHA-256 digests; a request's key maps to a key id for the record."""
+"""Gateway API keys: SHA-256 digests with scopes, plus the per-key rate, budget and strong-tier caps.
+
+A request's key maps to a key id for the record. `admit` is the one gate a chat request passes:
+authenticate, check the scope, take a rate-limit token, check the daily budget. Limiter and ledger are
+protocols (`ratelimit.RateLimiter`, `budgets.BudgetLedger`) with in-memory defaults built from the config.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
+import math
 
-from gearshift.errors import AuthenticationError
-from gearshift.gateway.settings import AuthSettings
+from gearshift.errors import AuthenticationError, OverloadedError, PermissionDeniedError, RateLimitError
+from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, StrongShareCap
+from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
+from gearshift.gateway.settings import ApiKeySettings, AuthSettings
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("inference", "feedback", "admin")
+
+
+class QuotaExceededError(RateLimitError):
+    """429 with a `Retry-After`; `code` says whether the rate or the budget ran out."""
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.code = code
 
 
 class KeyChecker:
     """No configured keys means an open gateway (the local demo); otherwise a Bearer key is required."""
 
-    def __init__(self, settings: AuthSettings) -> None:
-        self._by_digest = {k.sha256: k.id for k in settings.keys}
+    def __init__(self, settings: AuthSettings, *, limiter: RateLimiter | None = None,
+                 budgets: BudgetLedger | None = None) -> None:
+        self._by_digest = {k.sha256: k for k in settings.keys}
+        self.limiter = limiter or TokenBucketLimiter({k.id: k.rpm for k in settings.keys if k.rpm is not None})
+        self.budgets = budgets or InMemoryBudgetLedger(
+            {k.id: k.budget_usd_per_day for k in settings.keys if k.budget_usd_per_day is not None})
+        self.strong_cap = StrongShareCap({k.id: (k.max_strong_share, k.strong_share_window)
+                                          for k in settings.keys if k.max_strong_share is not None})
+        self._pending: set[asyncio.Task[bool]] = set()
 
     @property
     def enabled(self) -> bool:
         return bool(self._by_digest)
 
-    def check(self, authorization: str | None) -> str | None:
-        """The key id for an `Authorization` header value; raises AuthenticationError when required."""
+    def identify(self, authorization: str | None) -> ApiKeySettings | None:
+        """The configured key for an `Authorization` header (None on an open gateway)."""
         if not self._by_digest:
             return None
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
         digest = hashlib.sha256(authorization[7:].strip().encode("utf-8")).hexdigest()
-        for known, key_id in self._by_digest.items():
+        found = None
+        for known, key in self._by_digest.items():
             if hmac.compare_digest(known, digest):
-                return key_id
-        raise AuthenticationError("invalid API key")
+                found = key
+        if found is None:
+            raise AuthenticationError("invalid API key")
+        return found
+
+    def check(self, authorization: str | None, scope: str | None = None) -> str | None:
+        """The key id; raises AuthenticationError (401) or, lacking `scope`, PermissionDeniedError (403)."""
+        key = self.identify(authorization)
+        if key is None:
+            return None
+        if scope is not None and scope not in key.scopes:
+            raise PermissionDeniedError(f"API key {key.id!r} lacks the {scope!r} scope")
+        return key.id
+
+    async def admit(self, authorization: str | None, scope: str = "inference") -> str | None:
+        """`check`, then the key's rate limit and daily budget: over either is a 429 with Retry-After."""
+        key_id = self.check(authorization, scope)
+        if key_id is None:
+            return None
+        ok, wait = await self.limiter.allow(key_id)
+        if not ok:
+            raise QuotaExceededError(f"API key {key_id!r} is over its requests-per-minute limit",
+                                     retry_after_s=wait, code="rate_limit_exceeded")
+        ok, wait = await self.budgets.allow(key_id)
+        if not ok:
+            raise QuotaExceededError(f"API key {key_id!r} has spent its daily budget",
+                                     retry_after_s=wait, code="budget_exceeded")
+        return key_id
+
+    def cap_tier(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
+        return self.strong_cap.limit(key_id, tier_index, n_tiers)
+
+    def settle(self, key_id: str | None, usd: float | None) -> None:
+        """Book a served request's cost against the key's budget (async ledger; fire and forget)."""
+        if key_id is None or not usd:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self.budgets.spend(key_id, usd))
+        except RuntimeError:  # no loop (sync tests): nothing to book against
+            return
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+def retry_after_header(exc: BaseException) -> str | None:
+    """The `Retry-After` value (whole seconds, at least 1) for errors that carry one."""
+    wait = getattr(exc, "retry_after_s", None)
+    if not isinstance(exc, RateLimitError | OverloadedError) or not isinstance(wait, int | float):
+        return None
+    return str(max(1, math.ceil(wait)))

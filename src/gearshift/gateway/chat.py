@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gearshift.errors import GearshiftError, InvalidRequestError, openai_error_body
+from gearshift.gateway.auth import retry_after_header
+from gearshift.gateway.budgets import cap_strong_share
 from gearshift.gateway.conversations import conversation_keys, next_key
 from gearshift.gateway.records import CascadeStep, DecisionRecord, cost_usd, segment_of
 from gearshift.gateway.requests import ChatRequest, parse_json, read_body, validate_chat
@@ -40,6 +42,8 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     conv_header: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
+    answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
@@ -91,6 +95,10 @@ def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | 
             if a.get("outcome") == "error":
                 m.failovers.labels(deployment=str(a.get("deployment"))).inc()
         gw.emit(record)
+        if gw.closed_loop is not None:  # shadow sampling, implicit signals, SLO monitor; never raises or waits
+            gw.closed_loop.on_decision(record.to_row(), messages=call.messages, conversation_header=call.conv_header,
+                                       payload=call.payload, prompt=prompt_text(call.messages), answer=call.answer)
+        gw.keys.settle(record.api_key_id, record.cost_usd)  # per-key daily budget (gateway/auth.py)
     except Exception:  # recording must never break the response
         log.exception("could not record decision %s", call.request_id)
 
@@ -100,6 +108,9 @@ def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
     if not isinstance(exc, GearshiftError):
         log.exception("unhandled error in request %s", call.request_id, exc_info=exc)
     finish(gw, call, status="error", exc=exc, http_status=status)
+    retry_after = retry_after_header(exc)
+    if retry_after is not None:
+        call.headers["retry-after"] = retry_after
     return JSONResponse(body, status_code=status, headers=call.headers)
 
 
@@ -119,7 +130,11 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
     if route.router is None or route.policy is None:
         raise GearshiftError(f"route {route.kind!r} has no router")
     score = await score_prompt(route.router, call.messages)
-    decision = route.policy.decide(score)
+    from gearshift.gateway import exploration  # learning: [exploration] draw with honest propensities
+
+    decision, probs, explored = exploration.decide(gw.settings.exploration, route.policy, score, call.request_id,
+                                                   rec.get("segment") or {})
+    prior: int | None = None
     idx, reason, escalated = decision.tier_index, decision.reason + f" [{score.reason}]", decision.escalated
     if decision.escalated:
         gw.metrics.escalations.labels(cause="ood" if "distribution" in decision.reason else "confidence").inc()
@@ -140,6 +155,12 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
         escalated = escalated or fit_note.startswith("moved up")
     rec.update(score=score.p_strong, confidence=score.confidence, ood=score.ood, reason=reason,
                escalated=escalated, tier=gw.tier_names[idx], propensity=decision.propensity)
+    if probs is not None:  # learning: the served tier's probability over every draw that ends on it
+        probs = exploration.remap(exploration.remap(probs, exploration.sticky_move(
+            prior, gw.settings.conversations.allow_downgrade)), lambda j: fit_context(gw, payload, j)[0])
+        rec.update(propensity=probs[idx], tier_probabilities=list(probs), explored=explored)
+    if gw.settings.exploration.record_prompts:
+        rec["prompt"] = prompt_text(call.messages)[: gw.settings.exploration.max_prompt_chars]
     call.headers["x-gearshift-router"] = f"{route.router.name}@{route.router.version}"
     call.headers["x-gearshift-score"] = f"{score.p_strong:.4f}"
     return idx
@@ -190,6 +211,9 @@ def record_usage(gw: Gateway, call: Call, body: dict[str, Any], deployment_name:
         body["usage"] = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
         rec["usage_estimated"] = True
     dep = gw.deployment_settings.get(deployment_name)
+    choices = body.get("choices")  # tracing: gen_ai.response.finish_reasons
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+        rec["finish_reason"] = str(choices[0]["finish_reason"])
     rec.update(tokens_in=tin, tokens_out=tout, deployment=deployment_name,
                upstream_model=dep.model if dep else None,
                cost_usd=cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None)
@@ -199,15 +223,17 @@ async def chat_completions(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     call = new_call(request)
     try:
-        call.rec["api_key_id"] = gw.keys.check(request.headers.get("authorization"))
+        call.rec["api_key_id"] = await gw.keys.admit(request.headers.get("authorization"), "inference")
         payload = parse_json(await read_body(request, gw.settings.limits.max_body_bytes))
         req = validate_chat(payload)
+        call.payload = payload
         call.rec.update(requested_model=req.model, stream=req.stream)
         call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
         call.conv_header = request.headers.get("x-gearshift-conversation-id")
         text = prompt_text(call.messages)
         call.rec["segment"] = segment_of(text, call.messages).model_dump()
         idx = await route_request(gw, call, req, payload)
+        idx = cap_strong_share(gw, call, idx)  # per-key strong-tier share cap (gateway/budgets.py)
         call.tier_index = idx
         call.headers["x-gearshift-tier"] = gw.tier_names[idx]
         if req.stream:
@@ -248,6 +274,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], idx: int, 
     rec["upstream_latency_ms"] = round(upstream_s * 1000.0, 3)
     rec["attempts"] = attempts
     record_usage(gw, call, body, dep.name, text)
+    call.answer = answer_text(body)
     if gw.conversations is not None:
         key = next_key(call.conv_header, call.messages, answer_text(body))
         if key is not None:

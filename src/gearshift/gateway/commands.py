@@ -41,6 +41,10 @@ def register(subparsers: Any) -> None:
     dec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     dec.set_defaults(handler=_decisions)
 
+    from gearshift.gateway.keys import register as register_keys
+
+    register_keys(subparsers)  # `gearshift keys create`
+
 
 def _settings(config: Path | None) -> Any:
     from gearshift.gateway.settings import default_settings, load_settings
@@ -59,7 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
     tiers = ", ".join(f"{t.name}=[{', '.join(d.display_name for d in t.deployments)}]" for t in settings.tiers)
     Console(stderr=True).print(f"gearshift gateway on http://{args.host}:{args.port}/v1  tiers: {tiers}  "
                                f"router: {settings.router.name}", highlight=False)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                timeout_graceful_shutdown=settings.limits.drain_timeout_s)  # SIGTERM: drain in-flight, then flush
     return 0
 
 

@@ -107,6 +107,9 @@ class DecisionRecord(BaseModel):
     thresholds: list[float] = Field(default_factory=list)
     tier: str | None = None
     propensity: float = 1.0
+    explored: bool = False  # learning: the tier came from the exploration draw ([exploration])
+    tier_probabilities: list[float] | None = None  # learning: the full policy over tiers, cheap to strong
+    prompt: str | None = None  # learning: prompt text for retraining ([exploration] record_prompts)
     reason: str = ""
     confidence: float | None = None
     ood: float | None = None
@@ -114,6 +117,7 @@ class DecisionRecord(BaseModel):
     cascade: list[CascadeStep] = Field(default_factory=list)
     deployment: str | None = None
     upstream_model: str | None = None
+    finish_reason: str | None = None  # tracing: the upstream's choices[0].finish_reason, when it sent one
     attempts: list[dict[str, Any]] = Field(default_factory=list)
     tokens_in: int | None = None
     tokens_out: int | None = None

@@ -16,20 +16,20 @@ from gearshift.errors import InvalidRequestError, PayloadTooLargeError
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # no "1" -> true coercion (found by schemathesis)
 
     role: str = Field(min_length=1)
     content: str | list[dict[str, Any]] | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # no "1" -> true coercion (found by schemathesis)
 
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # no "1" -> true coercion (found by schemathesis)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)

@@ -57,6 +57,15 @@ class ModelResolver:
         from gearshift.routers.registry import load_router, make_router
 
         rs = self.settings.router
+        if rs.version is not None:  # learning: a registered version (`gearshift promote` / `rollback`)
+            from dataclasses import replace
+
+            from gearshift.store.versions import live_router
+
+            router, thresholds = live_router(self.settings, rs.version)
+            if thresholds is not None:
+                self.policy = replace(self.policy, thresholds=thresholds)
+            return router
         if rs.path is not None:
             return load_router(rs.path)
         return make_router(rs.name, **rs.params)

@@ -57,6 +57,9 @@ class Gateway:
     store: DecisionStore | None = None
     conversations: ConversationStore | None = None
     cascade: Any = None  # gearshift.cascade.runner.CascadeRunner when enabled
+    closed_loop: Any = None  # gearshift.closed_loop.loop.ClosedLoop: shadow, signals, SLO monitor
+    shared: Any = None  # scale-out: gearshift.store.redis_state.SharedState when `[redis] url` is set
+    tracer: Any = None  # tracing: gearshift.tracing.RecordTracer when `[tracing] enabled` (one span per record)
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
@@ -75,8 +78,15 @@ class Gateway:
         self.records_emitted += 1
         if self.writer is not None:
             self.writer.submit(record.to_row())
+        if self.tracer is not None:  # tracing: never raises
+            self.tracer.on_record(record)
 
     async def aclose(self) -> None:
+        if self.closed_loop is not None:  # first: its shadow workers still use the providers
+            try:
+                await self.closed_loop.aclose()
+            except Exception:
+                log.exception("closing the closed loop failed")
         for p in self.providers.values():
             try:
                 await p.aclose()
@@ -86,6 +96,8 @@ class Gateway:
             self.writer.close()
         if self.store is not None:
             self.store.close()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]], executor: FailoverExecutor,
@@ -108,6 +120,30 @@ def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deploymen
     return CascadeRunner(tiers, call, verifiers, config)
 
 
+def _shared_state(settings: GatewaySettings) -> Any:
+    """scale-out: Redis-backed breakers, rate limits and budgets when `[redis] url` is set, else None."""
+    if settings.redis.url is None:
+        return None
+    from gearshift.store.redis_state import SharedState
+
+    return SharedState.from_settings(settings.redis.url, settings.redis.prefix, settings.auth)
+
+
+def _breakers(shared: Any) -> Any:
+    """Shared breakers read wall-clock time: monotonic clocks of different hosts do not agree."""
+    if shared is None:
+        return None
+    from gearshift.providers.breaker import BreakerRegistry
+
+    return BreakerRegistry(shared.breakers, clock=time.time)
+
+
+def _key_checker(settings: GatewaySettings, shared: Any) -> KeyChecker:
+    if shared is None:
+        return KeyChecker(settings.auth)
+    return KeyChecker(settings.auth, limiter=shared.limiter, budgets=shared.budgets)
+
+
 def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProvider] | None = None,
                   store: DecisionStore | None = None, router: Router | None = None,
                   executor: FailoverExecutor | None = None) -> Gateway:
@@ -120,22 +156,29 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         raise ConfigError(f"no provider for {sorted(missing)}")
     rel = settings.reliability
     retry = RetryPolicy(max_retries=rel.max_retries, base_delay_s=rel.base_delay_s, max_delay_s=rel.max_delay_s)
-    execu = executor or FailoverExecutor(provs, retry)
+    shared = _shared_state(settings)
+    execu = executor or FailoverExecutor(provs, retry, _breakers(shared))
     if store is None and settings.store.enabled:
-        from gearshift.store.sqlite import SQLiteDecisionStore
+        from gearshift.store.factory import open_decision_store, settings_url  # scale-out: sqlite or postgresql
 
-        store = SQLiteDecisionStore(settings.store.path)
+        store = open_decision_store(settings_url(settings.store))
     writer = None
     if store is not None:
-        writer = BackgroundWriter(store, max_queue=settings.store.queue_size, batch_size=settings.store.batch_size)
+        from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
+
+        writer = build_writer(settings, store, [d.api_key for t in tiers for d in t if d.api_key])
     conv = LRUConversationStore(settings.conversations.max_entries) if settings.conversations.enabled else None
     metrics = GatewayMetrics()
     if writer is not None:
         w = writer
         metrics.bind_writer(lambda: float(w.dropped), lambda: float(w.queued))
-    return Gateway(
+    gw = Gateway(
         settings=settings, resolver=ModelResolver(settings, router), executor=execu, providers=provs, tiers=tiers,
-        deployment_settings=dep_settings, metrics=metrics, keys=KeyChecker(settings.auth), writer=writer,
-        store=store, conversations=conv,
+        deployment_settings=dep_settings, metrics=metrics, keys=_key_checker(settings, shared), writer=writer,
+        store=store, conversations=conv, shared=shared,
         cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
     )
+    from gearshift.closed_loop.loop import build_closed_loop
+
+    gw.closed_loop = build_closed_loop(gw)  # None when [shadow], [signals] and [slo] are all off
+    return gw

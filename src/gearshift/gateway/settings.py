@@ -16,9 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
 from gearshift.config import get_env
 from gearshift.errors import ConfigError
+from gearshift.gateway.dashboard.settings import DashboardSettings
 from gearshift.providers.base import Deployment
+from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
 
@@ -82,6 +85,8 @@ class RouterSettings(_Strict):
     thresholds: list[float] = Field(default_factory=lambda: [0.5])
     ood_escalate: float | None = Field(default=None, gt=0.0)
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    # learning: "champion" or NAME[/VERSION] from `gearshift versions`; loaded at start (restart to switch)
+    version: str | None = None
 
     @field_validator("thresholds")
     @classmethod
@@ -106,11 +111,26 @@ class StoreSettings(_Strict):
     path: Path = Path("gearshift-decisions.sqlite")
     queue_size: int = Field(default=10_000, gt=0)
     batch_size: int = Field(default=256, gt=0)
+    # reliability: records the store refuses (locked, disk full) go to this fsync'd JSONL file, replayed later
+    spool_path: Path | None = None  # None: next to `path`, as <path>.spool.jsonl
+    spool_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # full spool -> 503, never silent loss
+    text: Literal["full", "hash", "redact"] = "full"  # how prompt/answer text is kept in records
+    # scale-out: sqlite:///path or postgresql://user@host/db[?schema=s]; overrides `path` (store/factory.py)
+    url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres)://")
+
+
+class RedisSettings(_Strict):
+    """scale-out: with `url`, breakers, rate limits and budgets are shared by every gateway (store/redis_state.py)."""
+
+    url: str | None = Field(default=None, pattern=r"^rediss?://")
+    prefix: str = Field(default="gearshift:", min_length=1)  # one per deployment of gearshift sharing a Redis
 
 
 class LimitSettings(_Strict):
     max_body_bytes: int = Field(default=2_000_000, gt=0)
     request_timeout_s: float = Field(default=120.0, gt=0.0)
+    max_in_flight: int | None = Field(default=None, gt=0)  # more concurrent chat requests -> 503
+    drain_timeout_s: float = Field(default=30.0, ge=0.0)  # SIGTERM: how long in-flight requests may finish
 
 
 class ReliabilitySettings(_Strict):
@@ -121,11 +141,20 @@ class ReliabilitySettings(_Strict):
     max_delay_s: float = Field(default=5.0, ge=0.0)
 
 
+Scope = Literal["inference", "feedback", "admin"]
+
+
 class ApiKeySettings(_Strict):
     """A gateway key: `id` is what records show; the key itself only as a SHA-256 hex digest."""
 
     id: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # security: what the key may do, and per-key spend/rate/strong-tier caps (None: unlimited)
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
+    budget_usd_per_day: float | None = Field(default=None, ge=0.0)
+    rpm: int | None = Field(default=None, gt=0)
+    max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    strong_share_window: int = Field(default=100, gt=0)  # requests in the rolling window
 
 
 class AuthSettings(_Strict):
@@ -138,6 +167,24 @@ class ConversationSettings(_Strict):
     max_entries: int = Field(default=10_000, gt=0)
 
 
+class ExplorationSettings(_Strict):
+    """learning: spend `epsilon` of routed traffic on random tiers so logs support off-policy learning.
+
+    `epsilon_by_segment` overrides it per value of the request segment field `segment_key`; `seed` fixes
+    each request's draw (replayable from the request id); `min_propensity` floors every tier's probability.
+    `record_prompts` keeps the prompt text in decision records (subject to `[store] text`) for retraining.
+    """
+
+    epsilon: float = Field(default=0.0, ge=0.0, le=1.0)
+    mode: Literal["uniform", "matching"] = "uniform"
+    epsilon_by_segment: dict[str, float] = Field(default_factory=dict)
+    segment_key: Literal["language", "length_bucket", "has_code", "turn"] = "language"
+    seed: int = 0
+    min_propensity: float = Field(default=0.0, ge=0.0, le=0.5)
+    record_prompts: bool = True
+    max_prompt_chars: int = Field(default=8000, gt=0)
+
+
 class GatewaySettings(_Strict):
     tiers: list[TierSettings] = Field(min_length=2)
     router: RouterSettings = Field(default_factory=RouterSettings)
@@ -147,6 +194,13 @@ class GatewaySettings(_Strict):
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     conversations: ConversationSettings = Field(default_factory=ConversationSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)  # closed loop: shadow routing + judge + triage
+    signals: SignalSettings = Field(default_factory=SignalSettings)  # closed loop: implicit downstream signals
+    slo: SLOSettings = Field(default_factory=SLOSettings)  # closed loop: escalation SLIs and alerts
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # scale-out: state shared between gateways
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)  # dashboard: /dashboard page
+    tracing: TracingSettings = Field(default_factory=TracingSettings)  # tracing: OpenTelemetry spans
+    exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)  # learning: logged propensities
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:

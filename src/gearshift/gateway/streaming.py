@@ -115,6 +115,7 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
             usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
             out_price: float) -> None:
     rec = call.rec
+    call.answer = answer
     if usage is None:
         usage = _estimated_usage(prompt, answer)
         rec["usage_estimated"] = True

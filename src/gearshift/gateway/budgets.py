@@ -1,0 +1,114 @@
+"""Per-key spend limits (dollars per UTC day) and the strong-tier share cap.
+
+`BudgetLedger` is a small async protocol so a shared store (Redis) can replace the in-memory ledger.
+The share cap defends against cost-amplification prompts (text crafted to make the router pick the
+strong tier every time): over a rolling window of a key's requests, once the strong tier's share would
+pass the key's cap, the request goes to the next cheaper tier and an alert is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from gearshift.gateway.chat import Call
+    from gearshift.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+_DAY_S = 86_400.0
+
+
+@runtime_checkable
+class BudgetLedger(Protocol):
+    async def allow(self, key_id: str) -> tuple[bool, float]:
+        """(False, seconds until the budget resets) when the key has spent its daily budget."""
+        ...
+
+    async def spend(self, key_id: str, usd: float) -> bool:
+        """Add spend; False when the key is now over its budget (the request itself is already served)."""
+        ...
+
+
+class InMemoryBudgetLedger:
+    """Daily budgets per key, reset at UTC midnight; keys without a budget always pass."""
+
+    def __init__(self, usd_per_day: Mapping[str, float], *, clock: Callable[[], float] = time.time) -> None:
+        self._limit = dict(usd_per_day)
+        self._spent: dict[str, tuple[int, float]] = {}
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    def _today(self, key_id: str) -> tuple[int, float]:
+        day = int(self._clock() // _DAY_S)
+        d, spent = self._spent.get(key_id, (day, 0.0))
+        return (day, spent) if d == day else (day, 0.0)
+
+    async def allow(self, key_id: str) -> tuple[bool, float]:
+        limit = self._limit.get(key_id)
+        if limit is None:
+            return True, 0.0
+        async with self._lock:
+            day, spent = self._today(key_id)
+        if spent < limit:
+            return True, 0.0
+        return False, (day + 1) * _DAY_S - self._clock()
+
+    async def spend(self, key_id: str, usd: float) -> bool:
+        async with self._lock:
+            day, spent = self._today(key_id)
+            spent += max(0.0, usd)
+            self._spent[key_id] = (day, spent)
+        limit = self._limit.get(key_id)
+        return limit is None or spent <= limit
+
+    def spent_today(self, key_id: str) -> float:
+        return self._today(key_id)[1]
+
+
+class StrongShareCap:
+    """Rolling-window share of a key's requests served by the strongest tier, capped per key."""
+
+    def __init__(self, caps: Mapping[str, tuple[float, int]]) -> None:
+        self._caps = dict(caps)  # key id -> (max share, window size in requests)
+        self._windows: dict[str, deque[bool]] = {k: deque(maxlen=w) for k, (_, w) in self._caps.items()}
+        self.alerts = 0
+
+    def limit(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
+        """The tier to serve: `tier_index`, or one lower when the strong share would pass the key's cap."""
+        if key_id is None or key_id not in self._caps:
+            return tier_index
+        cap, _ = self._caps[key_id]
+        window = self._windows[key_id]
+        strong = n_tiers - 1
+        # at most cap x window strong answers among the key's last `window` requests (a budget, not a ratio
+        # of what has been seen so far, so a fresh key is not capped on its first request)
+        if tier_index == strong and n_tiers > 1 and sum(window) + 1 > cap * (window.maxlen or 1):
+            self.alerts += 1
+            log.warning("key %s: strong-tier share over its cap %.2f in the last %d requests; routing to a "
+                        "cheaper tier (possible cost-amplification prompts)", key_id, cap, window.maxlen)
+            tier_index = strong - 1
+        window.append(tier_index == strong)
+        return tier_index
+
+
+def cap_strong_share(gw: Gateway, call: Call, tier_index: int) -> int:
+    """Apply the key's strong-tier share cap to a routed request (concrete model requests are left alone)."""
+    if call.rec.get("route") == "concrete":
+        return tier_index
+    capped = gw.keys.cap_tier(call.rec.get("api_key_id"), tier_index, len(gw.tiers))
+    if capped == tier_index:
+        return tier_index
+    from gearshift.gateway.lifecycle import guard_metrics
+
+    guard_metrics(gw.metrics.registry).key_alerts.labels(kind="strong_share_cap").inc()
+    call.deployments = list(gw.tiers[capped])
+    call.rec["tier"] = gw.tier_names[capped]
+    call.rec["reason"] = f"{call.rec.get('reason', '')}; strong-tier share cap of key {call.rec.get('api_key_id')}"
+    call.headers["x-gearshift-tier"] = gw.tier_names[capped]
+    return capped

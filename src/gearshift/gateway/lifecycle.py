@@ -1,0 +1,127 @@
+"""Admission control and shutdown: bounded in-flight work, back-pressure, and a draining gateway.
+
+`AdmissionControl` is pure ASGI middleware in front of the chat routes. It answers 503 (OpenAI shape,
+`Retry-After`) instead of queueing when more than `[limits] max_in_flight` chat requests are running,
+while the decision log cannot take records (store down and spool full), or once shutdown has begun.
+It counts in-flight requests until the response body ends, so a long stream holds its slot. SIGTERM
+handling itself is uvicorn's (stop accepting, let in-flight responses finish up to
+`[limits] drain_timeout_s`, then run the lifespan shutdown that flushes the decision writer).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gearshift.errors import OverloadedError, openai_error_body
+from gearshift.gateway.redaction import record_transform
+from gearshift.gateway.settings import GatewaySettings
+from gearshift.store.base import DecisionStore
+from gearshift.store.spool import JsonlSpool
+from gearshift.store.writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from gearshift.gateway.service import Gateway
+
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+@dataclass(frozen=True)
+class GuardMetrics:
+    rejected: Counter
+    key_alerts: Counter
+    in_flight: Gauge
+
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, GuardMetrics] = weakref.WeakKeyDictionary()
+
+
+def guard_metrics(registry: CollectorRegistry) -> GuardMetrics:
+    """This module's counters, registered once on the gateway's own registry."""
+    m = _METRICS.get(registry)
+    if m is None:
+        m = GuardMetrics(
+            rejected=Counter("gearshift_rejected", "Chat requests refused before any work, by reason.", ["reason"],
+                             registry=registry),
+            key_alerts=Counter("gearshift_key_alerts", "Per-key abuse alerts (e.g. strong-tier share cap).",
+                               ["kind"], registry=registry),
+            in_flight=Gauge("gearshift_in_flight", "Chat requests being served.", registry=registry),
+        )
+        _METRICS[registry] = m
+    return m
+
+
+def spool_path(settings: GatewaySettings) -> Path:
+    st = settings.store
+    return st.spool_path if st.spool_path is not None else st.path.with_name(st.path.name + ".spool.jsonl")
+
+
+def build_writer(settings: GatewaySettings, store: DecisionStore, secrets: list[str]) -> BackgroundWriter:
+    """The decision writer with its disk spool and the record transform (text mode, key scrubbing)."""
+    st = settings.store
+    spool = JsonlSpool(spool_path(settings), st.spool_max_bytes)
+    return BackgroundWriter(store, max_queue=st.queue_size, batch_size=st.batch_size, spool=spool,
+                            transform=record_transform(st.text, secrets))
+
+
+class Admission:
+    """The shared admission state; `draining` is set by the app's lifespan when shutdown starts."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.max_in_flight = gateway.settings.limits.max_in_flight
+        self.in_flight = 0
+        self.draining = False
+        self.metrics = guard_metrics(gateway.metrics.registry)
+        self.metrics.in_flight.set_function(lambda: float(self.in_flight))
+
+    def refusal(self) -> tuple[str, str] | None:
+        """(reason, message) when a new chat request must be refused, else None."""
+        writer = self.gateway.writer
+        if self.draining:
+            return "draining", "the gateway is shutting down; retry on another instance"
+        if self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+            return "max_in_flight", f"the gateway is at its limit of {self.max_in_flight} concurrent requests"
+        if writer is not None and writer.saturated:
+            return "log_unavailable", "the decision log cannot take records right now (store and spool full)"
+        return None
+
+
+class AdmissionControl:
+    """ASGI middleware applying `Admission` to the chat routes (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in _CHAT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        adm = self.admission
+        refusal = adm.refusal()
+        if refusal is not None:
+            reason, message = refusal
+            adm.metrics.rejected.labels(reason=reason).inc()
+            await _send_overloaded(send, message)
+            return
+        adm.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            adm.in_flight -= 1
+
+
+async def _send_overloaded(send: Send, message: str) -> None:
+    status, body = openai_error_body(OverloadedError(message))
+    raw = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                            (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": raw})
