@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from closed_loop.shadow_harness import KeywordRouter, settings, wait_until
 
+from closed_loop.shadow_harness import KeywordRouter, settings, wait_until
 from gateway.harness import GatewayServer
 from gearshift.cli import main
 from gearshift.closed_loop.signals import ImplicitSignals, is_correction, signal_rates

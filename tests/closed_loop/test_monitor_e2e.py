@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from closed_loop.shadow_harness import KeywordRouter, WebhookReceiver, settings, wait_until
 
+from closed_loop.shadow_harness import KeywordRouter, WebhookReceiver, settings, wait_until
 from gateway.harness import GatewayServer
 from gearshift.errors import ConfigError
 from gearshift.gateway.app import create_app

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, settings, wait_until
 
+from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, settings, wait_until
 from gateway.harness import GatewayServer
 from gearshift.cli import main
 from gearshift.data.records import read_jsonl

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard.dashboard_seed import CHEAP_PRICE, STRONG_PRICE, backfill, register_versions
 from PIL import Image, ImageStat
 
 from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, wait_until
+from dashboard.dashboard_seed import CHEAP_PRICE, STRONG_PRICE, backfill, register_versions
 from gateway.harness import GatewayServer, deployment
 from gearshift.gateway.app import create_app
 from gearshift.gateway.settings import GatewaySettings, parse_settings

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 from evaluation.eval_synthetic import make_dataset
-
 from gearshift.cli import main
 from gearshift.data.records import write_jsonl
 

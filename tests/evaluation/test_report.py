@@ -4,8 +4,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from evaluation.eval_synthetic import STRONG, WEAK, make_dataset, synthetic
 
+from evaluation.eval_synthetic import STRONG, WEAK, make_dataset, synthetic
 from gearshift.evaluation.report import render_report, write_report
 from gearshift.evaluation.runner import result_from_scores
 

@@ -6,8 +6,8 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
-from evaluation.eval_synthetic import STRONG, WEAK, make_dataset
 
+from evaluation.eval_synthetic import STRONG, WEAK, make_dataset
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
 from gearshift.errors import RouterError
