@@ -2,8 +2,9 @@
 
 `POST /v1/feedback` attaches a user signal (thumbs, a rating, a hand-off to a human) to the decision
 that produced the answer; an unknown request id is a 404. `GET /v1/triage` and
-`POST /v1/triage/{id}/label` expose the disagreement queue. All sit behind the gateway API key when
-one is configured, and every error leaves in the OpenAI error shape.
+`POST /v1/triage/{id}/label` expose the disagreement queue. When the gateway has API keys, feedback
+needs a key with the "feedback" scope and the triage queue one with "admin" (401 without a key, 403
+with one lacking the scope); every error leaves in the OpenAI error shape.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
 
 _MAX_BODY = 64_000
+_MAX_ID = 2**63 - 1  # a 64-bit row id; anything larger cannot name an item (and would overflow the driver)
 
 
 class FeedbackRequest(BaseModel):
@@ -55,9 +57,9 @@ class NotFoundError(ModelNotFoundError):
     code = "not_found"
 
 
-def _loop(request: Request) -> tuple[Gateway, ClosedLoop]:
+def _loop(request: Request, scope: str) -> tuple[Gateway, ClosedLoop]:
     gw: Gateway = request.app.state.gateway
-    gw.keys.check(request.headers.get("authorization"))
+    gw.keys.check(request.headers.get("authorization"), scope)
     loop: ClosedLoop | None = getattr(gw, "closed_loop", None)
     if loop is None:
         raise NotFoundError("the closed loop is disabled on this gateway ([signals], [shadow] and [slo] are off)")
@@ -76,7 +78,7 @@ def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
 async def post_feedback(request: Request) -> Response:
     from gearshift.closed_loop.loop import explicit_event
 
-    _, loop = _loop(request)
+    _, loop = _loop(request, "feedback")
     fb: FeedbackRequest = _validate(FeedbackRequest, parse_json(await read_body(request, _MAX_BODY)))
     decision = await loop.find_decision(fb.request_id)
     if decision is None:
@@ -90,7 +92,7 @@ async def post_feedback(request: Request) -> Response:
 
 
 async def list_triage(request: Request) -> Response:
-    _, loop = _loop(request)
+    _, loop = _loop(request, "admin")
     status = request.query_params.get("status", "open")
     if status not in ("open", "labelled", "all"):
         raise InvalidRequestError("status must be open, labelled or all", param="status")
@@ -102,9 +104,9 @@ async def list_triage(request: Request) -> Response:
 
 
 async def label_triage(request: Request) -> Response:
-    _, loop = _loop(request)
+    _, loop = _loop(request, "admin")
     raw_id = request.path_params["item_id"]
-    if not str(raw_id).isdigit():
+    if not str(raw_id).isdigit() or int(raw_id) > _MAX_ID:
         raise NotFoundError(f"no triage item {raw_id!r}")
     body: LabelRequest = _validate(LabelRequest, parse_json(await read_body(request, _MAX_BODY)))
     item = await asyncio.to_thread(loop.store.set_triage_label, int(raw_id), body.label, time.time())

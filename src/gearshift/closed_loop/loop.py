@@ -1,7 +1,7 @@
 """The closed loop inside one gateway: shadow routing, implicit signals and the SLO monitor, wired together.
 
 The gateway calls `on_decision` once per finished request (from `gateway.chat.finish`); it only does
-in-memory work and hands anything slow (SQLite, upstream calls, webhooks) to background tasks or
+in-memory work and hands anything slow (the label store, upstream calls, webhooks) to background tasks or
 threads, and it never raises. `build_closed_loop(gateway)` reads `[shadow]`, `[signals]` and `[slo]`.
 """
 
@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, Any
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
-from gearshift.closed_loop.shadow import ShadowMetrics, ShadowRunner
+from gearshift.closed_loop.shadow import FleetSampler, ShadowMetrics, ShadowRunner
 from gearshift.closed_loop.signals import ImplicitSignals, segment_labels
 from gearshift.errors import ConfigError
 from gearshift.gateway.records import cost_usd
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.reliability import FailoverExecutor
-from gearshift.store.labels import SignalEvent, SQLiteLabelStore
+from gearshift.store.factory import open_label_store, settings_url
+from gearshift.store.labels import LabelStore, SignalEvent
 
 if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 class ClosedLoop:
     """Everything the gateway feeds after answering. Parts that are off are None."""
 
-    def __init__(self, store: SQLiteLabelStore, *, shadow: ShadowRunner | None = None,
+    def __init__(self, store: LabelStore, *, shadow: ShadowRunner | None = None,
                  signals: ImplicitSignals | None = None, monitor: GatewayMonitor | None = None,
                  owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000) -> None:
         self.store = store
@@ -131,7 +132,7 @@ def _judge_target(gw: Gateway, js: JudgeSettings) -> tuple[list[Deployment], dic
     return list(gw.tiers[gw.tier_names.index(tier)]), {}
 
 
-def _build_shadow(gw: Gateway, settings: ShadowSettings, store: SQLiteLabelStore) -> tuple[ShadowRunner, list[Any]]:
+def _build_shadow(gw: Gateway, settings: ShadowSettings, store: LabelStore) -> tuple[ShadowRunner, list[Any]]:
     from gearshift.gateway.chat import upstream_request
 
     for name in settings.tiers or []:
@@ -165,8 +166,24 @@ def _build_shadow(gw: Gateway, settings: ShadowSettings, store: SQLiteLabelStore
                           max_answer_chars=js.max_answer_chars, max_tokens=js.max_tokens)
     runner = ShadowRunner(settings, tier_names=gw.tier_names, tiers=gw.tiers, executor=executor, judge=judge,
                           store=store, metrics=ShadowMetrics(gw.metrics.registry), prices=prices,
-                          request_for_tier=lambda payload, idx: upstream_request(gw, payload, idx))
+                          request_for_tier=lambda payload, idx: upstream_request(gw, payload, idx),
+                          fleet=FleetSampler(shared.counters, settings.every_n)
+                          if (shared := getattr(gw, "shared", None)) is not None and settings.every_n else None)
     return runner, owned
+
+
+def label_store_url(gw: Gateway) -> str:
+    """Where the closed-loop tables live: beside the gateway's decisions (same SQLite file or PostgreSQL
+    database), else `[store]`; an injected store without a location gets an in-memory SQLite."""
+    url = getattr(gw.store, "url", None)
+    if isinstance(url, str):
+        return url
+    path = getattr(gw.store, "path", None)
+    if isinstance(path, str):
+        return f"sqlite:///{path}"
+    if gw.store is None and gw.settings.store.url:
+        return settings_url(gw.settings.store)
+    return "sqlite://"
 
 
 def build_closed_loop(gw: Gateway, shadow: ShadowSettings | None = None, signals: SignalSettings | None = None,
@@ -177,8 +194,7 @@ def build_closed_loop(gw: Gateway, shadow: ShadowSettings | None = None, signals
     so = slo if slo is not None else getattr(gw.settings, "slo", SLOSettings())
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
-    path = getattr(gw.store, "path", None)
-    store = SQLiteLabelStore(path if isinstance(path, str) else ":memory:")
+    store = open_label_store(label_store_url(gw))
     try:
         runner, owned = _build_shadow(gw, sh, store) if sh.enabled else (None, [])
         monitor = GatewayMonitor(so, gw.tier_names, gw.metrics.registry) if so.enabled else None

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -29,7 +29,7 @@ from gearshift.errors import GearshiftError
 from gearshift.gateway.records import cost_usd
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
-from gearshift.store.labels import SQLiteLabelStore
+from gearshift.store.labels import LabelStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,29 @@ class ShadowSampler:
             return self.seen % self.settings.every_n == 0
         rate = self.rate_for(segments)
         return rate > 0.0 and self.rng.random() < rate
+
+
+class FleetCounter(Protocol):
+    """A counter every gateway of a fleet shares (`store.redis_state.RedisCounters`)."""
+
+    async def incr(self, name: str, by: int = 1) -> int: ...
+
+
+class FleetSampler:
+    """`every_n` across every gateway sharing the counter: the fleet's n-th, 2n-th... decisions are shadowed.
+
+    The count is a Redis INCR, so the decision is async; `ShadowRunner.submit` takes it in a background
+    task after the answer has gone out.
+    """
+
+    COUNTER = "shadow_every_n"
+
+    def __init__(self, counter: FleetCounter, every_n: int) -> None:
+        self.counter = counter
+        self.every_n = every_n
+
+    async def sample(self) -> bool:
+        return await self.counter.incr(self.COUNTER) % self.every_n == 0
 
 
 class HourlyBudget:
@@ -123,10 +146,11 @@ class ShadowRunner:
     """Owns the queue and workers. `submit` is the only call made on the request path."""
 
     def __init__(self, settings: ShadowSettings, *, tier_names: Sequence[str], tiers: Sequence[Sequence[Deployment]],
-                 executor: FailoverExecutor, judge: PairwiseJudge, store: SQLiteLabelStore,
+                 executor: FailoverExecutor, judge: PairwiseJudge, store: LabelStore,
                  metrics: ShadowMetrics, prices: Mapping[str, tuple[float, float]],
                  request_for_tier: Callable[[dict[str, Any], int], dict[str, Any]],
-                 budget: HourlyBudget | None = None, sampler: ShadowSampler | None = None) -> None:
+                 budget: HourlyBudget | None = None, sampler: ShadowSampler | None = None,
+                 fleet: FleetSampler | None = None) -> None:
         self.settings = settings
         self.tier_names = list(tier_names)
         self.tiers = [list(t) for t in tiers]
@@ -138,6 +162,8 @@ class ShadowRunner:
         self.request_for_tier = request_for_tier
         self.budget = budget or HourlyBudget(settings.max_requests_per_hour, settings.max_usd_per_hour)
         self.sampler = sampler or ShadowSampler(settings)
+        self.fleet = fleet
+        self._sampling: set[asyncio.Task[None]] = set()
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.counts: dict[str, int] = {}
@@ -158,14 +184,44 @@ class ShadowRunner:
                 if i != tier_index and (wanted is None or name in wanted)]
 
     def submit(self, record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answer: str | None) -> bool:
-        """Maybe queue a shadow job for a finished decision. Never blocks, never raises."""
+        """Maybe queue a shadow job for a finished decision. Never blocks, never raises.
+
+        With a fleet-wide sampler the sampling decision (a Redis round trip) runs in a background task;
+        True then means "handed to the sampler", and the job is queued if the fleet count picks it.
+        """
         try:
             if self.queue is None or answer is None or record.get("status") != "ok" or record.get("tier") is None:
                 return False
             if record.get("route") == "concrete" and not self.settings.include_concrete:
                 return False
             idx = self.tier_names.index(str(record["tier"]))
+            if self.fleet is not None:
+                if not self.shadow_tiers(idx):
+                    return False
+                task = asyncio.get_running_loop().create_task(
+                    self._fleet_submit(self.fleet, dict(record), dict(payload), prompt, answer, idx))
+                self._sampling.add(task)
+                task.add_done_callback(self._sampling.discard)
+                return True
             if not self.sampler.sample(segment_labels(record.get("segment"))):
+                return False
+            return self._enqueue(record, payload, prompt, answer, idx)
+        except Exception:  # the request path must never notice the shadow
+            log.exception("shadow submit failed")
+            return False
+
+    async def _fleet_submit(self, fleet: FleetSampler, record: dict[str, Any], payload: dict[str, Any], prompt: str,
+                            answer: str, idx: int) -> None:
+        try:
+            if await fleet.sample():
+                self._enqueue(record, payload, prompt, answer, idx)
+        except Exception:  # Redis down: this decision goes unsampled, the gateway carries on
+            log.exception("fleet-wide shadow sampling failed")
+
+    def _enqueue(self, record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answer: str,
+                 idx: int) -> bool:
+        try:
+            if self.queue is None:
                 return False
             others = self.shadow_tiers(idx)
             if not others:
@@ -254,6 +310,8 @@ class ShadowRunner:
 
     async def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued job is done (tests, shutdown); False on timeout."""
+        if self._sampling:
+            await asyncio.wait(list(self._sampling), timeout=timeout_s)
         if self.queue is None:
             return True
         try:

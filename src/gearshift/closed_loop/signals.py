@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearshift.gateway.conversations import conversation_keys, next_key
-from gearshift.store.labels import SignalEvent, SQLiteLabelStore
+from gearshift.store.labels import LabelStore, SignalEvent
 
 IMPLICIT_SIGNALS = ("regeneration", "correction", "abandonment")
 EXPLICIT_SIGNALS = ("thumbs_up", "thumbs_down", "rating", "handoff")
@@ -156,7 +156,7 @@ def _keys(tier: str | None, segment_json: str | None) -> list[str]:
     return keys
 
 
-def signal_rates(store: SQLiteLabelStore, since: float, until: float) -> list[SignalRate]:
+def signal_rates(store: LabelStore, since: float, until: float) -> list[SignalRate]:
     """Rates of every signal seen, over decisions made in [since, until), overall, per tier and per segment."""
     totals: dict[str, int] = {}
     for d_tier, d_seg, d_n in store.decision_groups(since, until):

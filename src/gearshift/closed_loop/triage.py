@@ -17,7 +17,7 @@ from gearshift.closed_loop.judge_pairwise import Judgement
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord, write_jsonl
 from gearshift.errors import DataError
-from gearshift.store.labels import SQLiteLabelStore
+from gearshift.store.labels import LabelStore
 
 _ROUTING_KEYS = ("tier", "router", "router_version", "score", "thresholds", "reason", "escalated", "route",
                  "deployment", "confidence", "ood")
@@ -46,7 +46,7 @@ def label_outcomes(label: str, tier_order: Sequence[str]) -> dict[str, float]:
     raise DataError(f"label {label!r} has no outcomes")
 
 
-def export_triage(store: SQLiteLabelStore, out: str | Path, tier_order: Sequence[str] | None = None, *,
+def export_triage(store: LabelStore, out: str | Path, tier_order: Sequence[str] | None = None, *,
                   include_judge: bool = False) -> int:
     """Write labelled items (and, with `include_judge`, unlabelled ones scored by the judge) as canonical
     JSONL plus its models table; returns how many records were written. `tier_order` defaults to the

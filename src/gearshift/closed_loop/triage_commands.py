@@ -1,7 +1,8 @@
 """`gearshift triage list|label|export` and `gearshift signals`: the closed loop's tables from the shell.
 
-Both read the gateway's SQLite file (`--db`, or the `[store] path` of `--config`), where the gateway
-keeps decisions, shadow labels, the triage queue and downstream signal events side by side.
+Both read the gateway's store (`--db` for a SQLite file, or `[store]` of `--config`: SQLite path or
+PostgreSQL url), where the gateway keeps decisions, shadow labels, the triage queue and downstream
+signal events side by side.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gearshift.store.labels import LabelStore
 
 
 def _source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--db", type=Path, help="the gateway's SQLite store")
-    src.add_argument("--config", type=Path, help="read the store path from this gateway config")
+    src.add_argument("--config", type=Path, help="read [store] (path or url) from this gateway config")
 
 
 def register(subparsers: Any) -> None:
@@ -48,18 +52,19 @@ def register(subparsers: Any) -> None:
     sig.set_defaults(handler=_signals)
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from gearshift.store.labels import SQLiteLabelStore
+def _store(args: argparse.Namespace) -> LabelStore:
+    """The label store of `--db` (SQLite) or of `--config`'s `[store]` (SQLite path or PostgreSQL url)."""
+    from gearshift.store.factory import open_label_store, settings_url, sqlite_path, store_kind
 
     if args.db is not None:
-        path = args.db
+        url = f"sqlite:///{args.db}"
     else:
         from gearshift.gateway.commands import _settings
 
-        path = _settings(args.config).store.path
-    if not Path(path).exists():
-        raise ConfigError(f"no gateway store at {path}")
-    return SQLiteLabelStore(path)
+        url = settings_url(_settings(args.config).store)
+    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
+        raise ConfigError(f"no gateway store at {sqlite_path(url)}")
+    return open_label_store(url)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 `BudgetLedger` is a small async protocol so a shared store (Redis) can replace the in-memory ledger.
 The share cap defends against cost-amplification prompts (text crafted to make the router pick the
 strong tier every time): over a rolling window of a key's requests, once the strong tier's share would
-pass the key's cap, the request goes to the next cheaper tier and an alert is logged and counted.
+pass the key's cap, the request goes to the next cheaper tier and an alert is logged and counted. With
+exploration on, the logged tier probabilities are remapped so the propensity is that of the tier served.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class StrongShareCap:
         self._windows: dict[str, deque[bool]] = {k: deque(maxlen=w) for k, (_, w) in self._caps.items()}
         self.alerts = 0
 
+    def would_cap(self, key_id: str | None, n_tiers: int) -> bool:
+        """Whether a strong-tier request of this key would be capped right now (the window is not touched)."""
+        if key_id is None or key_id not in self._caps or n_tiers < 2:
+            return False
+        cap, _ = self._caps[key_id]
+        window = self._windows[key_id]
+        return sum(window) + 1 > cap * (window.maxlen or 1)
+
     def limit(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
         """The tier to serve: `tier_index`, or one lower when the strong share would pass the key's cap."""
         if key_id is None or key_id not in self._caps:
@@ -101,7 +110,16 @@ def cap_strong_share(gw: Gateway, call: Call, tier_index: int) -> int:
     """Apply the key's strong-tier share cap to a routed request (concrete model requests are left alone)."""
     if call.rec.get("route") == "concrete":
         return tier_index
-    capped = gw.keys.cap_tier(call.rec.get("api_key_id"), tier_index, len(gw.tiers))
+    key_id, n = call.rec.get("api_key_id"), len(gw.tiers)
+    capping = gw.keys.strong_cap.would_cap(key_id, n)  # before `cap_tier` adds this request to the window
+    capped = gw.keys.cap_tier(key_id, tier_index, n)
+    probs = call.rec.get("tier_probabilities")
+    if capping and isinstance(probs, list) and len(probs) == n:  # learning: keep the logged propensity honest
+        from gearshift.gateway.exploration import remap
+
+        # whatever the exploration draw was, a strong tier would have been served one lower
+        moved = remap(probs, lambda j: n - 2 if j == n - 1 else j)
+        call.rec.update(tier_probabilities=list(moved), propensity=moved[capped])
     if capped == tier_index:
         return tier_index
     from gearshift.gateway.lifecycle import guard_metrics

@@ -55,6 +55,22 @@ _COMPLETION = {
 }
 
 
+_FEEDBACK = {
+    "type": "object",
+    "required": ["request_id", "signal"],
+    "additionalProperties": False,
+    "properties": {
+        "request_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "signal": {"type": "string", "enum": ["thumbs_up", "thumbs_down", "rating", "handoff"]},
+        "value": {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]},
+        "comment": {"anyOf": [{"type": "string", "maxLength": 4000}, {"type": "null"}]},
+    },
+}
+
+_LABEL = {"type": "object", "required": ["label"], "additionalProperties": False,
+          "properties": {"label": {"type": "string", "enum": ["strong_needed", "cheap_ok", "skip"]}}}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Invalid request", 401: "Missing or invalid API key", 403: "The key lacks the scope",
              404: "Unknown model or path", 413: "Request body too large", 429: "Rate limit or budget exceeded",
@@ -98,9 +114,65 @@ def openapi_document(gw: Gateway | None = None) -> dict[str, Any]:
             "/metrics": {"get": {"operationId": "metrics", "security": [], "responses": {"200": {
                 "description": "Prometheus text exposition",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            **_closed_loop_paths(gw, secured),
+            **_dashboard_paths(gw, secured),
         },
         "components": {
-            "schemas": {"Error": _ERROR, "ChatCompletionRequest": request, "ChatCompletion": _COMPLETION},
+            "schemas": {"Error": _ERROR, "ChatCompletionRequest": request, "ChatCompletion": _COMPLETION,
+                        "FeedbackRequest": _FEEDBACK, "TriageLabelRequest": _LABEL},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
+    }
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _closed_loop_paths(gw: Gateway | None, secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Feedback and triage exist only when the gateway runs a closed loop ([signals], [shadow] or [slo])."""
+    if gw is None or getattr(gw, "closed_loop", None) is None:
+        return {}
+    obj = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/v1/feedback": {"post": {
+            "summary": "Attach a user signal (thumbs, rating, hand-off) to the decision that produced an answer",
+            "operationId": "createFeedback", "security": secured, "requestBody": _json_body("FeedbackRequest"),
+            "responses": {"201": obj, **_errors(400, 401, 403, 404, 413)}}},
+        "/v1/triage": {"get": {
+            "summary": "The disagreement queue (needs the admin scope)", "operationId": "listTriage",
+            "security": secured,
+            "parameters": [
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["open", "labelled", "all"]}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+            "responses": {"200": obj, **_errors(400, 401, 403)}}},
+        "/v1/triage/{item_id}/label": {"post": {
+            "summary": "Label one triage item (needs the admin scope)", "operationId": "labelTriageItem",
+            "security": secured,
+            "parameters": [{"name": "item_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}],
+            "requestBody": _json_body("TriageLabelRequest"),
+            "responses": {"200": obj, **_errors(400, 401, 403, 404, 413)}}},
+    }
+
+
+def _dashboard_paths(gw: Gateway | None, secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    if gw is None or not gw.settings.dashboard.enabled:
+        return {}
+    since = [{"name": "since", "in": "query", "required": False,
+              "schema": {"type": "string", "pattern": r"^\d+(\.\d+)?[smhd]$"},
+              "examples": {"hour": {"value": "1h"}}}]
+    return {
+        "/dashboard": {"get": {
+            "summary": "The operator dashboard (HTML; needs the admin scope)", "operationId": "dashboard",
+            "security": secured, "parameters": since,
+            "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 403)}}},
+        "/dashboard/api/summary": {"get": {
+            "summary": "The dashboard's data as JSON (needs the admin scope)", "operationId": "dashboardSummary",
+            "security": secured, "parameters": since,
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **_errors(400, 401, 403)}}},
     }

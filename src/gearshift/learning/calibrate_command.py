@@ -138,7 +138,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from gearshift.learning.commands import db_path, read, registry, resolve_candidate, score_prompts
+    from gearshift.learning.commands import read, registry, resolve_candidate, score_prompts, store_exists
 
     console = Console()
     if args.max_quality_loss is not None and args.per_segment:
@@ -146,7 +146,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     router, version = None, None
     log = None if (args.data and args.max_quality_loss is not None) else read(args)
     if args.router:
-        reg = registry(args) if db_path(args).exists() else None
+        reg = registry(args) if store_exists(args) else None
         try:
             router, _, v = resolve_candidate(args.router, reg)
         finally:

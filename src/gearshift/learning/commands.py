@@ -1,7 +1,8 @@
 """`gearshift retrain | ope | promote | rollback | versions | calibrate`: learning from the gateway's own log.
 
-All read the gateway's SQLite file (`--db`, or `[store]` of `--config`). Router versions are saved under
-`<db stem>-versions/` next to it (or `--versions-dir`) and registered in the same file. The gateway
+All read the gateway's store: `--db` (a SQLite file), `--store-url`, or `[store]` of `--config` (SQLite
+path or PostgreSQL url). Router versions are saved under `<db stem>-versions/` next to a SQLite file (with
+PostgreSQL, `--versions-dir` names a directory every gateway can read) and registered beside the decisions. The gateway
 serves the champion when its config says `[router] version = "champion"`; it reads it at start, so
 restart the gateway after `promote` or `rollback`.
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from gearshift.learning.logs import DecisionLog
     from gearshift.learning.ope import OPEResult
     from gearshift.routers.base import Router
-    from gearshift.store.versions import RouterVersion, SQLiteVersionRegistry
+    from gearshift.store.versions import RouterVersion, VersionRegistry
 
 EXIT_REFUSED = 3
 LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
@@ -33,6 +34,7 @@ def _source(p: argparse.ArgumentParser, since: str | None = "7d") -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--db", type=Path, help="the gateway's SQLite store")
     src.add_argument("--config", type=Path, help="read [store] and the tiers from this gateway config")
+    src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
     p.add_argument("--tiers", help="tier names cheap to strong, comma-separated (default: --config, else inferred)")
     p.add_argument("--versions-dir", type=Path, help="where versions are saved (default: <db stem>-versions/)")
     if since is not None:
@@ -97,18 +99,48 @@ def register(subparsers: Any) -> None:
 
 
 # -- shared ----------------------------------------------------------------------------------------------------
-def db_path(args: argparse.Namespace) -> Path:
-    from gearshift.store.factory import settings_url, sqlite_path, store_kind
+def store_url(args: argparse.Namespace) -> str:
+    """The store the command reads: `--store-url`, `--db`, else `[store]` of `--config` (or the defaults)."""
+    from gearshift.store.factory import settings_url
 
+    if getattr(args, "store_url", None):
+        return str(args.store_url)
     if args.db is not None:
-        return Path(args.db)
+        return f"sqlite:///{args.db}"
     from gearshift.gateway.settings import default_settings, load_settings
 
     settings = load_settings(args.config) if args.config is not None else default_settings()
-    url = settings_url(settings.store)
+    return settings_url(settings.store)
+
+
+def store_exists(args: argparse.Namespace) -> bool:
+    """False for a SQLite file that is not there yet (a PostgreSQL store is always "there")."""
+    from gearshift.store.factory import sqlite_path, store_kind
+
+    url = store_url(args)
+    return store_kind(url) != "sqlite" or Path(sqlite_path(url)).exists()
+
+
+def db_path(args: argparse.Namespace) -> Path:
+    """The SQLite file of the store; a ConfigError for PostgreSQL (which has none)."""
+    from gearshift.store.factory import sqlite_path, store_kind
+
+    url = store_url(args)
     if store_kind(url) != "sqlite":
-        raise ConfigError("learning commands read the SQLite store for now; [store] url names PostgreSQL")
+        raise ConfigError("the store is PostgreSQL: there is no SQLite file (pass --versions-dir for saved routers)")
     return Path(sqlite_path(url))
+
+
+def saved_versions_dir(args: argparse.Namespace) -> Path:
+    """Where a new version is saved: `--versions-dir`, else `<db stem>-versions/` beside a SQLite store."""
+    from gearshift.store.factory import store_kind
+    from gearshift.store.versions import versions_dir
+
+    if args.versions_dir is not None:
+        return Path(args.versions_dir)
+    if store_kind(store_url(args)) != "sqlite":
+        raise ConfigError("with a PostgreSQL store, pass --versions-dir: a directory every gateway can read")
+    return versions_dir(db_path(args))
 
 
 def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
@@ -121,13 +153,13 @@ def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
     return None
 
 
-def registry(args: argparse.Namespace) -> SQLiteVersionRegistry:
-    from gearshift.store.versions import SQLiteVersionRegistry
+def registry(args: argparse.Namespace) -> VersionRegistry:
+    from gearshift.store.factory import sqlite_path
+    from gearshift.store.versions import open_version_registry
 
-    path = db_path(args)
-    if not path.exists():
-        raise ConfigError(f"no gateway store at {path}")
-    return SQLiteVersionRegistry(path)
+    if not store_exists(args):
+        raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
+    return open_version_registry(store_url(args))
 
 
 def read(args: argparse.Namespace) -> DecisionLog:
@@ -137,7 +169,7 @@ def read(args: argparse.Namespace) -> DecisionLog:
     from gearshift.learning.logs import read_log
 
     with Console(stderr=True).status("reading the decision log"):
-        return read_log(db_path(args), parse_since(args.since), tier_names(args))
+        return read_log(store_url(args), parse_since(args.since), tier_names(args))
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -168,8 +200,8 @@ def score_prompts(router: Router, prompts: list[str], what: str = "scoring logge
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def resolve_candidate(ref: str, reg: SQLiteVersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
-                                                                              RouterVersion | None]:
+def resolve_candidate(ref: str, reg: VersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
+                                                                        RouterVersion | None]:
     """(router or None for the live policy, its thresholds or None, the version when registered)."""
     from gearshift.evaluation.commands import parse_router_spec
     from gearshift.routers.base import TrainableRouter
@@ -211,7 +243,7 @@ def candidate_probs(log: DecisionLog, rows: np.ndarray, router: Router | None,
     return out
 
 
-def run_ope(log: DecisionLog, ref: str, reg: SQLiteVersionRegistry | None, reward: str, *, n_boot: int,
+def run_ope(log: DecisionLog, ref: str, reg: VersionRegistry | None, reward: str, *, n_boot: int,
             min_ess: float = 30.0, warn_only: bool = False, thresholds: tuple[float, ...] | None = None,
             ) -> tuple[OPEResult, RouterVersion | None]:
     from gearshift.learning.ope import evaluate_policy
@@ -249,7 +281,6 @@ def _retrain(args: argparse.Namespace) -> int:
 
     from gearshift.learning.retrain import retrain
     from gearshift.routers.calibrate import calibrate_share
-    from gearshift.store.versions import versions_dir
 
     console = Console()
     log = read(args)
@@ -266,7 +297,7 @@ def _retrain(args: argparse.Namespace) -> int:
     reg = registry(args)
     try:
         version = reg.next_version(args.name)
-        out = (args.versions_dir or versions_dir(db_path(args))) / args.name / f"v{version}"
+        out = saved_versions_dir(args) / args.name / f"v{version}"
         router.save(out)
         metrics = {"trained": {"n": len(traffic), "explored": int(traffic.explored.sum()),
                                "labelled": int(np.isfinite(log.gaps[rows]).sum()), "weighting": args.weighting,

@@ -1,7 +1,7 @@
 """Logged gateway traffic as learning data: decisions joined with shadow/triage labels and user feedback.
 
-The gateway's SQLite file holds the decisions (tier, propensity, score, cost, the prompt when `[store]
-text = "full"`) and, beside them, the closed loop's tables, all keyed by `request_id`. This module
+The gateway's store (SQLite file or PostgreSQL) holds the decisions (tier, propensity, score, cost, the
+prompt when `[store] text = "full"`) and, beside them, the closed loop's tables, all keyed by `request_id`. This module
 reads them once into aligned arrays, `DecisionLog`, from which the estimators' inputs are cut:
 `LoggedBandit` (off-policy evaluation) and `LoggedTraffic` (retraining).
 
@@ -150,30 +150,38 @@ def _feedback_rewards(signals: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {rid: float(np.mean(explicit.get(rid) or implicit[rid])) for rid in {*explicit, *implicit}}
 
 
-def read_log(db_path: str | Path, since: float | None = None, tiers: Sequence[str] | None = None) -> DecisionLog:
-    """Routed decisions (auto/router routes, status ok, with a score) newer than `since`, joined with labels."""
-    from gearshift.store.base import DecisionQuery
-    from gearshift.store.labels import SQLiteLabelStore
-    from gearshift.store.sqlite import SQLiteDecisionStore
+def read_log(store: str | Path, since: float | None = None, tiers: Sequence[str] | None = None) -> DecisionLog:
+    """Routed decisions (auto/router routes, status ok, with a score) newer than `since`, joined with labels.
 
-    if str(db_path) != ":memory:" and not Path(db_path).exists():
-        raise DataError("no gateway store here", path=db_path)
-    store = SQLiteDecisionStore(db_path)
+    `store` is a SQLite path or a store URL (`sqlite:///...`, `postgresql://...`)."""
+    from gearshift.store.base import DecisionQuery
+    from gearshift.store.factory import open_decision_store, open_label_store, sqlite_path, store_kind
+    from gearshift.store.postgres import redact
+
+    url = str(store)
+    if store_kind(url) == "sqlite":
+        where: str | Path = sqlite_path(url)
+        if where != ":memory:" and not Path(where).exists():
+            raise DataError("no gateway store here", path=where)
+        url = f"sqlite:///{where}"
+    else:
+        where = redact(url)
+    decisions = open_decision_store(url)
     try:
-        rows = store.query(DecisionQuery(since=since, status="ok", limit=None))
+        rows = decisions.query(DecisionQuery(since=since, status="ok", limit=None))
     finally:
-        store.close()
+        decisions.close()
     rows = [r for r in rows if r.get("route") in ("auto", "router") and r.get("score") is not None
             and r.get("tier") is not None]
     rows.sort(key=lambda r: float(r["time"]))
     if not rows:
-        raise DataError("no routed decisions in the requested window", path=db_path)
+        raise DataError("no routed decisions in the requested window", path=where)
     order = tuple(tiers) if tiers else infer_tiers(rows)
     index = {t: i for i, t in enumerate(order)}
     rows = [r for r in rows if r["tier"] in index]
     if not rows:
-        raise DataError(f"no logged decision used one of the tiers {list(order)}", path=db_path)
-    labels_db = SQLiteLabelStore(db_path)
+        raise DataError(f"no logged decision used one of the tiers {list(order)}", path=where)
+    labels_db = open_label_store(url)
     try:
         scores, human = _judge_rewards(labels_db.labels(since=None),
                                        labels_db.triage_items(status="labelled", limit=None))

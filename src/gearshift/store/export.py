@@ -15,18 +15,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
 from gearshift.store.factory import sqlite_path, store_kind
 
+if TYPE_CHECKING:
+    from gearshift.gateway.redaction import TextMode
+
 CHUNK = 2000
 
 _STR = ("request_id", "api_key_id", "conversation_id", "requested_model", "route", "router", "router_version", "tier",
-        "reason", "deployment", "upstream_model", "status", "error_type")
+        "reason", "deployment", "upstream_model", "status", "error_type", "finish_reason", "prompt")
 _FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
 _INT = ("tokens_in", "tokens_out", "http_status")
-_BOOL = ("stream", "escalated", "usage_estimated")
+_BOOL = ("stream", "escalated", "usage_estimated", "explored")
+_CONCEALED = ("sha256:", "[redacted ")
 
 
 def arrow_schema() -> Any:
@@ -37,7 +41,8 @@ def arrow_schema() -> Any:
     fields += [
         pa.field("segment_language", pa.string()), pa.field("segment_length_bucket", pa.string()),
         pa.field("segment_has_code", pa.bool_()), pa.field("segment_turn", pa.int64()),
-        pa.field("thresholds", pa.list_(pa.float64())), pa.field("attempts_json", pa.string()),
+        pa.field("thresholds", pa.list_(pa.float64())), pa.field("tier_probabilities", pa.list_(pa.float64())),
+        pa.field("attempts_json", pa.string()),
         pa.field("cascade_json", pa.string()), pa.field("shadow_label", pa.string()),
         pa.field("shadow_gap", pa.float64()), pa.field("feedback_count", pa.int64()),
         pa.field("feedback_json", pa.string()), pa.field("record_json", pa.string()), pa.field("date", pa.string()),
@@ -50,6 +55,21 @@ def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
         return None if value is None else cast(value)
     except (TypeError, ValueError):
         return None
+
+
+def conceal_text(obj: Any, mode: TextMode) -> Any:
+    """Prompt/answer text per `mode` ("full", "hash", "redact"), at any depth; text the gateway already
+    concealed when writing stays as it is (hashing a hash would break joins on it)."""
+    from gearshift.gateway.redaction import TEXT_FIELDS, conceal
+
+    if mode == "full":
+        return obj
+    if isinstance(obj, dict):
+        return {k: (v if isinstance(v, str) and v.startswith(_CONCEALED) else conceal(v, mode))
+                if k in TEXT_FIELDS else conceal_text(v, mode) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [conceal_text(v, mode) for v in obj]
+    return obj
 
 
 def flatten(record: dict[str, Any], label: dict[str, Any] | None, feedback: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,6 +85,8 @@ def flatten(record: dict[str, Any], label: dict[str, Any] | None, feedback: list
             "segment_has_code": _typed(seg.get("has_code"), bool), "segment_turn": _typed(seg.get("turn"), int)}
     thresholds = record.get("thresholds")
     row["thresholds"] = [float(t) for t in thresholds] if isinstance(thresholds, list) else None
+    probs = record.get("tier_probabilities")
+    row["tier_probabilities"] = [float(p) for p in probs] if isinstance(probs, list) else None
     row["attempts_json"] = json.dumps(record.get("attempts") or [], default=str)
     row["cascade_json"] = json.dumps(record.get("cascade") or [], default=str)
     row["shadow_label"] = _typed((label or {}).get("label"), str)
@@ -177,9 +199,15 @@ class ExportResult:
 
 
 def export_parquet(url: str, out: str | Path, since: float, *,
-                   progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None
-                   ) -> ExportResult:
-    """Write decisions newer than `since` (Unix time) under `out`, one directory per UTC date."""
+                   progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None,
+                   text: TextMode = "full") -> ExportResult:
+    """Write decisions newer than `since` (Unix time) under `out`, one directory per UTC date.
+
+    `text` ("full", "hash", "redact") conceals prompt and answer text in the `prompt` column and in
+    `record_json`, on top of what the gateway's `[store] text` already did when writing.
+    """
+    if text not in ("full", "hash", "redact"):
+        raise ConfigError(f"export text mode must be full, hash or redact, got {text!r}")
     import pyarrow as pa
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
@@ -195,8 +223,8 @@ def export_parquet(url: str, out: str | Path, since: float, *,
             total(source.count(since))
         for i, chunk in enumerate(source.decisions(since)):
             labels, feedback = source.joined([str(r["request_id"]) for r in chunk])
-            flat = [flatten(r, labels.get(str(r["request_id"])), feedback.get(str(r["request_id"]), []))
-                    for r in chunk]
+            flat = [flatten(conceal_text(r, text), labels.get(str(r["request_id"])),
+                            feedback.get(str(r["request_id"]), [])) for r in chunk]
             table = pa.Table.from_pylist(flat, schema=schema)
             pq.write_to_dataset(table, root_path=str(out), partition_cols=["date"],
                                 basename_template=f"part-{i:05d}-{{i}}.parquet",

@@ -3,8 +3,8 @@
 A version is a saved router directory (`TrainableRouter.save`) plus what we know about it: the
 thresholds calibrated for it, training and off-policy metrics. Exactly one version is `champion`; new
 ones start as `challenger`; a replaced champion becomes `retired`. Every promotion is kept in a history
-table so `rollback` can undo the last one in one step. The table lives in the gateway's SQLite file;
-`VersionRegistry` is the seam for a PostgreSQL implementation.
+table so `rollback` can undo the last one in one step. The tables live beside the decisions: in the
+gateway's SQLite file, or on PostgreSQL (`store.postgres_versions`); `open_version_registry(url)` picks.
 """
 
 from __future__ import annotations
@@ -275,11 +275,29 @@ def versions_dir(db_path: str | Path) -> Path:
     return p.parent / f"{p.stem}-versions"
 
 
-def live_version(db_path: str | Path, ref: str) -> RouterVersion:
-    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]), read once at start."""
-    if str(db_path) != ":memory:" and not Path(db_path).exists():
-        raise ConfigError(f"[router] version = {ref!r} but there is no store at {db_path}")
-    registry = SQLiteVersionRegistry(db_path)
+def open_version_registry(url: str) -> VersionRegistry:
+    """The registry at a store URL (`sqlite:///path`, a bare path, or `postgresql://...`), beside the decisions."""
+    from gearshift.store.factory import sqlite_path, store_kind
+
+    if store_kind(url) == "sqlite":
+        return SQLiteVersionRegistry(sqlite_path(url))
+    from gearshift.store.postgres_versions import PostgresVersionRegistry
+
+    return PostgresVersionRegistry(url)
+
+
+def live_version(store: str | Path, ref: str) -> RouterVersion:
+    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]), read once at start.
+
+    `store` is a store URL or a SQLite path."""
+    from gearshift.store.factory import sqlite_path, store_kind
+
+    url = str(store)
+    if store_kind(url) == "sqlite":
+        path = sqlite_path(url)
+        if path != ":memory:" and not Path(path).exists():
+            raise ConfigError(f"[router] version = {ref!r} but there is no store at {path}")
+    registry = open_version_registry(url)
     try:
         return registry.get(ref)
     finally:
@@ -289,12 +307,9 @@ def live_version(db_path: str | Path, ref: str) -> RouterVersion:
 def live_router(settings: Any, ref: str) -> tuple[Router, tuple[float, ...] | None]:
     """(router, its calibrated thresholds or None) for the gateway's `[router] version`, from `[store]`."""
     from gearshift.routers.registry import load_router
-    from gearshift.store.factory import settings_url, sqlite_path, store_kind
+    from gearshift.store.factory import settings_url
 
-    url = settings_url(settings.store)
-    if store_kind(url) != "sqlite":
-        raise ConfigError("[router] version needs the SQLite store for now (the version registry lives there)")
-    v = live_version(sqlite_path(url), ref)
+    v = live_version(settings_url(settings.store), ref)
     thresholds = v.thresholds
     if thresholds is not None and len(thresholds) != len(settings.tiers) - 1:
         raise ConfigError(f"router version {v.ref} has {len(thresholds)} threshold(s) but the gateway has "

@@ -2,8 +2,9 @@
 
 Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`;
 labels, triage items and signal events from the closed loop's label store; alerts from the live SLO
-monitor; router versions (with any OPE results kept in their metrics) from the version registry in the
-SQLite file. A part whose source is off or empty comes back empty, and the page says "none yet".
+monitor; router versions (with any OPE results kept in their metrics) from the version registry beside
+the decisions (SQLite file or PostgreSQL). A part whose source is off or empty comes back empty, and the
+page says "none yet".
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 ALL = "*"
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_WINDOW_S = 3660 * 86400.0  # ten years
 
 
 def parse_window(text: str) -> float:
@@ -37,7 +39,10 @@ def parse_window(text: str) -> float:
     m = _SPAN.match(text.strip())
     if m is None or float(m.group(1)) <= 0:
         raise InvalidRequestError(f"since must look like 30m, 24h or 7d, got {text!r}", param="since")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
+    span = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if span > MAX_WINDOW_S:  # a look-back before 1970 is not a date the page (or the platform) can show
+        raise InvalidRequestError(f"since must be at most {MAX_WINDOW_S / 86400:.0f}d, got {text!r}", param="since")
+    return span
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,30 @@ def router_versions(store_path: str | None) -> list[dict[str, Any]]:
     return out
 
 
+def _version_rows(versions: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for v in sorted(versions, key=lambda v: (-v.created, v.name, -v.version)):
+        row = v.to_json()
+        row["ope"] = {k: m for k, m in row["metrics"].items() if k.lower().startswith("ope")}
+        out.append(row)
+    return out
+
+
+def store_versions(gw: Gateway) -> list[dict[str, Any]]:
+    """Router versions beside the gateway's decisions: the SQLite file (read-only) or PostgreSQL."""
+    url = getattr(gw.store, "url", None)
+    if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
+        from gearshift.store.postgres_versions import PostgresVersionRegistry
+
+        registry = PostgresVersionRegistry(url, pool_size=1, run_migrations=False)  # the gateway migrated at start
+        try:
+            return _version_rows(registry.all())
+        finally:
+            registry.close()
+    path = getattr(gw.store, "path", None)
+    return router_versions(path if isinstance(path, str) else None)
+
+
 def _bands(gw: Gateway) -> dict[str, Any]:
     slo = gw.settings.slo
     return {"enabled": slo.enabled, "strong_share": list(slo.strong_share),
@@ -238,9 +267,8 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
     labels = label_store.labels(since=w.since) if label_store is not None else []
     events = label_store.signals(since=w.since) if label_store is not None else []
     triage = label_store.triage_items(status="open", limit=ds.triage_items) if label_store is not None else []
-    path = getattr(gw.store, "path", None)
     try:
-        versions = router_versions(path if isinstance(path, str) else None)
+        versions = store_versions(gw)
     except Exception:  # the registry is another helper's table: a bad row must not take the page down
         log.exception("could not read router versions")
         versions = []

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS router_promotions;
+DROP TABLE IF EXISTS router_versions;

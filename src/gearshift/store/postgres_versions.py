@@ -1,0 +1,164 @@
+"""Router versions on PostgreSQL, so every gateway of a fleet and every operator see one champion.
+
+Same methods and semantics as `store.versions.SQLiteVersionRegistry`; the tables come from migration
+0003. Writes that change the champion run in one transaction holding a table lock, and a partial
+unique index keeps "exactly one champion" true even if two operators promote at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gearshift.errors import ConfigError
+from gearshift.store.postgres import migrate, open_pool, redact
+from gearshift.store.versions import CHAMPION, Promotion, RouterVersion, Status, parse_ref
+
+if TYPE_CHECKING:
+    import psycopg
+
+_COLS = "name, version, created, router, path, status, thresholds, metrics"
+
+
+class PostgresVersionRegistry:
+    """The `VersionRegistry` protocol on PostgreSQL (`url` may carry `?schema=NAME`)."""
+
+    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True) -> None:
+        self.url = url
+        self.path = redact(url)  # where error messages say the registry is
+        if run_migrations:
+            migrate(url)
+        self._pool = open_pool(url, max_size=pool_size)
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn:  # one transaction: commits on success, rolls back on error
+            yield conn
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _version(row: tuple[Any, ...]) -> RouterVersion:
+        name, version, created, router, path, status, thresholds, metrics = row
+        return RouterVersion(name=name, version=int(version), created=float(created), router=router, path=path,
+                             status=status, thresholds=tuple(float(t) for t in thresholds) if thresholds else None,
+                             metrics=dict(metrics or {}))
+
+    @staticmethod
+    def _lock(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("LOCK TABLE router_versions IN SHARE ROW EXCLUSIVE MODE")
+
+    def next_version(self, name: str) -> int:
+        parse_ref(name)
+        rows = self._rows("SELECT MAX(version) FROM router_versions WHERE name = %s", (name,))
+        return int(rows[0][0] or 0) + 1
+
+    def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
+                 metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
+        """A new challenger `name/<next number>` (numbered under the table lock, so concurrent retrains differ)."""
+        if name == CHAMPION or parse_ref(name)[1] is not None:
+            raise ConfigError(f"version name {name!r} is reserved or contains '/'")
+        with self._conn() as conn:
+            self._lock(conn)
+            row = conn.execute("SELECT MAX(version) FROM router_versions WHERE name = %s", (name,)).fetchone()
+            version = int((row[0] if row else None) or 0) + 1
+            conn.execute(
+                f"INSERT INTO router_versions ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+                (name, version, time.time() if now is None else now, router, str(path), "challenger",
+                 json.dumps([float(t) for t in thresholds]) if thresholds is not None else None,
+                 json.dumps(dict(metrics or {}), default=str)))
+        return self.get(f"{name}/{version}")
+
+    def find(self, ref: str) -> RouterVersion | None:
+        name, version = parse_ref(ref)
+        if name == CHAMPION and version is None:
+            return self.champion()
+        if version is None:
+            rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE name = %s ORDER BY version DESC LIMIT 1",
+                              (name,))
+        else:
+            rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE name = %s AND version = %s",
+                              (name, version))
+        return self._version(rows[0]) if rows else None
+
+    def get(self, ref: str) -> RouterVersion:
+        found = self.find(ref)
+        if found is None:
+            what = "no champion has been promoted yet" if ref.strip() == CHAMPION else f"no router version {ref!r}"
+            raise ConfigError(f"{what} in {self.path} (see `gearshift versions`)")
+        return found
+
+    def all(self) -> list[RouterVersion]:
+        return [self._version(r) for r in self._rows(f"SELECT {_COLS} FROM router_versions "
+                                                     "ORDER BY created, name, version")]
+
+    def champion(self) -> RouterVersion | None:
+        rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
+        return self._version(rows[0]) if rows else None
+
+    def update_metrics(self, ref: str, metrics: Mapping[str, Any]) -> RouterVersion:
+        """Merge `metrics` into the version's metrics (top-level keys replaced)."""
+        v = self.get(ref)
+        with self._conn() as conn:
+            conn.execute("UPDATE router_versions SET metrics = metrics || %s::jsonb WHERE name = %s AND version = %s",
+                         (json.dumps(dict(metrics), default=str), v.name, v.version))
+        return self.get(v.ref)
+
+    @staticmethod
+    def _set_champion(conn: psycopg.Connection[Any], new: RouterVersion, old: RouterVersion | None,
+                      old_status: Status) -> None:
+        if old is not None:
+            conn.execute("UPDATE router_versions SET status = %s WHERE name = %s AND version = %s",
+                         (old_status, old.name, old.version))
+        conn.execute("UPDATE router_versions SET status = 'champion' WHERE name = %s AND version = %s",
+                     (new.name, new.version))
+
+    def _champion_in(self, conn: psycopg.Connection[Any]) -> RouterVersion | None:
+        rows = conn.execute(f"SELECT {_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1").fetchall()
+        return self._version(rows[0]) if rows else None
+
+    def promote(self, ref: str, *, note: str | None = None, now: float | None = None) -> RouterVersion:
+        """Make `ref` the champion; the old champion is retired. Checks (OPE margin) are the caller's."""
+        new = self.get(ref)
+        with self._conn() as conn:
+            self._lock(conn)
+            old = self._champion_in(conn)
+            if old is not None and old.ref == new.ref:
+                raise ConfigError(f"{new.ref} is already the champion")
+            self._set_champion(conn, new, old, "retired")
+            conn.execute("INSERT INTO router_promotions (time, name, version, previous_name, previous_version, note) "
+                         "VALUES (%s, %s, %s, %s, %s, %s)",
+                         (time.time() if now is None else now, new.name, new.version,
+                          old.name if old else None, old.version if old else None, note))
+        return self.get(new.ref)
+
+    def rollback(self, *, now: float | None = None) -> RouterVersion:
+        """Undo the newest promotion not yet undone: its previous champion serves again. Returns it."""
+        with self._conn() as conn:
+            self._lock(conn)
+            rows = conn.execute("SELECT id, name, version, previous_name, previous_version FROM router_promotions "
+                                "WHERE NOT rolled_back ORDER BY id DESC LIMIT 1").fetchall()
+            if not rows:
+                raise ConfigError("nothing to roll back: no promotion on record")
+            pid, name, version, prev_name, prev_version = rows[0]
+            if prev_name is None:
+                raise ConfigError(f"{name}/{version} was the first champion: there is no previous one to restore")
+            current, previous = self.get(f"{name}/{version}"), self.get(f"{prev_name}/{prev_version}")
+            self._set_champion(conn, previous, current, "retired")
+            conn.execute("UPDATE router_promotions SET rolled_back = TRUE WHERE id = %s", (pid,))
+        return self.get(previous.ref)
+
+    def history(self) -> list[Promotion]:
+        rows = self._rows("SELECT time, name, version, previous_name, previous_version, rolled_back, note "
+                          "FROM router_promotions ORDER BY id")
+        return [Promotion(time=float(t), new=f"{n}/{v}", previous=f"{pn}/{pv}" if pn is not None else None,
+                          rolled_back=bool(rb), note=note) for t, n, v, pn, pv, rb, note in rows]
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,1 @@
+"""Integration tests: the seams between parts built separately (stores, closed loop, gateway, CLI)."""
