@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
 from gearshift.gateway.chat import chat_completions
@@ -65,6 +66,12 @@ async def openapi_json(request: Request) -> Response:
     from gearshift.gateway.openapi import openapi_document
 
     return JSONResponse(openapi_document(_gateway(request)))
+
+
+async def _direct_chat(scope: Scope, receive: Receive, send: Send) -> None:
+    """The chat route without the router and exception layers (it turns every error into a response itself)."""
+    response = await chat_completions(Request(scope, receive, send))
+    await response(scope, receive, send)
 
 
 async def _error(request: Request, exc: Exception) -> Response:
@@ -125,7 +132,8 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
 
         gw.tracer = build_tracer(settings.tracing, [d for t in gw.tiers for d in t])  # tracing: span per record
     admission = Admission(gw)
-    middleware = [Middleware(AdmissionControl, admission=admission)]  # max in-flight / log back-pressure -> 503
+    middleware = [Middleware(AdmissionControl, admission=admission,  # max in-flight / log back-pressure -> 503
+                             chat=_direct_chat)]
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=middleware)
     app.state.admission = admission
     app.state.gateway = gw

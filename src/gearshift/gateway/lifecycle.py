@@ -94,11 +94,17 @@ class Admission:
 
 
 class AdmissionControl:
-    """ASGI middleware applying `Admission` to the chat routes (see the module docstring)."""
+    """ASGI middleware applying `Admission` to the chat routes (see the module docstring).
 
-    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+    With `chat` set, an admitted `POST` to a chat path goes straight to that ASGI app instead of through
+    Starlette's exception middleware and router: the chat handler answers every error itself, and the
+    layers skipped cost about a tenth of the gateway's CPU per request.
+    """
+
+    def __init__(self, app: ASGIApp, admission: Admission, chat: ASGIApp | None = None) -> None:
         self.app = app
         self.admission = admission
+        self.chat = chat
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in _CHAT_PATHS:
@@ -113,7 +119,10 @@ class AdmissionControl:
             return
         adm.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            if self.chat is not None and scope["method"] == "POST":
+                await self.chat(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
         finally:
             adm.in_flight -= 1
 

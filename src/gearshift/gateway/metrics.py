@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -33,8 +34,32 @@ class GatewayMetrics:
         self.cost = Counter("gearshift_cost_usd", "Upstream cost in USD by tier.", ["tier"], registry=r)
         self.records_dropped = Gauge("gearshift_decision_records_dropped",
                                      "Decision records dropped because the writer queue was full.", registry=r)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.records_queued = Gauge("gearshift_decision_records_queued", "Decision records waiting to be written.",
                                     registry=r)
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, cached: prometheus_client re-validates and re-locks on every `.labels()`."""
+        key = (id(metric), values)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*values)
+        return c
+
+    def observe_record(self, row: Mapping[str, Any]) -> None:
+        """Count one finished request from its decision row (requests, latency, tier, tokens, cost, failovers)."""
+        status, tier = row["status"], row["tier"]
+        self.child(self.requests, status, str(row["route"] or "none")).inc()
+        self.child(self.request_latency, "true" if row["stream"] else "false").observe((row["latency_ms"] or 0.0)
+                                                                                       / 1000.0)
+        if tier is not None and status == "ok":
+            self.child(self.tier_requests, tier).inc()
+            self.child(self.tokens, "in", tier).inc(row["tokens_in"] or 0)
+            self.child(self.tokens, "out", tier).inc(row["tokens_out"] or 0)
+            self.child(self.cost, tier).inc(row["cost_usd"] or 0.0)
+        for a in row["attempts"][:-1]:  # a failed attempt followed by another one is a failover or retry
+            if a.get("outcome") == "error":
+                self.child(self.failovers, str(a.get("deployment"))).inc()
 
     def bind_writer(self, dropped: Callable[[], float], queued: Callable[[], float]) -> None:
         """Read writer counters at scrape time rather than pushing them from the request path."""

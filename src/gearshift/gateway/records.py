@@ -17,6 +17,8 @@ Status = Literal["ok", "error", "truncated", "client_disconnected"]
 
 _CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|#include|\bfunction\s*\w*\(|=>|;\s*$|\bimport \w+|</?\w+>",
                    re.MULTILINE)
+#: every _CODE alternative contains one of these literals: substring scans rule most prose out before the regex
+_CODE_HINTS = ("```", "def ", "class ", "#include", "function", "=>", ";", "import ", "<")
 _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("ja", re.compile(r"[\u3040-\u30ff]")),
     ("ko", re.compile(r"[\uac00-\ud7af]")),
@@ -33,23 +35,27 @@ _STOPWORDS: dict[str, frozenset[str]] = {
     "pt": frozenset({"o", "os", "as", "é", "e", "de", "que", "em", "para", "uma", "não", "como", "você"}),
 }
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_LANGS = tuple(_STOPWORDS)
+#: word -> indices into _LANGS of the stop lists holding it: one dict probe per word instead of one per language
+_STOP_INDEX: dict[str, tuple[int, ...]] = {
+    w: tuple(i for i, lang in enumerate(_LANGS) if w in _STOPWORDS[lang]) for stop in _STOPWORDS.values() for w in stop
+}
 
 
 def detect_language(text: str) -> str:
     """A cheap guess (script, then stop words) good enough to slice traffic; "und" when unsure."""
     sample = text[:2000]
-    for lang, rx in _SCRIPTS:
-        if len(rx.findall(sample)) >= 3:
-            return lang
-    words = [w.lower() for w in _WORD.findall(sample)]
-    if not words:
-        return "und"
-    best, hits = "und", 0
-    for lang, stop in _STOPWORDS.items():
-        n = sum(w in stop for w in words)
-        if n > hits:
-            best, hits = lang, n
-    return best
+    if not sample.isascii():  # ASCII text has none of the scripts below
+        for lang, rx in _SCRIPTS:
+            if len(rx.findall(sample)) >= 3:
+                return lang
+    counts = [0] * len(_LANGS)
+    index = _STOP_INDEX
+    for w in _WORD.findall(sample.lower()):
+        for i in index.get(w, ()):
+            counts[i] += 1
+    hits = max(counts)
+    return _LANGS[counts.index(hits)] if hits > 0 else "und"  # ties go to the earlier language, as before
 
 
 def length_bucket(n_chars: int) -> str:
@@ -74,9 +80,18 @@ class Segment(BaseModel):
 
 
 def segment_of(text: str, messages: Sequence[Mapping[str, Any]]) -> Segment:
+    return Segment.model_construct(**segment_row(text, messages))
+
+
+def segment_row(text: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`segment_of(...).model_dump()` without building the model (request hot path)."""
     turn = sum(1 for m in messages if m.get("role") == "user") or 1
-    return Segment(language=detect_language(text), length_bucket=length_bucket(len(text)),
-                   has_code=bool(_CODE.search(text)), turn=turn)
+    return {"language": detect_language(text), "length_bucket": length_bucket(len(text)),
+            "has_code": has_code(text), "turn": turn}
+
+
+def has_code(text: str) -> bool:
+    return any(h in text for h in _CODE_HINTS) and _CODE.search(text) is not None
 
 
 class CascadeStep(BaseModel):
@@ -133,6 +148,61 @@ class DecisionRecord(BaseModel):
     def to_row(self) -> dict[str, Any]:
         """The JSON-able dict the decision store takes."""
         return self.model_dump(mode="json")
+
+
+_FIELDS = tuple(DecisionRecord.model_fields)
+_FIELD_SET = frozenset(_FIELDS)
+_FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
+_INTS = ("tokens_in", "tokens_out", "http_status")
+_STATUSES = frozenset(("ok", "error", "truncated", "client_disconnected"))
+
+
+def _default(name: str) -> Any:
+    f = DecisionRecord.model_fields[name]
+    return f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+
+
+_DEFAULTS = {n: _default(n) for n in _FIELDS if n not in ("request_id", "time")}
+_DEFAULTS["segment"] = Segment().model_dump()
+_MUTABLE = tuple(n for n, v in _DEFAULTS.items() if isinstance(v, list | dict))
+
+
+def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """`DecisionRecord(**rec).to_row()` for the gateway's own, well-typed `rec`, without pydantic on the request path.
+
+    Same keys in the same order and the same JSON types; unknown keys or a bad status still raise (ValueError),
+    as the model's `extra="forbid"` would. `DecisionRecord.model_validate(row)` gives the typed record back.
+    """
+    extra = rec.keys() - _FIELD_SET
+    if extra:
+        raise ValueError(f"unknown decision record fields: {sorted(extra)}")
+    if "request_id" not in rec or "time" not in rec:
+        raise ValueError("a decision record needs request_id and time")
+    if rec.get("status", "ok") not in _STATUSES:
+        raise ValueError(f"bad decision status {rec.get('status')!r}")
+    row = {**_DEFAULTS, **rec}
+    row = {n: row[n] for n in _FIELDS}  # field order, as model_dump gives it
+    for n in _MUTABLE:
+        if n not in rec:
+            v = row[n]
+            row[n] = dict(v) if isinstance(v, dict) else list(v)
+    for n in _FLOATS:
+        v = row[n]
+        if v is not None and type(v) is not float:
+            row[n] = float(v)
+    for n in _INTS:
+        v = row[n]
+        if v is not None and type(v) is not int:
+            row[n] = int(v)
+    seg = row["segment"]
+    if isinstance(seg, Segment):
+        row["segment"] = seg.model_dump()
+    if row["thresholds"] and any(type(t) is not float for t in row["thresholds"]):
+        row["thresholds"] = [float(t) for t in row["thresholds"]]
+    probs = row["tier_probabilities"]
+    if probs is not None and any(type(p) is not float for p in probs):
+        row["tier_probabilities"] = [float(p) for p in probs]
+    return row
 
 
 def cost_usd(tokens_in: int | None, tokens_out: int | None, input_price_per_m: float,

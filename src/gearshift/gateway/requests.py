@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
@@ -57,12 +58,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # the json module decides (NaN, UTF-16...) and words the error
+        payload = _json_loads(raw)
     if not isinstance(payload, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return payload
+
+
+def _json_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
 
 
 def validate_chat(payload: dict[str, Any]) -> ChatRequest:

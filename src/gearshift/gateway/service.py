@@ -73,13 +73,14 @@ class Gateway:
         known = [c for c in caps if c is not None]
         return min(known) if known else None
 
-    def emit(self, record: DecisionRecord) -> None:
-        """Hand the record to the background writer; never blocks, never raises into the request."""
+    def emit(self, record: DecisionRecord | dict[str, Any]) -> None:
+        """Hand the record (or its `to_row()` dict) to the background writer; never blocks or raises."""
         self.records_emitted += 1
+        row = record.to_row() if isinstance(record, DecisionRecord) else record
         if self.writer is not None:
-            self.writer.submit(record.to_row())
-        if self.tracer is not None:  # tracing: never raises
-            self.tracer.on_record(record)
+            self.writer.submit(row)
+        if self.tracer is not None:  # tracing: never raises; the typed record only when someone reads it
+            self.tracer.on_record(record if isinstance(record, DecisionRecord) else DecisionRecord.model_validate(row))
 
     async def aclose(self) -> None:
         if self.closed_loop is not None:  # first: its shadow workers still use the providers

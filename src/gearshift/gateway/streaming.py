@@ -79,7 +79,9 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                     if not data.get("choices"):
                         continue
                     data = {k: v for k, v in data.items() if k != "usage"}
-            for choice in data.get("choices") or []:
+            for i, choice in enumerate(data.get("choices") or []):
+                if i == 0 and isinstance(choice, dict) and choice.get("finish_reason"):
+                    call.rec["finish_reason"] = str(choice["finish_reason"])  # tracing: the last chunk's
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])

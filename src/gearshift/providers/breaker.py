@@ -140,7 +140,10 @@ class CircuitBreaker:
 
     def _window(self, snap: BreakerSnapshot, now: float, ok: bool) -> tuple[tuple[float, bool], ...]:
         horizon = now - self.config.window_s
-        kept = tuple(o for o in snap.outcomes if o[0] >= horizon)
+        kept = snap.outcomes
+        # outcomes are appended in clock order, so the oldest tells whether any fell out of the window
+        if kept and kept[0][0] < horizon:
+            kept = tuple(o for o in kept if o[0] >= horizon)
         return (*kept[-(4 * max(self.config.min_requests, 1)):], (now, ok))
 
 

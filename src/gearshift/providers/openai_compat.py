@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gearshift.errors import ProviderError
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
@@ -46,6 +47,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson first (~3x faster); the json module for what orjson refuses (NaN, UTF-16, huge integers)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _redact(text: str, deployment: Deployment) -> str:
@@ -129,7 +138,10 @@ class OpenAICompatProvider:
         else:
             body.pop("stream", None)
             body.pop("stream_options", None)
-        return json.dumps(body, separators=(",", ":")).encode()
+        try:
+            return orjson.dumps(body)  # compact UTF-8, like json.dumps(separators=(",", ":")) but ~10x faster
+        except (TypeError, orjson.JSONEncodeError):  # e.g. an integer past 64 bits
+            return json.dumps(body, separators=(",", ":")).encode()
 
     def _timeout(self, deployment: Deployment, *, stream: bool) -> aiohttp.ClientTimeout:
         # A stream may legitimately outlast timeout_s; there it bounds the wait for each read instead.
@@ -190,7 +202,7 @@ class OpenAICompatProvider:
         except _NETWORK_ERRORS as exc:
             raise self._network_error(deployment, exc) from None
         try:
-            obj = json.loads(body)
+            obj = _loads(body)
         except ValueError:
             raise self._invalid(deployment, "body is not JSON", status) from None
         if not isinstance(obj, dict):

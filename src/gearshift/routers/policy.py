@@ -6,6 +6,7 @@ escalate prompts the router is unsure about or has never seen anything like.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ class TierPolicy:
         return np.searchsorted(np.asarray(self.thresholds), p, side="right").astype(np.int64)
 
     def decide(self, score: RoutingScore) -> TierDecision:
-        idx = int(self.tier_indices([score.p_strong])[0])
+        idx = bisect_right(self.thresholds, float(score.p_strong))  # == tier_indices([p])[0], without numpy
         reason = f"p_strong={score.p_strong:.3f}"
         escalated = False
         top = len(self.tiers) - 1

@@ -1,6 +1,8 @@
 """A bounded, non-blocking writer in front of a DecisionStore, with an optional disk spool.
 
-The request path only calls `submit` (a `put_nowait`); a daemon thread drains the queue in batches.
+The request path only calls `submit` (a deque append); a daemon thread drains the queue in batches. The
+thread is woken by the first record after it went idle, then lingers `linger_s` before the next drain, so
+under load records share one wake-up and one insert transaction instead of waking the thread each.
 When the store fails (locked, disk full), batches go to the `JsonlSpool` and are replayed once the
 store takes writes again; when the spool is full too, records are held in memory and `saturated`
 turns True so the gateway refuses new requests (503) rather than lose records. Without a spool, a
@@ -10,9 +12,9 @@ failed batch is counted in `failed`. A full queue goes through `on_overflow` (th
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,11 +23,9 @@ from gearshift.store.spool import JsonlSpool
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
-
 class BackgroundWriter:
-    """`batch_size` records or `flush_interval_s`, whichever first, make one insert transaction."""
+    """Everything queued when the thread wakes makes `batch_size`-record insert transactions; `flush_interval_s`
+    bounds how long the thread sleeps with nothing queued (spool recovery runs then)."""
 
     def __init__(
         self,
@@ -38,17 +38,22 @@ class BackgroundWriter:
         spool: JsonlSpool | None = None,
         retry_interval_s: float = 0.5,
         transform: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        linger_s: float = 0.02,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.linger_s = min(linger_s, flush_interval_s)
         self.spool = spool
         self.retry_interval_s = retry_interval_s
         self.transform = transform
         if on_overflow is None and spool is not None:
             on_overflow = self._spool_one
         self.on_overflow = on_overflow
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        self._queue: deque[Mapping[str, Any]] = deque()  # append/popleft are atomic: no lock on the request path
+        self._wake = threading.Event()  # set by the first record after a drain, flush() and close()
+        self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
@@ -62,13 +67,14 @@ class BackgroundWriter:
 
     def start(self) -> BackgroundWriter:
         if self._thread is None:
+            self._stopping = False
             self._thread = threading.Thread(target=self._run, name="gearshift-decision-writer", daemon=True)
             self._thread.start()
         return self
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     @property
     def spooled(self) -> int:
@@ -96,17 +102,19 @@ class BackgroundWriter:
         """Enqueue without blocking; False when the queue was full (and no spool took the record)."""
         if self.transform is not None:
             record = self.transform(record)
-        try:
+        q = self._queue
+        if len(q) < self.max_queue:
             with self._lock:
-                self._queue.put_nowait(record)
+                q.append(record)
                 self.accepted += 1
+            if not self._wake.is_set():  # a plain flag read; only the first record after a drain pays the wake-up
+                self._wake.set()
             return True
-        except queue.Full:
-            if self.on_overflow is not None and self.on_overflow(record):
-                return True
-            with self._lock:
-                self.dropped += 1
-            return False
+        if self.on_overflow is not None and self.on_overflow(record):
+            return True
+        with self._lock:
+            self.dropped += 1
+        return False
 
     def _count_written(self, n: int) -> None:
         with self._done:
@@ -161,28 +169,20 @@ class BackgroundWriter:
                       self.spool.path, len(self._held))
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            try:
-                first = self._queue.get(timeout=self.flush_interval_s)
-            except queue.Empty:
+        q = self._queue
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            stop = self._stopping
+            if not q:
                 self._write([])
-                continue
-            batch: list[Mapping[str, Any]] = []
-            if first is _STOP:
-                stop = True
-            else:
-                batch.append(first)  # type: ignore[arg-type]
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    continue
-                batch.append(item)  # type: ignore[arg-type]
-            self._write(batch)
+            while q:  # everything queued now, `batch_size` records per transaction
+                batch = [q.popleft() for _ in range(min(self.batch_size, len(q)))]
+                self._write(batch)
+            if stop:
+                break
+            if self.linger_s > 0:
+                time.sleep(self.linger_s)  # let records gather: one wake-up and transaction per linger, not per record
         self._final()
 
     def _final(self) -> None:
@@ -199,15 +199,17 @@ class BackgroundWriter:
         """Block until everything accepted so far is in the store (or failed); False on timeout."""
         with self._done:
             target = self.accepted
+        self._wake.set()
+        with self._done:
             return self._done.wait_for(lambda: self.written + self.failed >= target, timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Drain the queue, stop the thread, close nothing else (the store belongs to the caller)."""
         if self._thread is None:
             return
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            log.warning("decision writer queue full at shutdown")
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("decision writer still busy at shutdown; %d records queued", len(self._queue))
         self._thread = None
