@@ -34,6 +34,7 @@ ROUTER_EXPECT: dict[str, Expect] = {
     "mf": Expect({"embedder": "hashing:dim=256", "dim": 8, "max_iter": 150}),
     "knn": Expect({"embedder": "hashing:dim=256", "k": 5}),
     "classifier": Expect({"embedder": "hashing:dim=256"}),
+    "stack": Expect({"folds": 3, "trees": 20}),
 }
 
 

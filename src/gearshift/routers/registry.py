@@ -17,6 +17,7 @@ ROUTERS: dict[str, str] = {
     "mf": "matrix factorisation over a prompt embedding (RouteLLM mf), from gaps or pairwise preferences",
     "knn": "k nearest labelled prompts in embedding space vote on the strong-minus-weak gap",
     "classifier": "logistic classifier on a prompt embedding predicting that the strong model wins",
+    "stack": "sparse TF-IDF logistic regression + boosted trees on prompt shape, blended by an out-of-fold meta-model",
 }
 
 _CLASSES: dict[str, tuple[str, str]] = {
@@ -25,6 +26,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "mf": ("gearshift.routers.mf", "MFRouter"),
     "knn": ("gearshift.routers.knn", "KNNRouter"),
     "classifier": ("gearshift.routers.classifier", "ClassifierRouter"),
+    "stack": ("gearshift.routers.ensemble", "StackRouter"),
 }
 
 

@@ -1,0 +1,244 @@
+"""Stacked router: sparse TF-IDF logistic regression and boosted trees on prompt scalars, blended by a meta-model.
+
+Why two bases: word/char n-grams say *what* a prompt is about (topic difficulty), while scalars (length,
+numbers, option lengths, sentence count...) say *how* it is shaped, and their effect is non-linear: trees
+on the scalars alone reach MMLU APGR ~0.67 in cross-validation, n-grams ~0.68, the blend more. The meta
+logistic regression is fitted on out-of-fold base outputs of the training side only, so its weights
+are honest and its output is a calibrated probability. Scoring is a sparse dot product plus a few
+dozen tree walks: well under a millisecond of arithmetic per prompt; state is vocabulary + arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from gearshift.errors import RouterError
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
+from gearshift.routers.embedders.space import soft_labels
+from gearshift.routers.embedders.tfidf import TfidfEmbedder
+from gearshift.routers.trees import TreeEnsemble
+
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+_MATH = re.compile(r"[=+\-*/^<>%$\\×÷√∑∫π≤≥]")
+_OPTION = re.compile(r"^\s*([A-J])[.)]\s*(.*)$", re.MULTILINE)
+_SENT = re.compile(r"[.!?](?:\s|$)")
+SHAPE_FEATURES = ("log_chars", "log_words", "log_stem_chars", "log_numbers", "log_distinct_numbers", "log_max_number",
+                  "decimal_share", "percent_rate", "dollar_rate", "digit_ratio", "math_ratio", "log_sentences",
+                  "log_questions", "log_lines", "n_options", "log_mean_option", "log_max_option", "option_spread",
+                  "mean_word_len", "upper_ratio", "non_ascii_ratio", "type_token_ratio")
+
+
+def shape_features(text: str) -> np.ndarray:
+    """Dataset-agnostic shape of one prompt, in SHAPE_FEATURES order ("stem" = text before any options)."""
+    n = max(len(text), 1)
+    words = text.split()
+    nw = max(len(words), 1)
+    nums = _NUM.findall(text)
+    vals = [float(x.replace(",", "")) for x in nums if x.replace(",", "").count(".") <= 1]
+    opts = _OPTION.findall(text)
+    ol = np.array([len(o[1]) for o in opts], dtype=np.float64)
+    stem = text
+    if opts:
+        cut = text.find("\n" + opts[0][0])
+        stem = text[:cut] if cut > 0 else text
+    return np.array([
+        math.log1p(len(text)), math.log1p(len(words)), math.log1p(len(stem)),
+        math.log1p(len(nums)), math.log1p(len(set(nums))), math.log1p(min(max(vals, default=0.0), 1e300)),
+        sum("." in x for x in nums) / (len(nums) + 1), text.count("%") / n * 100, text.count("$") / n * 100,
+        sum(c.isdigit() for c in text) / n, len(_MATH.findall(text)) / n,
+        math.log1p(len(_SENT.findall(text))), math.log1p(text.count("?")), math.log1p(text.count("\n")),
+        float(len(opts)), math.log1p(ol.mean()) if len(ol) else 0.0, math.log1p(ol.max()) if len(ol) else 0.0,
+        float(ol.std() / (ol.mean() + 1)) if len(ol) else 0.0,
+        sum(len(w) for w in words) / nw, sum(c.isupper() for c in text) / n,
+        sum(ord(c) > 127 for c in text) / n, len({w.lower() for w in words}) / nw,
+    ], dtype=np.float64)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
+
+
+def _soft_logreg(x: Any, y: np.ndarray, w: np.ndarray, C: float) -> Any:
+    """Logistic regression on soft targets: each row once as positive (weight w*y), once as negative."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    n = x.shape[0]
+    xx = sp.vstack([x, x], format="csr") if sp.issparse(x) else np.vstack([x, x])
+    yy = np.r_[np.ones(n), np.zeros(n)]
+    ww = np.r_[w * y, w * (1.0 - y)]
+    if not (ww[:n].sum() > 0 and ww[n:].sum() > 0):
+        raise RouterError("stack: the training targets hold a single class")
+    return LogisticRegression(C=C, max_iter=3000).fit(xx, yy, sample_weight=ww)
+
+
+class StackRouter(TrainableRouter):
+    """`C`: inverse L2 strength of the n-gram model (`tune_C` picks it from C_GRID by out-of-fold log loss).
+    `shape_weight` scales the standardised shape features inside the n-gram model. `trees`, `learning_rate`,
+    `leaves`, `min_leaf`: the boosted trees on shape features. `folds`: out-of-fold splits for the meta-model.
+    """
+
+    name = "stack"
+    version = "1"
+    C_GRID = (0.1, 0.3, 1.0)
+
+    def __init__(self, C: float = 0.3, tune_C: bool = False, shape_weight: float = 0.1, word_features: int = 50000,
+                 char_features: int = 50000, char_max: int = 5, min_df: int = 2, trees: int = 200,
+                 learning_rate: float = 0.05, leaves: int = 15, min_leaf: int = 40, folds: int = 5,
+                 target: str = "soft", eps: float = 0.0, ood_neighbours: int = 5, ood_reference: int = 1000,
+                 seed: int = 0) -> None:
+        self.C = C
+        self.tune_C = tune_C
+        self.shape_weight = shape_weight
+        self.word_features = word_features
+        self.char_features = char_features
+        self.char_max = char_max
+        self.min_df = min_df
+        self.trees = trees
+        self.learning_rate = learning_rate
+        self.leaves = leaves
+        self.min_leaf = min_leaf
+        self.folds = folds
+        self.target = target
+        self.eps = eps
+        self.ood_neighbours = ood_neighbours
+        self.ood_reference = ood_reference
+        self.seed = seed
+
+    def _tfidf(self) -> TfidfEmbedder:
+        return TfidfEmbedder(dim=0, word_features=self.word_features, char_features=self.char_features,
+                             min_df=self.min_df, seed=self.seed, char_max=self.char_max)
+
+    def _shape(self, texts: Sequence[str]) -> np.ndarray:
+        s = np.stack([shape_features(t) for t in texts]) if texts else np.zeros((0, len(SHAPE_FEATURES)))
+        return np.asarray(s, dtype=np.float64)
+
+    def _design(self, x: Any, s: np.ndarray) -> Any:
+        import scipy.sparse as sp
+
+        z = (s - self.shape_mean_) / self.shape_scale_ * self.shape_weight
+        return sp.hstack([x, sp.csr_matrix(z)], format="csr")
+
+    def _fit_trees(self, s: np.ndarray, y: np.ndarray, w: np.ndarray) -> TreeEnsemble:
+        return TreeEnsemble.fit(s, y, w, trees=self.trees, learning_rate=self.learning_rate, leaves=self.leaves,
+                                min_leaf=min(self.min_leaf, max(len(y) // 10, 1)), seed=self.seed)
+
+    def fit(self, prompts: Sequence[PromptLike], gaps: np.ndarray | Sequence[float],
+            sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
+        from sklearn.model_selection import KFold
+
+        texts = [prompt_text(p) for p in prompts]
+        y = soft_labels(as_gaps(gaps, len(texts)), self.target, self.eps)
+        w = as_weights(sample_weight, len(texts))
+        if len(texts) < 2 * self.folds or w.sum() <= 0:
+            raise RouterError(f"stack needs at least {2 * self.folds} training prompts with positive weight")
+        # The vocabulary and idf are unsupervised, so fitting them once on the whole training side is safe.
+        self._vec = self._tfidf().fit(texts)
+        x = self._vec.sparse(texts)
+        s = self._shape(texts)
+        self.shape_mean_ = s.mean(axis=0)
+        self.shape_scale_ = np.where(s.std(axis=0) > 1e-9, s.std(axis=0), 1.0)
+        z = self._design(x, s)
+        grid = self.C_GRID if self.tune_C else (float(self.C),)
+        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(z))
+        oof_tree = np.zeros(len(y))
+        for tr, te in folds:
+            oof_tree[te] = self._fit_trees(s[tr], y[tr], w[tr]).predict(s[te])
+        best: tuple[float, float, np.ndarray] | None = None  # (loss, C, meta weights)
+        for C in grid:
+            oof_lin = np.zeros(len(y))
+            for tr, te in folds:
+                oof_lin[te] = _soft_logreg(z[tr], y[tr], w[tr], C).decision_function(z[te])
+            meta = np.column_stack([oof_lin, oof_tree])
+            m = _soft_logreg(meta, y, w, 1e4)
+            p = np.clip(m.predict_proba(meta)[:, 1], 1e-9, 1 - 1e-9)
+            loss = float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w))
+            if best is None or loss < best[0]:
+                best = (loss, C, np.r_[m.coef_[0], m.intercept_])
+        if best is None:
+            raise RouterError("stack: empty C grid")
+        self.C_ = best[1]
+        self.meta_ = best[2]
+        lin = _soft_logreg(z, y, w, self.C_)
+        self.coef_ = np.asarray(lin.coef_[0], dtype=np.float64)
+        self.intercept_ = float(lin.intercept_[0])
+        self.trees_ = self._fit_trees(s, y, w)
+        ref = np.sort(np.random.default_rng(self.seed).permutation(len(texts))[: self.ood_reference])
+        self.ref_ = x[ref].tocsr().astype(np.float32)
+        self.ood_scale_ = self._ood_scale()
+        return self
+
+    def _top_sims(self, x: Any, exclude_self: bool = False) -> np.ndarray:
+        sims = np.asarray((x @ self.ref_.T).toarray(), dtype=np.float64)
+        if exclude_self:
+            np.fill_diagonal(sims, -np.inf)
+        k = max(1, min(self.ood_neighbours, self.ref_.shape[0] - int(exclude_self)))
+        part = np.partition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else -sims
+        return np.asarray(-part, dtype=np.float64)
+
+    def _ood_scale(self) -> float:
+        if self.ref_.shape[0] < 2:
+            return 1.0
+        d = float(np.median(1.0 - self._top_sims(self.ref_, exclude_self=True).mean(axis=1)))
+        return max(d, 1e-6)
+
+    def _parts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, Any]:
+        x = self._vec.sparse(texts)
+        s = self._shape(texts)
+        z = self._design(x, s)
+        lin = np.asarray(z @ self.coef_, dtype=np.float64) + self.intercept_
+        return lin, self.trees_.predict(s), x
+
+    def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
+        self._check_fitted()
+        if not prompts:
+            return []
+        texts = [prompt_text(p) for p in prompts]
+        lin, tree, x = self._parts(texts)
+        p = _sigmoid(self.meta_[0] * lin + self.meta_[1] * tree + self.meta_[2])
+        ood = (1.0 - self._top_sims(x).mean(axis=1)) / self.ood_scale_
+        return [RoutingScore(p_strong=float(p[i]), confidence=float(max(p[i], 1 - p[i])),
+                             reason=f"stack (n-grams + shape trees): calibrated p_strong={p[i]:.3f}",
+                             features={"ngram_logit": float(lin[i]), "shape_trees": float(tree[i])},
+                             ood=float(ood[i]))
+                for i in range(len(texts))]
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        vmeta, varrays = self._vec.get_state()
+        ref = self.ref_
+        arrays = {"coef": self.coef_, "meta": self.meta_, "shape_mean": self.shape_mean_,
+                  "shape_scale": self.shape_scale_, "ref_data": ref.data, "ref_indices": ref.indices,
+                  "ref_indptr": ref.indptr, **{f"tfidf.{k}": v for k, v in varrays.items()},
+                  **self.trees_.arrays("trees.")}
+        meta = {"C": self.C_, "intercept": self.intercept_, "ood_scale": self.ood_scale_, "tfidf": vmeta,
+                "ref_shape": list(ref.shape), "tfidf_key": self._vec.key}
+        return meta, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        import scipy.sparse as sp
+
+        try:
+            vec = self._tfidf()
+            vec.set_state(meta["tfidf"], {k[6:]: v for k, v in arrays.items() if k.startswith("tfidf.")})
+            if vec.key != meta["tfidf_key"]:
+                raise RouterError(f"stack: tfidf state {vec.key} differs from the saved {meta['tfidf_key']}")
+            self._vec = vec
+            self.C_ = float(meta["C"])
+            self.intercept_ = float(meta["intercept"])
+            self.ood_scale_ = float(meta["ood_scale"])
+            self.coef_ = arrays["coef"]
+            self.meta_ = arrays["meta"]
+            self.shape_mean_ = arrays["shape_mean"]
+            self.shape_scale_ = arrays["shape_scale"]
+            self.ref_ = sp.csr_matrix((arrays["ref_data"], arrays["ref_indices"], arrays["ref_indptr"]),
+                                      shape=tuple(meta["ref_shape"]))
+            self.trees_ = TreeEnsemble.from_arrays(arrays, "trees.")
+        except KeyError as exc:
+            raise RouterError(f"stack: saved state lacks {exc}") from exc
+        if self.coef_.shape != (self.ref_.shape[1] + len(SHAPE_FEATURES),):
+            raise RouterError("stack: saved coefficients do not match the saved vocabulary")
