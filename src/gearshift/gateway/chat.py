@@ -120,11 +120,19 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
         return route.tier_index
     if route.router is None or route.policy is None:
         raise GearshiftError(f"route {route.kind!r} has no router")
-    score = await score_prompt(route.router, call.messages)
+    policy, router_id = route.policy, f"{route.router.name}@{route.router.version}"
+    if gw.rules is not None and route.kind == "auto":  # routing rules: [[routes]], [router.gate], kind = "llm"
+        from gearshift.gateway.rules_wiring import apply_rules
+
+        ruled = await apply_rules(gw, call, payload)
+        if isinstance(ruled, int):  # a category route picked its deployments
+            return ruled
+        score, policy, router_id = ruled.score, ruled.policy, ruled.router_id
+    else:
+        score = await score_prompt(route.router, call.messages)
     from gearshift.gateway import exploration  # learning: [exploration] draw with honest propensities
 
-    decision, probs, explored = exploration.decide(gw.settings.exploration, route.policy, score, call.request_id,
-                                                   rec.get("segment") or {})
+    decision, probs, explored = exploration.decide_for(gw.settings, policy, route.kind, score, call.request_id, rec)
     prior: int | None = None
     idx, reason, escalated = decision.tier_index, decision.reason + f" [{score.reason}]", decision.escalated
     if decision.escalated:
@@ -152,7 +160,7 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
         rec.update(propensity=probs[idx], tier_probabilities=list(probs), explored=explored)
     if gw.settings.exploration.record_prompts:
         rec["prompt"] = prompt_text(call.messages)[: gw.settings.exploration.max_prompt_chars]
-    call.headers["x-gearshift-router"] = f"{route.router.name}@{route.router.version}"
+    call.headers["x-gearshift-router"] = router_id
     call.headers["x-gearshift-score"] = f"{score.p_strong:.4f}"
     return idx
 
@@ -241,7 +249,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], idx: int, 
     deployments = call.deployments
     body_out = upstream_request(gw, payload, idx)
     t0 = time.perf_counter()
-    if gw.cascade is not None and call.rec.get("route") != "concrete":
+    if gw.cascade is not None and call.rec.get("route") != "concrete" and call.rec.get("rule") != "category":
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
         steps = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,

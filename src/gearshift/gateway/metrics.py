@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -37,6 +39,8 @@ class GatewayMetrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.records_queued = Gauge("gearshift_decision_records_queued", "Decision records waiting to be written.",
                                     registry=r)
+        self.rule_decisions = Counter("gearshift_routing_rule_decisions", "Routed requests by the rule that decided.",
+                                      ["rule"], registry=r)  # routing rules (gateway/rules_wiring.py)
 
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, cached: prometheus_client re-validates and re-locks on every `.labels()`."""
@@ -66,5 +70,30 @@ class GatewayMetrics:
         self.records_dropped.set_function(dropped)
         self.records_queued.set_function(queued)
 
+    def bind_llm_router(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """LLM-as-router counters (calls, unparseable replies, failed calls), read from the router at scrape time."""
+        self.registry.register(_LLMRouterCollector(counts))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LLMRouterCollector(Collector):
+    """`gearshift_llm_router_{calls,unparseable,errors}_total`: the router keeps plain ints, counted once."""
+
+    _HELP: ClassVar[dict[str, str]] = {
+        "calls": "Classification calls to the LLM router's model.",
+        "unparseable": "LLM router replies naming no known label (served the default tier).",
+        "errors": "LLM router calls that failed (served the default tier).",
+    }
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Any:
+        values = self.counts()
+        for key, doc in self._HELP.items():
+            yield CounterMetricFamily(f"gearshift_llm_router_{key}", doc, value=float(values.get(key, 0)))
+
+    def describe(self) -> Any:
+        return [CounterMetricFamily(f"gearshift_llm_router_{key}", doc) for key, doc in self._HELP.items()]

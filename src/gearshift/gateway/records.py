@@ -125,7 +125,10 @@ class DecisionRecord(BaseModel):
     explored: bool = False  # learning: the tier came from the exploration draw ([exploration])
     tier_probabilities: list[float] | None = None  # learning: the full policy over tiers, cheap to strong
     prompt: str | None = None  # learning: prompt text for retraining ([exploration] record_prompts)
+    experiment_arm: str | None = None  # closed loop: the misroute arm that forced the tier ([experiment])
     reason: str = ""
+    rule: str | None = None  # routing rules: "category", "gate", "router" or "policy"; None on the single-router path
+    category: str | None = None  # routing rules: the `[[routes]]` name that matched
     confidence: float | None = None
     ood: float | None = None
     escalated: bool = False

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 def default_providers(settings: GatewaySettings) -> dict[str, ChatProvider]:
     """Only the providers the config uses: the local one loads a model, so it is never built needlessly."""
     used = {d.provider for t in settings.tiers for d in t.deployments}
+    used |= {d.provider for d in settings.extra_deployments}  # routing rules: category-route targets
     providers: dict[str, ChatProvider] = {}
     if "openai" in used:
         from gearshift.providers.openai_compat import OpenAICompatProvider
@@ -60,6 +61,7 @@ class Gateway:
     closed_loop: Any = None  # gearshift.closed_loop.loop.ClosedLoop: shadow, signals, SLO monitor
     shared: Any = None  # scale-out: gearshift.store.redis_state.SharedState when `[redis] url` is set
     tracer: Any = None  # tracing: gearshift.tracing.RecordTracer when `[tracing] enabled` (one span per record)
+    rules: Any = None  # routing rules: gateway.rules_wiring.GatewayRules when configured, else the fast path
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
@@ -150,9 +152,11 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
                   executor: FailoverExecutor | None = None) -> Gateway:
     """Everything but the HTTP layer. A `store` given here overrides `[store]`; the writer starts later."""
     tiers = [[d.resolve() for d in t.deployments] for t in settings.tiers]
+    extra = [d.resolve() for d in settings.extra_deployments]  # routing rules: deployments outside the tiers
     dep_settings = {d.display_name: d for t in settings.tiers for d in t.deployments}
+    dep_settings.update({d.display_name: d for d in settings.extra_deployments})
     provs = dict(providers) if providers is not None else default_providers(settings)
-    missing = {d.provider for t in tiers for d in t} - set(provs)
+    missing = ({d.provider for t in tiers for d in t} | {d.provider for d in extra}) - set(provs)
     if missing:
         raise ConfigError(f"no provider for {sorted(missing)}")
     rel = settings.reliability
@@ -167,7 +171,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     if store is not None:
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
-        writer = build_writer(settings, store, [d.api_key for t in tiers for d in t if d.api_key])
+        writer = build_writer(settings, store, [d.api_key for t in [*tiers, extra] for d in t if d.api_key])
     conv = LRUConversationStore(settings.conversations.max_entries) if settings.conversations.enabled else None
     metrics = GatewayMetrics()
     if writer is not None:
@@ -182,4 +186,8 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     from gearshift.closed_loop.loop import build_closed_loop
 
     gw.closed_loop = build_closed_loop(gw)  # None when [shadow], [signals] and [slo] are all off
+    if settings.uses_routing_rules:
+        from gearshift.gateway.rules_wiring import build_rules
+
+        gw.rules = build_rules(settings, tiers, extra, execu, gw.resolver, metrics)
     return gw

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from gearshift.providers.base import Deployment
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
+SEGMENT_FIELDS = ("language", "length_bucket", "has_code", "turn")  #: segment row fields a FIELD=VALUE key may name
+SEGMENT_KEY = re.compile(rf"(?:{'|'.join(SEGMENT_FIELDS)})=\S+")
 
 
 class _Strict(BaseModel):
@@ -76,6 +79,57 @@ class TierSettings(_Strict):
     deployments: list[DeploymentSettings] = Field(min_length=1)
 
 
+class LLMRouterSettings(_Strict):
+    """LLM-as-router: `deployment` (any configured deployment name) or `tier` (its deployments, in failover
+    order; default: the cheapest tier) answers the fixed classification prompt within `timeout_s`."""
+
+    deployment: str | None = None
+    tier: str | None = None
+    labels: dict[str, str] | None = None  # label -> tier name; None: gateway.llm_router.DEFAULT_LABEL_TIERS
+    default_tier: str | None = None  # unparseable reply or failed call; None: the strongest tier
+    max_tokens: int = Field(default=5, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0.0)
+    max_prompt_chars: int = Field(default=4000, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> LLMRouterSettings:
+        if self.deployment is not None and self.tier is not None:
+            raise ValueError("set `deployment` or `tier`, not both")
+        return self
+
+
+class GateSettings(_Strict):
+    """A cheap router (`name` + `params`, or a saved one at `path`) deciding p_strong < low (cheapest tier)
+    and p_strong > high (strongest tier) on its own."""
+
+    name: str = "heuristic"
+    params: dict[str, Any] = Field(default_factory=dict)
+    path: Path | None = None
+    low: float = Field(default=0.2, ge=0.0, le=1.0)
+    high: float = Field(default=0.8, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateSettings:
+        if self.low > self.high:
+            raise ValueError(f"gate low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class RouteSettings(_Strict):
+    """A category route: requests matching `keywords` (whole words), `patterns` (regexes), the `preset`
+    ("code": gateway.routing_rules.CODE_PATTERNS) or `min_tokens` go to `deployments` (names from the tiers
+    or `[[extra_deployments]]`). `tier` is what the record, metrics and budgets count them as (default:
+    the strongest tier holding one of the deployments, else the strongest tier)."""
+
+    name: str = Field(min_length=1)
+    deployments: list[str] = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    preset: Literal["code"] | None = None
+    min_tokens: int | None = Field(default=None, gt=0)
+    tier: str | None = None
+
+
 class RouterSettings(_Strict):
     """`path` loads a saved trainable router; otherwise `name` + `params` build one."""
 
@@ -87,6 +141,14 @@ class RouterSettings(_Strict):
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     # learning: "champion" or NAME[/VERSION] from `gearshift versions`; loaded at start (restart to switch)
     version: str | None = None
+    # routing rules (gateway/rules_wiring.py): "llm" asks a small model for a label instead of `name`
+    kind: Literal["model", "llm"] = "model"
+    llm: LLMRouterSettings | None = None
+    gate: GateSettings | None = None  # a cheap router first; `kind`'s router only scores what it leaves undecided
+    # learning: thresholds per segment, keyed "FIELD=VALUE" over the decision record's segment (language,
+    # length_bucket, has_code, turn), e.g. {"language=fr" = [0.4], "length_bucket=long" = [0.3]}; the first
+    # matching key wins, unmatched requests use `thresholds`; `gearshift calibrate --per-segment` writes them
+    segment_thresholds: dict[str, list[float]] = Field(default_factory=dict)
 
     @field_validator("thresholds")
     @classmethod
@@ -95,6 +157,16 @@ class RouterSettings(_Strict):
             raise ValueError("thresholds must lie in [0, 1]")
         if any(b < a for a, b in itertools.pairwise(v)):
             raise ValueError("thresholds must be non-decreasing")
+        return v
+
+    @field_validator("segment_thresholds")
+    @classmethod
+    def _segment_keys(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for key, thresholds in v.items():
+            if SEGMENT_KEY.fullmatch(key) is None:
+                raise ValueError(f"segment_thresholds key {key!r} must be FIELD=VALUE with FIELD one of "
+                                 f"{', '.join(SEGMENT_FIELDS)}")
+            cls._in_unit(thresholds)
         return v
 
 
@@ -185,6 +257,33 @@ class ExplorationSettings(_Strict):
     max_prompt_chars: int = Field(default=8000, gt=0)
 
 
+class ExperimentSettings(_Strict):
+    """closed loop: deliberate-misroute bounds. `misroute_fraction` of routed requests (only those whose segment
+    matches `segment`, a FIELD=VALUE key, when set) are forced into one of `arms`, split evenly: all_cheap serves
+    the cheapest tier, all_strong the strongest. Each request's draw is fixed by (`seed`, request id); records
+    carry `experiment_arm`, and the propensities of the whole mixed policy. `gearshift bounds` reads them."""
+
+    misroute_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    arms: list[Literal["all_cheap", "all_strong"]] = Field(
+        default_factory=lambda: list[Literal["all_cheap", "all_strong"]](["all_cheap", "all_strong"]), min_length=1)
+    segment: str | None = None
+    seed: int = 0
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_arms(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("arms must not repeat")
+        return v
+
+    @field_validator("segment")
+    @classmethod
+    def _segment_key(cls, v: str | None) -> str | None:
+        if v is not None and SEGMENT_KEY.fullmatch(v) is None:
+            raise ValueError(f"segment must be FIELD=VALUE with FIELD one of {', '.join(SEGMENT_FIELDS)}")
+        return v
+
+
 class GatewaySettings(_Strict):
     tiers: list[TierSettings] = Field(min_length=2)
     router: RouterSettings = Field(default_factory=RouterSettings)
@@ -201,6 +300,9 @@ class GatewaySettings(_Strict):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)  # dashboard: /dashboard page
     tracing: TracingSettings = Field(default_factory=TracingSettings)  # tracing: OpenTelemetry spans
     exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)  # learning: logged propensities
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)  # closed loop: misroute bounds
+    routes: list[RouteSettings] = Field(default_factory=list)  # routing rules: category routes, checked in order
+    extra_deployments: list[DeploymentSettings] = Field(default_factory=list)  # routing rules: outside the tiers
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
@@ -216,6 +318,49 @@ class GatewaySettings(_Strict):
                 if d.display_name in seen:
                     raise ValueError(f"deployment name {d.display_name!r} is used twice; set `name`")
                 seen.add(d.display_name)
+        for d in self.extra_deployments:
+            if d.display_name in seen:
+                raise ValueError(f"deployment name {d.display_name!r} is used twice; set `name`")
+            seen.add(d.display_name)
+        self._check_routing_rules(seen)
+        return self
+
+    def _check_routing_rules(self, deployments: set[str]) -> None:
+        """routing rules: every name a route, the gate or the LLM router mentions must exist."""
+        tiers = set(self.tier_names)
+        route_names = [r.name for r in self.routes]
+        if len(set(route_names)) != len(route_names):
+            raise ValueError(f"route names must be unique, got {route_names}")
+        for r in self.routes:
+            missing = sorted(set(r.deployments) - deployments)
+            if missing:
+                raise ValueError(f"route {r.name!r}: unknown deployments {missing}")
+            if r.tier is not None and r.tier not in tiers:
+                raise ValueError(f"route {r.name!r}: unknown tier {r.tier!r}")
+            if not (r.keywords or r.patterns or r.preset or r.min_tokens is not None):
+                raise ValueError(f"route {r.name!r}: needs keywords, patterns, preset or min_tokens")
+        llm = self.router.llm
+        if self.router.kind == "llm" and llm is not None:
+            if llm.deployment is not None and llm.deployment not in deployments:
+                raise ValueError(f"router.llm.deployment: unknown deployment {llm.deployment!r}")
+            named = [llm.tier, llm.default_tier, *(llm.labels or {}).values()]
+            unknown = sorted({t for t in named if t is not None} - tiers)
+            if unknown:
+                raise ValueError(f"router.llm: unknown tiers {unknown}; configured tiers are {list(self.tier_names)}")
+        elif llm is not None:
+            raise ValueError('[router.llm] is set but [router] kind is not "llm"')
+
+    @property
+    def uses_routing_rules(self) -> bool:
+        """Whether `gearshift/auto` goes through gateway.routing_rules instead of the single-router fast path."""
+        return bool(self.routes) or self.router.gate is not None or self.router.kind == "llm"
+
+    @model_validator(mode="after")
+    def _segment_thresholds_fit(self) -> GatewaySettings:
+        for key, thresholds in self.router.segment_thresholds.items():
+            if len(thresholds) != len(self.tiers) - 1:
+                raise ValueError(f"router.segment_thresholds[{key!r}]: {len(self.tiers)} tiers need "
+                                 f"{len(self.tiers) - 1} threshold(s), got {len(thresholds)}")
         return self
 
     @property
