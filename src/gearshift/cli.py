@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "gearshift.closed_loop.triage_commands",
     "gearshift.store.commands",
     "gearshift.learning.commands",
+    "gearshift.closed_loop.bounds_command",
+    "gearshift.cascade.commands",
 )
 
 Handler = Callable[[argparse.Namespace], int]

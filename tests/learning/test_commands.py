@@ -172,7 +172,7 @@ def test_calibrate_hits_the_share_and_cost_targets(logged: tuple[Path, dict[str,
     scores = np.array([r["score"] for r in store.query(DecisionQuery(limit=None))])
     store.close()
     assert abs(float(np.mean(scores >= t)) - 0.2) <= 1.0 / info["n"] + 1e-9
-    assert "#   fr = [" in out.read_text() and "#   en = [" in out.read_text()
+    assert '"language=fr" = [' in out.read_text() and '"language=en" = [' in out.read_text()  # segment_thresholds
     budget = 0.2 * TIER_COST["strong"] + 0.8 * TIER_COST["cheap"]
     out = tmp_path / "cost.toml"
     assert main(["calibrate", "--db", str(db), "--target-cost-per-1k", f"{budget * 1000}", "--write", str(out)]) == 0

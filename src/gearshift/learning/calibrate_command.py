@@ -4,6 +4,7 @@ Three targets: a strong-tier share, an average cost per 1,000 requests (tier cos
 bounded quality loss with a confidence (risk control on labelled prompts: shadow/triage labels in the
 log, or a recorded-outcomes dataset with --data for offline use). Prints the TOML to paste into the
 gateway config (or writes it with --write) and the expected quality change on labelled decisions.
+`--per-segment FIELD` meets the target within each segment value too, as `[router] segment_thresholds`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def register(subparsers: Any, source: Callable[..., None]) -> None:
     target.add_argument("--max-quality-loss", type=float, help="quality loss vs all-strong to stay under (risk)")
     cal.add_argument("--confidence", type=float, default=0.95, help="risk control confidence (default 0.95)")
     cal.add_argument("--method", choices=["ltt", "crc"], default="ltt", help="risk control method (default ltt)")
-    cal.add_argument("--per-segment", choices=["language", "length_bucket", "has_code"],
-                     help="also report one threshold per value of this segment field")
+    cal.add_argument("--per-segment", choices=["language", "length_bucket", "has_code", "turn"],
+                     help="also set thresholds per value of this segment field ([router] segment_thresholds)")
     cal.add_argument("--router", help="re-score the logged prompts with this version (NAME[/VERSION], champion) "
                                       "or router spec instead of using the logged scores")
     cal.add_argument("--data", help="risk control on a recorded-outcomes dataset (mmlu, gsm8k or FILE.jsonl) "
@@ -55,6 +56,24 @@ def _thresholds(args: argparse.Namespace, scores: np.ndarray, tier_costs: np.nda
     if tier_costs is None:
         raise ConfigError("no logged costs per tier: every tier needs decisions with cost_usd")
     return calibrate_cost(scores, tier_costs, args.target_cost_per_1k / 1000.0, tiers=tiers).thresholds
+
+
+def segment_thresholds(args: argparse.Namespace, log: DecisionLog, scores: np.ndarray,
+                       costs: np.ndarray | None) -> dict[str, tuple[float, ...]]:
+    """The same target met within each value of `--per-segment` that has MIN_SEGMENT decisions, keyed
+    FIELD=VALUE as `[router] segment_thresholds` matches it against the gateway's segment row."""
+    import numpy as np
+
+    from gearshift.closed_loop.experiment import segment_value
+
+    field = args.per_segment
+    values = np.array([segment_value(s, field) or "und" for s in log.segments])
+    out: dict[str, tuple[float, ...]] = {}
+    for v in sorted(set(values.tolist())):
+        m = values == v
+        if m.sum() >= MIN_SEGMENT:
+            out[f"{field}={v}"] = _thresholds(args, scores[m], costs, log.tiers)
+    return out
 
 
 def _tier_costs(log: DecisionLog) -> np.ndarray | None:
@@ -128,9 +147,10 @@ def snippet(thresholds: tuple[float, ...], version: str | None, per_segment: dic
     if version is not None:
         lines.append(f'version = "{version}"')
     lines.append("thresholds = [" + ", ".join(f"{t:.6f}" for t in thresholds) + "]")
-    if per_segment:
-        lines.append(f"# per {field} (informational; the gateway applies one set of thresholds):")
-        lines += [f"#   {k} = [" + ", ".join(f"{t:.6f}" for t in v) + "]" for k, v in sorted(per_segment.items())]
+    if per_segment:  # applied per request by the gateway (gateway/exploration.py); others use `thresholds`
+        lines.append(f"# per {field}: requests whose segment has {field}=VALUE use these thresholds")
+        lines.append("segment_thresholds = { " + ", ".join(
+            f'"{k}" = [' + ", ".join(f"{t:.6f}" for t in v) + "]" for k, v in sorted(per_segment.items())) + " }")
     return "\n".join(lines) + "\n"
 
 
@@ -173,11 +193,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         costs = _tier_costs(log) if args.target_cost_per_1k is not None else None
         thresholds = _thresholds(args, scores, costs, log.tiers)
         if args.per_segment:
-            values = np.array(log.segment_values(args.per_segment))
-            for v in sorted(set(values)):
-                m = values == v
-                if m.sum() >= MIN_SEGMENT:
-                    per_segment[str(v)] = _thresholds(args, scores[m], costs, log.tiers)
+            per_segment = segment_thresholds(args, log, scores, costs)
+            for key, seg_t in sorted(per_segment.items()):
+                console.print(f"{key}: thresholds {', '.join(f'{x:.4f}' for x in seg_t)}", highlight=False)
         idx = np.searchsorted(np.asarray(thresholds), scores, side="right")
         shares = np.bincount(idx, minlength=len(log.tiers)) / len(scores)
         console.print(f"on {len(scores)} logged decisions: " + ", ".join(
