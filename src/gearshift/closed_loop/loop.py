@@ -167,6 +167,7 @@ def _build_shadow(gw: Gateway, settings: ShadowSettings, store: LabelStore) -> t
     runner = ShadowRunner(settings, tier_names=gw.tier_names, tiers=gw.tiers, executor=executor, judge=judge,
                           store=store, metrics=ShadowMetrics(gw.metrics.registry), prices=prices,
                           request_for_tier=lambda payload, idx: upstream_request(gw, payload, idx),
+                          text_mode=gw.settings.store.text,
                           fleet=FleetSampler(shared.counters, settings.every_n)
                           if (shared := getattr(gw, "shared", None)) is not None and settings.every_n else None)
     return runner, owned

@@ -5,6 +5,10 @@ The production answer has already gone to the client when a shadow job is queued
 calls through their own failover executor (own circuit breakers, no retries: shadow failures must
 never open a production circuit), judge the answers and store the label, adding a triage item when
 the tiers disagree. Shadow work has its own hourly budget of upstream calls and dollars.
+
+The label keeps the cheapest tier's answer (`cheap_answer`: text as `[store] text` allows, finish reason,
+the request's `response_format`) so cascade verifiers can be scored against the judge's label later
+(`closed_loop/verifier_quality.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gearshift.closed_loop.loop_settings import ShadowSettings
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError
 from gearshift.gateway.records import cost_usd
+from gearshift.gateway.redaction import TextMode, conceal
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.store.labels import LabelStore
@@ -150,7 +155,7 @@ class ShadowRunner:
                  metrics: ShadowMetrics, prices: Mapping[str, tuple[float, float]],
                  request_for_tier: Callable[[dict[str, Any], int], dict[str, Any]],
                  budget: HourlyBudget | None = None, sampler: ShadowSampler | None = None,
-                 fleet: FleetSampler | None = None) -> None:
+                 fleet: FleetSampler | None = None, text_mode: TextMode = "full") -> None:
         self.settings = settings
         self.tier_names = list(tier_names)
         self.tiers = [list(t) for t in tiers]
@@ -163,6 +168,7 @@ class ShadowRunner:
         self.budget = budget or HourlyBudget(settings.max_requests_per_hour, settings.max_usd_per_hour)
         self.sampler = sampler or ShadowSampler(settings)
         self.fleet = fleet
+        self.text_mode: TextMode = text_mode  # `[store] text`: how the cheap answer is kept in the label
         self._sampling: set[asyncio.Task[None]] = set()
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -253,7 +259,8 @@ class ShadowRunner:
             finally:
                 queue.task_done()
 
-    async def _answer(self, job: ShadowJob, idx: int) -> str | None:
+    async def _answer(self, job: ShadowJob, idx: int) -> dict[str, Any] | None:
+        """The shadow tier's response body, or None when the call failed."""
         body = self.request_for_tier(job.payload, idx)
         body["stream"] = False
         body.pop("stream_options", None)
@@ -269,7 +276,8 @@ class ShadowRunner:
         in_p, out_p = self.prices.get(res.deployment.name, (0.0, 0.0))
         spent = cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), in_p, out_p)
         self._spend(spent or 0.0)
-        return answer_text(res.result.body)
+        answered: dict[str, Any] = res.result.body
+        return answered
 
     def _spend(self, usd: float) -> None:
         self.budget.spend(usd)
@@ -279,8 +287,9 @@ class ShadowRunner:
         """Answer with every shadow tier, judge, store the label (and a triage item on disagreement)."""
         got = await asyncio.gather(*(self._answer(job, i) for i in job.shadow_tiers))
         prod = self.tier_names[job.tier_index]
+        bodies = {self.tier_names[i]: b for i, b in zip(job.shadow_tiers, got, strict=True) if b is not None}
         answers = {prod: job.answer}
-        answers.update({self.tier_names[i]: a for i, a in zip(job.shadow_tiers, got, strict=True) if a is not None})
+        answers.update({name: answer_text(b) for name, b in bodies.items()})
         before = (self.judge.unparseable, self.judge.failed)
         verdict = await self.judge.judge(job.prompt, answers, prod, self.tier_names)
         self._spend(verdict.cost_usd)
@@ -292,11 +301,34 @@ class ShadowRunner:
         label = {"request_id": rec["request_id"], "time": time.time(), "decision_time": rec.get("time"),
                  "tier": prod, "shadow_tiers": [self.tier_names[i] for i in job.shadow_tiers],
                  "answered": sorted(answers), "judge_model": self.judge.model, "judge_mode": self.judge.mode,
-                 "epsilon": self.judge.epsilon, **verdict.to_json()}
+                 "epsilon": self.judge.epsilon, **verdict.to_json(),
+                 "cheap_answer": self._cheap_answer(job, answers, bodies, verdict)}
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
         return verdict
+
+    def _cheap_answer(self, job: ShadowJob, answers: Mapping[str, str], bodies: Mapping[str, dict[str, Any]],
+                      verdict: Judgement) -> dict[str, Any]:
+        """The answer the label's "cheap_ok"/"strong_needed" is about: the cheapest tier the judge scored."""
+        order = [t for t in self.tier_names if t in answers]
+        tier = next((t for t in order if t in verdict.scores), order[0])
+        prod = self.tier_names[job.tier_index]
+        body = bodies.get(tier) or {}
+        choices = body.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+        msg = choice.get("message")
+        message: Mapping[str, Any] = msg if isinstance(msg, Mapping) else {}
+        out: dict[str, Any] = {
+            "tier": tier, "source": "production" if tier == prod else "shadow", "text_mode": self.text_mode,
+            "content": conceal(answers[tier], self.text_mode),
+            "finish_reason": job.record.get("finish_reason") if tier == prod else choice.get("finish_reason"),
+        }
+        if self.text_mode == "full":  # a client's schema can describe its data: kept only with the text
+            out["response_format"] = job.payload.get("response_format")
+        if message.get("tool_calls"):
+            out["tool_calls"] = conceal(message["tool_calls"], self.text_mode)
+        return out
 
     def _store(self, job: ShadowJob, answers: Mapping[str, str], verdict: Judgement, label: dict[str, Any]) -> None:
         from gearshift.closed_loop.triage import triage_item

@@ -1,0 +1,152 @@
+"""`gearshift verifiers`: precision, recall and false-accept rate of the cascade verifiers.
+
+Two sources of ground truth: shadow-labelled traffic in the gateway's store (the judge's "cheap_ok" vs
+"strong_needed" on the cheapest tier's answer; `--db`, `--config` or `--store-url`), or recorded
+outcomes (`--data gsm8k`: RouteLLM's GSM8K answers of both models with their correctness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gearshift.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gearshift.closed_loop.verifier_quality import Interval, QualityReport
+    from gearshift.store.labels import LabelStore
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("verifiers", help="how well each cascade verifier predicts a good cheap answer")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--db", type=Path, help="the gateway's SQLite store (shadow-labelled traffic)")
+    src.add_argument("--store-url", help="sqlite:///path or postgresql://... (shadow-labelled traffic)")
+    p.add_argument("--config", type=Path,
+                   help="gateway config: its [cascade] verifiers, and its [store] unless --db/--store-url")
+    p.add_argument("--since", default="7d", help="traffic labelled since this long ago (30m, 1h, 7d; default 7d)")
+    p.add_argument("--data", metavar="gsm8k|FILE.csv",
+                   help="recorded outcomes instead of traffic: 'gsm8k' (shared data) or a gsm8k_responses.csv")
+    p.add_argument("--model", choices=["cheap", "strong"], default="cheap", help="whose recorded answers (--data)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many items")
+    p.add_argument("--offset", type=int, default=0, help="skip this many recorded rows first (--data)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the report as JSON here")
+    p.set_defaults(handler=_verifiers)
+
+
+def _cascade_options(config: Path | None) -> dict[str, Any] | None:
+    """The `[cascade]` section when the config enables a cascade or lists its verifiers, else None (all)."""
+    if config is None:
+        return None
+    from gearshift.gateway.commands import _settings
+
+    cascade = _settings(config).cascade.model_dump()
+    return cascade if cascade.get("enabled") or "verifiers" in cascade else None
+
+
+def _open_store(args: argparse.Namespace) -> LabelStore:
+    from gearshift.store.factory import open_label_store, settings_url, sqlite_path, store_kind
+
+    if args.db is not None:
+        url = f"sqlite:///{args.db}"
+    elif args.store_url is not None:
+        url = args.store_url
+    else:
+        from gearshift.gateway.commands import _settings
+
+        url = settings_url(_settings(args.config).store)
+    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).is_file():
+        raise ConfigError(f"no gateway store at {sqlite_path(url)} (pass --db, --store-url or --config)")
+    return open_label_store(url)
+
+
+def _gsm8k_path(data: str) -> Path:
+    if data.lower() == "gsm8k":
+        from gearshift.config import default_data_dir
+
+        path = default_data_dir() / "routellm" / "gsm8k" / "gsm8k_responses.csv"
+    else:
+        path = Path(data)
+    if not path.is_file():
+        raise ConfigError(f"--data: no GSM8K responses file at {path}")
+    return path
+
+
+def _recorded(args: argparse.Namespace, notes: list[str]) -> QualityReport:
+    from rich.progress import Progress
+
+    from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
+    from gearshift.closed_loop.verifier_quality import evaluate, verifiers_for
+
+    model = GSM8K_CHEAP_MODEL if args.model == "cheap" else GSM8K_STRONG_MODEL
+    items = load_gsm8k_answers(_gsm8k_path(args.data), model, limit=args.limit, offset=args.offset)
+    verifiers, combine, more = verifiers_for(_cascade_options(args.config), math=True)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("verifying", total=len(items))
+        return evaluate(verifiers, items, source=f"gsm8k:{model}", combine=combine,
+                        progress=lambda: bar.advance(task), notes=[*notes, *more])
+
+
+def _traffic(args: argparse.Namespace) -> QualityReport:
+    from rich.progress import Progress
+
+    from gearshift.closed_loop.verifier_quality import traffic_verifier_quality, verifiers_for
+    from gearshift.gateway.commands import parse_since
+
+    since = parse_since(args.since)
+    verifiers, combine, notes = verifiers_for(_cascade_options(args.config))
+    store = _open_store(args)
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("verifying", total=None)
+            return traffic_verifier_quality(store, verifiers, since=since, limit=args.limit, combine=combine,
+                                            notes=notes, progress=lambda: bar.advance(task))
+    finally:
+        store.close()
+
+
+def _fmt(iv: Interval) -> str:
+    if math.isnan(iv.value):
+        return "-"
+    return f"{iv.value:.3f} [{iv.low:.2f}-{iv.high:.2f}]"
+
+
+def _verifiers(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.limit is not None and args.limit <= 0:
+        raise ConfigError("--limit must be > 0")
+    if args.data is not None and (args.db is not None or args.store_url is not None):
+        raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
+    report = _recorded(args, []) if args.data is not None else _traffic(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # pipes and logs: keep a row on one line rather than rich's 80 columns
+        console.width = 120
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    if report.unavailable is not None:
+        Console(stderr=True).print(f"verifier quality on {report.source} unavailable: {report.unavailable}",
+                                   highlight=False, markup=False)
+        return 1 if report.skipped.get("concealed") else 0
+    good = "cheap_ok" if report.source == "traffic" else "correct"
+    since = f" since {args.since} ago" if report.source == "traffic" else ""
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items()))
+    table = Table(title=f"verifiers on {report.source}{since}: {report.n} answers, {report.correct} {good} "
+                        f"({report.correct / report.n:.1%})" + (f"; skipped {skipped}" if skipped else ""))
+    for col in ("verifier", "verdicts", "accepted", "precision [95% CI]", "recall [95% CI]", "false-accept rate"):
+        table.add_column(col, justify="left" if col == "verifier" else "right", no_wrap=True)
+    for row in report.rows:
+        table.add_row(row.name, str(row.quality.n - row.no_verdict), f"{row.quality.accept_rate:.1%}",
+                      _fmt(row.precision), _fmt(row.recall), _fmt(row.false_accept_rate))
+    console.print(table)
+    combined = next((r for r in report.rows if r.name == "combined"), None)
+    if combined is not None:
+        console.print(f"combined: ship only when all of {', '.join(combined.members)} accept (the cascade's rule)",
+                      highlight=False, markup=False)
+    return 0

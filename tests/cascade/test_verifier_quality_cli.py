@@ -1,0 +1,63 @@
+"""`gearshift verifiers`: the recorded GSM8K slice, and clear errors for stores and data it cannot read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gearshift.cascade.factory import DEFAULT_VERIFIERS
+from gearshift.cascade.math_verifiers import FinalAnswerVerifier
+from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, load_gsm8k_answers, verifier_quality
+from gearshift.cli import main
+from gearshift.config import default_data_dir
+
+
+def test_recorded_gsm8k_slice_prints_every_verifier_and_writes_json(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gsm8k.json"
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "60", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    names = [*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "combined"]
+    assert all(name in printed for name in names)
+    assert "60 answers" in printed
+    report = json.loads(out.read_text())
+    rows = {r["verifier"]: r for r in report["rows"]}
+    assert list(rows) == names and report["source"] == f"gsm8k:{GSM8K_CHEAP_MODEL}"
+    # the same numbers as cascade/quality.py computes on the same slice
+    direct = verifier_quality([FinalAnswerVerifier()], load_gsm8k_answers(
+        default_data_dir() / "routellm" / "gsm8k" / "gsm8k_responses.csv", limit=60))
+    fa = rows["final_answer"]
+    assert (fa["true_accept"], fa["false_accept"], fa["false_reject"], fa["true_reject"]) == (
+        direct.true_accept, direct.false_accept, direct.false_reject, direct.true_reject)
+    assert report["correct"] == direct.true_accept + direct.false_reject
+    # shape accepts every recorded answer: its precision is the base accuracy, its false-accept rate 1
+    assert rows["shape"]["precision"]["value"] == pytest.approx(report["correct"] / 60, abs=1e-6)
+    assert rows["shape"]["false_accept_rate"]["value"] == 1.0
+    assert rows["combined"]["accept_rate"]["k"] <= rows["final_answer"]["accept_rate"]["k"]
+    lo, hi = fa["precision"]["low"], fa["precision"]["high"]
+    assert lo < fa["precision"]["value"] < hi
+
+
+def test_strong_models_answers_are_more_often_correct(tmp_path: Path) -> None:
+    cheap, strong = tmp_path / "c.json", tmp_path / "s.json"
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "80", "--json", str(cheap)]) == 0
+    assert main(["verifiers", "--data", "gsm8k", "--model", "strong", "--limit", "80", "--json", str(strong)]) == 0
+    c, s = json.loads(cheap.read_text()), json.loads(strong.read_text())
+    assert s["source"].endswith("gpt-4-1106-preview") and s["correct"] > c["correct"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--db", "{tmp}/missing.sqlite"], "no gateway store"),
+    (["--store-url", "mysql://somewhere/db"], "unknown scheme"),
+    (["--db", "{tmp}/not-a-db.sqlite"], "label store"),
+    (["--data", "{tmp}/missing.csv"], "no GSM8K responses file"),
+    (["--data", "gsm8k", "--limit", "0"], "--limit"),
+    (["--since", "yesterday", "--db", "{tmp}/not-a-db.sqlite"], "--since"),
+])
+def test_bad_sources_are_clear_errors(argv: list[str], message: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database file at all" * 100)
+    assert main(["verifiers", *(a.replace("{tmp}", str(tmp_path)) for a in argv)]) == 1
+    assert message in capsys.readouterr().err
