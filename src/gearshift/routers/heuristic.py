@@ -3,10 +3,21 @@
 Each rule maps the prompt to a feature in [0, 1]; a logistic combination of weighted features gives
 p_strong, and `features` carries each rule's contribution (weight x feature) so a decision can be read
 off the score. `fit` may replace the hand-set weights by ones learned from outcome gaps.
+
+The rules read *content*, because the heuristic is the cheap gate in front of real traffic and must not be
+easy to game (see `gearshift probe`): text is normalised first (HTML tags and entities, zero-width and
+non-breaking spaces, quote markers, case), and words about answer style, effort, claimed difficulty or
+politeness ("think step by step", "be thorough", "expert-level", "thanks so much", in several languages)
+are neither evidence nor length. Length counts grammar (function words after new content words) in whole
+octaves, and leaves out short opening or closing sentences without numbers (framing: greetings, thanks,
+instructions about the answer, in any phrasing); repeated words and keyword salad add none. Topic keywords
+count once each and as a share of the content words, so a few pasted keywords cannot buy the strong tier;
+code needs real syntax, not bare backticks or HTML. `gearshift probe --router heuristic` checks all this.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Sequence
@@ -22,36 +33,38 @@ from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as
 RULES: tuple[str, ...] = ("length", "code", "math", "reasoning", "multi_intent", "constraints", "chitchat")
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "length": 1.5, "code": 1.5, "math": 1.5, "reasoning": 1.2,
-    "multi_intent": 1.0, "constraints": 0.6, "chitchat": -1.5,
+    "length": 2.0, "code": 2.0, "math": 2.5, "reasoning": 1.0,
+    "multi_intent": 1.0, "constraints": 0.5, "chitchat": -1.5,
 }
 
 #: Lower-case keywords per rule; a trailing "*" matches any word continuation ("deriv*"). Phrases, CJK
-#: and words with punctuation ("c++") match as substrings.
+#: and words with punctuation ("c++") match as substrings. Each keyword counts once per prompt.
 DEFAULT_KEYWORDS: dict[str, list[str]] = {
     "code": [
         "python", "javascript", "typescript", "java", "c++", "rust", "golang", "sql", "regex", "bash",
         "function", "algorithm", "compile*", "debug*", "bug", "stack trace", "exception", "api", "refactor*",
-        "código", "programa", "fonction", "programm*", "funktion", "代码", "函数", "程序", "код", "コード",
+        "código", "programa", "función", "fonction", "programm*", "funktion", "代码", "函数", "程序", "код",
+        "функци*", "コード",
     ],
     "math": [
         "integral", "derivative", "deriv*", "equation*", "prove", "proof", "theorem", "lemma", "probabilit*",
-        "matrix", "eigen*", "polynomial", "logarithm", "calculate", "solve", "compute",
-        "ecuación", "ecuaciones", "demostrar", "équation*", "démontrer", "gleichung*", "beweis*",
-        "方程", "证明", "积分", "概率", "уравнени*", "доказать", "証明", "方程式",
+        "matrix", "eigen*", "polynomial", "logarithm", "calculate", "solve", "compute", "irrational",
+        "ecuación", "ecuaciones", "demostr*", "demuestr*", "irracional", "équation*", "démontr*", "démonstration",
+        "irrationnel*", "gleichung*", "beweis*", "irrational*", "方程", "证明", "积分", "概率", "无理数",
+        "уравнени*", "докаж*", "доказ*", "иррационал*", "証明", "方程式",
     ],
+    # Problem structure (conditions, hypotheticals, negations to check), not requests for "reasoning".
     "reasoning": [
-        "step by step", "explain why", "why", "analy*", "compare", "contrast", "trade-off*", "tradeoff*",
-        "justify", "evaluate", "design", "critique", "pros and cons", "implications", "reason about",
-        "por qué", "paso a paso", "pourquoi", "étape par étape", "warum", "schritt für schritt",
-        "为什么", "分析", "почему", "なぜ",
+        "if", "suppose", "assume", "assuming", "given", "unless", "whether", "therefore", "hence", "implies",
+        "except", "only", "si", "suponga*", "supón", "suppos*", "falls", "angenommen", "если", "предположим",
+        "如果", "假设",
     ],
     "constraints": [
-        "at least", "at most", "exactly", "must", "json", "table", "format", "words", "bullet points",
-        "no more than", "without using", "in the style of",
+        "at least", "at most", "exactly", "json", "table", "words", "bullet points", "no more than",
+        "without using", "in the style of",
     ],
     "chitchat": [
-        "hi", "hello", "hey", "thanks", "thank you", "good morning", "how are you", "joke",
+        "hi", "hello", "hey", "thanks", "thank", "good morning", "how are you", "joke",
         "hola", "gracias", "bonjour", "merci", "hallo", "danke", "你好", "谢谢", "привет", "спасибо",
     ],
     "multi_intent": [
@@ -60,24 +73,156 @@ DEFAULT_KEYWORDS: dict[str, list[str]] = {
     ],
 }
 
-_KEYWORD_RULES: tuple[str, ...] = ("code", "math", "reasoning", "constraints", "chitchat", "multi_intent")
+#: Words that ask for an answer style or effort, claim difficulty, or are politeness: never evidence, never
+#: length. Stems end in "*". Kept broad on purpose: a new phrasing should hit at least its key words.
+STYLE_WORDS: tuple[str, ...] = (
+    # effort / process / answer style
+    "think*", "thought*", "step*", "careful*", "carefully", "thorough*", "detail*", "rigor*", "rigour*",
+    "explain*", "explanation*", "reason", "reasons", "reasoning", "justif*", "claim*", "evaluat*",
+    "implication*", "analy*", "compar*", "contrast*", "trade", "tradeoff*", "trade-off*", "offs", "pros",
+    "cons", "weigh*", "consider*", "elaborat*", "comprehensive*", "exhaustive*", "meticulous*", "depth",
+    "deep*", "nuance*", "precise*", "accurate*", "concise*", "verify", "double", "check*", "review*",
+    "answer*", "respon*", "reply", "show", "intermediate", "walk", "through", "break", "down", "leave", "nothing",
+    "out", "everything", "every", "angle*", "perspective*",
+    "critical*", "critique*", "insight*", "best", "full*", "complete*", "clear*",
+    "logic*", "logical*", "sure", "make", "ensure", "please", "kindly", "help*", "assist*",
+    # claimed difficulty / expertise
+    "hard", "difficult*", "challeng*", "tricky", "complex*", "complicated", "advanced", "expert*",
+    "specialist*", "professional*", "phd", "renowned", "genius", "important*",
+    "attention", "serious*", "really", "very", "extremely", "great", "question*", "problem*", "task*",
+    "need*", "requir*", "ahead", "rigorous",
+    # politeness
+    "hope", "doing", "well", "appreciat*", "advance", "sorry", "bother*", "quick", "nice", "great",
+    "good", "evening", "afternoon", "cheers", "regards", "dear", "greetings", "welcome", "much", "lot",
+    "grateful", "kind", "friend*", "today", "hoy", "aujourd", "hui", "heute", "сегодня", "estás", "vas", "geht",
+    "дела",
+    # es / fr / de / ru effort, style and politeness words
+    "piensa*", "pensar", "paso*", "detallad*", "detenid*", "cuidad*", "explica*", "razon*", "justifica*",
+    "analiza*", "compara*", "por", "favor", "ayud*", "réfléchi*", "étape*", "soigneus*", "explique*",
+    "justifie*", "raisonnement", "analyse*", "compare", "merci*", "beaucoup", "aide*", "plaît", "denk*",
+    "schritt*", "gründlich*", "ausführlich*", "erklär*", "begründ*", "analysier*", "vergleich*", "bitte",
+    "hilf*", "думай*", "подума*", "шаг*", "подробн*", "внимательн*", "объясн*", "рассужд*", "обоснуй*",
+    "проанализ*", "сравн*", "пожалуйста", "помоги*", "благодар*",
+)
+
+#: CJK style phrases, removed before CJK characters are counted.
+STYLE_CJK: tuple[str, ...] = (
+    "一步一步", "逐步", "仔细", "详细", "思考", "解释", "说明", "推理", "过程", "分析", "比较", "请", "帮",
+    "谢谢", "你好", "ステップ", "詳しく", "説明",
+)
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+#: Function words of en/es/fr/de/ru (and English clitics): neither evidence nor length.
+STOP_WORDS: frozenset[str] = _wordset("""
+a an the and or but of to in on at for with from by as is are was were be been being it its this that these
+those there here i me my we our you your he she they them his her their what which who whom whose when where
+how why do does did done can could would should will shall may might must have has had not no so than too
+also just about into over under after before again any some all each most more other such own same s t d m
+ll re ve don while up yes ok okay if then
+el la los las un una unos unas y o de del en con para que es son por lo le se su sus al como más muy
+le la les un une des et ou du de en dans pour que qui est sont avec par sur au aux ce cette ces il elle
+der die das ein eine und oder von zu im ist sind mit für auf den dem des sich es ich du wie was
+и в на с по что как это не а но к о из у за от для ли же бы то все так где когда какая какой какие
+какое сколько он она они мы вы ты я его её их при до после под над через между чем который которая
+""")
+
+_STYLE_WORD_SET = frozenset(w for w in STYLE_WORDS if not w.endswith("*"))
+_STYLE_STEMS = tuple(w[:-1] for w in STYLE_WORDS if w.endswith("*"))
+_EVIDENCE_RULES: tuple[str, ...] = ("code", "math", "reasoning", "constraints")
+_KEYWORD_RULES: tuple[str, ...] = (*_EVIDENCE_RULES, "chitchat", "multi_intent")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"\w+")
 _SINGLE_WORD = re.compile(r"[^\W\d_]\w*")
-_CODE_PATTERN = re.compile(r"```|#include|=>|\(\)|;[ \t]*\n|\{[ \t]*\n|</\w+>|\bdef \w+\(")
-_MATH_PATTERN = re.compile(r"\\(?:frac|sum|int|sqrt|cdot|le|ge)\b|\$[^$\n]+\$|\d\s*[-+*/^=<>]\s*\(?\d|[∫∑√≤≥π]")
+_NUMBER = re.compile(r"\d+")
+_HTML_TAG = re.compile(
+    r"</?(?:p|div|br|span|b|i|u|s|em|strong|small|font|ul|ol|li|h[1-6]|a|table|thead|tbody|tr|td|th|pre|"
+    r"code|blockquote|html|body|head|section|article|img|hr|sup|sub|center|label|nav|header|footer)\b[^<>]*/?>",
+    re.IGNORECASE,
+)
+_INVISIBLE = str.maketrans({"\u200b": None, "\u200c": None, "\u200d": None, "\ufeff": None, "\u00a0": " ",
+                            "\r": None, "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+_QUOTE_MARK = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE)
+_SPACES = re.compile(r"[ \t\f\v]{2,}|\t")
+#: Real code: a fence with something inside it, or language syntax. Bare backticks, braces and "f()" are not.
+_CODE_FENCE = re.compile(r"```[\w+#-]*[ \t]*\n[ \t]*[^\s`]")
+#: Code syntax as (substring, regex or None): the regex runs only where its substring occurs (one big
+#: alternation scanned every prompt was the slowest part of scoring). Each sign counts once.
+_CODE_SIGNS: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
+    (trigger, re.compile(rx, re.MULTILINE) if rx else None) for trigger, rx in (
+        ("def ", r"\bdef \w+\("), ("class ", r"\bclass \w+[:(]"), ("#include", r"#include\s*<"),
+        ("import ", r"^[ \t]*(?:import [\w.]+[ \t]*$|from [\w.]+ import )"), ("return", r"\breturn\b[^.\n]*;"),
+        ("{", r"\)\s*\{\s*\n"), ("=>", r"\)\s*=>"), (";", r";[ \t]*\n"), ("{", r"\{[ \t]*\n"),
+        ("select", r"\bselect\b[^;\n]+\bfrom\b \w+"), ("console.log(", ""), ("print(", r"\bprint\("),
+        ("fn ", r"\bfn \w+\("), ("func ", r"\bfunc \w+\("), ("var ", r"\bvar \w+ ="), ("const ", r"\bconst \w+ ="),
+        ("let ", r"\blet \w+ ="), ("]", r"\]\s*=[^=]"), ("==", ""), ("!=", ""), ("+=", ""), ("-=", ""), ("&&", ""),
+        ("||", ""),
+    )
+)
+#: Every sign in _CODE_SIGNS needs one of these characters.
+_CODE_CHARS: tuple[str, ...] = ("(", ";", "{", "=", "&", "|", "]", "<")
+_MATH_SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (trigger, re.compile(rx)) for trigger, rx in (
+        ("\\", r"\\(?:frac|sum|int|sqrt|cdot|le|ge)\b"), ("$", r"\$[^$\n]+\$"), ("^", r"\w\^\d"),
+        ("∫", "∫"), ("∑", "∑"), ("√", "√"), ("≤", "≤"), ("≥", "≥"), ("π", "π"),
+    )
+)
+#: Arithmetic between numbers ("3 + 4", "x = 2(5)"); run only when a digit is followed by an operator.
+_ARITHMETIC = re.compile(r"\d\s*[-+*/^=<>]\s*\(?\d")
 _ENUMERATED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.MULTILINE)
+_LATEX = re.compile(r"\\[a-z]+(?:\{[^{}\n]*\})*|\$[^$\n]*\$")
+_EXPRESSION = re.compile(r"\w*\d\w*(?:\s*[-+*/^=<>]\s*\(?\w*\d\w*\)?)+")
+_HAS_OPERATOR = re.compile(r"[-+*/^=<>]\s*\(?\d")  # cheap gate: every expression has an operator then a digit
+#: Words a question opens with (after an optional connector); a "?" after a keyword fragment is no question.
+_INTERROGATIVES: frozenset[str] = _wordset("""
+what which who whom whose when where why how is are was were do does did can could should would will may
+qué que cuál cuáles cómo por dónde cuándo cuánto cuántos cuántas quién es son puede
+quel quelle quels quelles qui comment pourquoi combien où quand est
+was welche welcher welches wer wie warum wann wo wieviel wie ist sind kann
+что какой какая какое какие кто как почему когда где сколько ли
+""")
+#: Function words that tie content together (articles, prepositions, conjunctions, pronouns, copulas); question
+#: words and modals are left out: they stand alone in a pasted fragment as easily as in a sentence.
+_GRAMMAR = STOP_WORDS - _INTERROGATIVES - _wordset("can could would should will shall may might must")
+_TOKEN = re.compile(r"\w+|[.!?](?=\s|$)|[。！？\n]")
+_BOUNDARY = frozenset(".!?\n。！？")
+
+
+def normalise(text: str) -> str:
+    """What the rules read: HTML tags and entities, invisible and non-breaking spaces, quote markers, curly
+    quotes and runs of blanks removed, so formatting a prompt never moves its score."""
+    if "<" in text:
+        text = _HTML_TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    if not text.isascii():
+        text = text.translate(_INVISIBLE)
+    elif "\r" in text:
+        text = text.replace("\r", "")
+    if ">" in text:
+        text = _QUOTE_MARK.sub("", text)
+    if "  " in text or "\t" in text:
+        text = _SPACES.sub(" ", text)
+    return text.strip().casefold()
+
+
+def _ramp(x: float, lo: float, hi: float) -> float:
+    return 0.0 if x <= lo else 1.0 if x >= hi else (x - lo) / (hi - lo)
 
 
 @dataclass(frozen=True, slots=True)
 class _Matcher:
-    """Keyword lists compiled for speed: whole words by dict lookup, stems by startswith, the rest
-    (phrases, CJK, words with punctuation) by substring count. Regex alternations were 20x slower."""
+    """Keyword lists compiled for speed: token kinds by dict lookup (cached, stems resolved once), phrases
+    (multi-word, CJK, punctuation) by substring. Regex alternations were 20x slower."""
 
     words: dict[str, tuple[int, ...]]
     prefixes: tuple[str, ...]
     prefix_rules: tuple[tuple[int, ...], ...]
     phrases: tuple[tuple[str, int], ...]
+    ascii_phrases: tuple[tuple[str, int], ...]  # the ones an ASCII-only prompt can contain
+    cache: dict[str, tuple[int, ...] | None]
 
     @classmethod
     def build(cls, keywords: dict[str, list[str]]) -> _Matcher:
@@ -86,7 +231,7 @@ class _Matcher:
         phrases: list[tuple[str, int]] = []
         for i, rule in enumerate(_KEYWORD_RULES):
             for raw in keywords.get(rule, []):
-                word = raw.strip().lower()
+                word = raw.strip().casefold()
                 stem = word.rstrip("*")
                 if not stem:
                     continue
@@ -99,25 +244,33 @@ class _Matcher:
             prefixes=tuple(prefixes),
             prefix_rules=tuple(tuple(r) for r in prefixes.values()),
             phrases=tuple(phrases),
+            ascii_phrases=tuple(p for p in phrases if p[0].isascii()),
+            cache={},
         )
 
-    def counts(self, low: str) -> list[int]:
-        counts = [0] * len(_KEYWORD_RULES)
-        words, prefixes = self.words, self.prefixes
-        for tok in _WORD.findall(low):
-            rules = words.get(tok)
-            if rules is not None:
-                for r in rules:
-                    counts[r] += 1
-            elif prefixes and tok.startswith(prefixes):
-                for stem, stem_rules in zip(prefixes, self.prefix_rules, strict=True):
-                    if tok.startswith(stem):
-                        for r in stem_rules:
-                            counts[r] += 1
-        for phrase, r in self.phrases:
-            if phrase in low:
-                counts[r] += low.count(phrase)
-        return counts
+    def kind(self, tok: str) -> tuple[int, ...] | None:
+        """Keyword rules of a token; () for plain content; None for function and style words."""
+        rules = self.words.get(tok)
+        if rules is not None:
+            return rules
+        if tok in STOP_WORDS or tok in _STYLE_WORD_SET:
+            return None
+        if self.prefixes and tok.startswith(self.prefixes):
+            return tuple(r for stem, rs in zip(self.prefixes, self.prefix_rules, strict=True)
+                         if tok.startswith(stem) for r in rs)
+        if tok.startswith(_STYLE_STEMS):
+            return None
+        return ()
+
+    def kinds(self, tok: str) -> tuple[int, ...] | None:
+        cache = self.cache
+        try:
+            return cache[tok]
+        except KeyError:
+            k = self.kind(tok)
+            if len(cache) < 200_000:
+                cache[tok] = k
+            return k
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
@@ -139,30 +292,141 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tupl
     return theta[1:].copy(), float(theta[0])
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the rules count in one normalised prompt."""
+
+    content: int  # content words (not function, style or greeting words); CJK counts a word per 2 characters
+    distinct: int  # distinct content words
+    function: int  # function words right after a new content word: grammar, which pasted keywords lack
+    hits: tuple[int, ...]  # distinct keywords per rule in _KEYWORD_RULES
+    numbers: int  # distinct numbers
+    questions: int  # sentences that open with a question word, carry content and end in "?"
+    leading_connectors: int  # sentences after a full one that open with a connector ("Also, ...")
+
+
+def _core_grammar(sentences: list[tuple[int, int, bool]], framing_words: int = 6) -> int:
+    """Grammar words of the prompt without its framing: short opening or closing sentences with no numbers
+    (greetings, thanks, "be thorough", "think it through"...) in any phrasing or language add no length."""
+    if not sentences:
+        return 0
+    core = max(c for c, _, _ in sentences)
+    i, j = 0, len(sentences)
+
+    def framing(k: int) -> bool:
+        c, _, number = sentences[k]
+        return c <= framing_words and c < core and not number
+
+    while i < j and framing(i):
+        i += 1
+    while j > i and framing(j - 1):
+        j -= 1
+    return sum(f for _, f, _ in sentences[i:j])
+
+
+def _evidence(low: str, m: _Matcher, arithmetic: bool) -> _Evidence:
+    hits: list[set[str]] = [set() for _ in _KEYWORD_RULES]
+    numbers: set[str] = set()
+    seen: set[str] = set()
+    chat, multi = _KEYWORD_RULES.index("chitchat"), _KEYWORD_RULES.index("multi_intent")
+    content = questions = connectors = 0
+    substantial = False  # a full sentence came before: what a connector ("Also, ...") needs to add an intent
+    ascii_only = low.isascii()
+    cjk_words = 0
+    text = _LATEX.sub(" ", low) if ("\\" in low or "$" in low) else low
+    # An expression is one piece of notation (counted by the math rule), not several numbers.
+    text = _EXPRESSION.sub(" ", text) if arithmetic else text
+    in_sentence = in_function = 0
+    armed = opener = asks = has_number = False
+    sentences: list[tuple[int, int, bool]] = []  # (content words, grammar words, has a number) per sentence
+    tokens = _TOKEN.findall(text)
+    tokens.append("\n")
+    for tok in tokens:
+        if tok in _BOUNDARY:
+            if in_sentence:
+                if opener and substantial:
+                    connectors += 1
+                if asks and tok in ("?", "？"):
+                    questions += 1
+                substantial = substantial or (in_sentence >= 3 and in_function >= 2)
+                content += in_sentence
+                sentences.append((in_sentence, in_function, has_number))
+            in_sentence = in_function = 0
+            armed = opener = asks = has_number = False
+            continue
+        if in_sentence == 0 and tok in _INTERROGATIVES:
+            asks = True
+        kind = m.kinds(tok)
+        if kind is None:
+            if armed and tok in _GRAMMAR:  # grammar after new content: "...capital OF japan"
+                in_function += 1
+                armed = False
+            continue
+        if not ascii_only and _CJK.search(tok) is not None:
+            continue  # CJK runs are counted by character below
+        if kind:
+            for r in kind:
+                hits[r].add(tok)
+            if chat in kind or multi in kind:
+                opener = opener or (multi in kind and in_sentence == 0)
+                continue
+        in_sentence += 1
+        if tok in seen:
+            continue  # a repeated word adds neither length nor a question
+        seen.add(tok)
+        if tok.isdigit():
+            numbers.add(tok)
+            has_number = True
+        else:
+            armed = True
+    function = _core_grammar(sentences)
+    for phrase, r in m.phrases if not ascii_only else m.ascii_phrases:
+        if phrase in low:
+            hits[r].add(phrase)
+    if not ascii_only and _CJK.search(low) is not None:
+        bare = low
+        for phrase in STYLE_CJK:
+            bare = bare.replace(phrase, "")
+        for phrase, r in m.phrases:
+            if _KEYWORD_RULES[r] == "chitchat":
+                bare = bare.replace(phrase, "")
+        cjk = len(_CJK.findall(bare))
+        cjk_words = (cjk + 1) // 2
+        content += cjk_words
+        function += cjk // 4
+        numbers.update(_NUMBER.findall(low))
+        if cjk >= 4 and ("？" in low or "?" in low):
+            questions = max(questions, 1)
+    return _Evidence(content, len(seen) + cjk_words, function, tuple(len(h) for h in hits), len(numbers), questions,
+                     connectors)
+
+
 class HeuristicRouter(TrainableRouter):
     """Weighted rules combined logistically. Usable without `fit`; `fit` learns the rule weights.
 
-    `weights` and `keywords` override the defaults per rule (missing rules keep theirs); `short_chars`
-    and `long_chars` span the length rule from 0 to 1 on a log scale; `l2` regularises `fit`.
+    `weights` and `keywords` override the defaults per rule (missing rules keep theirs); `short_words`
+    and `long_words` span the length rule from 0 to 1 on a log scale. Length counts the function words
+    ("the", "of", "que", ...) of sentences that carry content: they grow with the question, while pasted
+    keywords, repeated tokens and style or courtesy sentences add none. `l2` regularises `fit`.
     """
 
     name = "heuristic"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
         weights: dict[str, float] | None = None,
-        bias: float = -1.5,
+        bias: float = -0.75,
         keywords: dict[str, list[str]] | None = None,
-        short_chars: int = 300,
-        long_chars: int = 3000,
+        short_words: int = 4,
+        long_words: int = 256,
         l2: float = 1e-3,
     ) -> None:
         self.weights = weights
         self.bias = bias
         self.keywords = keywords
-        self.short_chars = short_chars
-        self.long_chars = long_chars
+        self.short_words = short_words
+        self.long_words = long_words
         self.l2 = l2
 
     def is_fitted(self) -> bool:
@@ -180,8 +444,8 @@ class HeuristicRouter(TrainableRouter):
             unknown |= set(self.keywords or {}) - set(DEFAULT_KEYWORDS)
             if unknown:
                 raise RouterError(f"unknown heuristic rule(s) {sorted(unknown)}; known: {list(RULES)}")
-            if not 0 < self.short_chars < self.long_chars:
-                raise RouterError("need 0 < short_chars < long_chars")
+            if not 0 < self.short_words < self.long_words:
+                raise RouterError("need 0 < short_words < long_words")
             words = {**DEFAULT_KEYWORDS, **(self.keywords or {})}
             compiled = _Matcher.build(words)
             self._compiled = compiled
@@ -196,20 +460,30 @@ class HeuristicRouter(TrainableRouter):
 
     def rule_features(self, text: str) -> list[float]:
         """The feature vector (one value in [0, 1] per rule in RULES) for one prompt text."""
-        code_kw, math_kw, reasoning_kw, constraints_kw, chitchat_kw, connectors = self._matcher().counts(
-            low := text.lower()
-        )
-        n = len(low)
-        span = math.log(self.long_chars / self.short_chars)
-        length = min(1.0, max(0.0, math.log(max(n, 1) / self.short_chars) / span))
-        code = min(1.0, (code_kw + 2 * len(_CODE_PATTERN.findall(text))) / 3)
-        maths = min(1.0, (math_kw + len(_MATH_PATTERN.findall(text))) / 2)
-        reasoning = min(1.0, reasoning_kw / 2)
-        extra_q = max(low.count("?") + low.count("？") - 1, 0)
-        extra_items = max(len(_ENUMERATED.findall(text)) - 1, 0)
-        multi = min(1.0, (extra_q + 0.5 * extra_items + 0.5 * connectors) / 2)
-        constraints = min(1.0, constraints_kw / 2)
-        chitchat = min(1.0, float(chitchat_kw)) * (1.0 - length) if n < 200 else 0.0
+        low = normalise(text)
+        arithmetic = _HAS_OPERATOR.search(low) is not None
+        ev = _evidence(low, self._matcher(), arithmetic)
+        code_kw, math_kw, reasoning_kw, constraints_kw, chitchat_kw, _ = ev.hits
+        # Whole octaves (4, 8, 16, ... words): a few added words move a prompt one step, and only at an edge.
+        span = math.log2(self.long_words / self.short_words)
+        length = min(1.0, max(0.0, math.floor(math.log2(max(ev.function, 1) / self.short_words) + 1e-9) / span))
+        # Evidence is a share of the content words: pasting a few keywords into a real question moves little.
+        denom = max(ev.distinct, 4)
+        syntax = sum(1 for trigger, rx in _CODE_SIGNS if trigger in low and (rx is None or rx.search(low))) \
+            if any(c in low for c in _CODE_CHARS) else 0
+        real_code = 1.0 if "```" in low and _CODE_FENCE.search(low) else min(1.0, 0.35 * syntax) if syntax >= 2 else 0.0
+        code = min(1.0, real_code + _ramp(code_kw / denom, 0.15, 0.4))
+        notation = len({m for trigger, rx in _MATH_SIGNS if trigger in low for m in rx.findall(low)})
+        if arithmetic:
+            notation += len(set(_ARITHMETIC.findall(low)))
+        # Claims (keywords, notation) count at most twice; numbers carry the rest of the evidence.
+        maths = _ramp((min(math_kw + notation, 2) + 0.5 * min(ev.numbers, 4)) / denom, 0.2, 0.5)
+        reasoning = _ramp(reasoning_kw / denom, 0.04, 0.15)
+        constraints = _ramp(constraints_kw / denom, 0.15, 0.4)
+        extra_items = max(len(_ENUMERATED.findall(low)) - 1, 0) if "\n" in low else 0
+        multi = min(1.0, (max(ev.questions - 1, 0) + 0.5 * extra_items + 0.5 * ev.leading_connectors) / 2)
+        # Small talk: a greeting or thanks with at most a couple of other words (numbers aside).
+        chitchat = max(0.0, 1.0 - (ev.distinct - ev.numbers) / 3) if chitchat_kw else 0.0
         return [length, code, maths, reasoning, multi, constraints, chitchat]
 
     def _score_text(self, text: str, coef: list[float], intercept: float) -> RoutingScore:
