@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 
 from closed_loop.shadow_harness import KeywordRouter
-from gateway.harness import make_settings, serve
+from gateway.harness import make_settings, send_prompts
 from gearshift.closed_loop.experiment import MisrouteExperiment
 from gearshift.errors import ConfigError
 from gearshift.gateway.exploration import decide_for
 from gearshift.gateway.settings import parse_settings
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
-from gearshift.store.base import DecisionQuery
-from gearshift.store.sqlite import SQLiteDecisionStore
 from support.fake_upstream import FakeUpstream
 
 N = 120
@@ -41,21 +39,7 @@ def _run(ups: tuple[FakeUpstream, FakeUpstream], db: Path, prompts: list[str],
     cheap, strong = ups
     cheap.reset()
     strong.reset()
-    server = serve(make_settings([cheap], strong, db, **sections), router=KeywordRouter())
-    try:
-        with server.client() as c:
-            for p in prompts:
-                r = c.post("/v1/chat/completions",
-                           json={"model": "gearshift/auto", "messages": [{"role": "user", "content": p}]})
-                assert r.status_code == 200, r.text
-        server.flush()
-    finally:
-        server.stop()
-    store = SQLiteDecisionStore(db)
-    try:
-        rows = store.query(DecisionQuery(limit=None))
-    finally:
-        store.close()
+    rows = send_prompts(make_settings([cheap], strong, db, **sections), prompts, router=KeywordRouter())
     got = {str(r.json["messages"][0]["content"]): name
            for name, up in (("cheap", cheap), ("strong", strong)) for r in up.chat_requests}
     return rows, got

@@ -14,6 +14,8 @@ from starlette.applications import Starlette
 from gearshift.gateway.app import create_app
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings, parse_settings
+from gearshift.store.base import DecisionQuery
+from gearshift.store.sqlite import SQLiteDecisionStore
 from support.fake_upstream import FakeUpstream
 
 
@@ -89,3 +91,23 @@ def make_settings(cheap: list[FakeUpstream], strong: FakeUpstream, db: Path, **s
 
 def serve(settings: GatewaySettings, **kwargs: Any) -> GatewayServer:
     return GatewayServer(create_app(settings, **kwargs)).start()
+
+
+def send_prompts(settings: GatewaySettings, prompts: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+    """Serve `settings`, send each prompt as one single-message chat (each must succeed), stop the server and
+    return every decision row it logged to its SQLite store."""
+    server = serve(settings, **kwargs)
+    try:
+        with server.client() as c:
+            for p in prompts:
+                r = c.post("/v1/chat/completions",
+                           json={"model": "gearshift/auto", "messages": [{"role": "user", "content": p}]})
+                assert r.status_code == 200, r.text
+        server.flush()
+    finally:
+        server.stop()
+    store = SQLiteDecisionStore(settings.store.path)
+    try:
+        return store.query(DecisionQuery(limit=None))
+    finally:
+        store.close()

@@ -8,13 +8,11 @@ from typing import Any
 import numpy as np
 
 from gateway.conftest import Upstreams
-from gateway.harness import make_settings, serve
+from gateway.harness import make_settings, send_prompts
 from gearshift.gateway.exploration import remap, sticky_move
 from gearshift.gateway.settings import ExplorationSettings
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
-from gearshift.store.base import DecisionQuery
-from gearshift.store.sqlite import SQLiteDecisionStore
 
 N = 200
 
@@ -28,21 +26,7 @@ def _prompts(n: int) -> list[str]:
 
 
 def _run(upstreams: Upstreams, db: Path, prompts: list[str], **sections: Any) -> list[dict[str, Any]]:
-    server = serve(make_settings([upstreams.cheap_a], upstreams.strong, db, **sections))
-    try:
-        with server.client() as c:
-            for p in prompts:
-                r = c.post("/v1/chat/completions",
-                           json={"model": "gearshift/auto", "messages": [{"role": "user", "content": p}]})
-                assert r.status_code == 200, r.text
-        server.flush()
-    finally:
-        server.stop()
-    store = SQLiteDecisionStore(db)
-    try:
-        return store.query(DecisionQuery(limit=None))
-    finally:
-        store.close()
+    return send_prompts(make_settings([upstreams.cheap_a], upstreams.strong, db, **sections), prompts)
 
 
 def test_epsilon_half_explores_half_and_logs_matching_propensities(upstreams: Upstreams, tmp_path: Path) -> None:

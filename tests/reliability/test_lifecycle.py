@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,8 +18,7 @@ from gearshift.store.sqlite import SQLiteDecisionStore
 from reliability.conftest import PROMPT, dep, records, request_counts, running, settings_for
 from reliability.slow_upstream import SlowStreamUpstream
 from support.fake_upstream import Behaviour, FakeUpstream, closed_port
-
-GEARSHIFT = Path(sys.executable).with_name("gearshift")
+from support.serve_process import start_serve, wait_healthy
 
 
 def _config(tmp_path: Path, upstream_url: str, db: Path) -> Path:
@@ -63,19 +60,9 @@ def test_sigterm_drains_a_streaming_request_and_loses_no_record(tmp_path: Path) 
     db = tmp_path / "d.sqlite"
     port = closed_port()
     with SlowStreamUpstream(n_chunks=12, interval_s=0.12) as up:
-        proc = subprocess.Popen([str(GEARSHIFT), "serve", "--config", str(_config(tmp_path, up.base_url, db)),
-                                 "--port", str(port), "--log-level", "warning"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = start_serve(_config(tmp_path, up.base_url, db), port)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()  # type: ignore[union-attr]
-                time.sleep(0.1)
+            wait_healthy(proc, f"http://127.0.0.1:{port}", 20, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
             lines: list[str] = []
             first = threading.Event()
 

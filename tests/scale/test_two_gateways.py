@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from gearshift.gateway.settings import hash_key
 from support.fake_upstream import Behaviour, FakeUpstream
+from support.serve_process import start_serve, stop_serve, wait_healthy
 from support.services import pg_schema, redis_prefix
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -87,24 +87,12 @@ class Gateway:
     def __init__(self, config: Path, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("gearshift")
         self._log = log.open("wb")
-        self.proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--port", str(self.port),
-                                      "--log-level", "warning"], stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = start_serve(config, self.port, stdout=self._log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=20.0)
 
     def wait_ready(self, log: Path, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"gateway on {self.url} not ready in {timeout_s}s:\n{log.read_text()[-3000:]}")
+        wait_healthy(self.proc, self.url, timeout_s, log.read_text)
 
     def chat(self, key: str, text: str = "hi") -> httpx.Response:
         return self.client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {KEYS[key]}"},
@@ -112,13 +100,7 @@ class Gateway:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_serve(self.proc)
         self._log.close()
 
 

@@ -23,12 +23,13 @@ import numpy as np
 from gearshift.errors import RouterError
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
 from gearshift.routers.embedders.space import (
+    SpecEmbedder,
     build_embedder,
-    embedder_state,
     fit_embed,
+    load_embedder,
     ood_ratio,
     ood_scale,
-    restore_embedder,
+    saved_embedder,
     soft_labels,
     top_similarities,
 )
@@ -59,7 +60,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
 
 
-class ClassifierRouter(TrainableRouter):
+class ClassifierRouter(SpecEmbedder, TrainableRouter):
     """`model`: "logreg" or "mlp". `C`: inverse L2 strength (logreg); `tune_C` picks it from C_GRID by
     cross-validated log loss on the training side. `scalar_weight` scales the standardised scalars
     against the unit-norm embedding. `folds` out-of-fold splits feed Platt calibration.
@@ -88,11 +89,6 @@ class ClassifierRouter(TrainableRouter):
         self.seed = seed
         self.cache_dir = cache_dir
         self._emb: Embedder | None = None
-
-    def _embedder(self) -> Embedder:
-        if self._emb is None:
-            self._emb = build_embedder(self.embedder, self.cache_dir)
-        return self._emb
 
     def _design(self, emb: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         if not self.scalar_features:
@@ -214,21 +210,17 @@ class ClassifierRouter(TrainableRouter):
                 for i in range(len(texts))]
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        emeta, earrays = embedder_state(self._embedder())
+        emeta, earrays = saved_embedder(self._embedder())
         arrays = {"scalar_mean": self.scalar_mean_, "scalar_scale": self.scalar_scale_, "platt": self.platt_,
                   "ref": self.ref_, **earrays}
         for i, (W, b) in enumerate(self.layers_):
             arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-        meta = {"C": self.C_, "n_layers": len(self.layers_), "ood_scale": self.ood_scale_,
-                "embedder_key": self._embedder().key, "embedder_state": emeta}
+        meta = {"C": self.C_, "n_layers": len(self.layers_), "ood_scale": self.ood_scale_, **emeta}
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         try:
-            emb = build_embedder(self.embedder, self.cache_dir)
-            restore_embedder(emb, meta.get("embedder_state", {}), arrays)
-            if emb.key != meta.get("embedder_key", emb.key):
-                raise RouterError(f"classifier: embedder {emb.key} differs from the saved {meta.get('embedder_key')}")
+            emb = load_embedder(self.embedder, self.cache_dir, meta, arrays, "classifier")
             self._emb = emb
             self.C_ = float(meta["C"])
             self.ood_scale_ = float(meta["ood_scale"])

@@ -15,19 +15,20 @@ import numpy as np
 from gearshift.errors import RouterError
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
 from gearshift.routers.embedders.space import (
+    SpecEmbedder,
     build_embedder,
-    embedder_state,
     fit_embed,
+    load_embedder,
     ood_ratio,
     ood_scale,
-    restore_embedder,
+    saved_embedder,
     soft_labels,
     top_similarities,
 )
 from gearshift.routers.embedding import Embedder
 
 
-class KNNRouter(TrainableRouter):
+class KNNRouter(SpecEmbedder, TrainableRouter):
     """`weighting`: "distance" (1 / (cosine distance + 0.05)) or "uniform". `prior_strength` shrinks
     p_strong toward the training base rate by that many average neighbours. `ood_neighbours` is the
     m of the `ood` ratio.
@@ -48,11 +49,6 @@ class KNNRouter(TrainableRouter):
         self.ood_neighbours = ood_neighbours
         self.cache_dir = cache_dir
         self._emb: Embedder | None = None
-
-    def _embedder(self) -> Embedder:
-        if self._emb is None:
-            self._emb = build_embedder(self.embedder, self.cache_dir)
-        return self._emb
 
     def fit(self, prompts: Sequence[PromptLike], gaps: np.ndarray | Sequence[float],
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
@@ -101,17 +97,13 @@ class KNNRouter(TrainableRouter):
         return out
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        emeta, earrays = embedder_state(self._embedder())
-        meta = {"prior": self.prior_, "ood_scale": self.ood_scale_, "embedder_key": self._embedder().key,
-                "embedder_state": emeta}
+        emeta, earrays = saved_embedder(self._embedder())
+        meta = {"prior": self.prior_, "ood_scale": self.ood_scale_, **emeta}
         return meta, {"X": self.X_, "y": self.y_, "w": self.w_, **earrays}
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         try:
-            emb = build_embedder(self.embedder, self.cache_dir)
-            restore_embedder(emb, meta.get("embedder_state", {}), arrays)
-            if emb.key != meta.get("embedder_key", emb.key):
-                raise RouterError(f"knn: embedder {emb.key} differs from the saved {meta.get('embedder_key')}")
+            emb = load_embedder(self.embedder, self.cache_dir, meta, arrays, "knn")
             self._emb = emb
             self.X_ = np.ascontiguousarray(arrays["X"], dtype=np.float32)
             self.y_ = np.asarray(arrays["y"], dtype=np.float64)

@@ -44,6 +44,35 @@ def restore_embedder(embedder: Embedder, meta: dict[str, Any], arrays: dict[str,
         embedder.set_state(meta, {k[n:]: v for k, v in arrays.items() if k.startswith(EMB_PREFIX)})
 
 
+def saved_embedder(embedder: Embedder) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Manifest entries and arrays that let `load_embedder` rebuild this embedder and check it is the same."""
+    emeta, earrays = embedder_state(embedder)
+    return {"embedder_key": embedder.key, "embedder_state": emeta}, earrays
+
+
+def load_embedder(spec: str, cache_dir: str | None, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                  owner: str) -> Embedder:
+    """Rebuild the embedder a router saved with `saved_embedder`; a different key means different vectors."""
+    emb = build_embedder(spec, cache_dir)
+    restore_embedder(emb, meta.get("embedder_state", {}), arrays)
+    if emb.key != meta.get("embedder_key", emb.key):
+        raise RouterError(f"{owner}: embedder {emb.key} differs from the saved {meta.get('embedder_key')}")
+    return emb
+
+
+class SpecEmbedder:
+    """Mixin for routers configured with an embedder spec string (`embedder`, `cache_dir`): built on first use."""
+
+    embedder: str
+    cache_dir: str | None
+    _emb: Embedder | None
+
+    def _embedder(self) -> Embedder:
+        if self._emb is None:
+            self._emb = build_embedder(self.embedder, self.cache_dir)
+        return self._emb
+
+
 def soft_labels(gaps: np.ndarray, target: str, eps: float) -> np.ndarray:
     """The per-prompt "strong needed" target in [0, 1].
 
