@@ -8,10 +8,24 @@ import numpy as np
 import pytest
 
 from gearshift.errors import RouterError
-from gearshift.routers.ensemble import SHAPE_FEATURES, StackRouter, shape_features
+from gearshift.routers.embedders.tfidf import TfidfEmbedder
+from gearshift.routers.ensemble import SHAPE_FEATURES, StackRouter, _RefIndex, shape_features
 from gearshift.routers.trees import TreeEnsemble
 
-from .conftest import mmlu_slice
+from .conftest import mmlu_prompts, mmlu_slice
+
+#: Texts where a hand-written analyzer could drift from scikit-learn's: case folding (final sigma),
+#: accents, runs of whitespace, one-letter words, punctuation-only, empty.
+ODD_TEXTS = ["", "   \n\t ", "a", "I a b", "ΟΔΟΣ Σ ΣΑΣ", "Ünïcödé naïve café – 12½ × 3²", "x^2 + y^2 = z^2 ?!",
+             "tab\tsep\u00a0nbsp\u2003em  double  space", "!!! ??? ...", "don't stop-believing, 3.14e-5 $100"]
+
+
+@pytest.fixture(scope="module")
+def mmlu_stack() -> tuple[StackRouter, list[str]]:
+    """A stack router fitted on a small real MMLU slice, plus held-out real prompts of every length."""
+    prompts, gaps = mmlu_slice(60)
+    router = StackRouter(folds=3, trees=30).fit(prompts, gaps)
+    return router, mmlu_prompts(2400)[::8] + ODD_TEXTS
 
 
 def test_exported_trees_predict_what_sklearn_predicts() -> None:
@@ -55,3 +69,31 @@ def test_stack_learns_real_mmlu_signal_and_round_trips(tmp_path: Path) -> None:
 def test_stack_rejects_too_few_prompts() -> None:
     with pytest.raises(RouterError):
         StackRouter(folds=5).fit(["a", "b", "c"], [1.0, -1.0, 0.0])
+
+
+def test_tfidf_fast_rows_equal_scikit_learn_transform() -> None:
+    prompts = mmlu_prompts(600)
+    for char_max in (4, 5):
+        emb = TfidfEmbedder(dim=0, word_features=5000, char_features=5000, char_max=char_max).fit(prompts[:300])
+        texts = prompts[300:] + ODD_TEXTS
+        batch = emb.sparse(texts)  # many texts: scikit-learn's transform
+        for i, text in enumerate(texts):
+            cols, vals = emb.sparse_row(text)
+            row = batch.getrow(i)
+            np.testing.assert_array_equal(cols, row.indices)
+            np.testing.assert_allclose(vals, row.data, rtol=0, atol=1e-12)
+        few = emb.sparse(texts[:3])  # a handful of texts: the fast path, as a CSR matrix
+        np.testing.assert_allclose(few.toarray(), batch[:3].toarray(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("matvec_nnz", [2500, 0], ids=["gather", "matvec"])
+def test_stack_single_prompt_path_matches_batch_path(mmlu_stack: tuple[StackRouter, list[str]], matvec_nnz: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_RefIndex, "MATVEC_NNZ", matvec_nnz)  # both ways of getting the OOD similarities
+    router, texts = mmlu_stack
+    batch = router.score_batch(texts)  # hundreds of prompts: the vectorised scipy path
+    single = [router.score(t) for t in texts]  # one at a time: the request path
+    np.testing.assert_allclose([s.p_strong for s in single], [b.p_strong for b in batch], rtol=0, atol=1e-9)
+    np.testing.assert_allclose([s.ood for s in single], [b.ood for b in batch], rtol=0, atol=1e-5)
+    for key in ("ngram_logit", "shape_trees"):
+        np.testing.assert_allclose([s.features[key] for s in single], [b.features[key] for b in batch], atol=1e-9)

@@ -50,6 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="p_strong threshold for the confusion matrix")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-cache", action="store_true",
+                   help="always refit trainable routers (default: reuse fits cached under the gearshift cache dir)")
     p.set_defaults(handler=run_eval)
 
 
@@ -90,13 +92,14 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     from gearshift.errors import ConfigError
     from gearshift.evaluation.metrics import MetricSettings
     from gearshift.evaluation.protocols import fixed_split, group_kfold, kfold
-    from gearshift.evaluation.runner import evaluate, evaluate_folds
+    from gearshift.evaluation.runner import default_fit_cache, evaluate, evaluate_folds
     from gearshift.routers.registry import make_router
 
     name, params = parse_router_spec(spec)
     kw: dict[str, Any] = {"settings": MetricSettings(threshold=args.threshold, eps=args.eps),
                           "n_boot": args.n_boot, "seed": args.seed, "progress": not args.no_progress,
-                          "console": console, "label": label}
+                          "console": console, "label": label,
+                          "fit_cache": None if getattr(args, "no_cache", False) else default_fit_cache()}
     router: Router = make_router(name, **params)
     if protocol == "cross":
         return evaluate(router, train, test, strong, weak, **kw)

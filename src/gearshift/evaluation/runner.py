@@ -1,10 +1,25 @@
-"""Run a router over a test set and collect every figure into one typed, JSON-able result."""
+"""Run a router over a test set and collect every figure into one typed, JSON-able result.
+
+Fits can be cached (`fit_cache=`, a directory; the CLI uses `default_fit_cache()`): a trainable router
+fitted on the same training prompts and gaps, with the same settings and code, is loaded from
+`<fit_cache>/<key>/` (its `TrainableRouter.save` directory, no pickle) instead of refitted, so a rerun
+of an evaluation costs only scoring and metrics.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import re
+import shutil
+import sys
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -123,9 +138,101 @@ def score_prompts(router: Router, prompts: Sequence[str], *, batch_size: int = 5
     return out
 
 
+#: Part of every fit-cache key: bump to orphan all cached fits (e.g. when the key recipe changes).
+FIT_CACHE_FORMAT = "1"
+
+
+def default_fit_cache() -> Path:
+    """`<gearshift cache dir>/fits`, where the CLI keeps fitted routers between runs."""
+    from gearshift.config import default_cache_dir
+
+    return default_cache_dir() / "fits"
+
+
+def _dependency_files(module: str) -> list[Path]:
+    """Source files of `module` and of every gearshift module it uses, found through module globals
+    (imported modules, classes and functions), transitively."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        mod = sys.modules.get(name)
+        if name in seen or mod is None:
+            continue
+        seen.add(name)
+        for value in vars(mod).values():
+            if isinstance(value, ModuleType) and value.__name__.startswith(f"{name}."):
+                continue  # a package's submodule attribute, set by whoever imported it: not a dependency
+            dep = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+            if isinstance(dep, str) and dep.split(".")[0] == "gearshift" and dep not in seen:
+                todo.append(dep)
+    files = {getattr(sys.modules[n], "__file__", None) for n in seen}
+    return sorted(Path(f) for f in files if f)
+
+
+@functools.cache
+def _code_digest(cls: type) -> str:
+    """SHA-256 of the sources the router's module depends on, so editing its code (features, trees,
+    vectorisers) never serves a fit made by older code, while edits to unrelated routers keep the cache."""
+    h = hashlib.sha256()
+    for f in _dependency_files(cls.__module__):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def fit_cache_key(router: TrainableRouter, prompts: Sequence[str], gaps: np.ndarray) -> str | None:
+    """Directory name for this router's fit on (prompts, gaps); None when its settings are not JSON-able."""
+    import gearshift
+
+    try:
+        params = json.dumps(router.get_params(), sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    cls = type(router)
+    header = {"format": FIT_CACHE_FORMAT, "router": router.name, "version": router.version, "params": params,
+              "class": f"{cls.__module__}.{cls.__qualname__}", "gearshift": gearshift.__version__,
+              "code": _code_digest(cls)}
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8"))
+    for p in prompts:
+        b = p.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    h.update(np.ascontiguousarray(gaps, dtype=np.float64).tobytes())
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', router.name)}-{h.hexdigest()[:32]}"
+
+
+def _load_fit(router: TrainableRouter, d: Path) -> bool:
+    """Restore `router` in place from a cached fit; False when there is none or it does not load."""
+    if not (d / "manifest.json").is_file():
+        return False
+    try:
+        loaded = type(router).load(d)
+    except RouterError:
+        return False
+    vars(router).update(vars(loaded))
+    return True
+
+
+def _save_fit(router: TrainableRouter, d: Path, console: Console | None) -> None:
+    """Write the fit to a temporary sibling and rename it into place, so readers never see half a fit."""
+    tmp = d.with_name(f"{d.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        router.save(tmp)
+        shutil.rmtree(d, ignore_errors=True)  # a cached fit that failed to load
+        tmp.rename(d)
+    except (OSError, RouterError) as exc:
+        if console is not None:
+            console.print(f"[yellow]fit cache not written[/] ({d}): {exc}", highlight=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def fit_router(router: Router, train: Dataset | None, strong: str, weak: str,
-               console: Console | None = None, progress: bool = True) -> None:
-    """Fit a trainable router on the strong-minus-weak gaps of `train`; others need no training."""
+               console: Console | None = None, progress: bool = True, fit_cache: Path | None = None) -> None:
+    """Fit a trainable router on the strong-minus-weak gaps of `train`; others need no training.
+
+    With `fit_cache`, a fit made before on the same inputs is loaded instead, and a new fit is stored.
+    """
     if not isinstance(router, TrainableRouter):
         return
     if train is None or len(train) == 0:
@@ -134,9 +241,18 @@ def fit_router(router: Router, train: Dataset | None, strong: str, weak: str,
         return
     check_pair(train, strong, weak)
     gaps = train.scores(strong) - train.scores(weak)
+    key = fit_cache_key(router, train.prompts, gaps) if fit_cache is not None else None
+    cached = Path(fit_cache) / key if fit_cache is not None and key is not None else None
+    if cached is not None and _load_fit(router, cached):
+        if console is not None and progress:
+            console.print(f"[dim]{router.name}: fit on {len(train)} prompts loaded from the fit cache[/]",
+                          highlight=False)
+        return
     ctx = console.status(f"fitting {router.name} on {len(train)} prompts") if console and progress else nullcontext()
     with ctx:
         router.fit(train.prompts, gaps)
+    if cached is not None:
+        _save_fit(router, cached, console)
 
 
 def clone_router(router: Router) -> Router:
@@ -180,11 +296,12 @@ def evaluate(
     router: Router, train: Dataset | None, test: Dataset, strong: str, weak: str, *,
     settings: MetricSettings | None = None, n_boot: int = 1000, ci_level: float = 0.95, seed: int | None = 0,
     batch_size: int = 512, progress: bool = True, console: Console | None = None, label: str | None = None,
-    with_segments: bool = True, flag_rule: FlagRule | None = None,
+    with_segments: bool = True, flag_rule: FlagRule | None = None, fit_cache: Path | None = None,
 ) -> EvalResult:
-    """Fit `router` on `train` (if trainable and given), score `test`, and compute every metric."""
+    """Fit `router` on `train` (if trainable and given; see `fit_router` for `fit_cache`), score `test`, and
+    compute every metric."""
     check_pair(test, strong, weak)
-    fit_router(router, train, strong, weak, console, progress)
+    fit_router(router, train, strong, weak, console, progress, fit_cache)
     p = score_prompts(router, test.prompts, batch_size=batch_size, progress=progress, console=console,
                       label=label)
     return result_from_scores(
@@ -199,6 +316,7 @@ def evaluate_folds(
     protocol: str, settings: MetricSettings | None = None, n_boot: int = 1000, ci_level: float = 0.95,
     seed: int | None = 0, batch_size: int = 512, progress: bool = True, console: Console | None = None,
     label: str | None = None, with_segments: bool = True, flag_rule: FlagRule | None = None,
+    fit_cache: Path | None = None,
 ) -> EvalResult:
     """Fit a fresh router per fold and pool the out-of-fold scores over every fold's test prompts."""
     test_idx = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, np.int64)
@@ -211,7 +329,7 @@ def evaluate_folds(
         router = make_router()
         name = name or router.name
         fit_router(router, dataset.subset(fold.train, name=f"{dataset.name}:{fold.name}:train"), strong, weak,
-                   console, progress)
+                   console, progress, fit_cache)
         part = dataset.subset(fold.test)
         p[pos:pos + len(part)] = score_prompts(router, part.prompts, batch_size=batch_size, progress=progress,
                                                console=console, label=f"{name} {fold.name}")

@@ -7,11 +7,19 @@ Fitted on a router's training prompts. Character n-grams catch notation (``x^2``
 that word tokens miss. The sparse matrix is available to routers that want it (`sparse`); `embed`
 returns the SVD projection so kNN and the classifier share one dense interface. State is saved
 without pickle: the vocabularies as string arrays, idf and SVD components as float arrays.
+
+Request path: scikit-learn's `transform` costs ~1.5 ms of validation and matrix assembly for one prompt,
+so `sparse_row` (and `sparse` on a few texts) re-implements its analyzers (lowercase, token_pattern word
+n-grams, char_wb n-grams), vocabulary lookup, sublinear tf, idf and l2 norm in plain Python/numpy, with
+per-word char n-gram columns memoised. Large batches keep the vectorised scikit-learn path; the two agree
+to float64 rounding (values are float64 on both paths for that reason).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +27,95 @@ import numpy as np
 
 from gearshift.errors import NotFittedError, RouterError
 from gearshift.routers.embedding import l2_normalise
+
+#: Texts up to this many go through the pure-Python analyzers instead of scikit-learn's transform.
+FAST_MAX_TEXTS = 8
+_WORD_CACHE_MAX = 50_000  # memoised words -> char n-gram columns (cleared when full; a few MB)
+
+
+def word_ngrams(text: str, pattern: re.Pattern[str], lo: int, hi: int) -> list[str]:
+    """scikit-learn's word analyzer without stop words: tokens of the lowercased text, then n-grams."""
+    tokens: list[str] = pattern.findall(text.lower())
+    out = list(tokens) if lo == 1 else []
+    for n in range(max(lo, 2), min(hi, len(tokens)) + 1):
+        out.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return out
+
+
+def char_wb_ngrams(word: str, lo: int, hi: int) -> list[str]:
+    """scikit-learn's char_wb n-grams of one (already lowercased) word, padded with a space each side.
+
+    A padded word no longer than n yields itself once and stops, as scikit-learn does.
+    """
+    w = f" {word} "
+    size = len(w)
+    out: list[str] = []
+    for n in range(lo, hi + 1):
+        if size <= n:
+            out.append(w)
+            break
+        out.extend([w[i:i + n] for i in range(size - n + 1)])
+    return out
+
+
+def _vocabulary(vec: Any) -> dict[str, int]:
+    """Fitted vocabulary, or the one given at construction (a loaded state, before any transform)."""
+    vocab = getattr(vec, "vocabulary_", None)
+    return vec.vocabulary if vocab is None else vocab  # type: ignore[no-any-return]
+
+
+class _Block:
+    """One fitted vectoriser reduced to what scoring needs: analyzer settings, vocabulary, idf."""
+
+    def __init__(self, vec: Any, offset: int) -> None:
+        self.analyzer: str = vec.analyzer
+        if self.analyzer not in ("word", "char_wb") or not vec.lowercase or vec.strip_accents or vec.stop_words \
+                or vec.preprocessor or vec.tokenizer or vec.norm != "l2" or not vec.use_idf:
+            raise RouterError("tfidf fast path: vectoriser settings it does not reproduce")
+        self.lo, self.hi = vec.ngram_range
+        self.pattern = re.compile(vec.token_pattern)
+        self.sublinear = bool(vec.sublinear_tf)
+        self.vocab: dict[str, int] = _vocabulary(vec)
+        self.idf = np.asarray(vec.idf_, dtype=np.float64)
+        self.offset = offset
+        self._words: dict[str, np.ndarray] = {}
+
+    def _word_cols(self, word: str) -> np.ndarray:
+        cols = self._words.get(word)
+        if cols is None:
+            get = self.vocab.get
+            found = [c for c in map(get, char_wb_ngrams(word, self.lo, self.hi)) if c is not None]
+            cols = np.asarray(found, dtype=np.int64)
+            if len(self._words) >= _WORD_CACHE_MAX:
+                self._words = {}
+            self._words[word] = cols
+        return cols
+
+    def counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted columns, counts) of the in-vocabulary n-grams of one text."""
+        if self.analyzer == "word":
+            get = self.vocab.get
+            found = [c for c in map(get, word_ngrams(text, self.pattern, self.lo, self.hi)) if c is not None]
+            cols, reps = np.asarray(found, dtype=np.int64), None
+        else:
+            words = Counter(text.lower().split())
+            parts = [self._word_cols(w) for w in words]
+            cols = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            reps = np.repeat(np.fromiter(words.values(), dtype=np.float64, count=len(words)),
+                             [len(p) for p in parts])
+        if not len(cols):
+            return cols, np.zeros(0)
+        uniq, inv = np.unique(cols, return_inverse=True)
+        return uniq, np.bincount(inv, weights=reps, minlength=len(uniq)).astype(np.float64)
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """TfidfVectorizer.transform of one text as (columns + offset, values)."""
+        cols, tf = self.counts(text)
+        if self.sublinear:
+            tf = np.log(tf) + 1.0
+        v = tf * self.idf[cols]
+        norm = float(np.sqrt(v @ v))
+        return cols + self.offset, (v / norm if norm > 0 else v)
 
 
 class TfidfEmbedder:
@@ -33,6 +130,7 @@ class TfidfEmbedder:
         self._vecs: list[Any] | None = None
         self._components: np.ndarray | None = None
         self._projection: np.ndarray | None = None
+        self._blocks: list[_Block] | None = None
         self._digest = "unfitted"
 
     @property
@@ -47,7 +145,7 @@ class TfidfEmbedder:
     def _vectorizers(self, vocabs: Sequence[dict[str, int] | None] = (None, None)) -> list[Any]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        common: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "dtype": np.float32}
+        common: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "dtype": np.float64}
         word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
                                max_features=self.word_features, min_df=self.min_df, vocabulary=vocabs[0], **common)
         char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, self.char_max), max_features=self.char_features,
@@ -88,15 +186,45 @@ class TfidfEmbedder:
         for v in self._vecs or []:
             h.update(np.asarray(v.idf_, dtype=np.float32).tobytes())
         self._digest = h.hexdigest()[:12]
+        self._blocks = None
+
+    @property
+    def n_features(self) -> int:
+        """Columns of `sparse`: the word vocabulary, then the char vocabulary."""
+        return sum(len(b.vocab) for b in self._fast_blocks())
+
+    def _fast_blocks(self) -> list[_Block]:
+        if self._blocks is None:
+            if self._vecs is None:
+                raise NotFittedError("tfidf embedder is not fitted")
+            blocks, offset = [], 0
+            for v in self._vecs:
+                blocks.append(_Block(v, offset))
+                offset += len(blocks[-1].vocab)
+            self._blocks = blocks
+        return self._blocks
+
+    def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """One text's row of `sparse` as (sorted column indices, float64 values), without scikit-learn."""
+        blocks = self._fast_blocks()
+        rows = [b.row(text) for b in blocks]
+        scale = 1 / np.sqrt(len(blocks))
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]) * scale
 
     def sparse(self, texts: Sequence[str]) -> Any:
-        """(n, vocabulary) scipy CSR: word and char blocks, each L2-normalised, scaled to unit rows."""
+        """(n, vocabulary) float64 scipy CSR: word and char blocks, each L2-normalised, scaled to unit rows."""
         import scipy.sparse as sp
 
         if self._vecs is None:
             raise NotFittedError("tfidf embedder is not fitted")
+        if len(texts) <= FAST_MAX_TEXTS:
+            rows = [self.sparse_row(t) for t in texts]
+            indptr = np.r_[0, np.cumsum([len(r[0]) for r in rows], dtype=np.int64)]
+            data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
+            idx = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, dtype=np.int64)
+            return sp.csr_matrix((data, idx, indptr), shape=(len(rows), self.n_features))
         blocks = [v.transform(list(texts)) for v in self._vecs]
-        return sp.hstack(blocks, format="csr", dtype=np.float32) * np.float32(1 / np.sqrt(len(blocks)))
+        return sp.hstack(blocks, format="csr", dtype=np.float64) * (1 / np.sqrt(len(blocks)))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if self._components is None:
