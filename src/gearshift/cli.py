@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "gearshift.store.commands",
     "gearshift.learning.commands",
     "gearshift.closed_loop.bounds_command",
+    "gearshift.closed_loop.topics_command",
     "gearshift.cascade.commands",
 )
 

@@ -57,5 +57,6 @@ def test_segment_row_matches_segment_of(text: str) -> None:
     assert segment_row(text, msgs) == segment_of(text, msgs).model_dump()
 
 
-def test_language_ties_go_to_the_first_language_listed() -> None:
-    assert detect_language("de la") == "es"  # "de" and "la" are Spanish and French stop words: es is listed first
+def test_language_is_an_iso_code_from_the_language_id_model() -> None:
+    assert detect_language("Pourquoi le ciel est-il bleu ?") == "fr"
+    assert detect_language("Warum ist der Himmel blau?") == "de"

@@ -43,6 +43,11 @@ def _get_detector() -> Any:
     return _detector
 
 
+def warm_up() -> None:
+    """Load the model ahead of traffic (the gateway's startup), so no request pays the load."""
+    _get_detector()
+
+
 def language_text(text: str) -> str:
     """The prose the detector should see: code blocks and markup removed, whitespace collapsed."""
     text = text[: 5 * MAX_CHARS]

@@ -56,8 +56,12 @@ def _content(message: Mapping[str, Any]) -> str:
 def segment_labels(segment: Mapping[str, Any] | None) -> dict[str, str]:
     """The decision record's segment as the string labels signals and SLIs group by."""
     s = segment or {}
-    return {"language": str(s.get("language", "und")), "length": str(s.get("length_bucket", "short")),
-            "has_code": "yes" if s.get("has_code") else "no"}
+    out = {"language": str(s.get("language", "und")), "length": str(s.get("length_bucket", "short")),
+           "has_code": "yes" if s.get("has_code") else "no"}
+    for name in ("topic", "client"):  # only when the gateway knew them (`[segments] topics`, an API key)
+        if s.get(name) is not None:
+            out[name] = str(s[name])
+    return out
 
 
 @dataclass(frozen=True, slots=True)

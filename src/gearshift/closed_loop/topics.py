@@ -114,3 +114,33 @@ class TopicModel:
                     seed=int(manifest["seed"]))
         model.centroids_ = centroids
         return model
+
+
+class TopicSegmenter:
+    """A topic model bound to the router's embedder: the `topic` segment the gateway adds per request."""
+
+    def __init__(self, model: TopicModel, embedder: Embedder) -> None:
+        self.model = model
+        self.embedder = embedder
+
+    def label(self, text: str) -> str:
+        return self.model.label(self.embedder.embed([text])[0])
+
+    async def alabel(self, text: str) -> str:
+        """Off the event loop: a model embedder takes milliseconds."""
+        import asyncio
+
+        return await asyncio.to_thread(self.label, text)
+
+
+def load_segmenter(directory: str | Path, router: Router) -> TopicSegmenter:
+    """`[segments] topics`: the saved model, checked against the router's embedding space."""
+    embedder = router_embedder(router)
+    if embedder is None:
+        raise ConfigError(f"[segments] topics needs an embedding router (knn, classifier, ...), not {router.name!r}")
+    model = TopicModel.load(directory)
+    dim = int(np.asarray(embedder.embed(["topic"])).shape[-1])
+    if model.centroids_.shape[1] != dim:
+        raise ConfigError(f"{directory}: topic model has {model.centroids_.shape[1]}-d centroids but the router "
+                          f"embeds in {dim} dimensions; refit with `gearshift topics fit --router-dir`")
+    return TopicSegmenter(model, embedder)

@@ -230,7 +230,8 @@ async def chat_completions(request: Request) -> Response:
         call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
         call.conv_header = request.headers.get("x-gearshift-conversation-id")
         text = prompt_text(call.messages)
-        call.rec["segment"] = segment_row(text, call.messages)
+        topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
+        call.rec["segment"] = segment_row(text, call.messages, client=call.rec["api_key_id"], topic=topic)
         idx = await route_request(gw, call, req, payload)
         idx = cap_strong_share(gw, call, idx)  # per-key strong-tier share cap (gateway/budgets.py)
         call.tier_index = idx

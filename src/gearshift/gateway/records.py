@@ -13,49 +13,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gearshift.closed_loop.language import detect_language as _identify
+
 Status = Literal["ok", "error", "truncated", "client_disconnected"]
 
 _CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|#include|\bfunction\s*\w*\(|=>|;\s*$|\bimport \w+|</?\w+>",
                    re.MULTILINE)
 #: every _CODE alternative contains one of these literals: substring scans rule most prose out before the regex
 _CODE_HINTS = ("```", "def ", "class ", "#include", "function", "=>", ";", "import ", "<")
-_SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ja", re.compile(r"[\u3040-\u30ff]")),
-    ("ko", re.compile(r"[\uac00-\ud7af]")),
-    ("zh", re.compile(r"[\u4e00-\u9fff]")),
-    ("ru", re.compile(r"[\u0400-\u04ff]")),
-    ("ar", re.compile(r"[\u0600-\u06ff]")),
-    ("hi", re.compile(r"[\u0900-\u097f]")),
-)
-_STOPWORDS: dict[str, frozenset[str]] = {
-    "en": frozenset({"the", "and", "is", "are", "of", "to", "in", "what", "how", "you", "that", "with", "for", "this"}),
-    "es": frozenset({"el", "la", "los", "las", "es", "y", "de", "que", "en", "por", "para", "una", "cómo", "qué"}),
-    "fr": frozenset({"le", "la", "les", "est", "et", "de", "que", "en", "pour", "une", "des", "du", "comment"}),
-    "de": frozenset({"der", "die", "das", "ist", "und", "zu", "ein", "eine", "nicht", "wie", "was", "mit", "für"}),
-    "pt": frozenset({"o", "os", "as", "é", "e", "de", "que", "em", "para", "uma", "não", "como", "você"}),
-}
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-_LANGS = tuple(_STOPWORDS)
-#: word -> indices into _LANGS of the stop lists holding it: one dict probe per word instead of one per language
-_STOP_INDEX: dict[str, tuple[int, ...]] = {
-    w: tuple(i for i, lang in enumerate(_LANGS) if w in _STOPWORDS[lang]) for stop in _STOPWORDS.values() for w in stop
-}
 
 
 def detect_language(text: str) -> str:
-    """A cheap guess (script, then stop words) good enough to slice traffic; "und" when unsure."""
-    sample = text[:2000]
-    if not sample.isascii():  # ASCII text has none of the scripts below
-        for lang, rx in _SCRIPTS:
-            if len(rx.findall(sample)) >= 3:
-                return lang
-    counts = [0] * len(_LANGS)
-    index = _STOP_INDEX
-    for w in _WORD.findall(sample.lower()):
-        for i in index.get(w, ()):
-            counts[i] += 1
-    hits = max(counts)
-    return _LANGS[counts.index(hits)] if hits > 0 else "und"  # ties go to the earlier language, as before
+    """ISO 639 code from the offline fastText id (`closed_loop/language.py`, loaded on first use); "und" when unsure."""
+    return _identify(text).language
 
 
 def length_bucket(n_chars: int) -> str:
@@ -77,17 +47,21 @@ class Segment(BaseModel):
     length_bucket: str = "short"
     has_code: bool = False
     turn: int = 1
+    topic: str | None = None  # `[segments] topics`: nearest topic cluster in the router's embedding space
+    client: str | None = None  # the API key id the request came with (None without auth)
 
 
-def segment_of(text: str, messages: Sequence[Mapping[str, Any]]) -> Segment:
-    return Segment.model_construct(**segment_row(text, messages))
+def segment_of(text: str, messages: Sequence[Mapping[str, Any]], *, client: str | None = None,
+               topic: str | None = None) -> Segment:
+    return Segment.model_construct(**segment_row(text, messages, client=client, topic=topic))
 
 
-def segment_row(text: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def segment_row(text: str, messages: Sequence[Mapping[str, Any]], *, client: str | None = None,
+                topic: str | None = None) -> dict[str, Any]:
     """`segment_of(...).model_dump()` without building the model (request hot path)."""
     turn = sum(1 for m in messages if m.get("role") == "user") or 1
     return {"language": detect_language(text), "length_bucket": length_bucket(len(text)),
-            "has_code": has_code(text), "turn": turn}
+            "has_code": has_code(text), "turn": turn, "topic": topic, "client": client}
 
 
 def has_code(text: str) -> bool:

@@ -62,6 +62,7 @@ class Gateway:
     shared: Any = None  # scale-out: gearshift.store.redis_state.SharedState when `[redis] url` is set
     tracer: Any = None  # tracing: gearshift.tracing.RecordTracer when `[tracing] enabled` (one span per record)
     rules: Any = None  # routing rules: gateway.rules_wiring.GatewayRules when configured, else the fast path
+    topics: Any = None  # closed loop: closed_loop.topics.TopicSegmenter when `[segments] topics` is set
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
@@ -164,9 +165,9 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     shared = _shared_state(settings)
     execu = executor or FailoverExecutor(provs, retry, _breakers(shared))
     if store is None and settings.store.enabled:
-        from gearshift.store.factory import open_decision_store, settings_url  # scale-out: sqlite or postgresql
+        from gearshift.store.factory import open_decision_store, settings_url, store_options  # sqlite or postgresql
 
-        store = open_decision_store(settings_url(settings.store))
+        store = open_decision_store(settings_url(settings.store), **store_options(settings.store))
     writer = None
     if store is not None:
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
@@ -185,6 +186,10 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     )
     from gearshift.closed_loop.loop import build_closed_loop
 
+    if settings.segments.topics is not None:
+        from gearshift.closed_loop.topics import load_segmenter
+
+        gw.topics = load_segmenter(settings.segments.topics, gw.resolver.router)
     gw.closed_loop = build_closed_loop(gw)  # None when [shadow], [signals] and [slo] are all off
     if settings.uses_routing_rules:
         from gearshift.gateway.rules_wiring import build_rules

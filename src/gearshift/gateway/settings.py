@@ -25,7 +25,8 @@ from gearshift.providers.base import Deployment
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
-SEGMENT_FIELDS = ("language", "length_bucket", "has_code", "turn")  #: segment row fields a FIELD=VALUE key may name
+#: segment row fields a FIELD=VALUE key may name
+SEGMENT_FIELDS = ("language", "length_bucket", "has_code", "turn", "topic", "client")
 SEGMENT_KEY = re.compile(rf"(?:{'|'.join(SEGMENT_FIELDS)})=\S+")
 
 
@@ -189,6 +190,17 @@ class StoreSettings(_Strict):
     text: Literal["full", "hash", "redact"] = "full"  # how prompt/answer text is kept in records
     # scale-out: sqlite:///path or postgresql://user@host/db[?schema=s]; overrides `path` (store/factory.py)
     url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres)://")
+    # reliability (PostgreSQL): a down server fails a batch after connect_timeout_s (libpq rounds up, 2 s at least);
+    # a hung one after write_timeout_s; either way the writer spools the batch (store/postgres.py)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    write_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class SegmentSettings(_Strict):
+    """closed loop: `topics` is a saved TopicModel dir (`gearshift topics fit`); each request then gets a `topic`
+    segment from the configured router's embedder. Unset (default), the request path pays nothing for topics."""
+
+    topics: Path | None = None
 
 
 class RedisSettings(_Strict):
@@ -250,7 +262,7 @@ class ExplorationSettings(_Strict):
     epsilon: float = Field(default=0.0, ge=0.0, le=1.0)
     mode: Literal["uniform", "matching"] = "uniform"
     epsilon_by_segment: dict[str, float] = Field(default_factory=dict)
-    segment_key: Literal["language", "length_bucket", "has_code", "turn"] = "language"
+    segment_key: Literal["language", "length_bucket", "has_code", "turn", "topic", "client"] = "language"
     seed: int = 0
     min_propensity: float = Field(default=0.0, ge=0.0, le=0.5)
     record_prompts: bool = True
@@ -303,6 +315,7 @@ class GatewaySettings(_Strict):
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)  # closed loop: misroute bounds
     routes: list[RouteSettings] = Field(default_factory=list)  # routing rules: category routes, checked in order
     extra_deployments: list[DeploymentSettings] = Field(default_factory=list)  # routing rules: outside the tiers
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)  # closed loop: topic segment
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewaySettings:
