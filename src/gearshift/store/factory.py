@@ -44,6 +44,13 @@ def settings_url(store_settings: Any) -> str:
     return url if url else f"sqlite:///{Path(store_settings.path)}"
 
 
+def store_options(store_settings: Any) -> dict[str, Any]:
+    """The `[store]` timeouts as PostgreSQL store options (reliability: a down or hung server spools fast)."""
+    if store_kind(settings_url(store_settings)) != "postgresql":
+        return {}
+    return {"connect_timeout_s": store_settings.connect_timeout_s, "timeout_s": store_settings.write_timeout_s}
+
+
 def open_decision_store(url: str, **options: Any) -> DecisionStore:
     """A ready decision store (migrated, connected); `options` go to the PostgreSQL store."""
     if store_kind(url) == "sqlite":

@@ -12,8 +12,13 @@ small thread-safe connection pool.
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
+import socket
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SCHEMES = ("postgresql", "postgres")
 
@@ -91,21 +97,61 @@ def migrate(url: str) -> list[str]:
         raise ConfigError(f"PostgreSQL store {redact(url)}: {exc}") from exc
 
 
-def open_pool(url: str, *, max_size: int = 4) -> ConnectionPool:
-    """A started pool; fails fast (ConfigError) when the server does not answer."""
+def open_pool(url: str, *, max_size: int = 4, connect_timeout_s: float = 5.0) -> ConnectionPool:
+    """A started pool; fails fast (ConfigError) when the server does not answer.
+
+    `connect_timeout_s` bounds both a new connection (libpq `connect_timeout`, whole seconds, 2 at least) and
+    the wait for a pooled one, so a down server fails a batch fast and the writer spools it.
+    """
     import psycopg
     from psycopg_pool import ConnectionPool, PoolTimeout
 
     target = PgTarget.parse(url)
-    pool: ConnectionPool = ConnectionPool(target.conninfo, min_size=1, max_size=max_size, kwargs=target.options,
-                                          open=False, name="gearshift-store",
-                                          timeout=5.0)  # a down server fails a batch fast: the writer spools it
+    kwargs: dict[str, Any] = {**target.options, "connect_timeout": max(2, math.ceil(connect_timeout_s))}
+    pool: ConnectionPool = ConnectionPool(target.conninfo, min_size=1, max_size=max_size, kwargs=kwargs,
+                                          open=False, name="gearshift-store", timeout=connect_timeout_s)
     try:
-        pool.open(wait=True, timeout=10.0)
+        pool.open(wait=True, timeout=max(10.0, 2 * connect_timeout_s))
     except (PoolTimeout, psycopg.Error) as exc:
         pool.close()
         raise ConfigError(f"PostgreSQL store {redact(url)}: cannot connect ({exc})") from exc
     return pool
+
+
+class _Deadline:
+    """Severs a connection's socket if the work on it outlasts `timeout_s`.
+
+    A hung server (frozen process, black-holed route whose peer still ACKs) never answers, and neither
+    `statement_timeout` (the server never sees the query) nor TCP keepalive notices; libpq would block the
+    writer thread forever. Shutting the socket down wakes the blocked read with an error, the pool discards
+    the broken connection, and the writer spools the batch.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], timeout_s: float) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:  # after this the timer cannot touch a connection the pool may hand to someone else
+            self._done = True
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            with suppress(OSError, ValueError), socket.socket(fileno=os.dup(self._conn.pgconn.socket)) as s:
+                s.shutdown(socket.SHUT_RDWR)  # acts on the shared socket, not only the dup'd descriptor
+        log.warning("PostgreSQL store: no answer within the store timeout; dropped the connection")
 
 
 def to_json(record: Mapping[str, Any]) -> str:
@@ -116,15 +162,24 @@ def to_json(record: Mapping[str, Any]) -> str:
 class PostgresDecisionStore:
     """The `DecisionStore` protocol on PostgreSQL; thread-safe (the writer thread and readers share it)."""
 
-    def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True, connect_timeout_s: float = 5.0,
+                 timeout_s: float = 30.0) -> None:
+        """`timeout_s` bounds one write transaction (a client-side deadline, see `_Deadline`); reads are unbounded."""
         self.url = url
+        self.timeout_s = timeout_s
         if run_migrations:
             migrate(url)
-        self._pool = open_pool(url, max_size=pool_size)
+        self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
         with self._pool.connection() as conn:  # commits on success, rolls back on error
+            yield conn
+
+    @contextmanager
+    def _write_conn(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection whose whole transaction, commit included, must finish within `timeout_s`."""
+        with self._pool.connection() as conn, _Deadline(conn, self.timeout_s), conn.transaction():
             yield conn
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
@@ -132,7 +187,7 @@ class PostgresDecisionStore:
                 for r in records]
         if not rows:
             return 0
-        with self._conn() as conn, conn.cursor() as cur:
+        with self._write_conn() as conn, conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
                 "ON CONFLICT (request_id) DO UPDATE SET time = EXCLUDED.time, tier = EXCLUDED.tier, "
@@ -143,7 +198,7 @@ class PostgresDecisionStore:
 
     def append_one(self, record: Mapping[str, Any]) -> int:
         """One row, one transaction: the unbatched baseline the write-rate benchmark compares against."""
-        with self._conn() as conn:
+        with self._write_conn() as conn:
             conn.execute(
                 "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
                 "ON CONFLICT (request_id) DO UPDATE SET record = EXCLUDED.record",
