@@ -7,7 +7,6 @@ share it) and join it on `request_id`, so `DecisionStore` stays append-only and 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from gearshift.errors import ConfigError
+from gearshift.store.sqlite import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_labels (
@@ -107,15 +107,7 @@ class SQLiteLabelStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"label store {self.path}: {exc}") from exc
+        self._conn = open_sqlite(self.path, _SCHEMA, "label store")
         self._lock = threading.Lock()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -30,20 +30,29 @@ CREATE INDEX IF NOT EXISTS decisions_status ON decisions(status, time);
 """
 
 
+def open_sqlite(path: str, schema: str, what: str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """One WAL-mode connection shared across threads (callers serialise with a lock), schema applied.
+
+    Every SQLite-backed store of the gateway opens its file this way, so they can share one file.
+    """
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(schema)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{what} {path}: {exc}") from exc
+    return conn
+
+
 class SQLiteDecisionStore:
     """`path` may be ":memory:" for tests; parent directories of a file path are created."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"decision store {self.path}: {exc}") from exc
+        self._conn = open_sqlite(self.path, _SCHEMA, "decision store", timeout_s=5.0)
         self._lock = threading.Lock()
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from gearshift.errors import ConfigError
+from gearshift.store.sqlite import open_sqlite
 
 if TYPE_CHECKING:
     from gearshift.routers.base import Router
@@ -133,14 +133,7 @@ class SQLiteVersionRegistry:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"router version registry {self.path}: {exc}") from exc
+        self._conn = open_sqlite(self.path, _SCHEMA, "router version registry")
         self._lock = threading.RLock()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
