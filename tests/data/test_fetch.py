@@ -94,7 +94,8 @@ def test_rebuild_alpaca_eval_from_annotations(tmp_path: Path) -> None:
              {"instruction": instr[0], "output_1": "x" * 8, "output_2": "", "preference": None}]
     (ann / "gpt4_1106_preview.json").write_text(json.dumps(ref))
     (ann / "phi-2.json").write_text(json.dumps(other))
-    rebuild_alpaca_eval(ann, tmp_path / "alpaca_eval", ["gpt4_1106_preview", "phi-2"])
+    written = rebuild_alpaca_eval(ann, tmp_path / "alpaca_eval", ["gpt4_1106_preview", "phi-2"])
+    assert sorted(f"alpaca_eval/{f.name}" for f in (tmp_path / "alpaca_eval").iterdir()) == sorted(written)
     lines = [json.loads(x) for x in (tmp_path / "alpaca_eval/instructions.jsonl").read_text().splitlines()]
     assert [x["idx"] for x in lines] == [0, 1, 2] and lines[1]["instruction"] == "Name a colour"
     ds = load_alpaca_eval(tmp_path, weak_model="phi-2")

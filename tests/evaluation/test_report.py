@@ -43,3 +43,4 @@ def test_report_is_well_formed_self_contained_and_escapes_prompts(tmp_path: Path
     assert "router-a" in text and "cost inflation" in text and "quality loss" in text
     out = write_report(_results(), tmp_path / "sub" / "r.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert [f.name for f in out.parent.iterdir()] == ["r.html"]  # no temp file left beside it

@@ -70,3 +70,11 @@ def test_mapping_to_unknown_tier_is_a_config_error() -> None:
         LLMRouter(complete, label_tiers={"simple": "tiny"})
     with pytest.raises(ConfigError, match="unknown tiers"):
         LLMRouter(complete, default_tier="huge")
+
+
+async def test_reply_given_as_content_parts_is_read() -> None:
+    async def complete(request: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"message": {"role": "assistant", "content": [{"type": "text", "text": "math"}]}}]}
+
+    out = await LLMRouter(complete).route("integrate x^2")
+    assert out.parsed and out.label == "math" and out.tier == "strong"

@@ -132,3 +132,9 @@ async def test_nothing_fits_is_an_invalid_request() -> None:
     with pytest.raises(InvalidRequestError, match="8000") as info:
         await rules(Fixed(0.05)).decide(req("x" * 40000, max_tokens=100))
     assert info.value.status_code == 400
+
+
+def test_keywords_match_whatever_the_case() -> None:
+    rule = CategoryRule("code", ("coder",), keywords=("Stack Trace", "python"))
+    assert rule.matches("Here is my STACK TRACE:", 10) == "matched 'STACK TRACE'"
+    assert rule.matches("PYTHON question", 10) is not None and rule.matches("pythonic", 10) is None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gearshift.errors import ConfigError, ModelNotFoundError
-from gearshift.gateway.commands import parse_since
+from gearshift.gateway.commands import existing_store_url, parse_since
 from gearshift.gateway.records import detect_language, length_bucket
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import default_settings, load_settings, parse_settings
@@ -88,3 +88,12 @@ def test_segment_features() -> None:
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
     with pytest.raises(ConfigError):
         parse_since("yesterday")
+
+
+def test_cli_store_url_prefers_flags_and_refuses_a_missing_sqlite_file(tmp_path: Path) -> None:
+    db = tmp_path / "g.sqlite"
+    with pytest.raises(ConfigError, match="no gateway store"):
+        existing_store_url(db, None)
+    db.write_bytes(b"")
+    assert existing_store_url(db, None) == f"sqlite:///{db}"
+    assert existing_store_url(db, None, store_url="postgresql://u@h/db") == "postgresql://u@h/db"

@@ -59,12 +59,16 @@ async def test_failure_rate_opens_even_without_a_streak() -> None:
 async def test_old_outcomes_leave_the_window() -> None:
     clock = Clock()
     cfg = BreakerConfig(failure_threshold=100, failure_rate=0.5, min_requests=4, window_s=10.0)
-    b = BreakerRegistry(config=cfg, clock=clock).get("d")
-    for _ in range(3):
+    reg = BreakerRegistry(config=cfg, clock=clock)
+    b, control = reg.get("d"), reg.get("control")
+    for _ in range(3):  # below min_requests: no rate trip yet
         await b.record_failure()
-        await b.record_success()
+        await control.record_failure()
+    assert await b.state() is BreakerState.CLOSED
+    await control.record_failure()  # a 4th failure inside the window trips the rate
+    assert await control.state() is BreakerState.OPEN
     clock.now += 30.0
-    await b.record_failure()
+    await b.record_failure()  # the same 4th failure after the window moved on: only 1 outcome counts
     assert await b.state() is BreakerState.CLOSED
 
 

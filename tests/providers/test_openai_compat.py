@@ -11,6 +11,7 @@ import pytest
 from gearshift.errors import ProviderError
 from gearshift.providers.base import Deployment, StreamChunk
 from gearshift.providers.openai_compat import OpenAICompatProvider, parse_retry_after
+from gearshift.providers.streaming import has_content
 from support.fake_upstream import Behaviour, FakeUpstream, closed_port
 
 SECRET = "sk-test-SECRET-0123456789"
@@ -160,3 +161,13 @@ async def test_api_key_never_in_messages_or_reprs(provider: OpenAICompatProvider
     assert "Incorrect API key" in info.value.message
     for text in (str(info.value), repr(info.value), info.value.message, repr(d), repr(provider)):
         assert SECRET not in text
+
+
+@pytest.mark.parametrize(("data", "content"), [
+    ({"choices": [{"delta": {"role": "assistant"}}]}, False), ({"choices": [{"delta": {"content": "hi"}}]}, True),
+    ({"choices": [{"delta": {"tool_calls": [{"index": 0}]}}]}, True), ({"choices": ["junk", {"delta": "x"}]}, False),
+    ({"choices": None}, False), (None, False),
+])
+def test_content_detection_tolerates_odd_chunk_shapes(data: dict[str, object] | None, content: bool) -> None:
+    # Decides when streaming failover commits; an odd upstream chunk must not crash it with a non-ProviderError.
+    assert has_content(data) is content

@@ -83,3 +83,13 @@ def test_bad_pairs_are_router_errors() -> None:
     router = MFRouter(**FAST).fit(["a", "b"], [1.0, -1.0])
     with pytest.raises(RouterError, match="not in the training data"):
         router.p_beats(["a"], "strong", "gpt-5")
+
+
+def test_fitted_embedder_state_is_saved(tmp_path: pytest.TempPathFactory) -> None:
+    """A learned embedder (TF-IDF vocabulary) travels with the router, so the loaded one scores the same."""
+    prompts, gaps = mmlu_slice(n_per_subject=5)
+    router = MFRouter(**{**FAST, "embedder": "tfidf:dim=16"}).fit(prompts, gaps)
+    loaded = load_router(router.save(tmp_path / "mf"))  # type: ignore[operator]
+    np.testing.assert_array_equal(loaded.p_strong(prompts), router.p_strong(prompts))
+    assert MFRouter(**{**FAST, "embedder": "tfidf:dim=16"}).fit(prompts[:10], gaps[:10]).embedder_.key != \
+        router.embedder_.key  # a different vocabulary is a different embedder, which load_embedder refuses

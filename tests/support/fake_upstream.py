@@ -55,7 +55,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -409,8 +409,3 @@ def running(**kwargs: Any) -> Iterator[FakeUpstream]:
         yield up
     finally:
         up.stop()
-
-
-def with_default(up: FakeUpstream, **changes: Any) -> None:
-    """Change the server's default behaviour for all unscripted requests."""
-    up.default = replace(up.default, **changes)

@@ -75,7 +75,7 @@ def _gsm8k_path(data: str) -> Path:
     return path
 
 
-def _recorded(args: argparse.Namespace, notes: list[str]) -> QualityReport:
+def _recorded(args: argparse.Namespace) -> QualityReport:
     from rich.progress import Progress
 
     from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
@@ -87,7 +87,7 @@ def _recorded(args: argparse.Namespace, notes: list[str]) -> QualityReport:
     with Progress(transient=True) as bar:
         task = bar.add_task("verifying", total=len(items))
         return evaluate(verifiers, items, source=f"gsm8k:{model}", combine=combine,
-                        progress=lambda: bar.advance(task), notes=[*notes, *more])
+                        progress=lambda: bar.advance(task), notes=more)
 
 
 def _traffic(args: argparse.Namespace) -> QualityReport:
@@ -122,7 +122,7 @@ def _verifiers(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be > 0")
     if args.data is not None and (args.db is not None or args.store_url is not None):
         raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
-    report = _recorded(args, []) if args.data is not None else _traffic(args)
+    report = _recorded(args) if args.data is not None else _traffic(args)
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
     console = Console(soft_wrap=True)

@@ -9,15 +9,13 @@ models' full answers and correctness, which is exactly this test.
 from __future__ import annotations
 
 import asyncio
-import csv
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gearshift.cascade.verifiers import Verifier, run_verifier
-from gearshift.errors import DataError
+from gearshift.data.parsing import parse_bool, read_csv
 
 GSM8K_CHEAP_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 GSM8K_STRONG_MODEL = "gpt-4-1106-preview"
@@ -99,37 +97,19 @@ def _chat_pair(prompt: str, answer: str, model: str) -> tuple[dict[str, Any], di
     return request, response
 
 
-def _as_bool(value: str, path: Path, line: int) -> bool:
-    low = value.strip().lower()
-    if low in ("true", "1"):
-        return True
-    if low in ("false", "0"):
-        return False
-    raise DataError(f"expected a boolean, got {value!r}", path=path, line=line)
-
-
 def load_gsm8k_answers(path: str | Path, model: str = GSM8K_CHEAP_MODEL, limit: int | None = None,
                        offset: int = 0) -> list[LabelledAnswer]:
     """Rows of RouteLLM's `gsm8k_responses.csv` as labelled answers of `model` (`limit` rows from `offset`)."""
     p = Path(path)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    answer_col = f"{model}_response"
     out: list[LabelledAnswer] = []
-    try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            for col in ("prompt", model, f"{model}_response"):
-                if col not in fields:
-                    raise DataError(f"missing column {col!r}", path=p, line=1)
-            for i, row in enumerate(reader):
-                if i < offset:
-                    continue
-                if limit is not None and len(out) >= limit:
-                    break
-                request, response = _chat_pair(row["prompt"], row[f"{model}_response"], model)
-                out.append(LabelledAnswer(request, response, _as_bool(row[model], p, reader.line_num)))
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc}", path=p) from exc
+    for i, (line, row) in enumerate(read_csv(p, ("prompt", model, answer_col))):
+        if i < offset:
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+        request, response = _chat_pair(row["prompt"], row[answer_col], model)
+        out.append(LabelledAnswer(request, response, parse_bool(row[model], p, line, model)))
     return out
 
 

@@ -127,8 +127,7 @@ def should_cascade(request: Mapping[str, Any], config: CascadeConfig) -> bool:
 
 def unstreamed(request: Mapping[str, Any]) -> dict[str, Any]:
     """The request with streaming switched off, for `stream_mode="buffer"`."""
-    out = {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
-    return out
+    return {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
 
 
 def replay_chunks(response: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -185,18 +185,6 @@ def bad_answer_ids(url: str, since: float | None) -> set[str]:
         labels.close()
 
 
-def experiment_arms(url: str, since: float | None) -> dict[str, str | None]:
-    from gearshift.store.base import DecisionQuery
-    from gearshift.store.factory import open_decision_store
-
-    store = open_decision_store(url)
-    try:
-        return {str(r["request_id"]): r.get("experiment_arm")
-                for r in store.query(DecisionQuery(since=since, status="ok", limit=None))}
-    finally:
-        store.close()
-
-
 def logged_results(log: DecisionLog, arms: dict[str, str | None], bad: set[str], *, cost_per_bad_answer: float,
                    n_boot: int = 500) -> dict[str, SourceResult]:
     """Per quality source ("judge" on labelled rows, "signals" on all): the logged bounds."""
@@ -286,7 +274,7 @@ def run_bounds(args: argparse.Namespace) -> int:
 
         log = read(args)
         since, url = parse_since(args.since), store_url(args)
-        arms = experiment_arms(url, since)
+        arms = dict(zip(log.request_ids, log.experiment_arms, strict=True))  # read with the log, not again
         if not any(a is not None for a in arms.values()) and not log.explored.any():
             _warn("no misroute experiment or exploration in the window: only the router's own choices were "
                   "served, so the bounds are biased; set [experiment] misroute_fraction")

@@ -119,7 +119,7 @@ def run_probe(args: argparse.Namespace) -> int:
         task = progress.add_task("probing", total=len(config.families or _all_families()))
 
         def step(family: str) -> None:
-            progress.update(task, description=f"probing: {family}", completed=progress.tasks[0].completed + 1)
+            progress.update(task, description=f"probing: {family}", advance=1)
 
         report = run_probes(router, prompts, policy, config, progress=step)
     _print(report, console)

@@ -197,9 +197,6 @@ class SLIMonitor:
     def observe(self, event: DecisionEvent) -> None:
         self._events.append(event)
 
-    def set_reference(self, p_strong: np.ndarray | Sequence[float]) -> None:
-        self.reference = np.asarray(p_strong, dtype=np.float64)
-
     def check(self, now: float) -> list[Alert]:
         """Evaluate the window ending at `now`; returns (and emits) the newly active alerts."""
         start = now - self.config.window_s

@@ -45,7 +45,7 @@ def _prompts(data: str, data_dir: Path | None) -> list[str]:
     ds = load_dataset(data, data_dir)
     if data not in DATASETS:
         return ds.prompts
-    train = fixed_split([r.id for r in ds.records]).train
+    train = fixed_split(ds.ids).train
     return [ds.records[int(i)].prompt for i in train]
 
 

@@ -54,17 +54,10 @@ def register(subparsers: Any) -> None:
 
 def _store(args: argparse.Namespace) -> LabelStore:
     """The label store of `--db` (SQLite) or of `--config`'s `[store]` (SQLite path or PostgreSQL url)."""
-    from gearshift.store.factory import open_label_store, settings_url, sqlite_path, store_kind
+    from gearshift.gateway.commands import existing_store_url
+    from gearshift.store.factory import open_label_store
 
-    if args.db is not None:
-        url = f"sqlite:///{args.db}"
-    else:
-        from gearshift.gateway.commands import _settings
-
-        url = settings_url(_settings(args.config).store)
-    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        raise ConfigError(f"no gateway store at {sqlite_path(url)}")
-    return open_label_store(url)
+    return open_label_store(existing_store_url(args.db, args.config))
 
 
 def _list(args: argparse.Namespace) -> int:

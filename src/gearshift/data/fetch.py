@@ -27,6 +27,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 
 from gearshift.data.alpaca_eval import COLUMNS, PREFERENCES_FILE, REFERENCE
 from gearshift.data.parsing import load_json
+from gearshift.data.records import atomic_write_text
 from gearshift.errors import DataError
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
@@ -34,7 +35,6 @@ ROUTELLM = ("lm-sys/RouteLLM", "0b64fdafe049e596a3f5657c219329f24af24198")
 LLMROUTER = ("ulab-uiuc/LLMRouter", "4e7a796942ce26e9d5f2b93191c7c2585c99c2e3")
 ALPACA_EVAL = ("tatsu-lab/alpaca_eval", "cd543a149df89434d8a54582c0151c0b945c3d20")
 SOURCES = {"routellm": ROUTELLM, "llmrouter": LLMROUTER, "alpaca_eval": ALPACA_EVAL}
-
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -201,17 +201,7 @@ def rebuild_alpaca_eval(annotations_dir: Path, out_dir: Path, models: Sequence[s
                 continue  # unknown instruction or a judge failure (preference null): upstream drops these too
             writer.writerow([index[a["instruction"]], model, REFERENCE, pref,
                              len(a["output_2"] or ""), len(a["output_1"] or "")])
-    _atomic_text(out_dir / "instructions.jsonl", "\n".join(lines) + "\n")
-    _atomic_text(out_dir / PREFERENCES_FILE, buf.getvalue())
+    atomic_write_text(out_dir / "instructions.jsonl", ["\n".join(lines) + "\n"])
+    atomic_write_text(out_dir / PREFERENCES_FILE, [buf.getvalue()])
     return ["alpaca_eval/instructions.jsonl", f"alpaca_eval/{PREFERENCES_FILE}"]
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

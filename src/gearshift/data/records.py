@@ -197,7 +197,8 @@ def read_jsonl(path: str | Path, name: str | None = None) -> Dataset:
                    models=models, notes=notes)
 
 
-def _atomic_write_text(path: Path, chunks: Iterable[str]) -> None:
+def atomic_write_text(path: Path, chunks: Iterable[str]) -> None:
+    """Write via a temp file renamed into place: a failure leaves no half-written file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -215,7 +216,7 @@ def _atomic_write_text(path: Path, chunks: Iterable[str]) -> None:
 def write_jsonl(dataset: Dataset, path: str | Path) -> Path:
     """Write the dataset atomically: a failure leaves no half-written file behind."""
     p = Path(path)
-    _atomic_write_text(
+    atomic_write_text(
         p,
         (json.dumps(r.model_dump(mode="json"), ensure_ascii=False) + "\n" for r in dataset.records),
     )
@@ -224,5 +225,5 @@ def write_jsonl(dataset: Dataset, path: str | Path) -> Path:
         "models": [m.model_dump(mode="json") for m in dataset.models.values()],
         "notes": dataset.notes,
     }
-    _atomic_write_text(models_path_for(p), [json.dumps(table, indent=2) + "\n"])
+    atomic_write_text(models_path_for(p), [json.dumps(table, indent=2) + "\n"])
     return p

@@ -99,24 +99,25 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     kw: dict[str, Any] = {"settings": MetricSettings(threshold=args.threshold, eps=args.eps),
                           "n_boot": args.n_boot, "seed": args.seed, "progress": not args.no_progress,
                           "console": console, "label": label,
-                          "fit_cache": None if getattr(args, "no_cache", False) else default_fit_cache()}
-    router: Router = make_router(name, **params)
+                          "fit_cache": None if args.no_cache else default_fit_cache()}
+
+    def make() -> Router:
+        return make_router(name, **params)
+
     if protocol == "cross":
-        return evaluate(router, train, test, strong, weak, **kw)
+        return evaluate(make(), train, test, strong, weak, **kw)
     if protocol == "split":
-        fold = fixed_split(test.ids)
-        return evaluate_folds(lambda: make_router(name, **params), test, [fold], strong, weak,
-                              protocol="split", **kw)
-    if protocol == "kfold":
-        return evaluate_folds(lambda: make_router(name, **params), test, kfold(len(test), args.folds, args.seed),
-                              strong, weak, protocol="kfold", **kw)
-    group_by = args.group_by or next(iter(test.segment_names()), None)
-    if group_by is None or group_by not in test.segment_names():
-        raise ConfigError(f"--protocol group needs --group-by SEGMENT; {test.name!r} has segments: "
-                          f"{', '.join(test.segment_names()) or 'none'}")
-    folds = group_kfold(test.segment(group_by), args.folds, args.seed)
-    return evaluate_folds(lambda: make_router(name, **params), test, folds, strong, weak,
-                          protocol=f"group:{group_by}", **kw)
+        folds = [fixed_split(test.ids)]
+    elif protocol == "kfold":
+        folds = kfold(len(test), args.folds, args.seed)
+    else:
+        group_by = args.group_by or next(iter(test.segment_names()), None)
+        if group_by is None or group_by not in test.segment_names():
+            raise ConfigError(f"--protocol group needs --group-by SEGMENT; {test.name!r} has segments: "
+                              f"{', '.join(test.segment_names()) or 'none'}")
+        folds = group_kfold(test.segment(group_by), args.folds, args.seed)
+        protocol = f"group:{group_by}"
+    return evaluate_folds(make, test, folds, strong, weak, protocol=protocol, **kw)
 
 
 def _print_results(results: list[EvalResult], console: Console) -> None:

@@ -76,9 +76,6 @@ class Curve:
         out: np.ndarray = (self.quality - self.q_weak) / gain
         return out
 
-    def quality_at(self, share: float | np.ndarray) -> np.ndarray:
-        return np.asarray(np.interp(share, self.share, self.quality))
-
     def has_costs(self) -> bool:
         return bool(np.all(np.isfinite(self.cost)))
 

@@ -20,7 +20,6 @@ import numpy as np
 from gearshift.errors import DataError
 
 SPLIT_SALT = "gearshift-split-v1"
-PROTOCOLS = ("split", "kfold", "group", "cross")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import gearshift
+from gearshift.data.records import atomic_write_text
 from gearshift.evaluation.runner import EvalResult
 from gearshift.evaluation.svg import PALETTE, Marker, Series, line_plot
 
@@ -160,10 +161,7 @@ def render_report(results: Sequence[EvalResult], title: str = "gearshift routing
 
 
 def write_report(results: Sequence[EvalResult], path: str | Path, title: str = "gearshift routing evaluation") -> Path:
-    """Write the report atomically (a temp file renamed into place), creating parent directories."""
+    """Write the report atomically (a uniquely named temp file renamed into place), creating parent directories."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(render_report(results, title), encoding="utf-8")
-    tmp.replace(p)
+    atomic_write_text(p, [render_report(results, title)])
     return p

@@ -30,7 +30,7 @@ from gearshift.data.records import Dataset
 from gearshift.errors import RouterError
 from gearshift.evaluation.bootstrap import BootstrapResult, bootstrap_ci
 from gearshift.evaluation.curves import Curve
-from gearshift.evaluation.labels import check_pair, needs_strong
+from gearshift.evaluation.labels import check_pair, needs_strong, outcome_gaps
 from gearshift.evaluation.metrics import (
     MetricSettings,
     Outcomes,
@@ -240,7 +240,7 @@ def fit_router(router: Router, train: Dataset | None, strong: str, weak: str,
             raise RouterError(f"router {router.name!r} needs training data (--train) or a saved state")
         return
     check_pair(train, strong, weak)
-    gaps = train.scores(strong) - train.scores(weak)
+    gaps = outcome_gaps(train, strong, weak)
     key = fit_cache_key(router, train.prompts, gaps) if fit_cache is not None else None
     cached = Path(fit_cache) / key if fit_cache is not None and key is not None else None
     if cached is not None and _load_fit(router, cached):
@@ -253,11 +253,6 @@ def fit_router(router: Router, train: Dataset | None, strong: str, weak: str,
         router.fit(train.prompts, gaps)
     if cached is not None:
         _save_fit(router, cached, console)
-
-
-def clone_router(router: Router) -> Router:
-    """A fresh, unfitted copy with the same settings (scikit-learn's clone)."""
-    return type(router)(**router.get_params())
 
 
 def result_from_scores(

@@ -86,21 +86,21 @@ class StrongShareCap:
             return False
         cap, _ = self._caps[key_id]
         window = self._windows[key_id]
+        # at most cap x window strong answers among the key's last `window` requests (a budget, not a ratio
+        # of what has been seen so far, so a fresh key is not capped on its first request)
         return sum(window) + 1 > cap * (window.maxlen or 1)
 
     def limit(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
         """The tier to serve: `tier_index`, or one lower when the strong share would pass the key's cap."""
         if key_id is None or key_id not in self._caps:
             return tier_index
-        cap, _ = self._caps[key_id]
         window = self._windows[key_id]
         strong = n_tiers - 1
-        # at most cap x window strong answers among the key's last `window` requests (a budget, not a ratio
-        # of what has been seen so far, so a fresh key is not capped on its first request)
-        if tier_index == strong and n_tiers > 1 and sum(window) + 1 > cap * (window.maxlen or 1):
+        if tier_index == strong and self.would_cap(key_id, n_tiers):
             self.alerts += 1
             log.warning("key %s: strong-tier share over its cap %.2f in the last %d requests; routing to a "
-                        "cheaper tier (possible cost-amplification prompts)", key_id, cap, window.maxlen)
+                        "cheaper tier (possible cost-amplification prompts)", key_id, self._caps[key_id][0],
+                        window.maxlen)
             tier_index = strong - 1
         window.append(tier_index == strong)
         return tier_index

@@ -17,13 +17,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gearshift.errors import GearshiftError, InvalidRequestError, openai_error_body
+from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.budgets import cap_strong_share
 from gearshift.gateway.conversations import conversation_keys, next_key
 from gearshift.gateway.records import CascadeStep, cost_usd, record_row, segment_row
 from gearshift.gateway.requests import ChatRequest, parse_json, read_body, validate_chat
 from gearshift.gateway.routing import describe_route, score_prompt
+from gearshift.gateway.routing_rules import estimate_tokens as request_tokens
+from gearshift.gateway.routing_rules import nearest_fitting_tier
 from gearshift.gateway.service import Gateway
 from gearshift.providers.base import Deployment
 from gearshift.routers.base import prompt_text
@@ -43,6 +45,7 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     conv_header: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
+    prompt: str = ""  # prompt_text(messages), computed once per request
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
 
@@ -59,6 +62,12 @@ def new_call(request: Request) -> Call:
 def estimate_tokens(text: str) -> int:
     """~4 characters per token: only used when the upstream reports no usage."""
     return max(1, len(text) // 4) if text else 0
+
+
+def estimated_usage(prompt: str, answer: str) -> dict[str, int]:
+    """An OpenAI `usage` object from `estimate_tokens`, for upstreams that report none."""
+    tin, tout = estimate_tokens(prompt), estimate_tokens(answer)
+    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
 def answer_text(body: dict[str, Any]) -> str | None:
@@ -87,8 +96,8 @@ def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | 
         gw.metrics.observe_record(row)
         gw.emit(row)
         if gw.closed_loop is not None:  # shadow sampling, implicit signals, SLO monitor; never raises or waits
-            gw.closed_loop.on_decision(dict(row), messages=call.messages, conversation_header=call.conv_header,
-                                       payload=call.payload, prompt=prompt_text(call.messages), answer=call.answer)
+            gw.closed_loop.on_decision(row, messages=call.messages, conversation_header=call.conv_header,
+                                       payload=call.payload, prompt=call.prompt, answer=call.answer)
         gw.keys.settle(row["api_key_id"], row["cost_usd"])  # per-key daily budget (gateway/auth.py)
     except Exception:  # recording must never break the response
         log.exception("could not record decision %s", call.request_id)
@@ -148,7 +157,8 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
             escalated = True
             reason += f"; conversation escalated from {gw.tier_names[prior]}"
             gw.metrics.escalations.labels(cause="conversation").inc()
-    idx, call.deployments, fit_note = fit_context(gw, payload, idx)
+    tokens = request_tokens(payload)
+    idx, call.deployments, fit_note = fit_context(gw, payload, idx, tokens)
     if fit_note:
         reason += f"; {fit_note}"
         escalated = escalated or fit_note.startswith("moved up")
@@ -156,35 +166,29 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
                escalated=escalated, tier=gw.tier_names[idx], propensity=decision.propensity)
     if probs is not None:  # learning: the served tier's probability over every draw that ends on it
         probs = exploration.remap(exploration.remap(probs, exploration.sticky_move(
-            prior, gw.settings.conversations.allow_downgrade)), lambda j: fit_context(gw, payload, j)[0])
+            prior, gw.settings.conversations.allow_downgrade)), lambda j: fit_context(gw, payload, j, tokens)[0])
         rec.update(propensity=probs[idx], tier_probabilities=list(probs), explored=explored)
     if gw.settings.exploration.record_prompts:
-        rec["prompt"] = prompt_text(call.messages)[: gw.settings.exploration.max_prompt_chars]
+        rec["prompt"] = call.prompt[: gw.settings.exploration.max_prompt_chars]
     call.headers["x-gearshift-router"] = router_id
     call.headers["x-gearshift-score"] = f"{score.p_strong:.4f}"
     return idx
 
 
-def fit_context(gw: Gateway, payload: dict[str, Any], idx: int) -> tuple[int, list[Deployment], str | None]:
+def fit_context(gw: Gateway, payload: dict[str, Any], idx: int,
+                tokens: int | None = None) -> tuple[int, list[Deployment], str | None]:
     """The nearest tier (up first, then down) with deployments whose context window fits the request.
 
-    Uses the routing-rules estimate (characters / 4 + max_tokens); nothing fitting anywhere is a 400.
+    Uses the routing-rules estimate (characters / 4 + max_tokens; pass `tokens` when already known);
+    nothing fitting anywhere is a 400.
     """
-    from gearshift.gateway.routing_rules import estimate_tokens as request_tokens
-    from gearshift.gateway.routing_rules import fits
-
-    tokens = request_tokens(payload)
-    n = len(gw.tiers)
-    for cand in [idx, *range(idx + 1, n), *range(idx - 1, -1, -1)]:
-        deps = [d for d in gw.tiers[cand] if fits(d, tokens)]
-        if deps:
-            if cand == idx:
-                return cand, deps, None
-            way = "up" if cand > idx else "down"
-            return cand, deps, f"moved {way} to tier {gw.tier_names[cand]} to fit ~{tokens} tokens"
-    biggest = max((d.context_window or 0) for t in gw.tiers for d in t)
-    raise InvalidRequestError(f"request needs ~{tokens} tokens but the largest configured context window is "
-                              f"{biggest}; shorten the messages or lower max_tokens", param="messages")
+    if tokens is None:
+        tokens = request_tokens(payload)
+    cand, deps = nearest_fitting_tier(gw.tiers, idx, tokens)
+    if cand == idx:
+        return cand, list(deps), None
+    way = "up" if cand > idx else "down"
+    return cand, list(deps), f"moved {way} to tier {gw.tier_names[cand]} to fit ~{tokens} tokens"
 
 
 def upstream_request(gw: Gateway, payload: dict[str, Any], tier_index: int) -> dict[str, Any]:
@@ -206,8 +210,8 @@ def record_usage(gw: Gateway, call: Call, body: dict[str, Any], deployment_name:
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
     else:
-        tin, tout = estimate_tokens(prompt), estimate_tokens(answer_text(body) or "")
-        body["usage"] = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+        body["usage"] = usage = estimated_usage(prompt, answer_text(body) or "")
+        tin, tout = usage["prompt_tokens"], usage["completion_tokens"]
         rec["usage_estimated"] = True
     dep = gw.deployment_settings.get(deployment_name)
     choices = body.get("choices")  # tracing: gen_ai.response.finish_reasons
@@ -229,7 +233,7 @@ async def chat_completions(request: Request) -> Response:
         call.rec.update(requested_model=req.model, stream=req.stream)
         call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
         call.conv_header = request.headers.get("x-gearshift-conversation-id")
-        text = prompt_text(call.messages)
+        text = call.prompt = prompt_text(call.messages)
         topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
         call.rec["segment"] = segment_row(text, call.messages, client=call.rec["api_key_id"], topic=topic)
         idx = await route_request(gw, call, req, payload)
@@ -276,7 +280,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], idx: int, 
     record_usage(gw, call, body, dep.name, text)
     call.answer = answer_text(body)
     if gw.conversations is not None:
-        key = next_key(call.conv_header, call.messages, answer_text(body))
+        key = next_key(call.conv_header, call.messages, call.answer)
         if key is not None:
             gw.conversations.set(key, idx)
     finish(gw, call)

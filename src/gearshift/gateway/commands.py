@@ -53,6 +53,24 @@ def _settings(config: Path | None) -> Any:
     return load_settings(config) if config is not None else default_settings()
 
 
+def existing_store_url(db: Path | None, config: Path | None, *, store_url: str | None = None) -> str:
+    """The store url a CLI command reads: `--store-url`, else `--db` (SQLite), else `--config`'s `[store]`.
+
+    A SQLite file that does not exist is a ConfigError rather than a fresh empty store.
+    """
+    from gearshift.store.factory import settings_url, sqlite_path, store_kind
+
+    if store_url is not None:
+        url = str(store_url)
+    elif db is not None:
+        url = f"sqlite:///{db}"
+    else:
+        url = settings_url(_settings(config).store)
+    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
+        raise ConfigError(f"no gateway store at {sqlite_path(url)}")
+    return url
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from rich.console import Console
@@ -86,17 +104,10 @@ def _decisions(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from gearshift.store.base import DecisionQuery
-    from gearshift.store.factory import open_decision_store, settings_url, sqlite_path, store_kind
+    from gearshift.store.factory import open_decision_store, sqlite_path, store_kind
     from gearshift.store.postgres import redact
 
-    if args.store_url is not None:
-        url = str(args.store_url)
-    elif args.db is not None:
-        url = f"sqlite:///{args.db}"
-    else:
-        url = settings_url(_settings(args.config).store)
-    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        raise ConfigError(f"no decision store at {sqlite_path(url)}")
+    url = existing_store_url(args.db, args.config, store_url=args.store_url)
     path = sqlite_path(url) if store_kind(url) == "sqlite" else redact(url)
     store = open_decision_store(url)
     try:

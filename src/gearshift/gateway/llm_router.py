@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gearshift.cascade.verifiers import answer_text
 from gearshift.errors import ConfigError, GearshiftError
 from gearshift.routers.base import PromptLike, RoutingScore, prompt_text
 
@@ -45,8 +46,11 @@ class LLMRouteResult:
     tier: str
     tier_index: int
     label: str | None
-    parsed: bool
     raw: str
+
+    @property
+    def parsed(self) -> bool:
+        return self.label is not None
 
 
 def parse_label(text: str, labels: Sequence[str]) -> str | None:
@@ -130,7 +134,7 @@ class LLMRouter:
         except GearshiftError as exc:
             self.errors += 1
             return self._fallback("", f"router model failed: {exc.message}")
-        raw = _reply_text(reply)
+        raw = answer_text(reply)
         label = parse_label(raw, self.labels)
         if label is None:
             self.unparseable += 1
@@ -139,12 +143,12 @@ class LLMRouter:
         idx, p = self._p_strong(tier)
         score = RoutingScore(p_strong=p, confidence=self.parsed_confidence,
                              reason=f"llm label {label!r} -> tier {tier!r}", features={f"label_{label}": 1.0})
-        return LLMRouteResult(score, tier, idx, label, True, raw)
+        return LLMRouteResult(score, tier, idx, label, raw)
 
     def _fallback(self, raw: str, why: str) -> LLMRouteResult:
         idx, p = self._p_strong(self.default_tier)
         score = RoutingScore(p_strong=p, confidence=0.0, reason=f"{why}; default tier {self.default_tier!r}")
-        return LLMRouteResult(score, self.default_tier, idx, None, False, raw)
+        return LLMRouteResult(score, self.default_tier, idx, None, raw)
 
     async def score(self, prompt: PromptLike) -> RoutingScore:
         return (await self.route(prompt)).score
@@ -152,11 +156,3 @@ class LLMRouter:
     def describe(self) -> str:
         return f"{self.name}@{self.model}"
 
-
-def _reply_text(reply: Mapping[str, Any]) -> str:
-    choices = reply.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-        msg = choices[0].get("message")
-        if isinstance(msg, Mapping) and isinstance(msg.get("content"), str):
-            return str(msg["content"])
-    return ""

@@ -58,21 +58,20 @@ class CategoryRule:
         if not (self.keywords or self.patterns or self.min_tokens is not None):
             raise ConfigError(f"category route {self.name!r}: needs keywords, patterns or min_tokens")
         try:
-            words = "|".join(re.escape(k.lower()) for k in self.keywords)
+            words = "|".join(re.escape(k) for k in self.keywords)
             regexes = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in self.patterns]
         except re.error as exc:
             raise ConfigError(f"category route {self.name!r}: bad pattern ({exc})") from exc
         if words:
-            regexes.insert(0, re.compile(rf"(?<!\w)(?:{words})(?!\w)"))
+            regexes.insert(0, re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE))
         object.__setattr__(self, "_regexes", tuple(regexes))
 
     def matches(self, text: str, tokens: int) -> str | None:
         """Why the rule matches, or None."""
         if self.min_tokens is not None and tokens >= self.min_tokens:
             return f"~{tokens} tokens >= {self.min_tokens}"
-        low = text.lower()
-        for rx in self._regexes:
-            m = rx.search(low)
+        for rx in self._regexes:  # all case-insensitive: no lower-cased copy of the prompt per rule
+            m = rx.search(text)
             if m:
                 return f"matched {m.group(0)[:40]!r}"
         return None
@@ -122,6 +121,23 @@ def estimate_tokens(request: Mapping[str, Any], chars_per_token: int = CHARS_PER
 
 def fits(deployment: Deployment, tokens: int) -> bool:
     return deployment.context_window is None or deployment.context_window >= tokens
+
+
+def nearest_fitting_tier(tiers: Sequence[Sequence[Deployment]], idx: int, tokens: int,
+                         chars_per_token: int = CHARS_PER_TOKEN) -> tuple[int, tuple[Deployment, ...]]:
+    """(tier, its deployments that fit `tokens`): tier `idx` if any fit, else the nearest above, then below.
+
+    Nothing fitting anywhere is an InvalidRequestError (HTTP 400), raised before any upstream is called.
+    """
+    for cand in [idx, *range(idx + 1, len(tiers)), *range(idx - 1, -1, -1)]:
+        fitting = tuple(d for d in tiers[cand] if fits(d, tokens))
+        if fitting:
+            return cand, fitting
+    biggest = max((d.context_window or 0) for deps in tiers for d in deps)
+    raise InvalidRequestError(
+        f"request needs ~{tokens} tokens (prompt chars/{chars_per_token} + max_tokens) but the largest "
+        f"configured context window is {biggest}; shorten the messages or lower max_tokens",
+        param="messages")
 
 
 class RoutingRules:
@@ -187,22 +203,13 @@ class RoutingRules:
 
     def _fit(self, rule: Rule, idx: int, score: RoutingScore, reason: str, tokens: int,
              notes: list[str]) -> RuleDecision:
-        n = len(self.tiers)
-        for cand in [idx, *range(idx + 1, n), *range(idx - 1, -1, -1)]:
-            name, deps = self.tiers[cand]
-            fitting = tuple(d for d in deps if fits(d, tokens))
-            if not fitting:
-                continue
-            dropped = tuple(d.name for d in deps if d not in fitting)
-            if cand != idx:
-                notes.append(f"tier {self.tiers[idx][0]!r} has no deployment for ~{tokens} tokens; moved to {name!r}")
-            return RuleDecision(rule, reason, fitting, cand, name, tokens, score=score, dropped=dropped,
-                                moved_from_tier=idx if cand != idx else None, notes=tuple(notes))
-        biggest = max((d.context_window or 0) for _, deps in self.tiers for d in deps)
-        raise InvalidRequestError(
-            f"request needs ~{tokens} tokens (prompt chars/{self.chars_per_token} + max_tokens) but the largest "
-            f"configured context window is {biggest}; shorten the messages or lower max_tokens",
-            param="messages")
+        cand, fitting = nearest_fitting_tier([deps for _, deps in self.tiers], idx, tokens, self.chars_per_token)
+        name, deps = self.tiers[cand]
+        if cand != idx:
+            notes.append(f"tier {self.tiers[idx][0]!r} has no deployment for ~{tokens} tokens; moved to {name!r}")
+        return RuleDecision(rule, reason, fitting, cand, name, tokens, score=score,
+                            dropped=tuple(d.name for d in deps if d not in fitting),
+                            moved_from_tier=idx if cand != idx else None, notes=tuple(notes))
 
 
 async def _score(scorer: Scorer, prompt: PromptLike) -> RoutingScore:

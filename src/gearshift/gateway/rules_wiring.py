@@ -153,9 +153,7 @@ async def apply_rules(gw: Gateway, call: Call, payload: dict[str, Any]) -> int |
         rec.update(router=None, router_version=None, thresholds=[], tier=gw.tier_names[idx], propensity=1.0,
                    reason=d.reason + dropped + notes)
         if gw.settings.exploration.record_prompts:
-            from gearshift.routers.base import prompt_text
-
-            rec["prompt"] = prompt_text(call.messages)[: gw.settings.exploration.max_prompt_chars]
+            rec["prompt"] = call.prompt[: gw.settings.exploration.max_prompt_chars]
         call.headers["x-gearshift-rule"] = f"category:{d.category}"
         call.headers["x-gearshift-router"] = "none"
         return idx

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from gearshift.errors import ConfigError
@@ -72,9 +73,16 @@ class Gateway:
 
     def tier_cap(self, tier_index: int) -> int | None:
         """The smallest `max_tokens` cap among the tier's deployments (None: uncapped)."""
-        caps = [self.deployment_settings[d.name].max_tokens for d in self.tiers[tier_index]]
-        known = [c for c in caps if c is not None]
-        return min(known) if known else None
+        return self._tier_caps[tier_index]
+
+    @cached_property
+    def _tier_caps(self) -> tuple[int | None, ...]:
+        """Every tier's cap, computed on first use: the tiers are fixed for the gateway's life."""
+        caps = []
+        for tier in self.tiers:
+            known = [c for d in tier if (c := self.deployment_settings[d.name].max_tokens) is not None]
+            caps.append(min(known) if known else None)
+        return tuple(caps)
 
     def emit(self, record: DecisionRecord | dict[str, Any]) -> None:
         """Hand the record (or its `to_row()` dict) to the background writer; never blocks or raises."""

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import ProviderError, openai_error_body
-from gearshift.gateway.chat import Call, estimate_tokens, finish, upstream_request
+from gearshift.gateway.chat import Call, estimated_usage, finish, upstream_request
 from gearshift.gateway.conversations import next_key
 from gearshift.gateway.records import cost_usd
 from gearshift.gateway.requests import ChatRequest
@@ -87,7 +87,7 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                     pieces.append(delta["content"])
             yield _sse(data)
         if usage is None and client_wants_usage:
-            usage = _estimated_usage(prompt, "".join(pieces))
+            usage = estimated_usage(prompt, "".join(pieces))
             call.rec["usage_estimated"] = True
             yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
@@ -108,18 +108,13 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
         _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, in_price, out_price)
 
 
-def _estimated_usage(prompt: str, answer: str) -> dict[str, int]:
-    tin, tout = estimate_tokens(prompt), estimate_tokens(answer)
-    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
-
-
 def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, error: BaseException | None,
             usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
             out_price: float) -> None:
     rec = call.rec
     call.answer = answer
     if usage is None:
-        usage = _estimated_usage(prompt, answer)
+        usage = estimated_usage(prompt, answer)
         rec["usage_estimated"] = True
     tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     upstream_s = time.perf_counter() - t0

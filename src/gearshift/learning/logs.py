@@ -13,7 +13,7 @@ label; "feedback" is the mean of the request's downstream signals (explicit ones
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class DecisionLog:
     feedback: np.ndarray
     gaps: np.ndarray
     tier_scores: list[dict[str, float]]
+    experiment_arms: list[str | None] = field(default_factory=list)  # misroute experiment arm per row, if any
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -71,9 +72,6 @@ class DecisionLog:
         """The tier each row's own thresholds gave its score: the deterministic live policy, no exploration."""
         return np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else int(a)
                          for t, s, a in zip(self.thresholds, self.scores, self.actions, strict=True)], dtype=np.int64)
-
-    def segment_values(self, key: str) -> list[str]:
-        return [str(s.get(key, "und")) for s in self.segments]
 
     def bandit(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedBandit, np.ndarray]:
         """(the labelled rows as a `LoggedBandit`, their row indices into this log)."""
@@ -183,11 +181,10 @@ def read_log(store: str | Path, since: float | None = None, tiers: Sequence[str]
         raise DataError(f"no logged decision used one of the tiers {list(order)}", path=where)
     labels_db = open_label_store(url)
     try:
-        scores, human = _judge_rewards(labels_db.labels(since=None),
-                                       labels_db.triage_items(status="labelled", limit=None))
+        triage = labels_db.triage_items(status="all", limit=None)  # one read: labels and prompts both come from it
+        scores, human = _judge_rewards(labels_db.labels(since=None), triage)
         feedback = _feedback_rewards(labels_db.signals(since=since))
-        triage_prompts = {str(it["request_id"]): it.get("prompt") for it in labels_db.triage_items(status="all",
-                                                                                                    limit=None)}
+        triage_prompts = {str(it["request_id"]): it.get("prompt") for it in triage}
     finally:
         labels_db.close()
     return _assemble(rows, order, scores, human, feedback, triage_prompts)
@@ -235,4 +232,5 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
         costs=np.array([float(r.get("cost_usd") or 0.0) for r in rows]),
         thresholds=[tuple(float(t) for t in (r.get("thresholds") or ())) for r in rows],
         segments=[dict(r.get("segment") or {}) for r in rows], logging_probs=probs if have_probs else None,
-        judge=judge, feedback=fb, gaps=gaps, tier_scores=tier_scores)
+        judge=judge, feedback=fb, gaps=gaps, tier_scores=tier_scores,
+        experiment_arms=[r.get("experiment_arm") for r in rows])

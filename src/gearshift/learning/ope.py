@@ -114,21 +114,6 @@ class LoggedBandit:
                    n_actions=n_actions, features=feats,
                    logging_probs=None if logging_probs is None else np.asarray(logging_probs, dtype=np.float64))
 
-    @classmethod
-    def from_records(cls, rows: Sequence[Mapping[str, Any]], tiers: Sequence[str], rewards: Mapping[str, float],
-                     ) -> LoggedBandit:
-        """Gateway decision rows (`request_id`, `tier`, `propensity`, `score`, `cost_usd`) joined with rewards
-        by request id; rows without a reward or a known tier are skipped. Features: the logged p_strong."""
-        index = {t: i for i, t in enumerate(tiers)}
-        keep = [r for r in rows if r.get("request_id") in rewards and r.get("tier") in index]
-        if not keep:
-            raise DataError("no logged decision has both a known tier and a reward")
-        return cls.from_arrays(
-            [index[r["tier"]] for r in keep], [float(r.get("propensity", 1.0)) for r in keep],
-            [float(rewards[r["request_id"]]) for r in keep],
-            [float(r.get("cost_usd") or 0.0) for r in keep], n_actions=len(tiers),
-            features=[float(r["score"]) if r.get("score") is not None else 0.5 for r in keep])
-
 
 def policy_probabilities(policy: TierPolicy | ExplorationPolicy, p_strong: np.ndarray | Sequence[float]) -> np.ndarray:
     """The candidate's tier distribution (n, K) on the logged contexts: one-hot for a deterministic policy."""

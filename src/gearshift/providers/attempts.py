@@ -65,6 +65,6 @@ def make_attempt(dep: Deployment, outcome: Outcome, retry: int, start: float | N
                    upstream_status=status, after_first_token=after)
 
 
-def attempt_timeout_error(dep: Deployment, seconds: float, *, after_first_token: bool = False) -> ProviderError:
-    return ProviderError(f"upstream {dep.name!r} did not answer within {seconds:.3g}s", retryable=True,
-                         after_first_token=after_first_token)
+def attempt_timeout_error(dep: Deployment, seconds: float) -> ProviderError:
+    """An attempt that ran out of time before its first content chunk (later ones are stream errors)."""
+    return ProviderError(f"upstream {dep.name!r} did not answer within {seconds:.3g}s", retryable=True)

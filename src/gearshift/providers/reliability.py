@@ -119,5 +119,4 @@ class FailoverExecutor:
         return await open_stream(self, deployments, request, deadline_s=deadline_s)
 
 
-
 __all__ = ["Attempt", "ExecutionResult", "FailoverExecutor", "RetryPolicy", "StreamExecution"]

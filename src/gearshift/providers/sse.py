@@ -7,9 +7,12 @@ is not enough. The parser is fed raw bytes and returns complete events only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gearshift.errors import ProviderError
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,31 +38,30 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         self._buf += chunk
         events: list[SSEEvent] = []
+        pos = 0  # consumed prefix; the buffer is sliced once per feed, not once per line
         while True:
-            cut = self._next_line_end()
+            cut = self._next_line_end(pos)
             if cut is None:
                 break
             end, width = cut
-            line = self._buf[:end]
-            self._buf = self._buf[end + width:]
-            ev = self._line(line.decode("utf-8", errors="replace"))
+            ev = self._line(self._buf[pos:end].decode("utf-8", errors="replace"))
+            pos = end + width
             if ev is not None:
                 events.append(ev)
+        self._buf = self._buf[pos:]
         if len(self._buf) > self._max_line:
             raise ProviderError(f"upstream SSE line longer than {self._max_line} bytes", retryable=False)
         return events
 
-    def _next_line_end(self) -> tuple[int, int] | None:
-        """Position and width of the first line terminator; a trailing lone `\\r` waits for more data."""
-        n = self._buf.find(b"\n")
-        r = self._buf.find(b"\r")
-        if r == -1 and n == -1:
+    def _next_line_end(self, pos: int) -> tuple[int, int] | None:
+        """Position and width of the first line terminator from `pos`; a trailing lone `\\r` waits for more data.
+
+        One regex search stops at the first terminator, where `find` for each of `\\r` and `\\n` would scan to
+        the end of the buffer for whichever is absent (quadratic over a read holding many events)."""
+        m = _LINE_END.search(self._buf, pos)
+        if m is None or (m.group() == b"\r" and m.end() == len(self._buf)):
             return None
-        if r == -1 or (n != -1 and n < r):
-            return n, 1
-        if r + 1 < len(self._buf):
-            return r, 2 if self._buf[r + 1:r + 2] == b"\n" else 1
-        return None if n == -1 else (n, 1)
+        return m.start(), m.end() - m.start()
 
     def _line(self, line: str) -> SSEEvent | None:
         if line == "":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ProviderError
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from gearshift.providers.reliability import FailoverExecutor
 
 
-def has_content(chunk: StreamChunk) -> bool:
-    """Generated output (text or tool calls) rather than a role header or an empty keep-alive."""
-    for choice in (chunk.data or {}).get("choices") or []:
+def has_content(data: Mapping[str, Any] | None) -> bool:
+    """A chunk payload carrying generated output (text or tool calls) rather than a role header or keep-alive."""
+    for choice in (data or {}).get("choices") or []:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls") or delta.get("function_call")):
             return True
@@ -131,7 +131,7 @@ async def _first_content(upstream: AsyncIterator[StreamChunk], limit: float) -> 
             except StopAsyncIteration:
                 raise ProviderError("upstream stream ended without [DONE]", retryable=True) from None
             prefix.append(chunk)
-            if chunk.done or has_content(chunk):
+            if chunk.done or has_content(chunk.data):
                 return prefix
 
 

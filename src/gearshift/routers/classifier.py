@@ -30,6 +30,7 @@ from gearshift.routers.embedders.space import (
     ood_ratio,
     ood_scale,
     saved_embedder,
+    sigmoid,
     soft_labels,
     top_similarities,
 )
@@ -56,8 +57,8 @@ def prompt_features(text: str) -> np.ndarray:
     ], dtype=np.float64)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
+def _scalars(texts: Sequence[str]) -> np.ndarray:
+    return np.stack([prompt_features(t) for t in texts]) if texts else np.zeros((0, len(FEATURE_NAMES)))
 
 
 class ClassifierRouter(SpecEmbedder, TrainableRouter):
@@ -90,10 +91,11 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         self.cache_dir = cache_dir
         self._emb: Embedder | None = None
 
-    def _design(self, emb: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    def _design(self, emb: np.ndarray, texts: Sequence[str], scalars: np.ndarray | None = None) -> np.ndarray:
+        """Embedding plus standardised scalars; `scalars` are the texts' `prompt_features` when already computed."""
         if not self.scalar_features:
             return emb.astype(np.float64)
-        s = np.stack([prompt_features(t) for t in texts]) if texts else np.zeros((0, len(FEATURE_NAMES)))
+        s = _scalars(texts) if scalars is None else scalars
         s = (s - self.scalar_mean_) / self.scalar_scale_ * self.scalar_weight
         return np.hstack([emb.astype(np.float64), s])
 
@@ -147,7 +149,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         ww = np.concatenate([w * y, w * (1.0 - y)])
         lr = LogisticRegression(C=1e4).fit(dd, yy, sample_weight=ww)
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-        p = np.clip(_sigmoid(a * d + b), 1e-9, 1 - 1e-9)
+        p = np.clip(sigmoid(a * d + b), 1e-9, 1 - 1e-9)
         loss = -np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w)
         return a, b, float(loss)
 
@@ -160,10 +162,11 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
             raise RouterError(f"classifier needs at least {2 * self.folds} training prompts with positive weight")
         self._emb = build_embedder(self.embedder, self.cache_dir)
         emb = fit_embed(self._emb, texts)
-        s = np.stack([prompt_features(t) for t in texts])
+        s = _scalars(texts)
+        sd = s.std(axis=0)
         self.scalar_mean_ = s.mean(axis=0)
-        self.scalar_scale_ = np.where(s.std(axis=0) > 1e-9, s.std(axis=0), 1.0)
-        z = self._design(emb, texts)
+        self.scalar_scale_ = np.where(sd > 1e-9, sd, 1.0)
+        z = self._design(emb, texts, s)
         grid = C_GRID if self.tune_C else (float(self.C),)
         best: tuple[float, float, float, float] | None = None  # (loss, C, a, b)
         for C in grid:
@@ -201,7 +204,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         texts = [prompt_text(p) for p in prompts]
         emb = self._embedder().embed(texts)
         d = self._decision(self._design(emb, texts))
-        p = _sigmoid(self.platt_[0] * d + self.platt_[1])
+        p = sigmoid(self.platt_[0] * d + self.platt_[1])
         _, sims = top_similarities(emb, self.ref_, self.ood_neighbours)
         ood = ood_ratio(sims, self.ood_neighbours, self.ood_scale_)
         return [RoutingScore(p_strong=float(p[i]), confidence=float(max(p[i], 1 - p[i])),

@@ -22,7 +22,7 @@ import numpy as np
 
 from gearshift.errors import RouterError
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
-from gearshift.routers.embedders.space import soft_labels
+from gearshift.routers.embedders.space import sigmoid, soft_labels
 from gearshift.routers.embedders.tfidf import FAST_MAX_TEXTS, TfidfEmbedder
 from gearshift.routers.trees import TreeEnsemble
 
@@ -60,10 +60,6 @@ def shape_features(text: str) -> np.ndarray:
         sum(map(len, words)) / nw, sum(map(str.isupper, text)) / n,
         (len(text) - len(text.encode("ascii", "ignore"))) / n, len({w.lower() for w in words}) / nw,
     ], dtype=np.float64)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
 
 
 def _soft_logreg(x: Any, y: np.ndarray, w: np.ndarray, C: float) -> Any:
@@ -266,7 +262,7 @@ class StackRouter(TrainableRouter):
         else:
             lin, tree, x = self._parts(texts)
             top = self._top_sims(x)
-        p = _sigmoid(self.meta_[0] * lin + self.meta_[1] * tree + self.meta_[2])
+        p = sigmoid(self.meta_[0] * lin + self.meta_[1] * tree + self.meta_[2])
         ood = (1.0 - top.mean(axis=1)) / self.ood_scale_
         return [RoutingScore(p_strong=float(p[i]), confidence=float(max(p[i], 1 - p[i])),
                              reason=f"stack (n-grams + shape trees): calibrated p_strong={p[i]:.3f}",

@@ -81,8 +81,9 @@ class KNNRouter(SpecEmbedder, TrainableRouter):
         yk = self.y_[idx]
         alpha = self.prior_strength * wk.mean(axis=1)
         mass = wk.sum(axis=1)
-        p = (np.sum(wk * yk, axis=1) + alpha * self.prior_) / np.maximum(mass + alpha, 1e-12)
-        raw = np.sum(wk * yk, axis=1) / np.maximum(mass, 1e-12)
+        hits = np.sum(wk * yk, axis=1)
+        p = (hits + alpha * self.prior_) / np.maximum(mass + alpha, 1e-12)
+        raw = hits / np.maximum(mass, 1e-12)
         agree = np.maximum(raw, 1.0 - raw)
         ood = ood_ratio(sims, self.ood_neighbours, self.ood_scale_)
         out = []

@@ -16,26 +16,9 @@ import numpy as np
 
 from gearshift.errors import RouterError
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
-from gearshift.routers.embedding import Embedder, FittableEmbedder, HashingEmbedder
-
-
-def build_embedder(spec: str) -> Embedder:
-    """`make_embedder(spec)` from gearshift.routers.embedders; plain hashing works without that package."""
-    try:
-        from gearshift.routers.embedders import make_embedder
-    except ImportError:
-        if spec == "hashing":
-            return HashingEmbedder()
-        raise RouterError(f"embedder {spec!r} needs gearshift.routers.embedders, which cannot be imported") from None
-    return make_embedder(spec)
-
+from gearshift.routers.embedders.space import build_embedder, fit_embed, load_embedder, saved_embedder, sigmoid
 
 _ARRAYS = ("W1", "model_vectors", "w2", "model_bias")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return out
 
 
 class MFRouter(TrainableRouter):
@@ -107,11 +90,8 @@ class MFRouter(TrainableRouter):
         a_idx = np.array([model_idx[m] for m in model_a], dtype=np.int64)
         b_idx = np.array([model_idx[m] for m in model_b], dtype=np.int64)
 
-        emb = build_embedder(self.embedder)
-        unique = list(texts)
-        if isinstance(emb, FittableEmbedder):
-            emb.fit(unique)
-        q = np.asarray(emb.embed(unique), dtype=np.float64)
+        emb = build_embedder(self.embedder, None)
+        q = np.asarray(fit_embed(emb, list(texts)), dtype=np.float64)
         w1, v, w2, b = self._optimise(q, prompt_idx, a_idx, b_idx, y, w / w.sum(), len(models))
         self.embedder_ = emb
         self.models_ = models
@@ -150,7 +130,7 @@ class MFRouter(TrainableRouter):
             u = dm @ v  # (n, k) v_a - v_b
             z = (hp * u) @ w2 + dm @ b
             val = float(wn @ (np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * float(theta @ theta)
-            r = wn * (_sigmoid(z) - y)
+            r = wn * (sigmoid(z) - y)
             g_w2 = (hp * u).T @ r
             g_v = dm.T @ (r[:, None] * hp * w2)
             g_w1 = (pm.T @ (r[:, None] * u * w2)).T @ q
@@ -190,7 +170,7 @@ class MFRouter(TrainableRouter):
         self._check_fitted()
         ia, ib = self._model_index(model_a), self._model_index(model_b)
         s = self.model_scores(prompts)
-        return _sigmoid(s[:, ia] - s[:, ib])
+        return sigmoid(s[:, ia] - s[:, ib])
 
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
         self._check_fitted()
@@ -199,7 +179,7 @@ class MFRouter(TrainableRouter):
         ia, ib = self._model_index(self.strong_model), self._model_index(self.weak_model)
         s = self.model_scores(prompts)
         z = s[:, ia] - s[:, ib]
-        p = _sigmoid(z)
+        p = sigmoid(z)
         return [
             RoutingScore(
                 p_strong=float(pi), confidence=float(abs(2.0 * pi - 1.0)),
@@ -211,21 +191,13 @@ class MFRouter(TrainableRouter):
 
     # ---- persistence ----------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        meta: dict[str, Any] = {"models": list(self.models_), "embedder_key": self.embedder_.key}
+        emeta, earrays = saved_embedder(self.embedder_)
+        meta: dict[str, Any] = {"models": list(self.models_), **emeta}
         arrays = {"W1": self.W1_, "model_vectors": self.model_vectors_, "w2": self.w2_, "model_bias": self.model_bias_}
-        if isinstance(self.embedder_, FittableEmbedder):
-            emb_meta, emb_arrays = self.embedder_.get_state()
-            meta["embedder_state"] = emb_meta
-            arrays.update({f"embedder.{k}": a for k, a in emb_arrays.items()})
-        return meta, arrays
+        return meta, {**arrays, **earrays}
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        emb = build_embedder(self.embedder)
-        if isinstance(emb, FittableEmbedder):
-            emb.set_state(meta.get("embedder_state", {}),
-                          {k.removeprefix("embedder."): a for k, a in arrays.items() if k.startswith("embedder.")})
-        if emb.key != meta.get("embedder_key"):
-            raise RouterError(f"saved with embedder {meta.get('embedder_key')!r}, this build gives {emb.key!r}")
+        emb = load_embedder(self.embedder, None, meta, arrays, "mf")
         try:
             w1, v, w2, b = (np.asarray(arrays[k], dtype=np.float64) for k in _ARRAYS)
         except KeyError as exc:

@@ -53,6 +53,8 @@ CREATE INDEX IF NOT EXISTS feedback_decision_time ON feedback_events(decision_ti
 """
 
 TRIAGE_LABELS = ("strong_needed", "cheap_ok", "skip")
+TRIAGE_COLS = "id, request_id, time, gap, label, labelled_at, item"
+SIGNAL_COLS = ("id", "request_id", "time", "decision_time", "signal", "value", "comment", "source", "tier", "segment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,50 @@ class SignalEvent:
     tier: str | None = None
     segment: Mapping[str, Any] | None = None
     decision_time: float | None = None
+
+
+# -- row shaping shared by the SQLite and PostgreSQL stores (only the SQL differs between them) --------
+def triage_where(status: str) -> str:
+    """The WHERE clause for a triage `status`: "open" (unlabelled), "labelled" or "all"."""
+    where = {"open": " WHERE label IS NULL", "labelled": " WHERE label IS NOT NULL", "all": ""}.get(status)
+    if where is None:
+        raise ConfigError(f"triage status must be open, labelled or all, got {status!r}")
+    return where
+
+
+def check_triage_label(label: str) -> None:
+    if label not in TRIAGE_LABELS:
+        raise ConfigError(f"triage label must be one of {', '.join(TRIAGE_LABELS)}, got {label!r}")
+
+
+def triage_record(row: Sequence[Any]) -> dict[str, Any]:
+    """A `TRIAGE_COLS` row as a dict; `item` is JSON text (SQLite) or already decoded (PostgreSQL jsonb)."""
+    item_id, request_id, time, gap, label, labelled_at, item = row
+    return {"id": int(item_id), "request_id": request_id, "time": time, "gap": gap, "label": label,
+            "labelled_at": labelled_at, **(dict(item) if isinstance(item, Mapping) else json.loads(item))}
+
+
+def signal_rows(events: Sequence[SignalEvent]) -> list[tuple[Any, ...]]:
+    """Insert parameters for feedback_events; the segment is stored as JSON text so groups compare byte-exact."""
+    return [(e.request_id, e.time, e.decision_time if e.decision_time is not None else e.time, e.signal, e.value,
+             e.comment, e.source, e.tier, json.dumps(dict(e.segment)) if e.segment is not None else None)
+            for e in events]
+
+
+def signal_record(row: Sequence[Any]) -> dict[str, Any]:
+    rec = dict(zip(SIGNAL_COLS, row, strict=True))
+    rec["segment"] = json.loads(rec["segment"]) if rec["segment"] else None
+    return rec
+
+
+def signal_groups_of(rows: Sequence[Sequence[Any]]) -> list[tuple[str, str | None, str | None, int]]:
+    return [(str(s), t, g, int(n)) for s, t, g, n in rows]
+
+
+def decision_groups_of(rows: Sequence[Sequence[Any]]) -> list[tuple[str | None, str, int]]:
+    """(tier, language, length bucket, has_code, n) rows with the segment encoded as `signal_rows` encodes it."""
+    return [(tier, json.dumps({"language": lang, "length": length, "has_code": "yes" if code else "no"}), int(n))
+            for tier, lang, length, code, n in rows]
 
 
 @runtime_checkable
@@ -143,33 +189,22 @@ class SQLiteLabelStore:
         return self._exec("INSERT OR IGNORE INTO triage_items(request_id, time, gap, item) VALUES (?,?,?,?)",
                           (request_id, time, gap, json.dumps(item, default=str)))
 
-    @staticmethod
-    def _triage_row(row: tuple[Any, ...]) -> dict[str, Any]:
-        item_id, request_id, time, gap, label, labelled_at, item = row
-        return {"id": int(item_id), "request_id": request_id, "time": time, "gap": gap, "label": label,
-                "labelled_at": labelled_at, **json.loads(item)}
-
     def triage_items(self, *, status: str = "open", limit: int | None = 100) -> list[dict[str, Any]]:
         """`status`: "open" (unlabelled), "labelled" or "all"; oldest first so the queue drains in order."""
-        where = {"open": " WHERE label IS NULL", "labelled": " WHERE label IS NOT NULL", "all": ""}.get(status)
-        if where is None:
-            raise ConfigError(f"triage status must be open, labelled or all, got {status!r}")
-        sql = f"SELECT id, request_id, time, gap, label, labelled_at, item FROM triage_items{where} ORDER BY id"
+        sql = f"SELECT {TRIAGE_COLS} FROM triage_items{triage_where(status)} ORDER BY id"
         params: list[Any] = []
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [self._triage_row(r) for r in self._rows(sql, params)]
+        return [triage_record(r) for r in self._rows(sql, params)]
 
     def triage_item(self, item_id: int) -> dict[str, Any] | None:
-        rows = self._rows("SELECT id, request_id, time, gap, label, labelled_at, item FROM triage_items "
-                          "WHERE id = ?", (item_id,))
-        return self._triage_row(rows[0]) if rows else None
+        rows = self._rows(f"SELECT {TRIAGE_COLS} FROM triage_items WHERE id = ?", (item_id,))
+        return triage_record(rows[0]) if rows else None
 
     def set_triage_label(self, item_id: int, label: str, now: float) -> dict[str, Any] | None:
         """The labelled item, or None when no item has that id. `label` must be one of TRIAGE_LABELS."""
-        if label not in TRIAGE_LABELS:
-            raise ConfigError(f"triage label must be one of {', '.join(TRIAGE_LABELS)}, got {label!r}")
+        check_triage_label(label)
         self._exec("UPDATE triage_items SET label = ?, labelled_at = ? WHERE id = ?", (label, now, item_id))
         return self.triage_item(item_id)
 
@@ -179,9 +214,7 @@ class SQLiteLabelStore:
 
     # -- signals ------------------------------------------------------------------------------------
     def add_signals(self, events: Sequence[SignalEvent]) -> int:
-        rows = [(e.request_id, e.time, e.decision_time if e.decision_time is not None else e.time, e.signal, e.value,
-                 e.comment, e.source, e.tier, json.dumps(dict(e.segment)) if e.segment is not None else None)
-                for e in events]
+        rows = signal_rows(events)
         if not rows:
             return 0
         with self._lock:
@@ -191,25 +224,18 @@ class SQLiteLabelStore:
         return len(rows)
 
     def signals(self, request_id: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-        sql = ("SELECT id, request_id, time, decision_time, signal, value, comment, source, tier, segment "
-               "FROM feedback_events WHERE time >= ?")
+        sql = f"SELECT {', '.join(SIGNAL_COLS)} FROM feedback_events WHERE time >= ?"
         params: list[Any] = [since or 0.0]
         if request_id is not None:
             sql += " AND request_id = ?"
             params.append(request_id)
-        cols = ("id", "request_id", "time", "decision_time", "signal", "value", "comment", "source", "tier", "segment")
-        out = []
-        for row in self._rows(sql + " ORDER BY id", params):
-            rec = dict(zip(cols, row, strict=True))
-            rec["segment"] = json.loads(rec["segment"]) if rec["segment"] else None
-            out.append(rec)
-        return out
+        return [signal_record(row) for row in self._rows(sql + " ORDER BY id", params)]
 
     def signal_groups(self, since: float, until: float) -> list[tuple[str, str | None, str | None, int]]:
         """(signal, tier, segment JSON, distinct decisions) for decisions made in [since, until)."""
-        rows = self._rows("SELECT signal, tier, segment, COUNT(DISTINCT request_id) FROM feedback_events "
-                          "WHERE decision_time >= ? AND decision_time < ? GROUP BY 1, 2, 3", (since, until))
-        return [(str(s), t, g, int(n)) for s, t, g, n in rows]
+        return signal_groups_of(self._rows("SELECT signal, tier, segment, COUNT(DISTINCT request_id) FROM "
+                                           "feedback_events WHERE decision_time >= ? AND decision_time < ? "
+                                           "GROUP BY 1, 2, 3", (since, until)))
 
     # -- decisions (read-only view of the gateway's table, when it is in this file) ------------------
     def _has_decisions(self) -> bool:
@@ -229,11 +255,7 @@ class SQLiteLabelStore:
             "SELECT tier, json_extract(record, '$.segment.language'), json_extract(record, '$.segment.length_bucket'),"
             " json_extract(record, '$.segment.has_code'), COUNT(*) FROM decisions "
             "WHERE time >= ? AND time < ? AND tier IS NOT NULL GROUP BY 1, 2, 3, 4", (since, until))
-        out = []
-        for tier, lang, length, code, n in rows:
-            seg = {"language": lang, "length": length, "has_code": "yes" if code else "no"}
-            out.append((tier, json.dumps(seg), int(n)))
-        return out
+        return decision_groups_of(rows)
 
     def close(self) -> None:
         with self._lock:

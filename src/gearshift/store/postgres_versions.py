@@ -16,12 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
 from gearshift.store.postgres import migrate, open_pool, redact
-from gearshift.store.versions import CHAMPION, Promotion, RouterVersion, Status, parse_ref
+from gearshift.store.versions import (
+    CHAMPION,
+    PROMOTION_SQL,
+    VERSION_COLS,
+    Promotion,
+    RouterVersion,
+    Status,
+    check_new_name,
+    last_promotion,
+    parse_ref,
+    promotions_of,
+    require_version,
+    version_from_row,
+    version_values,
+)
 
 if TYPE_CHECKING:
     import psycopg
-
-_COLS = "name, version, created, router, path, status, thresholds, metrics"
 
 
 class PostgresVersionRegistry:
@@ -44,13 +56,6 @@ class PostgresVersionRegistry:
             return conn.execute(sql, params).fetchall()
 
     @staticmethod
-    def _version(row: tuple[Any, ...]) -> RouterVersion:
-        name, version, created, router, path, status, thresholds, metrics = row
-        return RouterVersion(name=name, version=int(version), created=float(created), router=router, path=path,
-                             status=status, thresholds=tuple(float(t) for t in thresholds) if thresholds else None,
-                             metrics=dict(metrics or {}))
-
-    @staticmethod
     def _lock(conn: psycopg.Connection[Any]) -> None:
         conn.execute("LOCK TABLE router_versions IN SHARE ROW EXCLUSIVE MODE")
 
@@ -62,17 +67,15 @@ class PostgresVersionRegistry:
     def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
                  metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
         """A new challenger `name/<next number>` (numbered under the table lock, so concurrent retrains differ)."""
-        if name == CHAMPION or parse_ref(name)[1] is not None:
-            raise ConfigError(f"version name {name!r} is reserved or contains '/'")
+        check_new_name(name)
         with self._conn() as conn:
             self._lock(conn)
             row = conn.execute("SELECT MAX(version) FROM router_versions WHERE name = %s", (name,)).fetchone()
             version = int((row[0] if row else None) or 0) + 1
             conn.execute(
-                f"INSERT INTO router_versions ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+                f"INSERT INTO router_versions ({VERSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
                 (name, version, time.time() if now is None else now, router, str(path), "challenger",
-                 json.dumps([float(t) for t in thresholds]) if thresholds is not None else None,
-                 json.dumps(dict(metrics or {}), default=str)))
+                 *version_values(thresholds, metrics)))
         return self.get(f"{name}/{version}")
 
     def find(self, ref: str) -> RouterVersion | None:
@@ -80,27 +83,23 @@ class PostgresVersionRegistry:
         if name == CHAMPION and version is None:
             return self.champion()
         if version is None:
-            rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE name = %s ORDER BY version DESC LIMIT 1",
-                              (name,))
+            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = %s "
+                              "ORDER BY version DESC LIMIT 1", (name,))
         else:
-            rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE name = %s AND version = %s",
+            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = %s AND version = %s",
                               (name, version))
-        return self._version(rows[0]) if rows else None
+        return version_from_row(rows[0]) if rows else None
 
     def get(self, ref: str) -> RouterVersion:
-        found = self.find(ref)
-        if found is None:
-            what = "no champion has been promoted yet" if ref.strip() == CHAMPION else f"no router version {ref!r}"
-            raise ConfigError(f"{what} in {self.path} (see `gearshift versions`)")
-        return found
+        return require_version(self.find(ref), ref, self.path)
 
     def all(self) -> list[RouterVersion]:
-        return [self._version(r) for r in self._rows(f"SELECT {_COLS} FROM router_versions "
+        return [version_from_row(r) for r in self._rows(f"SELECT {VERSION_COLS} FROM router_versions "
                                                      "ORDER BY created, name, version")]
 
     def champion(self) -> RouterVersion | None:
-        rows = self._rows(f"SELECT {_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
-        return self._version(rows[0]) if rows else None
+        rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
+        return version_from_row(rows[0]) if rows else None
 
     def update_metrics(self, ref: str, metrics: Mapping[str, Any]) -> RouterVersion:
         """Merge `metrics` into the version's metrics (top-level keys replaced)."""
@@ -120,8 +119,8 @@ class PostgresVersionRegistry:
                      (new.name, new.version))
 
     def _champion_in(self, conn: psycopg.Connection[Any]) -> RouterVersion | None:
-        rows = conn.execute(f"SELECT {_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1").fetchall()
-        return self._version(rows[0]) if rows else None
+        rows = conn.execute(f"SELECT {VERSION_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1").fetchall()
+        return version_from_row(rows[0]) if rows else None
 
     def promote(self, ref: str, *, note: str | None = None, now: float | None = None) -> RouterVersion:
         """Make `ref` the champion; the old champion is retired. Checks (OPE margin) are the caller's."""
@@ -144,21 +143,14 @@ class PostgresVersionRegistry:
             self._lock(conn)
             rows = conn.execute("SELECT id, name, version, previous_name, previous_version FROM router_promotions "
                                 "WHERE NOT rolled_back ORDER BY id DESC LIMIT 1").fetchall()
-            if not rows:
-                raise ConfigError("nothing to roll back: no promotion on record")
-            pid, name, version, prev_name, prev_version = rows[0]
-            if prev_name is None:
-                raise ConfigError(f"{name}/{version} was the first champion: there is no previous one to restore")
-            current, previous = self.get(f"{name}/{version}"), self.get(f"{prev_name}/{prev_version}")
+            pid, current_ref, previous_ref = last_promotion(rows)
+            current, previous = self.get(current_ref), self.get(previous_ref)
             self._set_champion(conn, previous, current, "retired")
             conn.execute("UPDATE router_promotions SET rolled_back = TRUE WHERE id = %s", (pid,))
         return self.get(previous.ref)
 
     def history(self) -> list[Promotion]:
-        rows = self._rows("SELECT time, name, version, previous_name, previous_version, rolled_back, note "
-                          "FROM router_promotions ORDER BY id")
-        return [Promotion(time=float(t), new=f"{n}/{v}", previous=f"{pn}/{pv}" if pn is not None else None,
-                          rolled_back=bool(rb), note=note) for t, n, v, pn, pv, rb, note in rows]
+        return promotions_of(self._rows(PROMOTION_SQL))
 
     def close(self) -> None:
         self._pool.close()

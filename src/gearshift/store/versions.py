@@ -102,6 +102,59 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return name, number
 
 
+# -- shared by the SQLite and PostgreSQL registries (only the SQL differs between them) ---------------
+VERSION_COLS = "name, version, created, router, path, status, thresholds, metrics"
+
+
+def version_from_row(row: Sequence[Any]) -> RouterVersion:
+    """A `VERSION_COLS` row; thresholds and metrics are JSON text (SQLite) or already decoded (jsonb)."""
+    name, version, created, router, path, status, thresholds, metrics = row
+    if isinstance(thresholds, str):
+        thresholds = json.loads(thresholds)
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    return RouterVersion(name=name, version=int(version), created=float(created), router=router, path=path,
+                         status=status, metrics=dict(metrics or {}),
+                         thresholds=tuple(float(t) for t in thresholds) if thresholds is not None else None)
+
+
+def version_values(thresholds: Sequence[float] | None, metrics: Mapping[str, Any] | None) -> tuple[str | None, str]:
+    """(thresholds, metrics) as the JSON text both registries store."""
+    return (json.dumps([float(t) for t in thresholds]) if thresholds is not None else None,
+            json.dumps(dict(metrics or {}), default=str))
+
+
+def check_new_name(name: str) -> None:
+    if name == CHAMPION or parse_ref(name)[1] is not None:
+        raise ConfigError(f"version name {name!r} is reserved or contains '/'")
+
+
+def require_version(found: RouterVersion | None, ref: str, where: str) -> RouterVersion:
+    if found is None:
+        what = "no champion has been promoted yet" if ref.strip() == CHAMPION else f"no router version {ref!r}"
+        raise ConfigError(f"{what} in {where} (see `gearshift versions`)")
+    return found
+
+
+def last_promotion(rows: Sequence[Sequence[Any]]) -> tuple[int, str, str]:
+    """(promotion id, its champion ref, the previous champion ref) from the newest not-rolled-back promotion."""
+    if not rows:
+        raise ConfigError("nothing to roll back: no promotion on record")
+    pid, name, version, prev_name, prev_version = rows[0]
+    if prev_name is None:
+        raise ConfigError(f"{name}/{version} was the first champion: there is no previous one to restore")
+    return int(pid), f"{name}/{version}", f"{prev_name}/{prev_version}"
+
+
+PROMOTION_SQL = ("SELECT time, name, version, previous_name, previous_version, rolled_back, note "
+                 "FROM router_promotions ORDER BY id")
+
+
+def promotions_of(rows: Sequence[Sequence[Any]]) -> list[Promotion]:
+    return [Promotion(time=float(t), new=f"{n}/{v}", previous=f"{pn}/{pv}" if pn is not None else None,
+                      rolled_back=bool(rb), note=note) for t, n, v, pn, pv, rb, note in rows]
+
+
 @runtime_checkable
 class VersionRegistry(Protocol):
     def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
@@ -140,15 +193,6 @@ class SQLiteVersionRegistry:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    @staticmethod
-    def _version(row: tuple[Any, ...]) -> RouterVersion:
-        name, version, created, router, path, status, thresholds, metrics = row
-        return RouterVersion(name=name, version=int(version), created=float(created), router=router, path=path,
-                             status=status, thresholds=tuple(json.loads(thresholds)) if thresholds else None,
-                             metrics=json.loads(metrics))
-
-    _COLS = "name, version, created, router, path, status, thresholds, metrics"
-
     def next_version(self, name: str) -> int:
         parse_ref(name)
         (top,) = self._rows("SELECT MAX(version) FROM router_versions WHERE name = ?", (name,))[0]
@@ -157,15 +201,13 @@ class SQLiteVersionRegistry:
     def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
                  metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
         """A new challenger `name/<next number>`."""
-        if name == CHAMPION or parse_ref(name)[1] is not None:
-            raise ConfigError(f"version name {name!r} is reserved or contains '/'")
+        check_new_name(name)
         with self._lock:
             version = self.next_version(name)
             self._conn.execute(
-                f"INSERT INTO router_versions({self._COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO router_versions({VERSION_COLS}) VALUES (?,?,?,?,?,?,?,?)",
                 (name, version, time.time() if now is None else now, router, str(path), "challenger",
-                 json.dumps(list(thresholds)) if thresholds is not None else None,
-                 json.dumps(dict(metrics or {}), default=str)))
+                 *version_values(thresholds, metrics)))
         return self.get(f"{name}/{version}")
 
     def find(self, ref: str) -> RouterVersion | None:
@@ -173,27 +215,23 @@ class SQLiteVersionRegistry:
         if name == CHAMPION and version is None:
             return self.champion()
         if version is None:
-            rows = self._rows(f"SELECT {self._COLS} FROM router_versions WHERE name = ? ORDER BY version DESC "
+            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = ? ORDER BY version DESC "
                               "LIMIT 1", (name,))
         else:
-            rows = self._rows(f"SELECT {self._COLS} FROM router_versions WHERE name = ? AND version = ?",
+            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = ? AND version = ?",
                               (name, version))
-        return self._version(rows[0]) if rows else None
+        return version_from_row(rows[0]) if rows else None
 
     def get(self, ref: str) -> RouterVersion:
-        found = self.find(ref)
-        if found is None:
-            what = "no champion has been promoted yet" if ref.strip() == CHAMPION else f"no router version {ref!r}"
-            raise ConfigError(f"{what} in {self.path} (see `gearshift versions`)")
-        return found
+        return require_version(self.find(ref), ref, self.path)
 
     def all(self) -> list[RouterVersion]:
-        return [self._version(r) for r in self._rows(f"SELECT {self._COLS} FROM router_versions "
+        return [version_from_row(r) for r in self._rows(f"SELECT {VERSION_COLS} FROM router_versions "
                                                      "ORDER BY created, name, version")]
 
     def champion(self) -> RouterVersion | None:
-        rows = self._rows(f"SELECT {self._COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
-        return self._version(rows[0]) if rows else None
+        rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
+        return version_from_row(rows[0]) if rows else None
 
     def update_metrics(self, ref: str, metrics: Mapping[str, Any]) -> RouterVersion:
         """Merge `metrics` into the version's metrics (top-level keys replaced)."""
@@ -235,12 +273,8 @@ class SQLiteVersionRegistry:
         with self._lock:
             rows = self._rows("SELECT id, name, version, previous_name, previous_version FROM router_promotions "
                               "WHERE rolled_back = 0 ORDER BY id DESC LIMIT 1")
-            if not rows:
-                raise ConfigError("nothing to roll back: no promotion on record")
-            pid, name, version, prev_name, prev_version = rows[0]
-            if prev_name is None:
-                raise ConfigError(f"{name}/{version} was the first champion: there is no previous one to restore")
-            current, previous = self.get(f"{name}/{version}"), self.get(f"{prev_name}/{prev_version}")
+            pid, current_ref, previous_ref = last_promotion(rows)
+            current, previous = self.get(current_ref), self.get(previous_ref)
             self._conn.execute("BEGIN")
             try:
                 self._set_champion(previous, current, "retired")
@@ -252,10 +286,7 @@ class SQLiteVersionRegistry:
         return self.get(previous.ref)
 
     def history(self) -> list[Promotion]:
-        rows = self._rows("SELECT time, name, version, previous_name, previous_version, rolled_back, note "
-                          "FROM router_promotions ORDER BY id")
-        return [Promotion(time=float(t), new=f"{n}/{v}", previous=f"{pn}/{pv}" if pn is not None else None,
-                          rolled_back=bool(rb), note=note) for t, n, v, pn, pv, rb, note in rows]
+        return promotions_of(self._rows(PROMOTION_SQL))
 
     def close(self) -> None:
         with self._lock:

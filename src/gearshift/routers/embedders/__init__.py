@@ -29,7 +29,6 @@ __all__ = [
     "EmbeddingCache",
     "StaticE5Embedder",
     "TfidfEmbedder",
-    "is_fittable",
     "make_embedder",
     "text_hash",
 ]
@@ -40,10 +39,6 @@ _PARAMS: dict[str, dict[str, type]] = {
     "e5": {},
     "e5-static": {"dim": int, "vocab_size": int, "min_count": int},
 }
-
-
-def is_fittable(embedder: Embedder) -> bool:
-    return isinstance(embedder, FittableEmbedder)
 
 
 class ConcatEmbedder:

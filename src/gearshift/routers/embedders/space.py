@@ -86,6 +86,11 @@ def soft_labels(gaps: np.ndarray, target: str, eps: float) -> np.ndarray:
     raise RouterError(f"unknown target {target!r} (use 'hard' or 'soft')")
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function; clipped so a probability never rounds to exactly 0 or 1."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
+
+
 def top_similarities(queries: np.ndarray, refs: np.ndarray, k: int,
                      exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(indices, cosine similarities) of the k most similar reference rows, best first."""
