@@ -12,6 +12,10 @@ p50/p99 in ms, next to the heuristic's p50 from the same run.
     .venv/bin/python benchmarks/router_quality.py               # full table (~6-8 min on 2 cores)
     .venv/bin/python benchmarks/router_quality.py --quick       # stack + baselines, no subject-held-out
     .venv/bin/python benchmarks/router_quality.py --json out.json
+    .venv/bin/python benchmarks/router_quality.py --quick --datasets gsm8k --splits 20   # + split spread
+`--splits N` adds N repeated random 80/20 splits (seeded, not the fixed one): mean, sd and range of the
+stack router's and of length-only's test APGR, so a fixed-split figure can be read against the spread a
+different draw of the same size would give (GSM8K's 20 % side is only ~270 prompts).
 Targets: APGR >= 0.68 (MMLU) and >= 0.72 (GSM8K); p50 <= 5 ms, p99 <= 20 ms; MMLU train+eval < 3 min cold.
 """
 
@@ -84,6 +88,30 @@ def row_of(dataset: str, name: str, protocol: str, p: np.ndarray, test: Dataset,
                r.metrics.cpt[0.8], r.n_test)
 
 
+def split_spread(ds: Dataset, strong: str, weak: str, n_splits: int, router_name: str) -> dict[str, Any]:
+    """Test-side APGR of `router_name` and of length alone over `n_splits` seeded random 80/20 splits."""
+    from gearshift.evaluation.metrics import MetricSettings, Outcomes, compute_metrics
+
+    n, settings = len(ds), MetricSettings()
+    outcomes = Outcomes.from_dataset(ds, strong, weak)
+    lengths = np.array([math.log1p(len(t)) for t in ds.prompts])
+    gaps = outcomes.gaps
+    routed, by_length = [], []
+    for k in range(n_splits):
+        perm = np.random.default_rng(1000 + k).permutation(n)
+        te, tr = np.sort(perm[: n // 5]), perm[n // 5:]
+        router = make_router(router_name)
+        if isinstance(router, TrainableRouter):
+            router.fit([ds.prompts[i] for i in tr], gaps[tr])
+        p = router.p_strong([ds.prompts[i] for i in te])
+        routed.append(compute_metrics(p, outcomes.subset(te), settings).apgr)
+        by_length.append(compute_metrics(lengths[te], outcomes.subset(te), settings).apgr)
+    r, b = np.array(routed), np.array(by_length)
+    return {"router": router_name, "n_splits": n_splits, "mean": float(r.mean()), "sd": float(r.std()),
+            "min": float(r.min()), "max": float(r.max()), "length_mean": float(b.mean()), "length_sd": float(b.std()),
+            "gain_mean": float((r - b).mean()), "gain_sd": float((r - b).std())}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the stack router only, no subject-held-out, 200 bootstraps")
@@ -91,6 +119,7 @@ def main() -> int:
     ap.add_argument("--latency-n", type=int, default=300, help="prompts timed one at a time per router")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--json", type=Path, help="write the rows as JSON here")
+    ap.add_argument("--splits", type=int, default=0, help="also N repeated random 80/20 splits (stack, length)")
     args = ap.parse_args()
     console = Console(width=max(Console().width, 150))
     trainable = QUICK_TRAINABLE if args.quick else TRAINABLE
@@ -166,9 +195,22 @@ def main() -> int:
                       f(r.cpt50), f(r.cpt80), str(r.n_test), f(r.train_s, 1), f(r.p50_ms), f(r.p99_ms),
                       f(r.p50_ms / h, 0) if h and r.p50_ms else "–", f(r.extra.get("state_mb"), 1))
     console.print(table)
+    spreads: list[dict[str, Any]] = []
+    for name in datasets if args.splits > 0 else []:
+        ds = load_dataset(name)
+        strong, weak = default_pair(ds)
+        with console.status(f"{name}: {args.splits} random 80/20 splits"):
+            sp = {"dataset": name, **split_spread(ds, strong, weak, args.splits, QUICK_TRAINABLE[0])}
+        spreads.append(sp)
+        console.print(f"{name}, {sp['n_splits']} random 80/20 splits: {sp['router']} APGR mean {sp['mean']:.3f} "
+                      f"(sd {sp['sd']:.3f}, range {sp['min']:.3f}-{sp['max']:.3f}); "
+                      f"length only {sp['length_mean']:.3f} (sd {sp['length_sd']:.3f}); "
+                      f"gain over length {sp['gain_mean']:+.3f} (sd {sp['gain_sd']:.3f})",
+                      highlight=False)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n", encoding="utf-8")
+        out = {"rows": [asdict(r) for r in rows], "split_spread": spreads}
+        args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         console.print(f"JSON: {args.json}")
     return 0
 

@@ -30,6 +30,21 @@ async def test_opens_after_consecutive_failures_then_half_opens_and_closes() -> 
     assert await b.state() is BreakerState.CLOSED and await b.allow_request()
 
 
+async def test_a_straggler_success_while_open_does_not_close_the_circuit() -> None:
+    clock = Clock()
+    b = BreakerRegistry(config=BreakerConfig(failure_threshold=2, cooldown_s=10.0), clock=clock).get("d")
+    await b.record_failure()
+    await b.record_failure()
+    clock.now += 1.0
+    await b.record_success()  # a request sent before the trip answers late
+    assert await b.state() is BreakerState.OPEN
+    assert not await b.allow_request()
+    clock.now += 9.0
+    assert await b.allow_request()  # the probe, after the full cooldown
+    await b.record_success()
+    assert await b.state() is BreakerState.CLOSED
+
+
 async def test_failed_probe_reopens_for_another_cooldown() -> None:
     clock = Clock()
     b = BreakerRegistry(config=BreakerConfig(failure_threshold=1, cooldown_s=5.0), clock=clock).get("d")

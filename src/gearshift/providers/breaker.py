@@ -115,7 +115,11 @@ class CircuitBreaker:
         now = self.clock()
 
         def step(snap: BreakerSnapshot) -> BreakerSnapshot:
-            if snap.state is not BreakerState.CLOSED:
+            if snap.state is BreakerState.OPEN:
+                # A straggler sent before the trip proves nothing about the deployment now: only the
+                # half-open probe (granted by allow_request) may close the circuit.
+                return snap
+            if snap.state is BreakerState.HALF_OPEN:
                 return BreakerSnapshot(outcomes=((now, True),))
             return replace(snap, consecutive_failures=0, outcomes=self._window(snap, now, True))
 

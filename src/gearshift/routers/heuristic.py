@@ -74,6 +74,7 @@ _EXPRESSION = re.compile(r"\w*\d\w*(?:\s*[-+*/^=<>]\s*\(?\w*\d\w*\)?)+")
 _HAS_OPERATOR = re.compile(r"[-+*/^=<>]\s*\(?\d")  # cheap gate: every expression has an operator then a digit
 _TOKEN = re.compile(r"\w+|[.!?](?=\s|$)|[。！？\n]")
 _BOUNDARY = frozenset(".!?\n。！？")
+_UNSEEN: tuple[int, ...] = (-1,)  # cache-miss sentinel, compared by identity
 
 
 def normalise(text: str) -> str:
@@ -227,6 +228,8 @@ def _evidence(low: str, m: _Matcher, arithmetic: bool) -> _Evidence:
     sentences: list[tuple[int, int, bool]] = []  # (content words, grammar words, has a number) per sentence
     tokens = _TOKEN.findall(text)
     tokens.append("\n")
+    # Hot loop (~80 tokens per prompt): names bound locally and the kind cache read inline.
+    cache_get, kind_of, seen_add = m.cache.get, m.kinds, seen.add
     for tok in tokens:
         if tok in _BOUNDARY:
             if in_sentence:
@@ -242,7 +245,9 @@ def _evidence(low: str, m: _Matcher, arithmetic: bool) -> _Evidence:
             continue
         if in_sentence == 0 and tok in INTERROGATIVES:
             asks = True
-        kind = m.kinds(tok)
+        kind = cache_get(tok, _UNSEEN)
+        if kind is _UNSEEN:
+            kind = kind_of(tok)
         if kind is None:
             if armed and tok in GRAMMAR:  # grammar after new content: "...capital OF japan"
                 in_function += 1
@@ -259,7 +264,7 @@ def _evidence(low: str, m: _Matcher, arithmetic: bool) -> _Evidence:
         in_sentence += 1
         if tok in seen:
             continue  # a repeated word adds neither length nor a question
-        seen.add(tok)
+        seen_add(tok)
         if tok.isdigit():
             numbers.add(tok)
             has_number = True
