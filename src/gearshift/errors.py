@@ -116,6 +116,14 @@ class OverloadedError(GearshiftError):
     code = "overloaded"
 
 
+class StoreUnavailableError(GearshiftError):
+    """The decision/label/version database is down or did not answer within its timeout."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "store_unavailable"
+
+
 def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The one mapping from an exception to (HTTP status, OpenAI error JSON).
 

@@ -104,3 +104,36 @@ def test_postgres_fault_spools_then_replays_one_row_per_response(
     rows = _rows(pg_url)
     assert len(rows) == len(sent) == N_REQUESTS + 3
     assert sorted(rows) == sorted(sent)  # each answered request exactly once
+
+
+def test_reads_from_a_hung_postgres_fail_within_the_store_timeout(pg_url: str) -> None:
+    """Dashboard, triage and version reads go through the same deadline as writes: a silent server costs
+    an error after `timeout_s`, not a thread blocked forever, and the stores work again once it answers."""
+    from gearshift.errors import StoreUnavailableError
+    from gearshift.store.base import DecisionQuery
+    from gearshift.store.postgres import PostgresDecisionStore
+    from gearshift.store.postgres_labels import PostgresLabelStore
+    from gearshift.store.postgres_versions import PostgresVersionRegistry
+
+    pg = urlsplit(pg_url)
+    with TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432) as proxy:
+        url = _via(pg_url, proxy)
+        opts = {"connect_timeout_s": STORE_TIMEOUT_S, "timeout_s": STORE_TIMEOUT_S}
+        decisions = PostgresDecisionStore(url, pool_size=1, **opts)
+        labels = PostgresLabelStore(url, pool_size=1, **opts)
+        versions = PostgresVersionRegistry(url, pool_size=1, **opts)
+        try:
+            assert decisions.count() == 0 and labels.triage_counts() is not None and versions.all() == []
+            proxy.set_mode("hung")
+            for read in (lambda: decisions.query(DecisionQuery(limit=5)), lambda: labels.labels(),
+                         lambda: versions.all()):
+                t0 = time.monotonic()
+                with pytest.raises(StoreUnavailableError) as err:
+                    read()
+                assert err.value.status_code == 503 and "PostgreSQL store unavailable" in err.value.message
+                assert time.monotonic() - t0 < STORE_TIMEOUT_S + 2.0
+            proxy.set_mode("up")
+            assert decisions.count() == 0 and labels.labels() == [] and versions.all() == []
+        finally:
+            for s in (decisions, labels, versions):
+                s.close()

@@ -24,7 +24,7 @@ from gearshift.gateway.records import cost_usd
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.reliability import FailoverExecutor
-from gearshift.store.factory import open_label_store, settings_url
+from gearshift.store.factory import open_label_store, settings_url, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
 
 if TYPE_CHECKING:
@@ -195,7 +195,8 @@ def build_closed_loop(gw: Gateway, shadow: ShadowSettings | None = None, signals
     so = slo if slo is not None else getattr(gw.settings, "slo", SLOSettings())
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
-    store = open_label_store(label_store_url(gw))
+    url = label_store_url(gw)
+    store = open_label_store(url, **store_options(gw.settings.store, url))
     try:
         runner, owned = _build_shadow(gw, sh, store) if sh.enabled else (None, [])
         monitor = GatewayMonitor(so, gw.tier_names, gw.metrics.registry) if so.enabled else None

@@ -44,9 +44,10 @@ def settings_url(store_settings: Any) -> str:
     return url if url else f"sqlite:///{Path(store_settings.path)}"
 
 
-def store_options(store_settings: Any) -> dict[str, Any]:
-    """The `[store]` timeouts as PostgreSQL store options (reliability: a down or hung server spools fast)."""
-    if store_kind(settings_url(store_settings)) != "postgresql":
+def store_options(store_settings: Any, url: str | None = None) -> dict[str, Any]:
+    """The `[store]` timeouts as PostgreSQL store options for `url` (default: the `[store]` URL): a down or
+    hung server costs a bounded wait, after which writes spool and reads fail with an error."""
+    if store_kind(url or settings_url(store_settings)) != "postgresql":
         return {}
     return {"connect_timeout_s": store_settings.connect_timeout_s, "timeout_s": store_settings.write_timeout_s}
 
@@ -62,12 +63,13 @@ def open_decision_store(url: str, **options: Any) -> DecisionStore:
     return PostgresDecisionStore(url, **options)
 
 
-def open_label_store(url: str) -> LabelStore:
-    """The closed-loop tables (shadow labels, triage, feedback) at the same place as the decisions."""
+def open_label_store(url: str, **options: Any) -> LabelStore:
+    """The closed-loop tables (shadow labels, triage, feedback) at the same place as the decisions;
+    `options` (`store_options`) go to the PostgreSQL store."""
     if store_kind(url) == "sqlite":
         from gearshift.store.labels import SQLiteLabelStore
 
         return SQLiteLabelStore(sqlite_path(url))
     from gearshift.store.postgres_labels import PostgresLabelStore
 
-    return PostgresLabelStore(url)
+    return PostgresLabelStore(url, **options)

@@ -18,13 +18,13 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gearshift.errors import ConfigError
+from gearshift.errors import ConfigError, StoreUnavailableError
 from gearshift.store.base import DecisionQuery
 
 if TYPE_CHECKING:
@@ -154,6 +154,25 @@ class _Deadline:
         log.warning("PostgreSQL store: no answer within the store timeout; dropped the connection")
 
 
+@contextmanager
+def bounded_connection(pool: ConnectionPool, timeout_s: float) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection whose whole transaction (reads included) must finish within `timeout_s`: a hung
+    server then costs a caller an error after `timeout_s`, never a thread blocked forever."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    deadline: _Deadline | None = None
+    try:
+        with pool.connection() as conn:  # commits on success, rolls back on error
+            deadline = _Deadline(conn, timeout_s)
+            with deadline:
+                yield conn
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        fired = deadline is not None and deadline.fired
+        why = f"no answer within {timeout_s:g} s" if fired else (str(exc).strip() or type(exc).__name__)
+        raise StoreUnavailableError(f"PostgreSQL store unavailable: {why}") from exc
+
+
 def to_json(record: Mapping[str, Any]) -> str:
     """JSON text for a JSONB column; NUL is the one character JSONB refuses, so it becomes U+FFFD."""
     return json.dumps(record, separators=(",", ":"), default=str).replace("\\u0000", "\\ufffd")
@@ -164,22 +183,20 @@ class PostgresDecisionStore:
 
     def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True, connect_timeout_s: float = 5.0,
                  timeout_s: float = 30.0) -> None:
-        """`timeout_s` bounds one write transaction (a client-side deadline, see `_Deadline`); reads are unbounded."""
+        """`timeout_s` bounds one transaction, read or write (a client-side deadline, see `_Deadline`)."""
         self.url = url
         self.timeout_s = timeout_s
         if run_migrations:
             migrate(url)
         self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
 
-    @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn:  # commits on success, rolls back on error
-            yield conn
+    def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return bounded_connection(self._pool, self.timeout_s)
 
     @contextmanager
     def _write_conn(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection whose whole transaction, commit included, must finish within `timeout_s`."""
-        with self._pool.connection() as conn, _Deadline(conn, self.timeout_s), conn.transaction():
+        with bounded_connection(self._pool, self.timeout_s) as conn, conn.transaction():
             yield conn
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:

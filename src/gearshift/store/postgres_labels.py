@@ -6,8 +6,8 @@ rates work unchanged when several gateways share one database. Tables come from 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from gearshift.store.labels import (
@@ -22,7 +22,7 @@ from gearshift.store.labels import (
     triage_record,
     triage_where,
 )
-from gearshift.store.postgres import migrate, open_pool, to_json
+from gearshift.store.postgres import bounded_connection, migrate, open_pool, to_json
 
 if TYPE_CHECKING:
     import psycopg
@@ -31,16 +31,17 @@ if TYPE_CHECKING:
 class PostgresLabelStore:
     """The `LabelStore` protocol on PostgreSQL; thread-safe through a connection pool."""
 
-    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True, connect_timeout_s: float = 5.0,
+                 timeout_s: float = 30.0) -> None:
+        """`timeout_s` bounds each transaction (see `store.postgres.bounded_connection`)."""
         self.url = url
         if run_migrations:
             migrate(url)
-        self._pool = open_pool(url, max_size=pool_size)
+        self.timeout_s = timeout_s
+        self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
 
-    @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn:
-            yield conn
+    def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return bounded_connection(self._pool, self.timeout_s)  # one transaction, bounded in time
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._conn() as conn:

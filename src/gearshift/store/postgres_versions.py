@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
-from gearshift.store.postgres import migrate, open_pool, redact
+from gearshift.store.postgres import bounded_connection, migrate, open_pool, redact
 from gearshift.store.versions import (
     CHAMPION,
     PROMOTION_SQL,
@@ -39,17 +39,18 @@ if TYPE_CHECKING:
 class PostgresVersionRegistry:
     """The `VersionRegistry` protocol on PostgreSQL (`url` may carry `?schema=NAME`)."""
 
-    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True, connect_timeout_s: float = 5.0,
+                 timeout_s: float = 30.0) -> None:
+        """`timeout_s` bounds each transaction (see `store.postgres.bounded_connection`)."""
         self.url = url
         self.path = redact(url)  # where error messages say the registry is
         if run_migrations:
             migrate(url)
-        self._pool = open_pool(url, max_size=pool_size)
+        self.timeout_s = timeout_s
+        self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
 
-    @contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn:  # one transaction: commits on success, rolls back on error
-            yield conn
+    def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return bounded_connection(self._pool, self.timeout_s)  # one transaction, bounded in time
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._conn() as conn:

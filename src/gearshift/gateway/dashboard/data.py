@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import InvalidRequestError
 from gearshift.store.base import DecisionQuery
+from gearshift.store.factory import store_options
 
 if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
@@ -232,7 +233,8 @@ def store_versions(gw: Gateway) -> list[dict[str, Any]]:
     if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
         from gearshift.store.postgres_versions import PostgresVersionRegistry
 
-        registry = PostgresVersionRegistry(url, pool_size=1, run_migrations=False)  # the gateway migrated at start
+        registry = PostgresVersionRegistry(url, pool_size=1, run_migrations=False,  # the gateway migrated at start
+                                           **store_options(gw.settings.store, url))
         try:
             return _version_rows(registry.all())
         finally:
