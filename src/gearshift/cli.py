@@ -19,6 +19,7 @@ from gearshift.errors import GearshiftError
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
     "gearshift.evaluation.commands",
+    "gearshift.evaluation.cache_commands",
     "gearshift.data.commands",
     "gearshift.gateway.commands",
     "gearshift.closed_loop.commands",

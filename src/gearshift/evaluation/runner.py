@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -210,6 +211,8 @@ def _load_fit(router: TrainableRouter, d: Path) -> bool:
     except RouterError:
         return False
     vars(router).update(vars(loaded))
+    with suppress(OSError):  # the manifest's mtime is the fit's last use (`gearshift cache prune`)
+        os.utime(d / "manifest.json")
     return True
 
 

@@ -10,6 +10,7 @@ No pickle anywhere: a vector is its raw little-endian float32 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sqlite3
@@ -23,6 +24,8 @@ from gearshift.routers.embedding import Embedder
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._=+-]")
 _CHUNK = 500
+#: Empty file in each key directory whose mtime is the last time the cache was opened.
+LAST_USED_MARKER = "last_used"
 
 
 def text_hash(text: str) -> bytes:
@@ -55,6 +58,8 @@ class EmbeddingCache:
                 conn.execute("CREATE TABLE IF NOT EXISTS vec (h BLOB PRIMARY KEY, v BLOB NOT NULL)")
             except (OSError, sqlite3.Error) as exc:
                 raise RouterError(f"embedding cache {self.path}: cannot open ({exc})") from exc
+            with contextlib.suppress(OSError):  # once per open: `gearshift cache prune` evicts by last use
+                (self.path.parent / LAST_USED_MARKER).touch()
             self._conn = conn
         return self._conn
 
