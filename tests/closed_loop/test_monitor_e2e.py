@@ -49,7 +49,7 @@ def test_escalation_excursion_and_collapse_alert(tmp_path: Path, caplog: pytest.
                 metrics = c.get("/metrics").text
     kinds = {a["kind"]: a for a in hook.alerts() if a["segment"] == "*"}
     assert kinds["escalation_rate"]["direction"] == "high" and kinds["escalation_rate"]["value"] == 1.0
-    assert any(a["segment"] == "length=short" and a["kind"] == "escalation_rate" for a in hook.alerts())
+    assert any(a["segment"] == "length_bucket=short" and a["kind"] == "escalation_rate" for a in hook.alerts())
     assert kinds["collapse"]["value"] == 0.0 and "tier 1" in kinds["collapse"]["detail"]
     assert 'gearshift_alerts_total{direction="high",kind="escalation_rate",segment="*"} 1.0' in metrics
     assert any("escalation_rate" in r.getMessage() for r in caplog.records)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gearshift.closed_loop.language import detect_language
 from gearshift.closed_loop.segments import key_fingerprint, segment_features
 from gearshift.closed_loop.topics import TopicModel
+from gearshift.data.language import detect_language
 from gearshift.routers.embedding import HashingEmbedder
 
 
@@ -40,9 +40,9 @@ def test_no_letters_is_undetermined() -> None:
 def test_length_buckets_and_labels() -> None:
     short = segment_features("hi", detect=False)
     long = segment_features("word " * 2000, detect=False)
-    assert short.length == "<50" and long.length == ">1000"
+    assert short.length_bucket == "short" and long.length_bucket == "very_long"
     assert long.est_tokens > short.est_tokens
-    assert short.labels() == {"language": "und", "length": "<50", "has_code": "no"}
+    assert short.labels() == {"language": "und", "length_bucket": "short", "has_code": "no"}
 
 
 def test_raw_api_keys_never_become_segment_values() -> None:

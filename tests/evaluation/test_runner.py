@@ -68,7 +68,7 @@ def test_to_json_has_stable_keys_and_is_strict_json() -> None:
                 "router", "strong", "weak", "notes"):
         assert key in j
     assert set(j["references"]) == {"all_cheap", "all_strong", "oracle", "random"}
-    assert set(j["segments"]) == {"subject", "language", "length", "has_code"}
+    assert set(j["segments"]) == {"subject", "language", "script", "length_bucket", "has_code"}
     assert j["segments"]["subject"]["algebra"]["n"] == 150
     assert "apgr" in j["segments"]["subject"]["algebra"]
     assert "costs are synthetic" in j["notes"]

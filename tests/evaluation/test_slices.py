@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from gearshift.data.segments import has_code, length_bucket, script_of
 from gearshift.evaluation.metrics import MetricSettings, Outcomes
-from gearshift.evaluation.slices import FlagRule, derived_segments, has_code, length_bucket, script_of, segment_metrics
+from gearshift.evaluation.slices import DERIVED_SEGMENTS, FlagRule, derived_segments, segment_metrics
 
 
-def test_language_is_the_dominant_script() -> None:
+def test_script_is_the_dominant_script() -> None:
     assert script_of("What is the capital of France?") == "ascii"
     assert script_of("Quelle est la capitale de la Bélgique ? Réponds en français.") == "latin"
     assert script_of("Какая столица Франции?") == "cyrillic"
@@ -16,11 +17,14 @@ def test_language_is_the_dominant_script() -> None:
 
 
 def test_length_buckets_use_estimated_tokens() -> None:
-    assert length_bucket("hi") == "<50"
-    assert length_bucket("x" * 400) == "50-200"
-    assert length_bucket("x" * 2000) == "200-1000"
-    assert length_bucket("x" * 8000) == ">1000"
-    assert length_bucket("漢" * 300) == "200-1000"  # CJK: about a token per character
+    assert length_bucket("hi") == "short"
+    assert length_bucket("x" * 196) == "short" and length_bucket("x" * 197) == "medium"  # 49 vs 50 tokens
+    assert length_bucket("x" * 400) == "medium"
+    assert length_bucket("x" * 796) == "medium" and length_bucket("x" * 797) == "long"  # 199 vs 200
+    assert length_bucket("x" * 2000) == "long"
+    assert length_bucket("x" * 4000) == "long" and length_bucket("x" * 4001) == "very_long"  # 1000 vs 1001
+    assert length_bucket("x" * 8000) == "very_long"
+    assert length_bucket("漢" * 300) == "long"  # CJK: about a token per character
 
 
 def test_code_detection() -> None:
@@ -29,6 +33,13 @@ def test_code_detection() -> None:
     assert not has_code("Write a poem about the sea; make it rhyme.")
     seg = derived_segments(["def f():\n  return 1\n", "hello"])
     assert seg["has_code"] == ["yes", "no"]
+    assert tuple(seg) == DERIVED_SEGMENTS
+
+
+def test_derived_language_is_the_iso_code_and_script_is_kept() -> None:
+    seg = derived_segments(["Quelle est la capitale de la Belgique et pourquoi ?", "Какая столица Франции?"])
+    assert seg["language"] == ["fr", "ru"]
+    assert seg["script"] == ["ascii", "cyrillic"]
 
 
 def test_segment_with_far_more_quality_loss_is_flagged() -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from gearshift.data.segments import language_of as detect_language
+from gearshift.data.segments import length_bucket
 from gearshift.errors import ConfigError, ModelNotFoundError
 from gearshift.gateway.commands import existing_store_url, parse_since
-from gearshift.gateway.records import detect_language, length_bucket
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import default_settings, load_settings, parse_settings
 
@@ -84,7 +85,7 @@ def test_segment_features() -> None:
     assert detect_language("¿Cuál es la capital de Francia y por qué?") == "es"
     assert detect_language("请解释一下这个函数的作用") == "zh"
     assert detect_language("1234") == "und"
-    assert [length_bucket(n) for n in (10, 500, 2000, 9000)] == ["short", "medium", "long", "very_long"]
+    assert [length_bucket("x" * n) for n in (10, 500, 2000, 9000)] == ["short", "medium", "long", "very_long"]
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
     with pytest.raises(ConfigError):
         parse_since("yesterday")

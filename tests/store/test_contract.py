@@ -112,7 +112,7 @@ def test_label_store_contract(store_url: str, store: DecisionStore) -> None:
         with pytest.raises(ConfigError):
             labels.set_triage_label(first, "maybe", 1.0)
 
-        seg = {"language": "en", "length": "short", "has_code": "no"}
+        seg = {"language": "en", "length_bucket": "short", "has_code": "no"}
         n = labels.add_signals([
             SignalEvent("req-00001", 1_700_000_100.0, "thumbs_down", "explicit", value=-1.0, tier="cheap",
                         segment=seg, decision_time=1_700_000_001.0),

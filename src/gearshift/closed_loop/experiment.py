@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from gearshift.data.segments import yes_no
 from gearshift.errors import ConfigError
 from gearshift.learning.exploration import request_rng
 
 ARMS: tuple[str, ...] = ("all_cheap", "all_strong")
+#: boolean segment fields, whose keys may say true/false as well as yes/no (`gearshift.data.segments`)
+_BOOLEAN_FIELDS = frozenset(("has_code",))
+_BOOLEAN_WORDS = {"true": "yes", "false": "no"}
 
 
 @lru_cache(maxsize=256)
@@ -32,16 +36,18 @@ def parse_segment_key(key: str) -> tuple[str, str]:
     field, sep, value = key.partition("=")
     if not sep or not field or not value:
         raise ConfigError(f"segment key {key!r} must be FIELD=VALUE, e.g. language=fr")
-    return field, value.lower()
+    value = value.lower()
+    return field, _BOOLEAN_WORDS.get(value, value) if field in _BOOLEAN_FIELDS else value
 
 
 def segment_value(segment: Mapping[str, Any], field: str) -> str | None:
-    """The segment row's value as it is written in a key (booleans as true/false, lower case)."""
+    """The segment row's value as it is written in a key (booleans as yes/no, as slice labels write them; lower
+    case)."""
     v = segment.get(field)
     if v is None:
         return None
     if isinstance(v, bool):
-        return "true" if v else "false"
+        return yes_no(v)
     return str(v).lower()
 
 

@@ -1,8 +1,8 @@
 """Per-request segments the gateway attaches to every routing decision, computed in microseconds.
 
-The length buckets and the code test are the ones offline evaluation slices by
-(`gearshift.evaluation.slices`), so a segment flagged live can be looked up in an offline report.
-Language is a real language id (see `language.py`), not the script heuristic used offline.
+Language, length bucket and the code test are defined once, in `gearshift.data.segments`: the same values
+the gateway's decision records carry and offline evaluation slices by (`gearshift.evaluation.slices`), so a
+segment flagged live (`length_bucket=long`, `has_code=yes`) can be looked up in an offline report.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gearshift.closed_loop.language import UNKNOWN, detect_language
 from gearshift.closed_loop.topics import TopicModel
-from gearshift.evaluation.slices import estimated_tokens, has_code, length_bucket
+from gearshift.data.language import UNKNOWN, detect_language
+from gearshift.data.segments import estimated_tokens, has_code, length_bucket, yes_no
 from gearshift.routers.base import PromptLike, prompt_text
 
 #: Segment names in `SegmentFeatures.labels()`, the keys SLIs aggregate over.
-SEGMENT_NAMES = ("language", "length", "has_code", "topic", "client")
+SEGMENT_NAMES = ("language", "length_bucket", "has_code", "topic", "client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class SegmentFeatures:
 
     language: str
     language_confidence: float
-    length: str
+    length_bucket: str
     est_tokens: int
     has_code: bool
     topic: str | None = None
@@ -35,7 +35,7 @@ class SegmentFeatures:
 
     def labels(self) -> dict[str, str]:
         """Segment name -> value, the form `DecisionEvent.segments` takes; absent segments are left out."""
-        out = {"language": self.language, "length": self.length, "has_code": "yes" if self.has_code else "no"}
+        out = {"language": self.language, "length_bucket": self.length_bucket, "has_code": yes_no(self.has_code)}
         if self.topic is not None:
             out["topic"] = self.topic
         if self.client is not None:
@@ -74,7 +74,7 @@ def segment_features(
     return SegmentFeatures(
         language=language,
         language_confidence=confidence,
-        length=length_bucket(text),
+        length_bucket=length_bucket(text),
         est_tokens=estimated_tokens(text),
         has_code=has_code(text),
         topic=topic,

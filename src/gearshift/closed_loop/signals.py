@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gearshift.data.segments import yes_no
 from gearshift.gateway.conversations import conversation_keys, next_key
 from gearshift.store.labels import LabelStore, SignalEvent
 
@@ -56,8 +57,8 @@ def _content(message: Mapping[str, Any]) -> str:
 def segment_labels(segment: Mapping[str, Any] | None) -> dict[str, str]:
     """The decision record's segment as the string labels signals and SLIs group by."""
     s = segment or {}
-    out = {"language": str(s.get("language", "und")), "length": str(s.get("length_bucket", "short")),
-           "has_code": "yes" if s.get("has_code") else "no"}
+    out = {"language": str(s.get("language", "und")), "length_bucket": str(s.get("length_bucket", "short")),
+           "has_code": yes_no(bool(s.get("has_code")))}
     for name in ("topic", "client"):  # only when the gateway knew them (`[segments] topics`, an API key)
         if s.get(name) is not None:
             out[name] = str(s[name])

@@ -1,15 +1,11 @@
 """Per-segment metrics: the dataset's own segments plus ones derived from the prompt text.
 
-Derived segments (cheap heuristics, chosen to be deterministic and dependency-free):
-
-- ``language``: the dominant *script* of the prompt's letters, not a language identifier. ``ascii``
-  (every letter is ASCII: in these datasets almost always English), ``latin`` (Latin letters with
-  diacritics: French, German, Vietnamese...), ``cyrillic``, ``greek``, ``arabic``, ``hebrew``,
-  ``devanagari``, ``thai``, ``hangul``, ``kana`` (Japanese), ``han`` (Chinese, or Japanese without
-  kana), ``other``; ``none`` when there are no letters.
-- ``length``: estimated tokens, ``<50``, ``50-200``, ``200-1000``, ``>1000``. One token per 4 ASCII
-  characters and per non-ASCII character (CJK text is roughly one token per character).
-- ``has_code``: ``yes`` when the prompt has a code fence or at least two code-like lines.
+Derived segments (`DERIVED_SEGMENTS`) are the ones the gateway records and the closed loop's SLIs slice by,
+defined once in `gearshift.data.segments`: ``language`` (ISO 639 code, fastText lite), ``length_bucket``
+(estimated tokens: ``short`` < 50, ``medium`` 50-199, ``long`` 200-1000, ``very_long`` > 1000) and
+``has_code`` (``yes``/``no``), so an offline slice such as ``length_bucket=long`` is the live one. Offline
+evaluation adds ``script``, the dominant script of the letters (``ascii``, ``latin``, ``cyrillic``, ``han``,
+``kana``...), which separates e.g. CJK or Cyrillic prompts whatever language the detector names.
 
 Flag rule: a segment is flagged when its quality-loss rate (share of its prompts sent cheap that needed
 strong) exceeds ``ratio`` (2) times the overall rate, it has at least ``min_n`` (30) prompts, and the
@@ -19,80 +15,24 @@ binomial null at the overall rate. With an overall rate of 0, at least 3 losses 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gearshift.data.segments import has_code, language_of, length_bucket, script_of, yes_no
 from gearshift.evaluation.metrics import MetricSettings, Outcomes, RoutingMetrics, compute_metrics
 
-DERIVED_SEGMENTS = ("language", "length", "has_code")
-
-#: (first code point, last code point, script) for the non-ASCII scripts we name.
-_SCRIPT_RANGES: tuple[tuple[int, int, str], ...] = (
-    (0x00C0, 0x024F, "latin"), (0x1E00, 0x1EFF, "latin"),
-    (0x0370, 0x03FF, "greek"), (0x0400, 0x052F, "cyrillic"), (0x0590, 0x05FF, "hebrew"),
-    (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"), (0x0900, 0x097F, "devanagari"),
-    (0x0E00, 0x0E7F, "thai"), (0x1100, 0x11FF, "hangul"), (0xAC00, 0xD7AF, "hangul"),
-    (0x3040, 0x30FF, "kana"), (0x3400, 0x4DBF, "han"), (0x4E00, 0x9FFF, "han"),
-)
-_LATIN_ASCII = re.compile(r"[A-Za-z]")
-_CODE_LINE = re.compile(
-    r"^\s*(def |class |import |from \S+ import|#include|public |private |function\b|const |let |var |"
-    r"return\b|if\s*\(|for\s*\(|while\s*\(|SELECT\b|\}|\{$|.*;\s*$|.*\)\s*\{\s*$|<\w+[^>]*>|print\()",
-    re.MULTILINE,
-)
-
-
-def script_of(text: str) -> str:
-    ascii_letters = len(_LATIN_ASCII.findall(text))
-    if text.isascii():
-        return "ascii" if ascii_letters else "none"
-    counts: dict[str, int] = {}
-    for ch in text:
-        if ord(ch) < 0x80 or not ch.isalpha():
-            continue
-        cp = ord(ch)
-        name = next((s for lo, hi, s in _SCRIPT_RANGES if lo <= cp <= hi), "other")
-        counts[name] = counts.get(name, 0) + 1
-    if counts.get("kana"):  # Japanese mixes kana with han; any kana means Japanese
-        counts["kana"] += counts.pop("han", 0)
-    if "latin" in counts:  # diacritics come with ASCII letters
-        counts["latin"] += ascii_letters
-    elif ascii_letters:
-        counts["ascii"] = ascii_letters
-    if not counts:
-        return "none"
-    return max(sorted(counts), key=lambda k: counts[k])
-
-
-def estimated_tokens(text: str) -> int:
-    ascii_chars = sum(1 for ch in text if ord(ch) < 0x80) if not text.isascii() else len(text)
-    return int(np.ceil(ascii_chars / 4)) + (len(text) - ascii_chars)
-
-
-def length_bucket(text: str) -> str:
-    t = estimated_tokens(text)
-    if t < 50:
-        return "<50"
-    if t < 200:
-        return "50-200"
-    if t <= 1000:
-        return "200-1000"
-    return ">1000"
-
-
-def has_code(text: str) -> bool:
-    return "```" in text or len(_CODE_LINE.findall(text)) >= 2
+DERIVED_SEGMENTS = ("language", "script", "length_bucket", "has_code")
 
 
 def derived_segments(prompts: Sequence[str]) -> dict[str, list[str]]:
     return {
-        "language": [script_of(p) for p in prompts],
-        "length": [length_bucket(p) for p in prompts],
-        "has_code": ["yes" if has_code(p) else "no" for p in prompts],
+        "language": [language_of(p) for p in prompts],
+        "script": [script_of(p) for p in prompts],
+        "length_bucket": [length_bucket(p) for p in prompts],
+        "has_code": [yes_no(has_code(p)) for p in prompts],
     }
 
 

@@ -100,7 +100,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from gearshift.closed_loop.language import warm_up
+        from gearshift.data.language import warm_up
 
         warm_up()  # load the language-id model now, not on the first request
         if gw.writer is not None:

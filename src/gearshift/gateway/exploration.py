@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from gearshift.data.segments import yes_no
 from gearshift.gateway.settings import ExperimentSettings, ExplorationSettings, GatewaySettings
 from gearshift.learning.exploration import ExplorationPolicy, request_rng
 from gearshift.routers.base import RoutingScore
@@ -41,7 +42,8 @@ def decide(settings: ExplorationSettings, policy: TierPolicy, score: RoutingScor
     explorer = ExplorationPolicy(policy, epsilon=settings.epsilon, mode=settings.mode,
                                  epsilon_by_segment=settings.epsilon_by_segment, min_propensity=settings.min_propensity)
     seg = segment.get(settings.segment_key)
-    d = explorer.decide(score, request_rng(settings.seed, request_id), None if seg is None else str(seg))
+    label = None if seg is None else yes_no(seg) if isinstance(seg, bool) else str(seg)
+    d = explorer.decide(score, request_rng(settings.seed, request_id), label)
     return d.tier_decision(), d.probabilities, d.explored
 
 

@@ -7,39 +7,21 @@ exploration will lower it), what ran upstream and what it cost.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gearshift.closed_loop.language import detect_language as _identify
+from gearshift.data.segments import has_code, language_of, length_bucket
 
 Status = Literal["ok", "error", "truncated", "client_disconnected"]
 
-_CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|#include|\bfunction\s*\w*\(|=>|;\s*$|\bimport \w+|</?\w+>",
-                   re.MULTILINE)
-#: every _CODE alternative contains one of these literals: substring scans rule most prose out before the regex
-_CODE_HINTS = ("```", "def ", "class ", "#include", "function", "=>", ";", "import ", "<")
-
-
-def detect_language(text: str) -> str:
-    """ISO 639 code from the offline fastText id (`closed_loop/language.py`, loaded on first use); "und" when unsure."""
-    return _identify(text).language
-
-
-def length_bucket(n_chars: int) -> str:
-    if n_chars < 200:
-        return "short"
-    if n_chars < 1000:
-        return "medium"
-    if n_chars < 4000:
-        return "long"
-    return "very_long"
-
 
 class Segment(BaseModel):
-    """Request features used to slice decisions; all computable from the live request."""
+    """Request features used to slice decisions; all computable from the live request.
+
+    `language`, `length_bucket` and `has_code` are defined once, in `gearshift.data.segments`, the same as
+    offline evaluation's derived segments."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,12 +42,8 @@ def segment_row(text: str, messages: Sequence[Mapping[str, Any]], *, client: str
                 topic: str | None = None) -> dict[str, Any]:
     """`segment_of(...).model_dump()` without building the model (request hot path)."""
     turn = sum(1 for m in messages if m.get("role") == "user") or 1
-    return {"language": detect_language(text), "length_bucket": length_bucket(len(text)),
+    return {"language": language_of(text), "length_bucket": length_bucket(text),
             "has_code": has_code(text), "turn": turn, "topic": topic, "client": client}
-
-
-def has_code(text: str) -> bool:
-    return any(h in text for h in _CODE_HINTS) and _CODE.search(text) is not None
 
 
 class CascadeStep(BaseModel):

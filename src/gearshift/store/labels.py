@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from gearshift.data.segments import yes_no
 from gearshift.errors import ConfigError
 from gearshift.store.sqlite import open_sqlite
 
@@ -112,7 +113,7 @@ def signal_groups_of(rows: Sequence[Sequence[Any]]) -> list[tuple[str, str | Non
 
 def decision_groups_of(rows: Sequence[Sequence[Any]]) -> list[tuple[str | None, str, int]]:
     """(tier, language, length bucket, has_code, n) rows with the segment encoded as `signal_rows` encodes it."""
-    return [(tier, json.dumps({"language": lang, "length": length, "has_code": "yes" if code else "no"}), int(n))
+    return [(tier, json.dumps({"language": lang, "length_bucket": length, "has_code": yes_no(bool(code))}), int(n))
             for tier, lang, length, code, n in rows]
 
 

