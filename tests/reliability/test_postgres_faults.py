@@ -133,7 +133,14 @@ def test_reads_from_a_hung_postgres_fail_within_the_store_timeout(pg_url: str) -
                 assert err.value.status_code == 503 and "PostgreSQL store unavailable" in err.value.message
                 assert time.monotonic() - t0 < STORE_TIMEOUT_S + 2.0
             proxy.set_mode("up")
-            assert decisions.count() == 0 and labels.labels() == [] and versions.all() == []
+
+            def reads_ok() -> bool:
+                try:
+                    return decisions.count() == 0 and labels.labels() == [] and versions.all() == []
+                except StoreUnavailableError:
+                    return False  # the pool reconnects with a backoff after the outage
+
+            assert _wait(reads_ok, 15.0)
         finally:
             for s in (decisions, labels, versions):
                 s.close()

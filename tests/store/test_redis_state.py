@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
-from gearshift.gateway.budgets import BudgetLedger
+from gearshift.gateway.budgets import BudgetLedger, InMemoryShareWindows, ShareWindowStore, StrongShareCap
+from gearshift.gateway.conversations import FailOpenConversationStore, LRUConversationStore
+from gearshift.gateway.failopen import FailOpenLog
 from gearshift.gateway.ratelimit import RateLimiter
 from gearshift.providers.breaker import BreakerConfig, BreakerRegistry, BreakerSnapshot, BreakerState
 from gearshift.store.redis_state import (
     RedisBreakerStore,
     RedisBudgetLedger,
+    RedisConversationStore,
     RedisCounters,
     RedisRateLimiter,
+    RedisShareWindows,
     SharedState,
     connect,
 )
@@ -107,3 +112,68 @@ async def test_counters_and_shared_state_from_settings(redis_target: tuple[str, 
         assert await state.budgets.spend("k", 1.5)
     finally:
         await state.aclose()
+
+
+async def test_a_conversation_pin_set_by_one_gateway_is_read_by_the_other(two_clients: tuple) -> None:
+    a, b, prefix = two_clients
+    gw1, gw2 = RedisConversationStore(a, prefix, ttl_s=300), RedisConversationStore(b, prefix, ttl_s=300)
+    assert await gw2.get("c1") is None
+    await gw1.set("c1", 2)
+    assert await gw2.get("c1") == 2
+    await gw2.set("c1", 1)  # a later turn moves it and refreshes the TTL
+    assert await gw1.get("c1") == 1
+    assert 0 < await a.ttl(f"{prefix}conv:c1") <= 300
+    assert await LRUConversationStore().get("c1") is None  # the in-memory default shares nothing
+
+
+async def test_share_windows_match_the_in_memory_ones_and_hold_under_concurrency(two_clients: tuple) -> None:
+    a, b, prefix = two_clients
+    shared = [RedisShareWindows(a, prefix), RedisShareWindows(b, prefix)]
+    local = InMemoryShareWindows()
+    assert isinstance(shared[0], ShareWindowStore) and isinstance(local, ShareWindowStore)
+    wants = [True, True, False, True, True, True, False, False, True, True, True]
+    got = [await shared[i % 2].admit("k", w, 2.0, 4) for i, w in enumerate(wants)]
+    assert got == [await local.admit("k", w, 2.0, 4) for w in wants]
+    assert await shared[1].strong_count("k", 4) == await local.strong_count("k", 4)
+    assert await a.llen(f"{prefix}strongshare:k") == 4
+    # 40 concurrent strong requests from two gateways serve exactly as many strong answers as one process
+    # serving them in a row (check and push are one step: no two requests take the same last slot)
+    results = await asyncio.gather(*(shared[i % 2].admit("burst", True, 5.0, 10) for i in range(40)))
+    serial = [await local.admit("burst", True, 5.0, 10) for _ in range(40)]
+    assert results.count(False) == serial.count(False) == 20
+    assert await shared[0].strong_count("burst", 10) == await local.strong_count("burst", 10) <= 5
+
+
+class _Down:
+    async def get(self, conversation_id: str) -> int | None:
+        raise ConnectionError("redis down")
+
+    async def set(self, conversation_id: str, tier_index: int) -> None:
+        raise ConnectionError("redis down")
+
+    async def strong_count(self, key_id: str, window: int) -> int:
+        raise ConnectionError("redis down")
+
+    async def admit(self, key_id: str, strong: bool, max_strong: float, window: int) -> bool:
+        raise ConnectionError("redis down")
+
+
+async def test_a_failing_store_fails_open_counts_each_failure_and_logs_once_per_burst(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gearshift.gateway.failopen")
+    counted: list[str] = []
+    clock = _Clock()
+    errors = FailOpenLog(counted.append, quiet_s=60.0, clock=clock)
+    conv = FailOpenConversationStore(_Down(), errors)
+    cap = StrongShareCap({"k": (0.0, 10)}, _Down(), errors)  # a cap of 0 would cap every strong request
+    for _ in range(3):
+        assert await conv.get("c") is None
+        await conv.set("c", 1)
+        assert await cap.limit("k", 1, 2) == 1 and not await cap.would_cap("k", 2)
+    assert counted == ["conversation_get", "conversation_set", "strong_share", "strong_share"] * 3
+    assert len([r for r in caplog.records if "fail open" in r.getMessage()]) == 3  # one per op
+    clock.now += 60.0  # still failing a minute later: one reminder per op
+    assert await conv.get("c") is None
+    assert len([r for r in caplog.records if "still failing" in r.getMessage()]) == 1
+    errors.recovered("conversation_get")
+    assert any("works again" in r.getMessage() for r in caplog.records)

@@ -2,7 +2,8 @@
 
 A request's key maps to a key id for the record. `admit` is the one gate a chat request passes:
 authenticate, check the scope, take a rate-limit token, check the daily budget. Limiter and ledger are
-protocols (`ratelimit.RateLimiter`, `budgets.BudgetLedger`) with in-memory defaults built from the config.
+protocols (`ratelimit.RateLimiter`, `budgets.BudgetLedger`, `budgets.ShareWindowStore`) with in-memory
+defaults built from the config.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import math
 
 from gearshift.errors import AuthenticationError, OverloadedError, PermissionDeniedError, RateLimitError
-from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, StrongShareCap
+from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, ShareWindowStore, StrongShareCap
+from gearshift.gateway.failopen import FailOpenLog
 from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
 from gearshift.gateway.settings import ApiKeySettings, AuthSettings
 
@@ -36,13 +38,16 @@ class KeyChecker:
     """No configured keys means an open gateway (the local demo); otherwise a Bearer key is required."""
 
     def __init__(self, settings: AuthSettings, *, limiter: RateLimiter | None = None,
-                 budgets: BudgetLedger | None = None) -> None:
+                 budgets: BudgetLedger | None = None, share_windows: ShareWindowStore | None = None,
+                 errors: FailOpenLog | None = None) -> None:
         self._by_digest = {k.sha256: k for k in settings.keys}
         self.limiter = limiter or TokenBucketLimiter({k.id: k.rpm for k in settings.keys if k.rpm is not None})
         self.budgets = budgets or InMemoryBudgetLedger(
             {k.id: k.budget_usd_per_day for k in settings.keys if k.budget_usd_per_day is not None})
+        self.errors = errors or FailOpenLog()
         self.strong_cap = StrongShareCap({k.id: (k.max_strong_share, k.strong_share_window)
-                                          for k in settings.keys if k.max_strong_share is not None})
+                                          for k in settings.keys if k.max_strong_share is not None},
+                                         share_windows, self.errors)
         self._pending: set[asyncio.Task[bool]] = set()
 
     @property
@@ -88,8 +93,9 @@ class KeyChecker:
                                      retry_after_s=wait, code="budget_exceeded")
         return key_id
 
-    def cap_tier(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
-        return self.strong_cap.limit(key_id, tier_index, n_tiers)
+    async def cap_tier(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
+        """The tier to serve under the key's strong-tier share cap (this request joins the key's window)."""
+        return await self.strong_cap.limit(key_id, tier_index, n_tiers)
 
     def settle(self, key_id: str | None, usd: float | None) -> None:
         """Book a served request's cost against the key's budget (async ledger; fire and forget)."""
@@ -100,7 +106,15 @@ class KeyChecker:
         except RuntimeError:  # no loop (sync tests): nothing to book against
             return
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[bool]) -> None:
+        self._pending.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:  # e.g. Redis down: the request is served; its cost is not booked (counted, logged)
+            self.errors.failed("budget_spend", exc)
+        elif not task.cancelled():
+            self.errors.recovered("budget_spend")
 
 
 def retry_after_header(exc: BaseException) -> str | None:

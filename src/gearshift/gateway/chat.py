@@ -149,7 +149,9 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
     lookup, _ = conversation_keys(call.conv_header, call.messages)
     if gw.conversations is not None and lookup is not None:
         rec["conversation_id"] = lookup
-        prior = gw.conversations.get(lookup)
+        prior = await gw.conversations.get(lookup)
+        if prior is not None and not 0 <= prior < len(gw.tiers):  # a shared pin from an older tier config
+            prior = None
         if prior is not None and prior > idx and not gw.settings.conversations.allow_downgrade:
             reason += f"; kept conversation tier {gw.tier_names[prior]}"
             idx = prior
@@ -237,7 +239,7 @@ async def chat_completions(request: Request) -> Response:
         topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
         call.rec["segment"] = segment_row(text, call.messages, client=call.rec["api_key_id"], topic=topic)
         idx = await route_request(gw, call, req, payload)
-        idx = cap_strong_share(gw, call, idx)  # per-key strong-tier share cap (gateway/budgets.py)
+        idx = await cap_strong_share(gw, call, idx)  # per-key strong-tier share cap (gateway/budgets.py)
         call.tier_index = idx
         call.headers["x-gearshift-tier"] = gw.tier_names[idx]
         if req.stream:
@@ -279,12 +281,21 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], idx: int, 
     rec["attempts"] = attempts
     record_usage(gw, call, body, dep.name, text)
     call.answer = answer_text(body)
-    if gw.conversations is not None:
-        key = next_key(call.conv_header, call.messages, call.answer)
-        if key is not None:
-            gw.conversations.set(key, idx)
+    await pin_conversation(gw, call, call.answer, idx)
     finish(gw, call)
     return json_response(body, call.headers)
+
+
+async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int) -> None:
+    """Store the tier a served answer came from under the key its conversation's next turn looks up.
+
+    Awaited before the answer reaches the client, so a next turn sent to any gateway of the fleet finds it.
+    """
+    if gw.conversations is None:
+        return
+    key = next_key(call.conv_header, call.messages, answer)
+    if key is not None:
+        await gw.conversations.set(key, idx)
 
 
 def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:

@@ -4,6 +4,10 @@ Switching models mid-conversation changes tone and can lose context-dependent qu
 are opt-in. The id is the client's `x-gearshift-conversation-id` header, else a hash of the earlier messages:
 turn n stores its tier under hash(its messages + its answer), which turn n+1 looks up as
 hash(its messages before the last one).
+
+The store is an async protocol: `LRUConversationStore` keeps pins in one process's memory (the default);
+with `[redis] url` set the gateway uses `store.redis_state.RedisConversationStore`, so every gateway of
+a fleet sees the same pins, wrapped in `FailOpenConversationStore` (a Redis failure means "no pin").
 """
 
 from __future__ import annotations
@@ -13,33 +17,36 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gearshift.gateway.failopen import FailOpenLog
 
 
 class ConversationStore(Protocol):
-    def get(self, conversation_id: str) -> int | None:
+    async def get(self, conversation_id: str) -> int | None:
         """The tier index this conversation is on, if known."""
         ...
 
-    def set(self, conversation_id: str, tier_index: int) -> None: ...
+    async def set(self, conversation_id: str, tier_index: int) -> None: ...
 
 
 class LRUConversationStore:
-    """In-memory, bounded, thread-safe. A shared store (Redis) can implement the same protocol later."""
+    """In-memory, bounded, thread-safe: the pins of one process (see `RedisConversationStore` for a fleet)."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._data: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, conversation_id: str) -> int | None:
+    async def get(self, conversation_id: str) -> int | None:
         with self._lock:
             tier = self._data.get(conversation_id)
             if tier is not None:
                 self._data.move_to_end(conversation_id)
             return tier
 
-    def set(self, conversation_id: str, tier_index: int) -> None:
+    async def set(self, conversation_id: str, tier_index: int) -> None:
         with self._lock:
             self._data[conversation_id] = tier_index
             self._data.move_to_end(conversation_id)
@@ -48,6 +55,31 @@ class LRUConversationStore:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class FailOpenConversationStore:
+    """Wraps a shared store: a failing `get` is "no pin" (None), a failing `set` is skipped; both reported."""
+
+    def __init__(self, inner: ConversationStore, errors: FailOpenLog) -> None:
+        self.inner = inner
+        self.errors = errors
+
+    async def get(self, conversation_id: str) -> int | None:
+        try:
+            tier = await self.inner.get(conversation_id)
+        except Exception as exc:
+            self.errors.failed("conversation_get", exc)
+            return None
+        self.errors.recovered("conversation_get")
+        return tier
+
+    async def set(self, conversation_id: str, tier_index: int) -> None:
+        try:
+            await self.inner.set(conversation_id, tier_index)
+        except Exception as exc:
+            self.errors.failed("conversation_set", exc)
+            return
+        self.errors.recovered("conversation_set")
 
 
 def _digest(messages: Sequence[Mapping[str, Any]]) -> str:

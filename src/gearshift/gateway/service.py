@@ -14,7 +14,8 @@ from typing import Any
 
 from gearshift.errors import ConfigError
 from gearshift.gateway.auth import KeyChecker
-from gearshift.gateway.conversations import ConversationStore, LRUConversationStore
+from gearshift.gateway.conversations import ConversationStore, FailOpenConversationStore, LRUConversationStore
+from gearshift.gateway.failopen import FailOpenLog
 from gearshift.gateway.metrics import GatewayMetrics
 from gearshift.gateway.records import DecisionRecord
 from gearshift.gateway.routing import ModelResolver
@@ -138,7 +139,8 @@ def _shared_state(settings: GatewaySettings) -> Any:
         return None
     from gearshift.store.redis_state import SharedState
 
-    return SharedState.from_settings(settings.redis.url, settings.redis.prefix, settings.auth)
+    return SharedState.from_settings(settings.redis.url, settings.redis.prefix, settings.auth,
+                                     conversation_ttl_s=settings.conversations.ttl_s)
 
 
 def _breakers(shared: Any) -> Any:
@@ -150,10 +152,20 @@ def _breakers(shared: Any) -> Any:
     return BreakerRegistry(shared.breakers, clock=time.time)
 
 
-def _key_checker(settings: GatewaySettings, shared: Any) -> KeyChecker:
+def _key_checker(settings: GatewaySettings, shared: Any, errors: FailOpenLog) -> KeyChecker:
     if shared is None:
-        return KeyChecker(settings.auth)
-    return KeyChecker(settings.auth, limiter=shared.limiter, budgets=shared.budgets)
+        return KeyChecker(settings.auth, errors=errors)
+    return KeyChecker(settings.auth, limiter=shared.limiter, budgets=shared.budgets,
+                      share_windows=shared.share_windows, errors=errors)
+
+
+def _conversations(settings: GatewaySettings, shared: Any, errors: FailOpenLog) -> ConversationStore | None:
+    """Pins in Redis when shared (a failure there is "no pin"), else in this process's LRU."""
+    if not settings.conversations.enabled:
+        return None
+    if shared is not None:
+        return FailOpenConversationStore(shared.conversations, errors)
+    return LRUConversationStore(settings.conversations.max_entries)
 
 
 def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProvider] | None = None,
@@ -181,14 +193,15 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
         writer = build_writer(settings, store, [d.api_key for t in [*tiers, extra] for d in t if d.api_key])
-    conv = LRUConversationStore(settings.conversations.max_entries) if settings.conversations.enabled else None
     metrics = GatewayMetrics()
+    errors = FailOpenLog(lambda op: metrics.shared_state_errors.labels(op=op).inc())
+    conv = _conversations(settings, shared, errors)
     if writer is not None:
         w = writer
         metrics.bind_writer(lambda: float(w.dropped), lambda: float(w.queued))
     gw = Gateway(
         settings=settings, resolver=ModelResolver(settings, router), executor=execu, providers=provs, tiers=tiers,
-        deployment_settings=dep_settings, metrics=metrics, keys=_key_checker(settings, shared), writer=writer,
+        deployment_settings=dep_settings, metrics=metrics, keys=_key_checker(settings, shared, errors), writer=writer,
         store=store, conversations=conv, shared=shared,
         cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
     )

@@ -147,7 +147,8 @@ class RouterSettings(_Strict):
     llm: LLMRouterSettings | None = None
     gate: GateSettings | None = None  # a cheap router first; `kind`'s router only scores what it leaves undecided
     # learning: thresholds per segment, keyed "FIELD=VALUE" over the decision record's segment (language,
-    # length_bucket, has_code, turn), e.g. {"language=fr" = [0.4], "length_bucket=long" = [0.3]}; the first
+    # length_bucket, has_code, turn; values as `gearshift.data.segments` defines them, has_code=yes/no),
+    # e.g. {"language=fr" = [0.4], "length_bucket=long" = [0.3]}; the first
     # matching key wins, unmatched requests use `thresholds`; `gearshift calibrate --per-segment` writes them
     segment_thresholds: dict[str, list[float]] = Field(default_factory=dict)
 
@@ -204,7 +205,8 @@ class SegmentSettings(_Strict):
 
 
 class RedisSettings(_Strict):
-    """scale-out: with `url`, breakers, rate limits and budgets are shared by every gateway (store/redis_state.py)."""
+    """scale-out: with `url`, breakers, rate limits, budgets, conversation pins and strong-share windows are
+    shared by every gateway (store/redis_state.py)."""
 
     url: str | None = Field(default=None, pattern=r"^rediss?://")
     prefix: str = Field(default="gearshift:", min_length=1)  # one per deployment of gearshift sharing a Redis
@@ -246,9 +248,13 @@ class AuthSettings(_Strict):
 
 
 class ConversationSettings(_Strict):
+    """Conversation tier pins: in process memory (`max_entries`, LRU), or in Redis with `[redis] url`
+    (shared by the fleet; a pin expires `ttl_s` seconds after its conversation's last turn)."""
+
     enabled: bool = True
     allow_downgrade: bool = False
     max_entries: int = Field(default=10_000, gt=0)
+    ttl_s: int = Field(default=86_400, gt=0)
 
 
 class ExplorationSettings(_Strict):
@@ -267,6 +273,17 @@ class ExplorationSettings(_Strict):
     min_propensity: float = Field(default=0.0, ge=0.0, le=0.5)
     record_prompts: bool = True
     max_prompt_chars: int = Field(default=8000, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _boolean_segment_values(cls, data: Any) -> Any:
+        """has_code values are yes/no, as everywhere segments are labels; true/false are accepted too."""
+        if isinstance(data, dict) and data.get("segment_key") == "has_code" and isinstance(
+                data.get("epsilon_by_segment"), dict):
+            words = {"true": "yes", "false": "no"}
+            data = {**data, "epsilon_by_segment": {words.get(str(k).lower(), str(k).lower()): v
+                                                   for k, v in data["epsilon_by_segment"].items()}}
+        return data
 
 
 class ExperimentSettings(_Strict):

@@ -19,8 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import ProviderError, openai_error_body
-from gearshift.gateway.chat import Call, estimated_usage, finish, upstream_request
-from gearshift.gateway.conversations import next_key
+from gearshift.gateway.chat import Call, estimated_usage, finish, pin_conversation, upstream_request
 from gearshift.gateway.records import cost_usd
 from gearshift.gateway.requests import ChatRequest
 from gearshift.gateway.service import Gateway
@@ -92,6 +91,7 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
             yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
+        await pin_conversation(gw, call, "".join(pieces), idx)  # before [DONE]: the next turn may go anywhere
         yield b"data: [DONE]\n\n"
         status = "ok"
     except ProviderError as exc:
@@ -122,8 +122,4 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
     rec.update(tokens_in=tin, tokens_out=tout, cost_usd=cost_usd(tin, tout, in_price, out_price),
                upstream_latency_ms=round(upstream_s * 1000.0, 3),
                attempts=[a.to_dict() for a in execution.attempts])
-    if status == "ok" and gw.conversations is not None:
-        key = next_key(call.conv_header, call.messages, answer)
-        if key is not None:
-            gw.conversations.set(key, idx)
     finish(gw, call, status=status, exc=error, http_status=200)

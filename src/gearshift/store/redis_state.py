@@ -1,9 +1,12 @@
-"""State shared live between gateway processes, in Redis: circuit breakers, rate limits, budgets, counters.
+"""State shared live between gateway processes, in Redis: circuit breakers, rate limits, budgets, counters,
+conversation tier pins and strong-tier share windows.
 
 Each class implements the async protocol whose in-memory version a single gateway uses by default
-(`providers.breaker.BreakerStore`, `gateway.ratelimit.RateLimiter`, `gateway.budgets.BudgetLedger`), so
-with `[redis] url` set, a deployment that one gateway sees failing is skipped by all of them, and a key's
-rate and daily budget are spent once across the fleet. Every key starts with a per-deployment `prefix`.
+(`providers.breaker.BreakerStore`, `gateway.ratelimit.RateLimiter`, `gateway.budgets.BudgetLedger`,
+`gateway.conversations.ConversationStore`, `gateway.budgets.ShareWindowStore`), so with `[redis] url` set,
+a deployment that one gateway sees failing is skipped by all of them, a key's rate, daily budget and
+strong-tier share are spent once across the fleet, and a conversation pinned to a tier by one gateway
+stays there on the others. Every key starts with a per-deployment `prefix`.
 
 Atomicity: breaker transitions are Python functions, applied under a short per-key Redis lock so each
 runs exactly once on the state the other gateways left; the token bucket and budget spend are Lua scripts, so each
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 _DAY_S = 86_400.0
 _BREAKER_TTL_S = 86_400  # an idle deployment's breaker state expires after a day
+_SHARE_WINDOW_TTL_S = 7 * 86_400  # a key idle for a week starts with an empty strong-share window
 
 _TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
@@ -58,6 +62,23 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return spent
 """
 
+# strong-share window: check the key's cap and record the outcome as one step, so concurrent gateways
+# never both take the last strong slot. The list holds '1' (strong) / '0', newest first.
+_SHARE_ADMIT = """
+local window = tonumber(ARGV[3])
+local strong = 0
+for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, window - 1)) do
+  if v == '1' then strong = strong + 1 end
+end
+local at_cap = 0
+if strong + 1 > tonumber(ARGV[2]) then at_cap = 1 end
+local served = '0'
+if ARGV[1] == '1' and at_cap == 0 then served = '1' end
+redis.call('LPUSH', KEYS[1], served)
+redis.call('LTRIM', KEYS[1], 0, window - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return at_cap
+"""
 
 _WRITE_AND_UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -202,6 +223,49 @@ class RedisCounters:
         return int(raw) if raw is not None else 0
 
 
+class RedisConversationStore:
+    """`ConversationStore` shared by all gateways: `PREFIXconv:<id>` holds the tier index for `ttl_s`
+    seconds, refreshed by every turn that sets it (so a conversation idle for `ttl_s` is forgotten)."""
+
+    def __init__(self, client: Redis, prefix: str = "gearshift:", *, ttl_s: int = 86_400) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def _key(self, conversation_id: str) -> str:
+        return f"{self.prefix}conv:{conversation_id}"
+
+    async def get(self, conversation_id: str) -> int | None:
+        raw = await self.client.get(self._key(conversation_id))
+        return int(raw) if raw is not None else None
+
+    async def set(self, conversation_id: str, tier_index: int) -> None:
+        await self.client.set(self._key(conversation_id), int(tier_index), ex=self.ttl_s)
+
+
+class RedisShareWindows:
+    """`ShareWindowStore` shared by all gateways: `PREFIXstrongshare:<key id>` is a list of the key's last
+    `window` outcomes; `admit` checks the cap, pushes and trims in one Lua script."""
+
+    def __init__(self, client: Redis, prefix: str = "gearshift:", *, ttl_s: int = _SHARE_WINDOW_TTL_S) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._admit = client.register_script(_SHARE_ADMIT)
+
+    def _key(self, key_id: str) -> str:
+        return f"{self.prefix}strongshare:{key_id}"
+
+    async def strong_count(self, key_id: str, window: int) -> int:
+        items = await self.client.lrange(self._key(key_id), 0, window - 1)
+        return sum(1 for v in items if v in (b"1", "1"))
+
+    async def admit(self, key_id: str, strong: bool, max_strong: float, window: int) -> bool:
+        at_cap = await self._admit(keys=[self._key(key_id)],
+                                   args=["1" if strong else "0", repr(float(max_strong)), int(window), self.ttl_s])
+        return bool(int(at_cap))
+
+
 @dataclass
 class SharedState:
     """The Redis-backed parts of one gateway; `aclose` releases the client's connections."""
@@ -211,10 +275,12 @@ class SharedState:
     limiter: RedisRateLimiter
     budgets: RedisBudgetLedger
     counters: RedisCounters
+    conversations: RedisConversationStore
+    share_windows: RedisShareWindows
 
     @classmethod
-    def from_settings(cls, url: str, prefix: str, auth: Any) -> SharedState:
-        """From `[redis]` (url, prefix) and `[auth]` (per-key rpm and daily budgets)."""
+    def from_settings(cls, url: str, prefix: str, auth: Any, *, conversation_ttl_s: int = 86_400) -> SharedState:
+        """From `[redis]` (url, prefix), `[auth]` (per-key rpm and daily budgets), `[conversations] ttl_s`."""
         client = connect(url)
         return cls(
             client=client,
@@ -223,6 +289,8 @@ class SharedState:
             budgets=RedisBudgetLedger(client, {k.id: k.budget_usd_per_day for k in auth.keys
                                                if k.budget_usd_per_day is not None}, prefix),
             counters=RedisCounters(client, prefix),
+            conversations=RedisConversationStore(client, prefix, ttl_s=conversation_ttl_s),
+            share_windows=RedisShareWindows(client, prefix),
         )
 
     async def aclose(self) -> None:

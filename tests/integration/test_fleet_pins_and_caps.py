@@ -1,0 +1,178 @@
+"""Conversation tier pins and the strong-share cap across two gateways sharing one Redis prefix (real HTTP),
+next to the per-process behaviour without Redis, and with Redis down (fail open: requests are served)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from gateway.harness import GatewayServer, make_settings
+from gearshift.gateway.app import create_app
+from gearshift.gateway.settings import hash_key
+from gearshift.providers.breaker import BreakerRegistry
+from gearshift.store.base import DecisionQuery
+from support.fake_upstream import FakeUpstream
+from support.tcp_proxy import TcpProxy
+
+pytestmark = [pytest.mark.services]
+
+HARD = ("Prove step by step that the integral of x^2 from 0 to 3 equals 9, then write a Python function that "
+        "computes the derivative of a polynomial, and explain why. Also compare it with a symbolic approach. ") * 3
+KEY = "sk-capped-0001"
+FREE_KEY = "sk-free-0002"
+
+
+@pytest.fixture
+def ups() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    with FakeUpstream(answer="cheap answer") as cheap, FakeUpstream(answer="strong answer here") as strong:
+        yield cheap, strong
+
+
+@contextmanager
+def _fleet(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path, redis_section: dict[str, Any] | None,
+           **sections: Any) -> Iterator[tuple[GatewayServer, GatewayServer]]:
+    """Gateways "a" and "b" over the same upstreams; sharing `[redis]` when given, else each on its own."""
+    extra = {**sections, **({"redis": redis_section} if redis_section is not None else {})}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfgs = [make_settings([ups[0]], ups[1], tmp_path / f"{n}.sqlite", **extra) for n in ("a", "b")]
+    with GatewayServer(create_app(cfgs[0])) as a, GatewayServer(create_app(cfgs[1])) as b:
+        yield a, b
+
+
+def _chat(gw: GatewayServer, messages: list[dict[str, Any]], model: str = "gearshift/auto", stream: bool = False,
+          **headers: str) -> httpx.Response:
+    with gw.client() as c:
+        r = c.post("/v1/chat/completions", json={"model": model, "messages": messages, "stream": stream},
+                   headers=headers)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def _streamed_text(r: httpx.Response) -> str:
+    out = []
+    for block in r.text.split("\n\n"):
+        if block.startswith("data: {"):
+            for choice in json.loads(block[6:]).get("choices") or []:
+                out.append(choice.get("delta", {}).get("content") or "")
+    return "".join(out)
+
+
+def _reason(gw: GatewayServer, r: httpx.Response) -> str:
+    gw.flush()
+    store = gw.gateway.store
+    assert store is not None
+    rid = r.headers["x-gearshift-request-id"]
+    return str(next(row["reason"] for row in store.query(DecisionQuery(limit=None)) if row["request_id"] == rid))
+
+
+def _tier(r: httpx.Response) -> str:
+    return r.headers["x-gearshift-tier"]
+
+
+def test_a_conversation_pinned_by_one_gateway_stays_pinned_on_the_other(
+        ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path, redis_target: tuple[str, str]) -> None:
+    conv = {"x-gearshift-conversation-id": "conv-1"}
+    thanks = [{"role": "user", "content": "thanks!"}]
+    # per process (no [redis]): the pin gateway a took is unknown to gateway b, so b downgrades the conversation
+    with _fleet(ups, tmp_path / "alone", None) as (a, b):
+        assert _tier(_chat(a, [{"role": "user", "content": HARD}], **conv)) == "strong"
+        assert _tier(_chat(b, thanks, **conv)) == "cheap"
+        assert _tier(_chat(a, thanks, **conv)) == "strong"
+    url, prefix = redis_target
+    with _fleet(ups, tmp_path / "shared", {"url": url, "prefix": prefix}, conversations={"ttl_s": 600}) as (a, b):
+        assert _tier(_chat(a, [{"role": "user", "content": HARD}], **conv)) == "strong"
+        second = _chat(b, thanks, **conv)
+        assert _tier(second) == "strong"
+        assert "kept conversation tier strong" in _reason(b, second)
+        # without the header: the key is the hash of the history; turn 1 streamed by b, turn 2 sent to a
+        turn1 = [{"role": "user", "content": HARD + " (no header)"}]
+        first = _chat(b, turn1, stream=True)
+        assert _tier(first) == "strong"
+        turn2 = [*turn1, {"role": "assistant", "content": _streamed_text(first)}, *thanks]
+        again = _chat(a, turn2, model="router-heuristic-0.9999")  # this threshold alone would go cheap
+        assert _tier(again) == "strong" and "kept conversation tier strong" in _reason(a, again)
+    raw = redis.Redis.from_url(url)
+    try:
+        assert raw.get(f"{prefix}conv:conv-1") == b"1"  # the tier index
+        assert 0 < raw.ttl(f"{prefix}conv:conv-1") <= 600  # `[conversations] ttl_s`, refreshed by each turn
+    finally:
+        raw.close()
+
+
+def _capped_auth(window: int) -> dict[str, Any]:
+    return {"keys": [{"id": "capped", "sha256": hash_key(KEY), "max_strong_share": 0.5,
+                      "strong_share_window": window}, {"id": "free", "sha256": hash_key(FREE_KEY)}]}
+
+
+def _strong_runs(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path,
+                 redis_section: dict[str, Any] | None) -> list[bool]:
+    """8 hard prompts of one capped key (at most 2 strong in any 4), alternating between gateways a and b."""
+    auth = {"authorization": f"Bearer {KEY}"}
+    with _fleet(ups, tmp_path, redis_section, auth=_capped_auth(4)) as (a, b):
+        return [_tier(_chat((a, b)[i % 2], [{"role": "user", "content": f"{HARD} #{i}"}], **auth)) == "strong"
+                for i in range(8)]
+
+
+def test_the_strong_share_cap_holds_across_the_fleet(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path,
+                                                     redis_target: tuple[str, str]) -> None:
+    alone = _strong_runs(ups, tmp_path / "alone", None)
+    # per process each gateway allows 2 of its own last 4: the fleet served 4 strong answers in a row
+    assert alone[:4] == [True, True, True, True]
+    url, prefix = redis_target
+    shared = _strong_runs(ups, tmp_path / "shared", {"url": url, "prefix": prefix})
+    assert shared == [True, True, False, False, False, True, True, False]
+    assert all(sum(shared[i:i + 4]) <= 2 for i in range(len(shared) - 3))
+    raw = redis.Redis.from_url(url)
+    try:
+        assert raw.lrange(f"{prefix}strongshare:capped", 0, -1) == [b"0", b"1", b"1", b"0"]  # newest first
+    finally:
+        raw.close()
+
+
+def test_with_redis_down_pins_and_caps_fail_open_and_requests_are_served(
+        ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path, redis_target: tuple[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    url, prefix = redis_target
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    capped = {"authorization": f"Bearer {KEY}"}
+    conv = {"authorization": f"Bearer {FREE_KEY}", "x-gearshift-conversation-id": "conv-down"}
+    thanks = [{"role": "user", "content": "thanks!"}]
+    with TcpProxy(host, int(port)) as proxy:
+        redis_section = {"url": f"redis://127.0.0.1:{proxy.port}/0", "prefix": prefix}
+        with _fleet(ups, tmp_path, redis_section, auth=_capped_auth(2)) as (a, b):
+            for gw in (a, b):  # Redis breakers fail closed by design (docs/scale-out.md): keep them local here
+                gw.gateway.executor.breakers = BreakerRegistry()
+            assert _tier(_chat(a, [{"role": "user", "content": HARD}], **conv)) == "strong"
+            assert _tier(_chat(a, [{"role": "user", "content": HARD}], **capped)) == "strong"  # 1 of 1 allowed
+            deadline = time.monotonic() + 5
+            while a.gateway.keys._pending and time.monotonic() < deadline:  # a's budget bookings have landed
+                time.sleep(0.01)
+            proxy.set_mode("down")
+            caplog.clear()
+            # no pin readable: b serves the follow-up from its own routing; the cap (1 strong in 2) is not
+            # enforced either (fail open), so hard prompts stay strong
+            assert _tier(_chat(b, thanks, **conv)) == "cheap"
+            hard = [_tier(_chat(b, [{"role": "user", "content": f"{HARD} {i}"}], **capped)) for i in range(3)]
+            assert hard == ["strong"] * 3
+            with b.client() as c:
+                metrics = c.get("/metrics").text
+            ops = ("conversation_get", "conversation_set", "strong_share", "budget_spend")
+            for op in ops:
+                assert f'gearshift_shared_state_errors_total{{op="{op}"}}' in metrics, op
+            warnings = sorted(str(r.args[0]) for r in caplog.records if "fail open" in r.getMessage())
+            assert warnings == sorted(ops)  # one per op for the whole burst, not one per request
+            proxy.set_mode("up")
+            # Redis is back: the pin set by turn 1 on a is found again, and a's strong answer still counts
+            # against the cap (b's own failed calls dropped their connections; an idle pooled connection
+            # killed by the outage fails its first call after it, open like the rest)
+            assert _tier(_chat(b, thanks, **conv)) == "strong"
+            assert _tier(_chat(b, [{"role": "user", "content": HARD + " again"}], **capped)) == "cheap"
