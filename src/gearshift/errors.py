@@ -124,6 +124,14 @@ class StoreUnavailableError(GearshiftError):
     code = "store_unavailable"
 
 
+class SharedStateUnavailableError(GearshiftError):
+    """Shared state (Redis) is down or did not answer in time, and the check is set to fail closed."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "shared_state_unavailable"
+
+
 def openai_error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The one mapping from an exception to (HTTP status, OpenAI error JSON).
 

@@ -57,6 +57,7 @@ def test_toml_config_loads_and_resolves_models(tmp_path: Path) -> None:
     ({"router": {"thresholds": [0.5, 0.7]}}, "router.thresholds"),
     ({"limits": {"max_body_bytes": 0}}, "limits.max_body_bytes"),
     ({"store": {"queue_sise": 3}}, "store.queue_sise"),
+    ({"redis": {"retry_s": 0}}, "redis.retry_s"),
 ])
 def test_validation_errors_name_the_field(patch: dict[str, object], field: str) -> None:
     base: dict[str, object] = {"tiers": [

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -17,8 +17,9 @@ import redis
 from gateway.harness import GatewayServer, make_settings
 from gearshift.gateway.app import create_app
 from gearshift.gateway.settings import hash_key
-from gearshift.providers.breaker import BreakerRegistry
+from gearshift.providers.breaker import BreakerSnapshot, BreakerState
 from gearshift.store.base import DecisionQuery
+from gearshift.store.redis_state import _encode
 from support.fake_upstream import FakeUpstream
 from support.tcp_proxy import TcpProxy
 
@@ -107,9 +108,9 @@ def test_a_conversation_pinned_by_one_gateway_stays_pinned_on_the_other(
         raw.close()
 
 
-def _capped_auth(window: int) -> dict[str, Any]:
+def _capped_auth(window: int, **limits: Any) -> dict[str, Any]:
     return {"keys": [{"id": "capped", "sha256": hash_key(KEY), "max_strong_share": 0.5,
-                      "strong_share_window": window}, {"id": "free", "sha256": hash_key(FREE_KEY)}]}
+                      "strong_share_window": window, **limits}, {"id": "free", "sha256": hash_key(FREE_KEY)}]}
 
 
 def _strong_runs(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path,
@@ -137,42 +138,111 @@ def test_the_strong_share_cap_holds_across_the_fleet(ups: tuple[FakeUpstream, Fa
         raw.close()
 
 
-def test_with_redis_down_pins_and_caps_fail_open_and_requests_are_served(
+def _redis_host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)
+
+
+def _open_breaker_in_redis(url: str, prefix: str, deployment: str) -> None:
+    """Trip `deployment`'s breaker fleet-wide, as another gateway that saw it failing would (straight to Redis)."""
+    raw = redis.Redis.from_url(url)
+    try:
+        raw.set(f"{prefix}breaker:{deployment}",
+                _encode(BreakerSnapshot(BreakerState.OPEN, 5, opened_at=time.time())), ex=600)
+    finally:
+        raw.close()
+
+
+def _metrics(gw: GatewayServer) -> str:
+    deadline = time.monotonic() + 5
+    while gw.gateway.keys._pending and time.monotonic() < deadline:  # budget bookings in flight have landed
+        time.sleep(0.01)
+    with gw.client() as c:
+        return c.get("/metrics").text
+
+
+@pytest.mark.parametrize("mode", ["down", "hung"])
+def test_with_redis_out_requests_are_served_per_process_and_shared_state_returns_after(
         ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path, redis_target: tuple[str, str],
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, mode: Literal["down", "hung"]) -> None:
+    """Redis refusing connections ("down") or accepting and never answering ("hung"): every request is still
+    served in bounded time; breakers work per process, quotas, pins and caps fail open; all counted. After
+    an outage error every shared-state call of the gateway skips Redis for `retry_s`, so a hung Redis costs
+    one `timeout_s` per `retry_s`, not one per call."""
     url, prefix = redis_target
-    host_port = url.split("//", 1)[1].split("/", 1)[0]
-    host, port = host_port.rsplit(":", 1)
-    capped = {"authorization": f"Bearer {KEY}"}
+    capped = {"authorization": f"Bearer {KEY}"}  # this key also has an rpm limit and a daily budget
     conv = {"authorization": f"Bearer {FREE_KEY}", "x-gearshift-conversation-id": "conv-down"}
     thanks = [{"role": "user", "content": "thanks!"}]
-    with TcpProxy(host, int(port)) as proxy:
-        redis_section = {"url": f"redis://127.0.0.1:{proxy.port}/0", "prefix": prefix}
-        with _fleet(ups, tmp_path, redis_section, auth=_capped_auth(2)) as (a, b):
-            for gw in (a, b):  # Redis breakers fail closed by design (docs/scale-out.md): keep them local here
-                gw.gateway.executor.breakers = BreakerRegistry()
+    with TcpProxy(*_redis_host_port(url)) as proxy:
+        redis_section = {"url": f"redis://127.0.0.1:{proxy.port}/0", "prefix": prefix, "timeout_s": 0.5,
+                         "retry_s": 1.0}
+        auth = _capped_auth(2, rpm=600, budget_usd_per_day=100.0)
+        with _fleet(ups, tmp_path, redis_section, auth=auth) as (a, b):
             assert _tier(_chat(a, [{"role": "user", "content": HARD}], **conv)) == "strong"
             assert _tier(_chat(a, [{"role": "user", "content": HARD}], **capped)) == "strong"  # 1 of 1 allowed
-            deadline = time.monotonic() + 5
-            while a.gateway.keys._pending and time.monotonic() < deadline:  # a's budget bookings have landed
-                time.sleep(0.01)
-            proxy.set_mode("down")
+            _metrics(a)  # a's budget bookings have landed
+            proxy.set_mode(mode)
             caplog.clear()
+            # another gateway trips the strong deployment fleet-wide; b, cut off, runs on its own breakers
+            _open_breaker_in_redis(url, prefix, "strong")
             # no pin readable: b serves the follow-up from its own routing; the cap (1 strong in 2) is not
-            # enforced either (fail open), so hard prompts stay strong
+            # enforced either (fail open), so hard prompts stay strong; the key's rate and budget pass
+            started = time.monotonic()
             assert _tier(_chat(b, thanks, **conv)) == "cheap"
-            hard = [_tier(_chat(b, [{"role": "user", "content": f"{HARD} {i}"}], **capped)) for i in range(3)]
-            assert hard == ["strong"] * 3
-            with b.client() as c:
-                metrics = c.get("/metrics").text
-            ops = ("conversation_get", "conversation_set", "strong_share", "budget_spend")
+            times = [time.monotonic() - started]
+            hard = []
+            for i in range(4):  # keyed: rate limit, budget check, strong-share window, pin write, breakers
+                started = time.monotonic()
+                hard.append(_tier(_chat(b, [{"role": "user", "content": f"{HARD} {i}"}], **capped)))
+                times.append(time.monotonic() - started)
+            assert hard == ["strong"] * 4
+            print(f"Redis {mode}: request times {[round(t, 2) for t in times]} s")
+            # the first shared-state call meeting the outage costs at most `timeout_s` (0.5 s), then Redis is
+            # skipped for `retry_s` (1 s): at most one more timeout in the 4 keyed requests (it used to be one
+            # per call, ~2.5 s a request, 10 s in all)
+            assert times[0] < (1.0 if mode == "down" else 1.5), times
+            assert sum(times[1:]) < (1.0 if mode == "down" else 2.0), times
+            metrics = _metrics(b)
+            ops = ("breaker", "rate_limit", "budget_check", "conversation_get", "conversation_set",
+                   "strong_share", "budget_spend")
             for op in ops:
                 assert f'gearshift_shared_state_errors_total{{op="{op}"}}' in metrics, op
             warnings = sorted(str(r.args[0]) for r in caplog.records if "fail open" in r.getMessage())
             assert warnings == sorted(ops)  # one per op for the whole burst, not one per request
             proxy.set_mode("up")
-            # Redis is back: the pin set by turn 1 on a is found again, and a's strong answer still counts
-            # against the cap (b's own failed calls dropped their connections; an idle pooled connection
-            # killed by the outage fails its first call after it, open like the rest)
-            assert _tier(_chat(b, thanks, **conv)) == "strong"
+            time.sleep(1.1)  # past `retry_s`: the next shared-state call goes to Redis again
+            # Redis is back: the pin set by turn 1 on a is found again (strong), and the strong deployment's
+            # fleet-wide trip is honoured again: b does not call it (every deployment of the pinned tier is open)
+            before = len(ups[1].chat_requests)
+            with b.client() as c:
+                r = c.post("/v1/chat/completions", json={"model": "gearshift/auto", "messages": thanks},
+                           headers=conv)
+            assert r.status_code == 502 and r.json()["error"]["attempts"][0]["outcome"] == "skipped_open_circuit"
+            assert r.json()["error"]["attempts"][0]["deployment"] == "strong" and len(ups[1].chat_requests) == before
+            # a's strong answer still counts against the cap: the hard prompt is capped to cheap (served)
             assert _tier(_chat(b, [{"role": "user", "content": HARD + " again"}], **capped)) == "cheap"
+
+
+def test_with_quota_on_failure_closed_a_keyed_request_gets_a_503_while_redis_is_down(
+        ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path, redis_target: tuple[str, str]) -> None:
+    url, prefix = redis_target
+    with TcpProxy(*_redis_host_port(url)) as proxy:
+        redis_section = {"url": f"redis://127.0.0.1:{proxy.port}/0", "prefix": prefix, "quota_on_failure": "closed",
+                         "retry_s": 0.2}
+        with _fleet(ups, tmp_path, redis_section, auth=_capped_auth(2, rpm=600, budget_usd_per_day=100.0)) as (a, _):
+            assert _chat(a, [{"role": "user", "content": "hi"}], authorization=f"Bearer {KEY}")
+            proxy.set_mode("down")
+            with a.client() as c:
+                r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                        "messages": [{"role": "user", "content": "hi"}]},
+                           headers={"authorization": f"Bearer {KEY}"})
+            assert r.status_code == 503, r.text
+            err = r.json()["error"]
+            assert err["code"] == "shared_state_unavailable" and err["type"] == "server_error"
+            assert set(err) >= {"message", "type", "param", "code"} and "Redis" in err["message"]
+            # a key without a rate limit or budget has nothing to check there: served
+            _chat(a, [{"role": "user", "content": "hi"}], authorization=f"Bearer {FREE_KEY}")
+            assert 'gearshift_shared_state_errors_total{op="rate_limit"}' in _metrics(a)
+            proxy.set_mode("up")
+            time.sleep(0.3)  # within `retry_s` of the outage the gateway does not try Redis (still a 503)
+            _chat(a, [{"role": "user", "content": "hi again"}], authorization=f"Bearer {KEY}")

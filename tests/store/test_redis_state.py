@@ -10,10 +10,17 @@ import pytest
 
 from gearshift.gateway.budgets import BudgetLedger, InMemoryShareWindows, ShareWindowStore, StrongShareCap
 from gearshift.gateway.conversations import FailOpenConversationStore, LRUConversationStore
-from gearshift.gateway.failopen import FailOpenLog
+from gearshift.gateway.failopen import FailOpenLog, RedisGate, RedisOutError
 from gearshift.gateway.ratelimit import RateLimiter
-from gearshift.providers.breaker import BreakerConfig, BreakerRegistry, BreakerSnapshot, BreakerState
+from gearshift.providers.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerSnapshot,
+    BreakerState,
+    InMemoryBreakerStore,
+)
 from gearshift.store.redis_state import (
+    FallbackBreakerStore,
     RedisBreakerStore,
     RedisBudgetLedger,
     RedisConversationStore,
@@ -23,6 +30,7 @@ from gearshift.store.redis_state import (
     SharedState,
     connect,
 )
+from support.tcp_proxy import TcpProxy
 
 
 class _Clock:
@@ -177,3 +185,102 @@ async def test_a_failing_store_fails_open_counts_each_failure_and_logs_once_per_
     assert len([r for r in caplog.records if "still failing" in r.getMessage()]) == 1
     errors.recovered("conversation_get")
     assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_fallback_breaker_store_is_local_during_an_outage_and_shared_again_after(
+        redis_target: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Gateway 1 reaches Redis through a proxy that goes down; gateway 2 keeps talking to Redis directly."""
+    url, prefix = redis_target
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    clock, mono = _Clock(), _Clock()
+    cfg = BreakerConfig(failure_threshold=2, cooldown_s=60.0)
+    counted: list[str] = []
+    with TcpProxy(host, int(port)) as proxy:
+        gate = RedisGate(1.0, clock=mono)
+        c1, c2 = connect(f"redis://127.0.0.1:{proxy.port}/0", timeout_s=0.5, gate=gate), connect(url)
+        try:
+            primary = RedisBreakerStore(c1, prefix)
+            store = FallbackBreakerStore(primary, InMemoryBreakerStore(), FailOpenLog(counted.append))
+            gw1 = BreakerRegistry(store, config=cfg, clock=clock)
+            gw2 = BreakerRegistry(RedisBreakerStore(c2, prefix), config=cfg, clock=clock)
+            await gw1.get("dep").record_failure()  # shared: gateway 2 sees it
+            assert (await RedisBreakerStore(c2, prefix).get("dep")).consecutive_failures == 1
+            proxy.set_mode("down")
+            # the outage: gateway 1's breaker works on its own state (starting closed), counted as `breaker`
+            assert await gw1.get("dep").allow_request()
+            assert counted == ["breaker"] and gate.open_for() == 1.0
+            proxy.set_mode("hung")  # within retry_s Redis is not tried again (a hung one would cost 0.5 s a call)
+            started = asyncio.get_running_loop().time()
+            for _ in range(2):  # the local breaker trips; each skipped call still counts as a failure
+                await gw1.get("dep").record_failure()
+            assert not await gw1.get("dep").allow_request()
+            assert asyncio.get_running_loop().time() - started < 0.3 and counted == ["breaker"] * 4
+            proxy.set_mode("down")
+            mono.now += 1.0  # Redis is tried again, still down: one more failure, still local
+            assert await gw1.get("dep").state() is BreakerState.OPEN and counted == ["breaker"] * 5
+            await gw2.get("other").record_failure()
+            await gw2.get("other").record_failure()  # opened fleet-wide while gateway 1 is cut off
+            assert await gw1.get("other").allow_request()  # gateway 1 cannot know
+            proxy.set_mode("up")
+            mono.now += 1.0
+            # back: the shared state is used again (the fleet-wide trip is honoured; the local one is gone)
+            assert not await gw1.get("other").allow_request()
+            assert await gw1.get("dep").allow_request()
+            assert await gw1.get("dep").state() is BreakerState.CLOSED
+            assert counted == ["breaker"] * 6 and gate.open_for() == 0.0
+        finally:
+            await c1.aclose()
+            await c2.aclose()
+
+
+async def test_the_fallback_breaker_store_passes_other_errors_through() -> None:
+    class _Broken(InMemoryBreakerStore):
+        async def get(self, key: str) -> BreakerSnapshot:
+            raise ValueError("not an outage")
+
+    counted: list[str] = []
+    store = FallbackBreakerStore(_Broken(), InMemoryBreakerStore(), FailOpenLog(counted.append))
+    with pytest.raises(ValueError):
+        await store.get("dep")
+    assert counted == []
+
+
+async def test_the_redis_gate_skips_redis_for_retry_s_after_an_outage_then_probes_it_again() -> None:
+    mono = _Clock()
+    gate = RedisGate(1.0, clock=mono)
+    calls: list[str] = []
+    replies: list[BaseException | None] = []
+
+    async def command(*args: str) -> str:
+        calls.append(args[0])
+        reply = replies.pop(0) if replies else None
+        if reply is not None:
+            raise reply
+        return "OK"
+
+    guarded = gate.guard(command)
+    assert await guarded("GET") == "OK" and gate.open_for() == 0.0
+    replies.append(TimeoutError("Timeout reading from socket"))
+    with pytest.raises(TimeoutError):
+        await guarded("GET")
+    for t in (0.0, 0.5, 0.99):  # out for retry_s: not sent, an outage error the callers fall back on
+        mono.now = 1_000_000.0 + t
+        with pytest.raises(RedisOutError, match="TimeoutError: Timeout reading"):
+            await guarded("SET")
+    assert calls == ["GET", "GET"]
+    mono.now += 0.01  # retry_s is up: the next call probes Redis (while it is in flight, the others skip)
+    assert gate.open_for() == 0.0 and gate.open_for() == pytest.approx(1.0)
+    gate.tripped(ConnectionError("refused"))  # the probe failed: another retry_s
+    mono.now += 0.5
+    with pytest.raises(RedisOutError):
+        await guarded("GET")
+    mono.now += 0.5
+    assert await guarded("GET") == "OK"  # the probe answers: Redis is used again by every call
+    assert await guarded("GET") == "OK" and calls == ["GET", "GET", "GET", "GET"] and gate.open_for() == 0.0
+    replies.append(ValueError("a bug, not an outage"))  # other errors surface and do not close Redis off
+    with pytest.raises(ValueError):
+        await guarded("GET")
+    assert gate.open_for() == 0.0
+    gate.tripped(ConnectionError("reset"))
+    gate.ok()  # e.g. a call sent before the trip answered late: Redis works
+    assert gate.open_for() == 0.0

@@ -13,10 +13,18 @@ import hashlib
 import hmac
 import logging
 import math
+from collections.abc import Awaitable
+from typing import Literal
 
-from gearshift.errors import AuthenticationError, OverloadedError, PermissionDeniedError, RateLimitError
+from gearshift.errors import (
+    AuthenticationError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    SharedStateUnavailableError,
+)
 from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, ShareWindowStore, StrongShareCap
-from gearshift.gateway.failopen import FailOpenLog
+from gearshift.gateway.failopen import FailOpenLog, outage_errors
 from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
 from gearshift.gateway.settings import ApiKeySettings, AuthSettings
 
@@ -39,12 +47,14 @@ class KeyChecker:
 
     def __init__(self, settings: AuthSettings, *, limiter: RateLimiter | None = None,
                  budgets: BudgetLedger | None = None, share_windows: ShareWindowStore | None = None,
-                 errors: FailOpenLog | None = None) -> None:
+                 errors: FailOpenLog | None = None, quota_on_failure: Literal["open", "closed"] = "open") -> None:
         self._by_digest = {k.sha256: k for k in settings.keys}
         self.limiter = limiter or TokenBucketLimiter({k.id: k.rpm for k in settings.keys if k.rpm is not None})
         self.budgets = budgets or InMemoryBudgetLedger(
             {k.id: k.budget_usd_per_day for k in settings.keys if k.budget_usd_per_day is not None})
         self.errors = errors or FailOpenLog()
+        self.quota_on_failure = quota_on_failure
+        self._outage = outage_errors()
         self.strong_cap = StrongShareCap({k.id: (k.max_strong_share, k.strong_share_window)
                                           for k in settings.keys if k.max_strong_share is not None},
                                          share_windows, self.errors)
@@ -83,15 +93,29 @@ class KeyChecker:
         key_id = self.check(authorization, scope)
         if key_id is None:
             return None
-        ok, wait = await self.limiter.allow(key_id)
+        ok, wait = await self._quota_check("rate_limit", self.limiter.allow(key_id))
         if not ok:
             raise QuotaExceededError(f"API key {key_id!r} is over its requests-per-minute limit",
                                      retry_after_s=wait, code="rate_limit_exceeded")
-        ok, wait = await self.budgets.allow(key_id)
+        ok, wait = await self._quota_check("budget_check", self.budgets.allow(key_id))
         if not ok:
             raise QuotaExceededError(f"API key {key_id!r} has spent its daily budget",
                                      retry_after_s=wait, code="budget_exceeded")
         return key_id
+
+    async def _quota_check(self, op: str, check: Awaitable[tuple[bool, float]]) -> tuple[bool, float]:
+        """A shared (Redis) check that meets an outage is counted and logged as `op`, then passes
+        (`quota_on_failure = "open"`) or refuses the request with a 503 (`"closed"`)."""
+        try:
+            result = await check
+        except self._outage as exc:
+            self.errors.failed(op, exc, refused=self.quota_on_failure == "closed")
+            if self.quota_on_failure == "closed":
+                raise SharedStateUnavailableError(
+                    f"shared state (Redis) is unavailable for the {op.replace('_', ' ')}; try again shortly") from exc
+            return True, 0.0
+        self.errors.recovered(op)
+        return result
 
     async def cap_tier(self, key_id: str | None, tier_index: int, n_tiers: int) -> int:
         """The tier to serve under the key's strong-tier share cap (this request joins the key's window)."""

@@ -133,14 +133,18 @@ def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deploymen
     return CascadeRunner(tiers, call, verifiers, config)
 
 
-def _shared_state(settings: GatewaySettings) -> Any:
-    """scale-out: Redis-backed breakers, rate limits and budgets when `[redis] url` is set, else None."""
+def _shared_state(settings: GatewaySettings, errors: FailOpenLog) -> Any:
+    """scale-out: Redis-backed breakers, rate limits and budgets when `[redis] url` is set, else None.
+    Its breakers fall back to per-process state while Redis is out (reported to `errors`, op `breaker`); after
+    an outage error every shared-state call skips Redis for `[redis] retry_s` (one gate per process)."""
     if settings.redis.url is None:
         return None
     from gearshift.store.redis_state import SharedState
 
     return SharedState.from_settings(settings.redis.url, settings.redis.prefix, settings.auth,
-                                     conversation_ttl_s=settings.conversations.ttl_s)
+                                     conversation_ttl_s=settings.conversations.ttl_s,
+                                     timeout_s=settings.redis.timeout_s, retry_s=settings.redis.retry_s,
+                                     errors=errors)
 
 
 def _breakers(shared: Any) -> Any:
@@ -156,7 +160,8 @@ def _key_checker(settings: GatewaySettings, shared: Any, errors: FailOpenLog) ->
     if shared is None:
         return KeyChecker(settings.auth, errors=errors)
     return KeyChecker(settings.auth, limiter=shared.limiter, budgets=shared.budgets,
-                      share_windows=shared.share_windows, errors=errors)
+                      share_windows=shared.share_windows, errors=errors,
+                      quota_on_failure=settings.redis.quota_on_failure)
 
 
 def _conversations(settings: GatewaySettings, shared: Any, errors: FailOpenLog) -> ConversationStore | None:
@@ -182,7 +187,9 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         raise ConfigError(f"no provider for {sorted(missing)}")
     rel = settings.reliability
     retry = RetryPolicy(max_retries=rel.max_retries, base_delay_s=rel.base_delay_s, max_delay_s=rel.max_delay_s)
-    shared = _shared_state(settings)
+    metrics = GatewayMetrics()
+    errors = FailOpenLog(lambda op: metrics.shared_state_errors.labels(op=op).inc())
+    shared = _shared_state(settings, errors)
     execu = executor or FailoverExecutor(provs, retry, _breakers(shared))
     if store is None and settings.store.enabled:
         from gearshift.store.factory import open_decision_store, settings_url, store_options  # sqlite or postgresql
@@ -193,8 +200,6 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
         writer = build_writer(settings, store, [d.api_key for t in [*tiers, extra] for d in t if d.api_key])
-    metrics = GatewayMetrics()
-    errors = FailOpenLog(lambda op: metrics.shared_state_errors.labels(op=op).inc())
     conv = _conversations(settings, shared, errors)
     if writer is not None:
         w = writer

@@ -210,6 +210,18 @@ class RedisSettings(_Strict):
 
     url: str | None = Field(default=None, pattern=r"^rediss?://")
     prefix: str = Field(default="gearshift:", min_length=1)  # one per deployment of gearshift sharing a Redis
+    # Every shared-state call is on the request path, several per request: a hung Redis (accepts, never
+    # answers) must cost a bounded, small time per call before the caller falls back, not the minutes of a
+    # TCP timeout. This is the client's socket connect and read timeout, in seconds.
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    # After a Redis outage error on any shared-state call, every call of this gateway skips Redis (falls back
+    # at once, counted as a failure) for this many seconds, then one call tries it again: a hung Redis costs
+    # one `timeout_s` per `retry_s`, not one per call.
+    retry_s: float = Field(default=1.0, gt=0)
+    # Redis down or hung during a key's rate-limit / daily-budget check: "open" admits the request (counted
+    # in gearshift_shared_state_errors_total{op="rate_limit"|"budget_check"}), "closed" refuses it (503
+    # shared_state_unavailable). Breakers fall back to per-process state either way.
+    quota_on_failure: Literal["open", "closed"] = "open"
 
 
 class LimitSettings(_Strict):

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ProviderError
-from gearshift.providers.breaker import BreakerSnapshot, BreakerState
+from gearshift.gateway.failopen import FailOpenLog, RedisGate, outage_errors
+from gearshift.providers.breaker import BreakerSnapshot, BreakerState, BreakerStore, InMemoryBreakerStore
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -90,11 +91,23 @@ return 0
 """
 
 
-def connect(url: str) -> Redis:
-    """An asyncio client; it connects lazily, on the event loop of its first command."""
+def connect(url: str, *, timeout_s: float = 0.5, gate: RedisGate | None = None) -> Redis:
+    """An asyncio client; it connects lazily, on the event loop of its first command.
+
+    `timeout_s` bounds both connecting and each reply: a request makes several shared-state calls, so a
+    hung Redis (the socket accepts, nothing answers) must cost a fraction of a second per call before the
+    caller falls back (see `FallbackBreakerStore`, `KeyChecker`), not a TCP timeout. Redis answers these
+    calls in well under a millisecond on a healthy network, so half a second only trips on a real outage.
+    The client does not retry (redis-py's default for `from_url`): a retry would multiply that cost.
+    With a `gate`, every command goes through it: after an outage error the client skips Redis for the
+    gate's `retry_s` (raising `RedisOutError`), so the later calls of a hung Redis cost nothing.
+    """
     from redis.asyncio import Redis
 
-    client: Redis = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30)
+    client: Redis = Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+                                   health_check_interval=30)
+    if gate is not None:  # the one seam: commands and scripts (EVALSHA) all go through execute_command
+        client.execute_command = gate.guard(client.execute_command)  # type: ignore[method-assign]
     return client
 
 
@@ -155,6 +168,42 @@ class RedisBreakerStore:
             raise
         await self._commit(keys=[lock, rkey], args=[token, _encode(new), _BREAKER_TTL_S])
         return new
+
+
+class FallbackBreakerStore:
+    """`BreakerStore` that serves from `fallback` (this process's breakers) while `primary` (Redis) is out.
+
+    A call that meets an outage error (refused, reset, timed out: `gateway.failopen.outage_errors`) is
+    counted and logged as op `breaker`, then answered from `fallback`, so breakers keep working locally
+    instead of failing every request. The client's `RedisGate` skips Redis for `[redis] retry_s` after an
+    outage (a skipped call is one more such failure, answered at once); the first call after that goes to
+    Redis again, and on success the shared state is used again. The local state only covers the outage:
+    nothing is copied back to Redis.
+    """
+
+    def __init__(self, primary: BreakerStore, fallback: BreakerStore, errors: FailOpenLog) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.errors = errors
+        self._outage = outage_errors()
+
+    async def get(self, key: str) -> BreakerSnapshot:
+        try:
+            snap = await self.primary.get(key)
+        except self._outage as exc:
+            self.errors.failed("breaker", exc)
+            return await self.fallback.get(key)
+        self.errors.recovered("breaker")
+        return snap
+
+    async def update(self, key: str, fn: Callable[[BreakerSnapshot], BreakerSnapshot]) -> BreakerSnapshot:
+        try:
+            snap = await self.primary.update(key, fn)
+        except self._outage as exc:  # `fn` may have run (e.g. the commit failed): it is safe to re-run
+            self.errors.failed("breaker", exc)
+            return await self.fallback.update(key, fn)
+        self.errors.recovered("breaker")
+        return snap
 
 
 class RedisRateLimiter:
@@ -268,10 +317,12 @@ class RedisShareWindows:
 
 @dataclass
 class SharedState:
-    """The Redis-backed parts of one gateway; `aclose` releases the client's connections."""
+    """The Redis-backed parts of one gateway; `aclose` releases the client's connections. `gate` is in
+    front of the client: after an outage every part skips Redis for `retry_s` (they all fall back at once)."""
 
     client: Redis
-    breakers: RedisBreakerStore
+    gate: RedisGate
+    breakers: BreakerStore  # a FallbackBreakerStore over the RedisBreakerStore (per-process during an outage)
     limiter: RedisRateLimiter
     budgets: RedisBudgetLedger
     counters: RedisCounters
@@ -279,12 +330,17 @@ class SharedState:
     share_windows: RedisShareWindows
 
     @classmethod
-    def from_settings(cls, url: str, prefix: str, auth: Any, *, conversation_ttl_s: int = 86_400) -> SharedState:
-        """From `[redis]` (url, prefix), `[auth]` (per-key rpm and daily budgets), `[conversations] ttl_s`."""
-        client = connect(url)
+    def from_settings(cls, url: str, prefix: str, auth: Any, *, conversation_ttl_s: int = 86_400,
+                      timeout_s: float = 0.5, retry_s: float = 1.0, errors: FailOpenLog | None = None) -> SharedState:
+        """From `[redis]` (url, prefix, timeout_s, retry_s), `[auth]` (per-key rpm and daily budgets),
+        `[conversations] ttl_s`; Redis outages of the breakers are reported to `errors`."""
+        gate = RedisGate(retry_s)
+        client = connect(url, timeout_s=timeout_s, gate=gate)
         return cls(
             client=client,
-            breakers=RedisBreakerStore(client, prefix),
+            gate=gate,
+            breakers=FallbackBreakerStore(RedisBreakerStore(client, prefix), InMemoryBreakerStore(),
+                                          errors or FailOpenLog()),
             limiter=RedisRateLimiter(client, {k.id: k.rpm for k in auth.keys if k.rpm is not None}, prefix),
             budgets=RedisBudgetLedger(client, {k.id: k.budget_usd_per_day for k in auth.keys
                                                if k.budget_usd_per_day is not None}, prefix),
