@@ -75,6 +75,12 @@ _HAS_OPERATOR = re.compile(r"[-+*/^=<>]\s*\(?\d")  # cheap gate: every expressio
 _TOKEN = re.compile(r"\w+|[.!?](?=\s|$)|[。！？\n]")
 _BOUNDARY = frozenset(".!?\n。！？")
 _UNSEEN: tuple[int, ...] = (-1,)  # cache-miss sentinel, compared by identity
+# Token classes for the hot loop of `_evidence` (`_Matcher.token_class`): a plain content word, a grammar
+# word, a number, another function or style word, a question word that is a function word, and everything else
+# (boundaries, keywords, CJK, question words that are content), which takes the full path.
+_PLAIN, _GRAMMAR, _NUMBER_WORD, _FUNCTION, _ASK, _OTHER = range(6)
+#: `_TOKEN` for ASCII-only text (faster): ASCII \w is the same there, and \s in a str pattern also takes \x1c-\x1f.
+_ASCII_TOKEN = re.compile(r"\w+|[.!?](?![^\s\x1c-\x1f])|\n", re.ASCII)
 
 
 def normalise(text: str) -> str:
@@ -95,6 +101,10 @@ def normalise(text: str) -> str:
     return text.strip().casefold()
 
 
+def _by_size(item: tuple[str, float]) -> float:
+    return -abs(item[1])
+
+
 def _ramp(x: float, lo: float, hi: float) -> float:
     return 0.0 if x <= lo else 1.0 if x >= hi else (x - lo) / (hi - lo)
 
@@ -110,6 +120,7 @@ class _Matcher:
     phrases: tuple[tuple[str, int], ...]
     ascii_phrases: tuple[tuple[str, int], ...]  # the ones an ASCII-only prompt can contain
     cache: dict[str, tuple[int, ...] | None]
+    classes: dict[str, int]  # token -> one of _PLAIN ... _OTHER (see `token_class`)
 
     @classmethod
     def build(cls, keywords: dict[str, list[str]]) -> _Matcher:
@@ -133,6 +144,7 @@ class _Matcher:
             phrases=tuple(phrases),
             ascii_phrases=tuple(p for p in phrases if p[0].isascii()),
             cache={},
+            classes={},
         )
 
     def kind(self, tok: str) -> tuple[int, ...] | None:
@@ -158,6 +170,27 @@ class _Matcher:
             if len(cache) < 200_000:
                 cache[tok] = k
             return k
+
+    def token_class(self, tok: str) -> int:
+        """How `_evidence` treats a token, resolved once: the common classes take a short path there, and
+        _OTHER (boundaries, question words, keywords, CJK) the full one."""
+        classes = self.classes
+        try:
+            return classes[tok]
+        except KeyError:
+            pass
+        kind = self.kinds(tok)
+        if tok in _BOUNDARY:
+            c = _OTHER
+        elif kind is None:
+            c = _ASK if tok in INTERROGATIVES else _GRAMMAR if tok in GRAMMAR else _FUNCTION
+        elif kind or tok in INTERROGATIVES or _CJK.search(tok) is not None:
+            c = _OTHER
+        else:
+            c = _NUMBER_WORD if tok.isdigit() else _PLAIN
+        if len(classes) < 200_000:
+            classes[tok] = c
+        return c
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
@@ -226,11 +259,40 @@ def _evidence(low: str, m: _Matcher, arithmetic: bool) -> _Evidence:
     in_sentence = in_function = 0
     armed = opener = asks = has_number = False
     sentences: list[tuple[int, int, bool]] = []  # (content words, grammar words, has a number) per sentence
-    tokens = _TOKEN.findall(text)
+    tokens = _ASCII_TOKEN.findall(text) if ascii_only else _TOKEN.findall(text)
     tokens.append("\n")
-    # Hot loop (~80 tokens per prompt): names bound locally and the kind cache read inline.
-    cache_get, kind_of, seen_add = m.cache.get, m.kinds, seen.add
+    # Hot loop (~80 tokens per prompt): names bound locally, and one cached class per token sends the common
+    # ones down a short path that does exactly what the full path below does for that class.
+    class_get, class_of, cache_get, kind_of, seen_add = m.classes.get, m.token_class, m.cache.get, m.kinds, seen.add
+    plain, grammar, number, function, ask = _PLAIN, _GRAMMAR, _NUMBER_WORD, _FUNCTION, _ASK
     for tok in tokens:
+        c = class_get(tok)
+        if c is None:
+            c = class_of(tok)
+        if c == plain:
+            in_sentence += 1
+            if tok not in seen:
+                seen_add(tok)
+                armed = True
+            continue
+        if c == grammar:
+            if armed:  # grammar after new content: "...capital OF japan"
+                in_function += 1
+                armed = False
+            continue
+        if c == number:
+            in_sentence += 1
+            if tok not in seen:
+                seen_add(tok)
+                numbers.add(tok)
+                has_number = True
+            continue
+        if c == function:
+            continue
+        if c == ask:
+            if in_sentence == 0:
+                asks = True
+            continue
         if tok in _BOUNDARY:
             if in_sentence:
                 if opener and substantial:
@@ -382,8 +444,10 @@ class HeuristicRouter(TrainableRouter):
         contrib = {rule: c * f + 0.0 for rule, c, f in zip(RULES, coef, feats, strict=True)}
         z = intercept + sum(contrib.values())
         p = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-        top = sorted((item for item in contrib.items() if item[1] != 0.0), key=lambda kv: -abs(kv[1]))[:3]
-        reason = ", ".join(f"{r} {c:+.2f}" for r, c in top) if top else "no rule fired"
+        top = [item for item in contrib.items() if item[1] != 0.0]
+        if len(top) > 1:
+            top.sort(key=_by_size)  # stable, as sorted() was: ties keep the order of RULES
+        reason = ", ".join([f"{r} {c:+.2f}" for r, c in top[:3]]) if top else "no rule fired"
         return RoutingScore(p_strong=p, confidence=abs(2.0 * p - 1.0), reason=reason, features=contrib)
 
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
