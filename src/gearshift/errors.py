@@ -60,6 +60,12 @@ class NotFittedError(RouterError):
     """A trainable router was asked to score before `fit`."""
 
 
+class RouterReloadError(RouterError):
+    """A router reload (`POST /v1/admin/router/reload`, SIGHUP, polling) failed; the old router keeps serving."""
+
+    code = "router_reload_failed"
+
+
 class InvalidRequestError(GearshiftError):
     """The client sent something we cannot serve (bad JSON, bad field)."""
 

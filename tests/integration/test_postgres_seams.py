@@ -3,6 +3,7 @@ router version registry behind retrain / promote / rollback, the dashboard and `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -187,6 +188,13 @@ def test_retrain_promote_rollback_on_postgresql(pg_url: str, tmp_path: Path) -> 
         assert gw.resolver.router.name == "classifier"
         versions = summary(gw, "1h")["versions"]
         assert {v["ref"]: v["status"] for v in versions} == {"pg/1": "champion", "pg/2": "retired"}
+        # a promotion reaches the running gateway through the shared registry (what reload_interval_s polls)
+        assert gw.reloader is not None and gw.resolver.live.ref == "pg/1"
+        assert asyncio.run(gw.reloader.reload(if_changed=True))["changed"] is False
+        assert main(["promote", "pg/2", "--force", *src]) == 0
+        assert asyncio.run(gw.reloader.reload(if_changed=True))["new"] == "pg/2"
+        assert gw.resolver.live.ref == "pg/2"
+        asyncio.run(gw.reloader.aclose())
     finally:
         if gw.store is not None:
             gw.store.close()

@@ -53,9 +53,19 @@ async def healthz(request: Request) -> Response:
         "status": "ok",
         "tiers": {name: [d.name for d in deps] for name, deps in zip(gw.tier_names, gw.tiers, strict=True)},
         "router": gw.resolver.router.describe(),
+        "router_version": gw.resolver.live.ref,  # learning: the registered version serving (None: not one)
         "decisions": None if writer is None else {"written": writer.written, "queued": writer.queued,
                                                   "dropped": writer.dropped, "failed": writer.failed},
     })
+
+
+async def reload_router(request: Request) -> Response:
+    """`POST /v1/admin/router/reload` (admin scope): serve the registry's current `[router] version` now."""
+    gw = _gateway(request)
+    gw.keys.check(request.headers.get("authorization"), "admin")
+    if gw.reloader is None:  # pragma: no cover - build_gateway always sets one
+        raise InvalidRequestError("this gateway cannot reload its router")
+    return JSONResponse(await gw.reloader.reload())
 
 
 async def metrics(request: Request) -> Response:
@@ -94,8 +104,10 @@ async def _error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvider] | None = None,
-               store: DecisionStore | None = None, router: Router | None = None) -> Starlette:
-    """The gateway app. `providers`/`store`/`router` replace what the settings would build (tests, embedding)."""
+               store: DecisionStore | None = None, router: Router | None = None,
+               reload_on_sighup: bool = False) -> Starlette:
+    """The gateway app. `providers`/`store`/`router` replace what the settings would build (tests, embedding);
+    `reload_on_sighup` (`gearshift serve`) reloads the router on SIGHUP (gateway/reload.py)."""
     gw = build_gateway(settings, providers=providers, store=store, router=router)
 
     @contextlib.asynccontextmanager
@@ -107,6 +119,10 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
             gw.writer.start()
         if gw.closed_loop is not None:
             gw.closed_loop.start()  # shadow workers and the SLO timer need the running loop
+        if gw.reloader is not None:  # learning: router hot reload: `[router] reload_interval_s`, SIGHUP
+            gw.reloader.start()
+            if reload_on_sighup and not gw.reloader.install_sighup():
+                log.warning("SIGHUP router reload unavailable here; use POST /v1/admin/router/reload")
         try:
             yield
         finally:
@@ -119,6 +135,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/v1/admin/router/reload", reload_router, methods=["POST"]),  # learning: router hot reload
     ]
     if gw.closed_loop is not None:
         from gearshift.closed_loop.feedback import routes as closed_loop_routes

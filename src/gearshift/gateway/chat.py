@@ -129,7 +129,7 @@ async def route_request(gw: Gateway, call: Call, req: ChatRequest, payload: dict
         return route.tier_index
     if route.router is None or route.policy is None:
         raise GearshiftError(f"route {route.kind!r} has no router")
-    policy, router_id = route.policy, f"{route.router.name}@{route.router.version}"
+    policy, router_id = route.policy, f"{route.router.name}@{route.router_version}"
     if gw.rules is not None and route.kind == "auto":  # routing rules: [[routes]], [router.gate], kind = "llm"
         from gearshift.gateway.rules_wiring import apply_rules
 

@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gearshift.gateway.app import create_app
 
     settings = _settings(args.config)
-    app = create_app(settings)
+    app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
     tiers = ", ".join(f"{t.name}=[{', '.join(d.display_name for d in t.deployments)}]" for t in settings.tiers)
     Console(stderr=True).print(f"gearshift gateway on http://{args.host}:{args.port}/v1  tiers: {tiers}  "
                                f"router: {settings.router.name}", highlight=False, markup=False)

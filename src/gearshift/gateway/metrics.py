@@ -44,6 +44,9 @@ class GatewayMetrics:
         self.shared_state_errors = Counter(  # scale-out: Redis failures served through (gateway/failopen.py)
             "gearshift_shared_state_errors", "Shared-state (Redis) calls that failed and were served without it.",
             ["op"], registry=r)
+        self.router_reloads = Counter(  # learning: router hot reload (gateway/reload.py)
+            "gearshift_router_reloads", "Router reloads by result: ok (swapped), unchanged (polling), error.",
+            ["result"], registry=r)
 
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, cached: prometheus_client re-validates and re-locks on every `.labels()`."""

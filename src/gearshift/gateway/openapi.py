@@ -75,7 +75,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Invalid request", 401: "Missing or invalid API key", 403: "The key lacks the scope",
              404: "Unknown model or path", 413: "Request body too large", 429: "Rate limit or budget exceeded",
              502: "Every upstream deployment failed", 503: "Overloaded, draining, or decision log unavailable",
-             504: "Upstream deadline passed"}
+             504: "Upstream deadline passed", 500: "Server error (router reload: the old router keeps serving)"}
     return {str(c): {"description": words.get(c, "Error"),
                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for c in codes}
@@ -116,6 +116,7 @@ def openapi_document(gw: Gateway | None = None) -> dict[str, Any]:
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             **_closed_loop_paths(gw, secured),
             **_dashboard_paths(gw, secured),
+            **_reload_paths(gw, secured),
         },
         "components": {
             "schemas": {"Error": _ERROR, "ChatCompletionRequest": request, "ChatCompletion": _COMPLETION,
@@ -156,6 +157,18 @@ def _closed_loop_paths(gw: Gateway | None, secured: list[dict[str, list[str]]]) 
             "requestBody": _json_body("TriageLabelRequest"),
             "responses": {"200": obj, **_errors(400, 401, 403, 404, 413)}}},
     }
+
+
+def _reload_paths(gw: Gateway | None, secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Router hot reload (gateway/reload.py): documented when the gateway serves a registered `[router] version`."""
+    if gw is None or gw.settings.router.version is None:
+        return {}
+    return {"/v1/admin/router/reload": {"post": {
+        "summary": "Serve the registry's current [router] version now (needs the admin scope)",
+        "operationId": "reloadRouter", "security": secured,
+        "responses": {"200": {"description": "old and new version refs",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **_errors(400, 401, 403, 500)}}}}
 
 
 def _dashboard_paths(gw: Gateway | None, secured: list[dict[str, list[str]]]) -> dict[str, Any]:

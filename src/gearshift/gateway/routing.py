@@ -2,6 +2,10 @@
 
 `router-<name>-<threshold>` follows RouteLLM's convention. With more than two tiers, the one threshold
 sets the first boundary and the others are spaced evenly between it and 1.
+
+The configured router, its policy and (for `[router] version`) the registered version it came from are
+one immutable `LiveRouter`; `ModelResolver.swap` replaces it in one assignment (gateway/reload.py), so a
+request resolved before a reload keeps the router and thresholds it got, and every later one sees the new pair.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gearshift.errors import GearshiftError, ModelNotFoundError
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.routers.base import PromptLike, Router, RoutingScore, TrainableRouter
 from gearshift.routers.policy import TierPolicy
+
+if TYPE_CHECKING:
+    from gearshift.store.versions import RouterVersion
 
 AUTO_MODEL = "gearshift/auto"
 _ROUTER_MODEL = re.compile(r"^router-(?P<name>[a-z0-9_]+)-(?P<thr>(?:0|1)(?:\.\d+)?|\.\d+)$")
@@ -32,6 +39,28 @@ class Route:
     policy: TierPolicy | None = None
     tier_index: int | None = None
     deployment: DeploymentSettings | None = None
+    version_ref: str | None = None  # learning: the registered version ("name/3") `router` was loaded from
+
+    @property
+    def router_version(self) -> str | None:
+        """What the record and `x-gearshift-router` name as the router's version: the registry ref when the
+        router is a registered version, else the router class's own version."""
+        if self.router is None:
+            return None
+        return self.version_ref or self.router.version
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRouter:
+    """The configured router with the policy (thresholds) that goes with it; `version` when registered."""
+
+    router: Router
+    policy: TierPolicy
+    version: RouterVersion | None = None
+
+    @property
+    def ref(self) -> str | None:
+        return None if self.version is None else self.version.ref
 
 
 def spread_thresholds(first: float, n_tiers: int) -> tuple[float, ...]:
@@ -40,35 +69,59 @@ def spread_thresholds(first: float, n_tiers: int) -> tuple[float, ...]:
 
 
 class ModelResolver:
-    """Builds the configured router once; per-request routers are cached by name."""
+    """Builds the configured router (swapped whole on reload); per-request routers are cached by name."""
 
     def __init__(self, settings: GatewaySettings, router: Router | None = None) -> None:
         self.settings = settings
         rs = settings.router
         self.tiers = settings.tier_names
-        self.policy = TierPolicy(tiers=self.tiers, thresholds=tuple(rs.thresholds),
-                                 ood_escalate=rs.ood_escalate, min_confidence=rs.min_confidence)
-        self.router = router if router is not None else self._configured_router()
+        self.base_policy = TierPolicy(tiers=self.tiers, thresholds=tuple(rs.thresholds),
+                                      ood_escalate=rs.ood_escalate, min_confidence=rs.min_confidence)
+        self.live = LiveRouter(router, self.base_policy) if router is not None else self._configured_router()
         self._concrete = settings.deployment_tiers()
         self._cache: dict[str, Router] = {self.router.name: self.router}
         self._lock = threading.Lock()
 
-    def _configured_router(self) -> Router:
+    @property
+    def router(self) -> Router:
+        return self.live.router
+
+    @property
+    def policy(self) -> TierPolicy:
+        return self.live.policy
+
+    def _configured_router(self) -> LiveRouter:
         from gearshift.routers.registry import load_router, make_router
 
         rs = self.settings.router
         if rs.version is not None:  # learning: a registered version (`gearshift promote` / `rollback`)
-            from dataclasses import replace
+            from gearshift.store.factory import settings_url
+            from gearshift.store.versions import live_version
 
-            from gearshift.store.versions import live_router
-
-            router, thresholds = live_router(self.settings, rs.version)
-            if thresholds is not None:
-                self.policy = replace(self.policy, thresholds=thresholds)
-            return router
+            return self.load_live(live_version(settings_url(self.settings.store), rs.version))
         if rs.path is not None:
-            return load_router(rs.path)
-        return make_router(rs.name, **rs.params)
+            return LiveRouter(load_router(rs.path), self.base_policy)
+        return LiveRouter(make_router(rs.name, **rs.params), self.base_policy)
+
+    def load_live(self, version: RouterVersion) -> LiveRouter:
+        """A registered version as a `LiveRouter` (its thresholds, else `[router] thresholds`); not yet serving."""
+        from dataclasses import replace
+
+        from gearshift.store.versions import load_version
+
+        router, thresholds = load_version(version, len(self.tiers))
+        policy = self.base_policy if thresholds is None else replace(self.base_policy, thresholds=thresholds)
+        return LiveRouter(router, policy, version)
+
+    def swap(self, live: LiveRouter) -> LiveRouter:
+        """Serve `live` from now on (one assignment: requests already resolved keep theirs); returns the old one."""
+        old = self.live
+        with self._lock:
+            if self._cache.get(old.router.name) is old.router:
+                del self._cache[old.router.name]
+            self._cache[live.router.name] = live.router
+        self.live = live
+        return old
 
     def _named_router(self, name: str, model: str) -> Router:
         from gearshift.routers.registry import make_router
@@ -96,15 +149,17 @@ class ModelResolver:
         return ids + list(self._concrete)
 
     def resolve(self, model: str) -> Route:
+        live = self.live  # read once: the router and its policy always come from the same version
         if model == AUTO_MODEL:
-            return Route("auto", router=self.router, policy=self.policy)
+            return Route("auto", router=live.router, policy=live.policy, version_ref=live.ref)
         m = _ROUTER_MODEL.match(model)
         if m is not None:
             thr = float(m["thr"])
             router = self._named_router(m["name"], model)
             policy = TierPolicy(tiers=self.tiers, thresholds=spread_thresholds(thr, len(self.tiers)),
-                                ood_escalate=self.policy.ood_escalate, min_confidence=self.policy.min_confidence)
-            return Route("router", router=router, policy=policy)
+                                ood_escalate=live.policy.ood_escalate, min_confidence=live.policy.min_confidence)
+            return Route("router", router=router, policy=policy,
+                         version_ref=live.ref if router is live.router else None)
         hit = self._concrete.get(model)
         if hit is not None:
             tier, dep = hit
@@ -123,5 +178,5 @@ def describe_route(route: Route) -> dict[str, Any]:
     """Router fields for the decision record."""
     if route.router is None or route.policy is None:
         return {"router": None, "router_version": None, "thresholds": []}
-    return {"router": route.router.name, "router_version": route.router.version,
+    return {"router": route.router.name, "router_version": route.router_version,
             "thresholds": list(route.policy.thresholds)}

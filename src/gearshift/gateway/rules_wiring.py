@@ -10,6 +10,7 @@ from a policy that always picks the gate's tier, so an exploration draw around i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,15 @@ class GatewayRules:
         bound = 1.0 if tier_index == 0 else 0.0
         return TierPolicy(tiers=tiers, thresholds=(bound,) * (len(tiers) - 1))
 
+    def with_router(self, router: Router, policy: TierPolicy, version: str | None) -> GatewayRules:
+        """These rules with the configured router (and its policy) replaced: a router reload (gateway/reload.py).
+        With `kind = "llm"` the configured router scores nothing here, so the rules stay as they are."""
+        if self.llm is not None:
+            return self
+        rules = copy.copy(self.rules)
+        rules.router, rules.policy = Threaded(router), policy
+        return replace(self, rules=rules, router_id=(router.name, version or router.version))
+
 
 def _gate(gs: GateSettings) -> Router:
     from gearshift.routers.registry import load_router, make_router
@@ -110,7 +120,7 @@ def build_rules(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]]
     rs = settings.router
     by_name = {d.name: d for t in tiers for d in t} | {d.name: d for d in extra}
     llm: LLMRouter | None = None
-    policy = resolver.policy
+    policy = resolver.live.policy
     router: Scorer
     router_id: tuple[str, str | None]
     if rs.kind == "llm":
@@ -120,7 +130,8 @@ def build_rules(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]]
         router, router_id = lr, (lr.name, lr.model)
         metrics.bind_llm_router(lambda: {"calls": lr.calls, "unparseable": lr.unparseable, "errors": lr.errors})
     else:
-        router, router_id = Threaded(resolver.router), (resolver.router.name, resolver.router.version)
+        live = resolver.live
+        router, router_id = Threaded(live.router), (live.router.name, live.ref or live.router.version)
     gate: Scorer | None = None
     gate_id = None
     gs = rs.gate

@@ -18,6 +18,7 @@ from gearshift.gateway.conversations import ConversationStore, FailOpenConversat
 from gearshift.gateway.failopen import FailOpenLog
 from gearshift.gateway.metrics import GatewayMetrics
 from gearshift.gateway.records import DecisionRecord
+from gearshift.gateway.reload import RouterReloader
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.providers.attempts import RetryPolicy
@@ -65,6 +66,7 @@ class Gateway:
     tracer: Any = None  # tracing: gearshift.tracing.RecordTracer when `[tracing] enabled` (one span per record)
     rules: Any = None  # routing rules: gateway.rules_wiring.GatewayRules when configured, else the fast path
     topics: Any = None  # closed loop: closed_loop.topics.TopicSegmenter when `[segments] topics` is set
+    reloader: RouterReloader | None = None  # learning: router hot reload (gateway/reload.py)
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
@@ -95,6 +97,8 @@ class Gateway:
             self.tracer.on_record(record if isinstance(record, DecisionRecord) else DecisionRecord.model_validate(row))
 
     async def aclose(self) -> None:
+        if self.reloader is not None:  # first: no swap while the rest shuts down
+            await self.reloader.aclose()
         if self.closed_loop is not None:  # first: its shadow workers still use the providers
             try:
                 await self.closed_loop.aclose()
@@ -216,6 +220,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         from gearshift.closed_loop.topics import load_segmenter
 
         gw.topics = load_segmenter(settings.segments.topics, gw.resolver.router)
+    gw.reloader = RouterReloader(gw)
     gw.closed_loop = build_closed_loop(gw)  # None when [shadow], [signals] and [slo] are all off
     if settings.uses_routing_rules:
         from gearshift.gateway.rules_wiring import build_rules

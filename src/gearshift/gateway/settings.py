@@ -140,8 +140,12 @@ class RouterSettings(_Strict):
     thresholds: list[float] = Field(default_factory=lambda: [0.5])
     ood_escalate: float | None = Field(default=None, gt=0.0)
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    # learning: "champion" or NAME[/VERSION] from `gearshift versions`; loaded at start (restart to switch)
+    # learning: "champion" or NAME[/VERSION] from `gearshift versions`; loaded at start and swapped in without a
+    # restart by `POST /v1/admin/router/reload`, SIGHUP (`gearshift serve`) or polling (gateway/reload.py)
     version: str | None = None
+    # learning: check the registry's `version` every this many seconds and reload when it names another
+    # version (how `promote`/`rollback` reach a fleet sharing one store); 0 = off
+    reload_interval_s: float = Field(default=0.0, ge=0.0)
     # routing rules (gateway/rules_wiring.py): "llm" asks a small model for a label instead of `name`
     kind: Literal["model", "llm"] = "model"
     llm: LLMRouterSettings | None = None
@@ -160,6 +164,12 @@ class RouterSettings(_Strict):
         if any(b < a for a, b in itertools.pairwise(v)):
             raise ValueError("thresholds must be non-decreasing")
         return v
+
+    @model_validator(mode="after")
+    def _reload_needs_version(self) -> RouterSettings:
+        if self.reload_interval_s > 0 and self.version is None:
+            raise ValueError("router.reload_interval_s polls the version registry: set router.version too")
+        return self
 
     @field_validator("segment_thresholds")
     @classmethod

@@ -3,8 +3,9 @@
 All read the gateway's store: `--db` (a SQLite file), `--store-url`, or `[store]` of `--config` (SQLite
 path or PostgreSQL url). Router versions are saved under `<db stem>-versions/` next to a SQLite file (with
 PostgreSQL, `--versions-dir` names a directory every gateway can read) and registered beside the decisions. The gateway
-serves the champion when its config says `[router] version = "champion"`; it reads it at start, so
-restart the gateway after `promote` or `rollback`.
+serves the champion when its config says `[router] version = "champion"`; `promote` and `rollback` change
+the registry only, and a running gateway swaps routers without a restart on `POST /v1/admin/router/reload`,
+on SIGHUP (`gearshift serve`), or by itself with `[router] reload_interval_s` (gateway/reload.py).
 
 Exit codes: 0 done; 1 error; 3 refused (no off-policy support, or a challenger short of the margin).
 """
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from gearshift.store.versions import RouterVersion, VersionRegistry
 
 EXIT_REFUSED = 3
+#: how a champion change reaches running gateways (printed by promote and rollback)
+REACH = ("gateways with [router] version = \"champion\" serve it after POST /v1/admin/router/reload (admin key), "
+         "SIGHUP to `gearshift serve`, or within [router] reload_interval_s when set")
 LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
 
 
@@ -342,6 +346,7 @@ def _ope(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from gearshift.learning.ope import InsufficientSupportError
 
@@ -375,20 +380,20 @@ def _promote(args: argparse.Namespace) -> int:
         v = reg.promote(candidate.ref, note=note)
     finally:
         reg.close()
-    console.print(f"[green]{v.ref} is the champion[/]; restart gateways whose [router] version = \"champion\"",
-                  highlight=False)
+    console.print(f"[green]{v.ref} is the champion[/] in the registry; {escape(REACH)}", highlight=False)
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     reg = registry(args)
     try:
         v = reg.rollback()
     finally:
         reg.close()
-    Console().print(f"[green]rolled back: {v.ref} is the champion again[/]; restart gateways to serve it",
+    Console().print(f"[green]rolled back: {v.ref} is the champion again[/] in the registry; {escape(REACH)}",
                     highlight=False)
     return 0
 

@@ -310,10 +310,9 @@ def open_version_registry(url: str) -> VersionRegistry:
     return PostgresVersionRegistry(url)
 
 
-def live_version(store: str | Path, ref: str) -> RouterVersion:
-    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]), read once at start.
-
-    `store` is a store URL or a SQLite path."""
+def open_live_registry(store: str | Path, ref: str) -> VersionRegistry:
+    """The registry the gateway's `[router] version` (`ref`) is read from; `store` is a store URL or a SQLite
+    path. A SQLite file that does not exist is a ConfigError, not a fresh empty registry."""
     from gearshift.store.factory import sqlite_path, store_kind
 
     url = str(store)
@@ -321,21 +320,32 @@ def live_version(store: str | Path, ref: str) -> RouterVersion:
         path = sqlite_path(url)
         if path != ":memory:" and not Path(path).exists():
             raise ConfigError(f"[router] version = {ref!r} but there is no store at {path}")
-    registry = open_version_registry(url)
+    return open_version_registry(url)
+
+
+def live_version(store: str | Path, ref: str) -> RouterVersion:
+    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]): read at start and
+    on every reload (`gateway.reload`). `store` is a store URL or a SQLite path."""
+    registry = open_live_registry(store, ref)
     try:
         return registry.get(ref)
     finally:
         registry.close()
 
 
+def load_version(v: RouterVersion, n_tiers: int) -> tuple[Router, tuple[float, ...] | None]:
+    """(router, its calibrated thresholds or None) of a registered version, checked against `n_tiers`."""
+    from gearshift.routers.registry import load_router
+
+    thresholds = v.thresholds
+    if thresholds is not None and len(thresholds) != n_tiers - 1:
+        raise ConfigError(f"router version {v.ref} has {len(thresholds)} threshold(s) but the gateway has "
+                          f"{n_tiers} tiers")
+    return load_router(v.path), thresholds
+
+
 def live_router(settings: Any, ref: str) -> tuple[Router, tuple[float, ...] | None]:
     """(router, its calibrated thresholds or None) for the gateway's `[router] version`, from `[store]`."""
-    from gearshift.routers.registry import load_router
     from gearshift.store.factory import settings_url
 
-    v = live_version(settings_url(settings.store), ref)
-    thresholds = v.thresholds
-    if thresholds is not None and len(thresholds) != len(settings.tiers) - 1:
-        raise ConfigError(f"router version {v.ref} has {len(thresholds)} threshold(s) but the gateway has "
-                          f"{len(settings.tiers)} tiers")
-    return load_router(v.path), thresholds
+    return load_version(live_version(settings_url(settings.store), ref), len(settings.tiers))
