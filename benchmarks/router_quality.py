@@ -42,6 +42,7 @@ from gearshift.evaluation.runner import evaluate_folds, result_from_scores
 from gearshift.routers.base import Router, TrainableRouter
 from gearshift.routers.registry import make_router
 
+LENGTH_DRAWS = 1000  # random 80/20 test sides scored by length alone, with --splits
 TRAINABLE = ("stack", "classifier")  # shipped defaults, no parameters
 QUICK_TRAINABLE = ("stack",)
 
@@ -107,9 +108,18 @@ def split_spread(ds: Dataset, strong: str, weak: str, n_splits: int, router_name
         routed.append(compute_metrics(p, outcomes.subset(te), settings).apgr)
         by_length.append(compute_metrics(lengths[te], outcomes.subset(te), settings).apgr)
     r, b = np.array(routed), np.array(by_length)
+    # Length alone needs no fit, so its spread can be drawn many times: how far one split's figure can
+    # drift from the mean with nothing learned at all.
+    draws = []
+    for k in range(LENGTH_DRAWS):
+        te = np.sort(np.random.default_rng(5000 + k).permutation(n)[: n // 5])
+        draws.append(compute_metrics(lengths[te], outcomes.subset(te), settings).apgr)
+    d = np.array(draws)
     return {"router": router_name, "n_splits": n_splits, "mean": float(r.mean()), "sd": float(r.std()),
             "min": float(r.min()), "max": float(r.max()), "length_mean": float(b.mean()), "length_sd": float(b.std()),
-            "gain_mean": float((r - b).mean()), "gain_sd": float((r - b).std())}
+            "gain_mean": float((r - b).mean()), "gain_sd": float((r - b).std()),
+            "length_draws": LENGTH_DRAWS, "length_draws_mean": float(d.mean()), "length_draws_sd": float(d.std()),
+            "length_draws_p90": float(np.percentile(d, 90))}
 
 
 def main() -> int:
@@ -205,7 +215,9 @@ def main() -> int:
         console.print(f"{name}, {sp['n_splits']} random 80/20 splits: {sp['router']} APGR mean {sp['mean']:.3f} "
                       f"(sd {sp['sd']:.3f}, range {sp['min']:.3f}-{sp['max']:.3f}); "
                       f"length only {sp['length_mean']:.3f} (sd {sp['length_sd']:.3f}); "
-                      f"gain over length {sp['gain_mean']:+.3f} (sd {sp['gain_sd']:.3f})",
+                      f"gain over length {sp['gain_mean']:+.3f} (sd {sp['gain_sd']:.3f}); length only over "
+                      f"{sp['length_draws']} draws: mean {sp['length_draws_mean']:.3f}, "
+                      f"sd {sp['length_draws_sd']:.3f}, 90th percentile {sp['length_draws_p90']:.3f}",
                       highlight=False)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
