@@ -178,12 +178,12 @@ def to_json(record: Mapping[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), default=str).replace("\\u0000", "\\ufffd")
 
 
-class PostgresDecisionStore:
-    """The `DecisionStore` protocol on PostgreSQL; thread-safe (the writer thread and readers share it)."""
+class PostgresTables:
+    """What every PostgreSQL store shares: migrations at open, a connection pool, and transactions bounded by
+    `timeout_s` (a client-side deadline, see `bounded_connection`), reads and writes alike."""
 
-    def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True, connect_timeout_s: float = 5.0,
+    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True, connect_timeout_s: float = 5.0,
                  timeout_s: float = 30.0) -> None:
-        """`timeout_s` bounds one transaction, read or write (a client-side deadline, see `_Deadline`)."""
         self.url = url
         self.timeout_s = timeout_s
         if run_migrations:
@@ -191,7 +191,23 @@ class PostgresDecisionStore:
         self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
 
     def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        return bounded_connection(self._pool, self.timeout_s)
+        return bounded_connection(self._pool, self.timeout_s)  # one transaction, bounded in time
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PostgresDecisionStore(PostgresTables):
+    """The `DecisionStore` protocol on PostgreSQL; thread-safe (the writer thread and readers share it)."""
+
+    def __init__(self, url: str, *, pool_size: int = 4, run_migrations: bool = True, connect_timeout_s: float = 5.0,
+                 timeout_s: float = 30.0) -> None:
+        super().__init__(url, pool_size=pool_size, run_migrations=run_migrations,
+                         connect_timeout_s=connect_timeout_s, timeout_s=timeout_s)
 
     @contextmanager
     def _write_conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -240,15 +256,9 @@ class PostgresDecisionStore:
         if q.limit is not None:
             sql += " LIMIT %s"
             params.append(int(q.limit))
-        with self._conn() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [dict(r[0]) for r in rows]
+        return [dict(r[0]) for r in self._rows(sql, params)]
 
     def count(self, q: DecisionQuery | None = None) -> int:
         where, params = self._where(q or DecisionQuery(limit=None))
-        with self._conn() as conn:
-            row = conn.execute(f"SELECT COUNT(*) FROM decisions{where}", params).fetchone()
-        return int(row[0]) if row else 0
-
-    def close(self) -> None:
-        self._pool.close()
+        rows = self._rows(f"SELECT COUNT(*) FROM decisions{where}", params)
+        return int(rows[0][0]) if rows else 0

@@ -7,8 +7,7 @@ rates work unchanged when several gateways share one database. Tables come from 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gearshift.store.labels import (
     SIGNAL_COLS,
@@ -22,30 +21,11 @@ from gearshift.store.labels import (
     triage_record,
     triage_where,
 )
-from gearshift.store.postgres import bounded_connection, migrate, open_pool, to_json
-
-if TYPE_CHECKING:
-    import psycopg
+from gearshift.store.postgres import PostgresTables, to_json
 
 
-class PostgresLabelStore:
+class PostgresLabelStore(PostgresTables):
     """The `LabelStore` protocol on PostgreSQL; thread-safe through a connection pool."""
-
-    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True, connect_timeout_s: float = 5.0,
-                 timeout_s: float = 30.0) -> None:
-        """`timeout_s` bounds each transaction (see `store.postgres.bounded_connection`)."""
-        self.url = url
-        if run_migrations:
-            migrate(url)
-        self.timeout_s = timeout_s
-        self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
-
-    def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        return bounded_connection(self._pool, self.timeout_s)  # one transaction, bounded in time
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchall()
 
     # -- shadow labels ------------------------------------------------------------------------------
     def put_label(self, label: Mapping[str, Any]) -> None:
@@ -134,6 +114,3 @@ class PostgresLabelStore:
             "COALESCE((record->'segment'->>'has_code')::boolean, false), COUNT(*) FROM decisions "
             "WHERE time >= %s AND time < %s AND tier IS NOT NULL GROUP BY 1, 2, 3, 4", (since, until))
         return decision_groups_of(rows)
-
-    def close(self) -> None:
-        self._pool.close()

@@ -10,24 +10,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
-from gearshift.store.postgres import bounded_connection, migrate, open_pool, redact
+from gearshift.store.postgres import PostgresTables, redact
 from gearshift.store.versions import (
-    CHAMPION,
-    PROMOTION_SQL,
     VERSION_COLS,
-    Promotion,
+    RegistryReads,
     RouterVersion,
     Status,
     check_new_name,
     last_promotion,
-    parse_ref,
-    promotions_of,
-    require_version,
     version_from_row,
     version_values,
 )
@@ -36,34 +30,19 @@ if TYPE_CHECKING:
     import psycopg
 
 
-class PostgresVersionRegistry:
+class PostgresVersionRegistry(PostgresTables, RegistryReads):
     """The `VersionRegistry` protocol on PostgreSQL (`url` may carry `?schema=NAME`)."""
 
-    def __init__(self, url: str, *, pool_size: int = 2, run_migrations: bool = True, connect_timeout_s: float = 5.0,
-                 timeout_s: float = 30.0) -> None:
-        """`timeout_s` bounds each transaction (see `store.postgres.bounded_connection`)."""
-        self.url = url
-        self.path = redact(url)  # where error messages say the registry is
-        if run_migrations:
-            migrate(url)
-        self.timeout_s = timeout_s
-        self._pool = open_pool(url, max_size=pool_size, connect_timeout_s=connect_timeout_s)
+    PH = "%s"
 
-    def _conn(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        return bounded_connection(self._pool, self.timeout_s)  # one transaction, bounded in time
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchall()
+    def __init__(self, url: str, **options: Any) -> None:
+        """`options`: those of `PostgresTables` (pool size, migrations, timeouts)."""
+        super().__init__(url, **options)
+        self.path = redact(url)  # where error messages say the registry is (no password)
 
     @staticmethod
     def _lock(conn: psycopg.Connection[Any]) -> None:
         conn.execute("LOCK TABLE router_versions IN SHARE ROW EXCLUSIVE MODE")
-
-    def next_version(self, name: str) -> int:
-        parse_ref(name)
-        rows = self._rows("SELECT MAX(version) FROM router_versions WHERE name = %s", (name,))
-        return int(rows[0][0] or 0) + 1
 
     def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
                  metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
@@ -78,29 +57,6 @@ class PostgresVersionRegistry:
                 (name, version, time.time() if now is None else now, router, str(path), "challenger",
                  *version_values(thresholds, metrics)))
         return self.get(f"{name}/{version}")
-
-    def find(self, ref: str) -> RouterVersion | None:
-        name, version = parse_ref(ref)
-        if name == CHAMPION and version is None:
-            return self.champion()
-        if version is None:
-            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = %s "
-                              "ORDER BY version DESC LIMIT 1", (name,))
-        else:
-            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = %s AND version = %s",
-                              (name, version))
-        return version_from_row(rows[0]) if rows else None
-
-    def get(self, ref: str) -> RouterVersion:
-        return require_version(self.find(ref), ref, self.path)
-
-    def all(self) -> list[RouterVersion]:
-        return [version_from_row(r) for r in self._rows(f"SELECT {VERSION_COLS} FROM router_versions "
-                                                     "ORDER BY created, name, version")]
-
-    def champion(self) -> RouterVersion | None:
-        rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
-        return version_from_row(rows[0]) if rows else None
 
     def update_metrics(self, ref: str, metrics: Mapping[str, Any]) -> RouterVersion:
         """Merge `metrics` into the version's metrics (top-level keys replaced)."""
@@ -149,9 +105,3 @@ class PostgresVersionRegistry:
             self._set_champion(conn, previous, current, "retired")
             conn.execute("UPDATE router_promotions SET rolled_back = TRUE WHERE id = %s", (pid,))
         return self.get(previous.ref)
-
-    def history(self) -> list[Promotion]:
-        return promotions_of(self._rows(PROMOTION_SQL))
-
-    def close(self) -> None:
-        self._pool.close()

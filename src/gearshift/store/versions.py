@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from gearshift.errors import ConfigError
 from gearshift.store.sqlite import open_sqlite
@@ -181,45 +181,28 @@ class VersionRegistry(Protocol):
     def close(self) -> None: ...
 
 
-class SQLiteVersionRegistry:
-    """Registry in the gateway's SQLite file (WAL, like the decision store); ":memory:" for tests."""
+class RegistryReads:
+    """The registry's reads, shared by SQLite and PostgreSQL: only the parameter placeholder differs."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._conn = open_sqlite(self.path, _SCHEMA, "router version registry")
-        self._lock = threading.RLock()
+    PH: ClassVar[str] = "?"  # "%s" for psycopg
+    path: str
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        raise NotImplementedError
 
     def next_version(self, name: str) -> int:
         parse_ref(name)
-        (top,) = self._rows("SELECT MAX(version) FROM router_versions WHERE name = ?", (name,))[0]
+        (top,) = self._rows(f"SELECT MAX(version) FROM router_versions WHERE name = {self.PH}", (name,))[0]
         return int(top or 0) + 1
-
-    def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
-                 metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
-        """A new challenger `name/<next number>`."""
-        check_new_name(name)
-        with self._lock:
-            version = self.next_version(name)
-            self._conn.execute(
-                f"INSERT INTO router_versions({VERSION_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                (name, version, time.time() if now is None else now, router, str(path), "challenger",
-                 *version_values(thresholds, metrics)))
-        return self.get(f"{name}/{version}")
 
     def find(self, ref: str) -> RouterVersion | None:
         name, version = parse_ref(ref)
         if name == CHAMPION and version is None:
             return self.champion()
-        if version is None:
-            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = ? ORDER BY version DESC "
-                              "LIMIT 1", (name,))
-        else:
-            rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE name = ? AND version = ?",
-                              (name, version))
+        where, params = (f"name = {self.PH}", (name,)) if version is None else \
+            (f"name = {self.PH} AND version = {self.PH}", (name, version))
+        rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE {where} ORDER BY version DESC LIMIT 1",
+                          params)
         return version_from_row(rows[0]) if rows else None
 
     def get(self, ref: str) -> RouterVersion:
@@ -232,6 +215,34 @@ class SQLiteVersionRegistry:
     def champion(self) -> RouterVersion | None:
         rows = self._rows(f"SELECT {VERSION_COLS} FROM router_versions WHERE status = 'champion' LIMIT 1")
         return version_from_row(rows[0]) if rows else None
+
+    def history(self) -> list[Promotion]:
+        return promotions_of(self._rows(PROMOTION_SQL))
+
+
+class SQLiteVersionRegistry(RegistryReads):
+    """Registry in the gateway's SQLite file (WAL, like the decision store); ":memory:" for tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn = open_sqlite(self.path, _SCHEMA, "router version registry")
+        self._lock = threading.RLock()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def register(self, name: str, router: str, path: str | Path, *, thresholds: Sequence[float] | None = None,
+                 metrics: Mapping[str, Any] | None = None, now: float | None = None) -> RouterVersion:
+        """A new challenger `name/<next number>`."""
+        check_new_name(name)
+        with self._lock:
+            version = self.next_version(name)
+            self._conn.execute(
+                f"INSERT INTO router_versions({VERSION_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (name, version, time.time() if now is None else now, router, str(path), "challenger",
+                 *version_values(thresholds, metrics)))
+        return self.get(f"{name}/{version}")
 
     def update_metrics(self, ref: str, metrics: Mapping[str, Any]) -> RouterVersion:
         """Merge `metrics` into the version's metrics (top-level keys replaced)."""
@@ -284,9 +295,6 @@ class SQLiteVersionRegistry:
                 self._conn.execute("ROLLBACK")
                 raise
         return self.get(previous.ref)
-
-    def history(self) -> list[Promotion]:
-        return promotions_of(self._rows(PROMOTION_SQL))
 
     def close(self) -> None:
         with self._lock:
