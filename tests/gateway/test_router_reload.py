@@ -25,7 +25,7 @@ from gearshift.store.base import DecisionQuery
 from gearshift.store.sqlite import SQLiteDecisionStore
 from gearshift.store.versions import SQLiteVersionRegistry, versions_dir
 from support.fake_upstream import FakeUpstream, closed_port
-from support.serve_process import start_serve, stop_serve, wait_healthy
+from support.serve_process import start_serve, stop_serve, two_tier_toml, wait_healthy
 
 ADMIN, APP = "sk-admin-reload", "sk-app-reload"
 KEYS = [{"id": "ops", "sha256": hash_key(ADMIN), "scopes": ["inference", "admin"]},
@@ -200,21 +200,7 @@ def test_sighup_reloads_a_real_gearshift_serve(tmp_path: Path) -> None:
     with FakeUpstream(answer="cheap") as cheap, FakeUpstream(answer="strong") as strong:
         port = closed_port()  # after the upstreams took their ports
         cfg = tmp_path / "gearshift.toml"
-        cfg.write_text(f"""
-[[tiers]]
-name = "cheap"
-[[tiers.deployments]]
-name = "c"
-model = "c"
-base_url = "{cheap.base_url}"
-
-[[tiers]]
-name = "strong"
-[[tiers.deployments]]
-name = "s"
-model = "s"
-base_url = "{strong.base_url}"
-
+        cfg.write_text(two_tier_toml(cheap.base_url, strong.base_url) + f"""
 [router]
 version = "champion"
 

@@ -20,6 +20,7 @@ from gearshift.gateway.app import create_app
 from gearshift.gateway.settings import hash_key, parse_settings
 from gearshift.store.base import DecisionQuery
 from support.fake_upstream import Behaviour, FakeUpstream
+from support.serve_process import two_tier_toml
 
 KEYS = {"infer": ("sk-infer-0001", ["inference"]), "fb": ("sk-feedback-0002", ["inference", "feedback"]),
         "admin": ("sk-admin-0003", ["admin"])}
@@ -149,22 +150,7 @@ def test_serve_banner_shows_the_deployments_of_each_tier(tmp_path: Path, monkeyp
 
     with FakeUpstream() as up:
         cfg = tmp_path / "gw.toml"
-        cfg.write_text(f"""
-[[tiers]]
-name = "cheap"
-[[tiers.deployments]]
-name = "small-a"
-provider = "openai"
-model = "m"
-base_url = "{up.base_url}"
-[[tiers]]
-name = "strong"
-[[tiers.deployments]]
-name = "big-b"
-provider = "openai"
-model = "m"
-base_url = "{up.base_url}"
-
+        cfg.write_text(two_tier_toml(up.base_url, up.base_url, names=("small-a", "big-b"), model="m") + """
 [store]
 enabled = false
 """, encoding="utf-8")

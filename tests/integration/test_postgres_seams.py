@@ -27,6 +27,7 @@ from gearshift.store.labels import SignalEvent
 from gearshift.store.postgres import PgTarget
 from gearshift.store.postgres_versions import PostgresVersionRegistry
 from support.fake_upstream import FakeUpstream
+from support.serve_process import two_tier_toml
 
 pytestmark = [pytest.mark.services]
 
@@ -71,22 +72,8 @@ def test_closed_loop_writes_feedback_and_shadow_labels_to_postgresql(pg_url: str
 
 def _config(tmp_path: Path, pg_url: str) -> Path:
     cfg = tmp_path / "gw.toml"
-    cfg.write_text(f"""
-[[tiers]]
-name = "cheap"
-[[tiers.deployments]]
-name = "c"
-provider = "openai"
-model = "m"
-base_url = "http://127.0.0.1:9/v1"
-[[tiers]]
-name = "strong"
-[[tiers.deployments]]
-name = "s"
-provider = "openai"
-model = "m"
-base_url = "http://127.0.0.1:9/v1"
-
+    dead = "http://127.0.0.1:9/v1"
+    cfg.write_text(two_tier_toml(dead, dead, model="m") + f"""
 [store]
 url = "{pg_url}"
 path = "{tmp_path / 'not-used.sqlite'}"

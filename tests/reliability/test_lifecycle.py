@@ -18,26 +18,12 @@ from gearshift.store.sqlite import SQLiteDecisionStore
 from reliability.conftest import PROMPT, dep, records, request_counts, running, settings_for
 from reliability.slow_upstream import SlowStreamUpstream
 from support.fake_upstream import Behaviour, FakeUpstream, closed_port
-from support.serve_process import start_serve, wait_healthy
+from support.serve_process import start_serve, two_tier_toml, wait_healthy
 
 
 def _config(tmp_path: Path, upstream_url: str, db: Path) -> Path:
     cfg = tmp_path / "gearshift.toml"
-    cfg.write_text(f"""
-[[tiers]]
-name = "cheap"
-[[tiers.deployments]]
-name = "slow-cheap"
-model = "slow"
-base_url = "{upstream_url}"
-
-[[tiers]]
-name = "strong"
-[[tiers.deployments]]
-name = "slow-strong"
-model = "slow"
-base_url = "{upstream_url}"
-
+    cfg.write_text(two_tier_toml(upstream_url, upstream_url, names=("slow-cheap", "slow-strong"), model="slow") + f"""
 [store]
 path = "{db}"
 

@@ -53,3 +53,17 @@ def stop_serve(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def two_tier_toml(cheap_url: str, strong_url: str, *, names: tuple[str, str] = ("c", "s"),
+                  model: str | None = None) -> str:
+    """The `[[tiers]]` part of a config: tier "cheap" with one deployment `names[0]` at `cheap_url`, tier
+    "strong" with `names[1]` at `strong_url` (each deployment's model is `model`, else its name)."""
+    return "".join(f"""
+[[tiers]]
+name = "{tier}"
+[[tiers.deployments]]
+name = "{name}"
+model = "{model or name}"
+base_url = "{url}"
+""" for tier, name, url in (("cheap", names[0], cheap_url), ("strong", names[1], strong_url)))
