@@ -21,7 +21,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
 from gearshift.routers.embedders.space import (
     SpecEmbedder,
     build_embedder,
@@ -31,8 +31,9 @@ from gearshift.routers.embedders.space import (
     ood_scale,
     saved_embedder,
     sigmoid,
-    soft_labels,
     top_similarities,
+    training_targets,
+    weighted_log_loss,
 )
 from gearshift.routers.embedding import Embedder
 
@@ -149,17 +150,12 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         ww = np.concatenate([w * y, w * (1.0 - y)])
         lr = LogisticRegression(C=1e4).fit(dd, yy, sample_weight=ww)
         a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-        p = np.clip(sigmoid(a * d + b), 1e-9, 1 - 1e-9)
-        loss = -np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w)
-        return a, b, float(loss)
+        return a, b, weighted_log_loss(sigmoid(a * d + b), y, w)
 
     def fit(self, prompts: Sequence[PromptLike], gaps: np.ndarray | Sequence[float],
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
-        texts = [prompt_text(p) for p in prompts]
-        y = soft_labels(as_gaps(gaps, len(texts)), self.target, self.eps)
-        w = as_weights(sample_weight, len(texts))
-        if len(texts) < 2 * self.folds or w.sum() <= 0:
-            raise RouterError(f"classifier needs at least {2 * self.folds} training prompts with positive weight")
+        texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
+                                       min_prompts=2 * self.folds, who="classifier")
         self._emb = build_embedder(self.embedder, self.cache_dir)
         emb = fit_embed(self._emb, texts)
         s = _scalars(texts)

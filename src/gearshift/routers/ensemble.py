@@ -21,8 +21,8 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
-from gearshift.routers.embedders.space import sigmoid, soft_labels
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
+from gearshift.routers.embedders.space import sigmoid, training_targets, weighted_log_loss
 from gearshift.routers.embedders.tfidf import FAST_MAX_TEXTS, TfidfEmbedder
 from gearshift.routers.trees import TreeEnsemble
 
@@ -167,11 +167,8 @@ class StackRouter(TrainableRouter):
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
         from sklearn.model_selection import KFold
 
-        texts = [prompt_text(p) for p in prompts]
-        y = soft_labels(as_gaps(gaps, len(texts)), self.target, self.eps)
-        w = as_weights(sample_weight, len(texts))
-        if len(texts) < 2 * self.folds or w.sum() <= 0:
-            raise RouterError(f"stack needs at least {2 * self.folds} training prompts with positive weight")
+        texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
+                                       min_prompts=2 * self.folds, who="stack")
         # The vocabulary and idf are unsupervised, so fitting them once on the whole training side is safe.
         self._vec = self._tfidf().fit(texts)
         x = self._vec.sparse(texts)
@@ -191,8 +188,7 @@ class StackRouter(TrainableRouter):
                 oof_lin[te] = _soft_logreg(z[tr], y[tr], w[tr], C).decision_function(z[te])
             meta = np.column_stack([oof_lin, oof_tree])
             m = _soft_logreg(meta, y, w, 1e4)
-            p = np.clip(m.predict_proba(meta)[:, 1], 1e-9, 1 - 1e-9)
-            loss = float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w))
+            loss = weighted_log_loss(m.predict_proba(meta)[:, 1], y, w)
             if best is None or loss < best[0]:
                 best = (loss, C, np.r_[m.coef_[0], m.intercept_])
         if best is None:

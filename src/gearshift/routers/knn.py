@@ -13,7 +13,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
 from gearshift.routers.embedders.space import (
     SpecEmbedder,
     build_embedder,
@@ -22,8 +22,8 @@ from gearshift.routers.embedders.space import (
     ood_ratio,
     ood_scale,
     saved_embedder,
-    soft_labels,
     top_similarities,
+    training_targets,
 )
 from gearshift.routers.embedding import Embedder
 
@@ -56,14 +56,10 @@ class KNNRouter(SpecEmbedder, TrainableRouter):
             raise RouterError(f"knn: unknown weighting {self.weighting!r}")
         if self.k < 1:
             raise RouterError("knn: k must be at least 1")
-        texts = [prompt_text(p) for p in prompts]
-        y = as_gaps(gaps, len(texts))
-        w = as_weights(sample_weight, len(texts))
-        if len(texts) < 2 or w.sum() <= 0:
-            raise RouterError("knn needs at least two training prompts with positive weight")
+        texts, self.y_, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
+                                             min_prompts=2, who="knn")
         self._emb = build_embedder(self.embedder, self.cache_dir)
         self.X_ = np.ascontiguousarray(fit_embed(self._emb, texts), dtype=np.float32)
-        self.y_ = soft_labels(y, self.target, self.eps)
         self.w_ = w
         self.prior_ = float(np.average(self.y_, weights=w))
         self.ood_scale_ = ood_scale(self.X_, self.ood_neighbours)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gearshift.errors import RouterError
+from gearshift.routers.base import as_gaps, as_weights, prompt_text
 from gearshift.routers.embedders import make_embedder
 from gearshift.routers.embedding import Embedder, FittableEmbedder
 
@@ -84,6 +85,24 @@ def soft_labels(gaps: np.ndarray, target: str, eps: float) -> np.ndarray:
     if target == "soft":
         return np.clip((gaps + 1.0) / 2.0, 0.0, 1.0)
     raise RouterError(f"unknown target {target!r} (use 'hard' or 'soft')")
+
+
+def training_targets(prompts: Sequence[Any], gaps: np.ndarray | Sequence[float],
+                     sample_weight: np.ndarray | Sequence[float] | None, target: str, eps: float, *,
+                     min_prompts: int, who: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(texts, soft targets, weights) of a router's `fit` arguments, checked: at least `min_prompts`
+    prompts and some positive weight, else a RouterError naming `who`."""
+    texts = [prompt_text(p) for p in prompts]
+    w = as_weights(sample_weight, len(texts))
+    if len(texts) < min_prompts or w.sum() <= 0:
+        raise RouterError(f"{who} needs at least {min_prompts} training prompts with positive weight")
+    return texts, soft_labels(as_gaps(gaps, len(texts)), target, eps), w
+
+
+def weighted_log_loss(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Mean weighted binary cross-entropy of probabilities `p` (clipped away from 0 and 1) on soft targets `y`."""
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return float(-np.sum(w * (y * np.log(q) + (1 - y) * np.log(1 - q))) / np.sum(w))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
