@@ -12,8 +12,8 @@ import pytest
 
 from gearshift.cli import main
 from gearshift.gateway.exploration import decide_for
-from gearshift.gateway.records import record_row
 from gearshift.gateway.settings import parse_settings
+from gearshift.records.record import record_row
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 from gearshift.store.sqlite import SQLiteDecisionStore

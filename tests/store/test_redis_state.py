@@ -10,7 +10,6 @@ import pytest
 
 from gearshift.gateway.budgets import BudgetLedger, InMemoryShareWindows, ShareWindowStore, StrongShareCap
 from gearshift.gateway.conversations import FailOpenConversationStore, LRUConversationStore
-from gearshift.gateway.failopen import FailOpenLog, RedisGate, RedisOutError
 from gearshift.gateway.ratelimit import RateLimiter
 from gearshift.providers.breaker import (
     BreakerConfig,
@@ -19,6 +18,7 @@ from gearshift.providers.breaker import (
     BreakerState,
     InMemoryBreakerStore,
 )
+from gearshift.records.failopen import FailOpenLog, RedisGate, RedisOutError
 from gearshift.store.redis_state import (
     FallbackBreakerStore,
     RedisBreakerStore,
@@ -168,7 +168,7 @@ class _Down:
 
 async def test_a_failing_store_fails_open_counts_each_failure_and_logs_once_per_burst(
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gearshift.gateway.failopen")
+    caplog.set_level(logging.INFO, logger="gearshift.records.failopen")
     counted: list[str] = []
     clock = _Clock()
     errors = FailOpenLog(counted.append, quiet_s=60.0, clock=clock)

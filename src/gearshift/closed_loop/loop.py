@@ -20,10 +20,10 @@ from gearshift.closed_loop.monitor import GatewayMonitor
 from gearshift.closed_loop.shadow import FleetSampler, ShadowMetrics, ShadowRunner
 from gearshift.closed_loop.signals import ImplicitSignals, segment_labels
 from gearshift.errors import ConfigError
-from gearshift.gateway.records import cost_usd
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.usage import cost_usd
 from gearshift.store.factory import open_label_store, settings_url, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
 

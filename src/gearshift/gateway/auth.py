@@ -24,9 +24,9 @@ from gearshift.errors import (
     SharedStateUnavailableError,
 )
 from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, ShareWindowStore, StrongShareCap
-from gearshift.gateway.failopen import FailOpenLog, outage_errors
 from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
 from gearshift.gateway.settings import ApiKeySettings, AuthSettings
+from gearshift.records.failopen import FailOpenLog, outage_errors
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from gearshift.gateway.chat import Call
-    from gearshift.gateway.failopen import FailOpenLog
     from gearshift.gateway.service import Gateway
+    from gearshift.records.failopen import FailOpenLog
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class StrongShareCap:
 
     def __init__(self, caps: Mapping[str, tuple[float, int]], store: ShareWindowStore | None = None,
                  errors: FailOpenLog | None = None) -> None:
-        from gearshift.gateway.failopen import FailOpenLog
+        from gearshift.records.failopen import FailOpenLog
 
         self._caps = dict(caps)  # key id -> (max share, window size in requests)
         self.store: ShareWindowStore = store or InMemoryShareWindows()

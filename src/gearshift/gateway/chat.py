@@ -21,13 +21,14 @@ from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.budgets import cap_strong_share
 from gearshift.gateway.conversations import conversation_keys, next_key
-from gearshift.gateway.records import CascadeStep, cost_usd, record_row, segment_row
 from gearshift.gateway.requests import ChatRequest, parse_json, read_body, validate_chat
 from gearshift.gateway.routing import describe_route, score_prompt
 from gearshift.gateway.routing_rules import estimate_tokens as request_tokens
 from gearshift.gateway.routing_rules import nearest_fitting_tier
 from gearshift.gateway.service import Gateway
 from gearshift.providers.base import Deployment
+from gearshift.records.record import CascadeStep, record_row, segment_row
+from gearshift.records.usage import answer_text, cost_usd, estimated_usage
 from gearshift.routers.base import prompt_text
 
 log = logging.getLogger(__name__)
@@ -57,26 +58,6 @@ def new_call(request: Request) -> Call:
     rid = "gs-" + uuid.uuid4().hex
     return Call(request_id=rid, started=time.perf_counter(), rec={"request_id": rid, "time": time.time()},
                 headers={"x-gearshift-request-id": rid})
-
-
-def estimate_tokens(text: str) -> int:
-    """~4 characters per token: only used when the upstream reports no usage."""
-    return max(1, len(text) // 4) if text else 0
-
-
-def estimated_usage(prompt: str, answer: str) -> dict[str, int]:
-    """An OpenAI `usage` object from `estimate_tokens`, for upstreams that report none."""
-    tin, tout = estimate_tokens(prompt), estimate_tokens(answer)
-    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
-
-
-def answer_text(body: dict[str, Any]) -> str | None:
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    msg = choices[0].get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
-    return content if isinstance(content, str) else None
 
 
 def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,

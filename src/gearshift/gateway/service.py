@@ -15,15 +15,15 @@ from typing import Any
 from gearshift.errors import ConfigError
 from gearshift.gateway.auth import KeyChecker
 from gearshift.gateway.conversations import ConversationStore, FailOpenConversationStore, LRUConversationStore
-from gearshift.gateway.failopen import FailOpenLog
 from gearshift.gateway.metrics import GatewayMetrics
-from gearshift.gateway.records import DecisionRecord
 from gearshift.gateway.reload import RouterReloader
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.failopen import FailOpenLog
+from gearshift.records.record import DecisionRecord
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
 from gearshift.store.writer import BackgroundWriter

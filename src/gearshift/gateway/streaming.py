@@ -19,11 +19,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import ProviderError, openai_error_body
-from gearshift.gateway.chat import Call, estimated_usage, finish, pin_conversation, upstream_request
-from gearshift.gateway.records import cost_usd
+from gearshift.gateway.chat import Call, finish, pin_conversation, upstream_request
 from gearshift.gateway.requests import ChatRequest
 from gearshift.gateway.service import Gateway
 from gearshift.providers.streaming import StreamExecution
+from gearshift.records.usage import cost_usd, estimated_usage
 
 
 class _SSEResponse(StreamingResponse):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gearshift.gateway.redaction import TextMode
+    from gearshift.records.redaction import TextMode
 
 
 def register(subparsers: Any) -> None:

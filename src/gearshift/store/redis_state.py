@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ProviderError
-from gearshift.gateway.failopen import FailOpenLog, RedisGate, outage_errors
 from gearshift.providers.breaker import BreakerSnapshot, BreakerState, BreakerStore, InMemoryBreakerStore
+from gearshift.records.failopen import FailOpenLog, RedisGate, outage_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -19,8 +19,8 @@ from gearshift.errors import ConfigError
 from gearshift.tracing.settings import TracingSettings
 
 if TYPE_CHECKING:
-    from gearshift.gateway.records import DecisionRecord
     from gearshift.providers.base import Deployment
+    from gearshift.records.record import DecisionRecord
 
 log = logging.getLogger(__name__)
 
