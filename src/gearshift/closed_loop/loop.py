@@ -22,6 +22,7 @@ from gearshift.closed_loop.signals import ImplicitSignals, segment_labels
 from gearshift.errors import ConfigError
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
+from gearshift.providers.registry import DeploymentSettings, build_providers
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.usage import cost_usd
 from gearshift.store.factory import open_label_store, settings_url, store_options
@@ -116,8 +117,6 @@ class ClosedLoop:
 
 def _judge_target(gw: Gateway, js: JudgeSettings) -> tuple[list[Deployment], dict[str, tuple[float, float]]]:
     """The judge's deployments and their prices, from `[shadow.judge]`."""
-    from gearshift.gateway.settings import DeploymentSettings
-
     if js.endpoint is not None:
         ds = DeploymentSettings.model_validate(js.endpoint)
         return [ds.resolve()], {ds.display_name: (ds.input_price_per_m, ds.output_price_per_m)}
@@ -142,13 +141,9 @@ def _build_shadow(gw: Gateway, settings: ShadowSettings, store: LabelStore) -> t
     providers = dict(gw.providers)
     owned: list[Any] = []
     for dep in judge_deps:
-        if dep.provider not in providers:
-            if dep.provider != "openai":
-                raise ConfigError(f"shadow.judge: no provider {dep.provider!r} in this gateway")
-            from gearshift.providers.openai_compat import OpenAICompatProvider
-
-            providers["openai"] = OpenAICompatProvider()
-            owned.append(providers["openai"])
+        if dep.provider not in providers:  # an endpoint of a kind no tier uses: built here, closed with the loop
+            providers[dep.provider] = build_providers([dep.provider])[dep.provider]
+            owned.append(providers[dep.provider])
     executor = FailoverExecutor(providers, RetryPolicy(max_retries=0))
     prices = {name: (d.input_price_per_m, d.output_price_per_m) for name, d in gw.deployment_settings.items()}
     prices.update(judge_prices)

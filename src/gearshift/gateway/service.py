@@ -21,6 +21,7 @@ from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
+from gearshift.providers.registry import build_providers
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.failopen import FailOpenLog
 from gearshift.records.record import DecisionRecord
@@ -32,19 +33,10 @@ log = logging.getLogger(__name__)
 
 
 def default_providers(settings: GatewaySettings) -> dict[str, ChatProvider]:
-    """Only the providers the config uses: the local one loads a model, so it is never built needlessly."""
+    """Only the providers the config uses (the local one loads a model, so it is never built needlessly)."""
     used = {d.provider for t in settings.tiers for d in t.deployments}
     used |= {d.provider for d in settings.extra_deployments}  # routing rules: category-route targets
-    providers: dict[str, ChatProvider] = {}
-    if "openai" in used:
-        from gearshift.providers.openai_compat import OpenAICompatProvider
-
-        providers["openai"] = OpenAICompatProvider()
-    if "local" in used:
-        from gearshift.providers.local import LocalProvider
-
-        providers["local"] = LocalProvider()
-    return providers
+    return build_providers(used)
 
 
 @dataclass

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
-from gearshift.config import get_env
 from gearshift.errors import ConfigError
 from gearshift.gateway.dashboard.settings import DashboardSettings
 from gearshift.gateway.policy_settings import SEGMENT_FIELDS as SEGMENT_FIELDS
@@ -28,51 +27,10 @@ from gearshift.gateway.policy_settings import LLMRouterSettings as LLMRouterSett
 from gearshift.gateway.policy_settings import RouterSettings as RouterSettings
 from gearshift.gateway.policy_settings import RouteSettings as RouteSettings
 from gearshift.gateway.policy_settings import Strict as _Strict
-from gearshift.providers.base import Deployment
+from gearshift.providers.registry import DeploymentSettings as DeploymentSettings
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
-
-
-class DeploymentSettings(_Strict):
-    """One upstream endpoint. `name` (default: `model`) is what clients may ask for directly."""
-
-    name: str | None = None
-    provider: Literal["openai", "local"] = "openai"
-    model: str = Field(min_length=1)
-    base_url: str | None = None
-    api_key_env: str | None = None
-    input_price_per_m: float = Field(default=0.0, ge=0.0)
-    output_price_per_m: float = Field(default=0.0, ge=0.0)
-    context_window: int | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0.0)
-    max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
-
-    @model_validator(mode="after")
-    def _needs_url(self) -> DeploymentSettings:
-        if self.provider == "openai" and not self.base_url:
-            raise ValueError("base_url is required for provider 'openai'")
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return self
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.model
-
-    def resolve(self) -> Deployment:
-        """The runtime deployment, with the API key read from the named environment variable."""
-        key = None
-        if self.api_key_env:
-            key = get_env(self.api_key_env)
-            if key is None:
-                raise ConfigError(f"deployment {self.display_name!r}: environment variable "
-                                  f"{self.api_key_env} (api_key_env) is not set")
-        return Deployment(
-            name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
-            api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
-            context_window=self.context_window, timeout_s=self.timeout_s,
-        )
 
 
 class TierSettings(_Strict):
