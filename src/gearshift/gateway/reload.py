@@ -80,8 +80,7 @@ class RouterReloader:
         return self._result(old, live, changed=True)
 
     def _lookup(self, ref: str) -> RouterVersion:
-        from gearshift.store.factory import settings_url
-        from gearshift.store.versions import open_live_registry
+        from gearshift.store.factory import open_live_registry, settings_url
 
         if self._registry is None:
             self._registry = open_live_registry(settings_url(self.gateway.settings.store), ref)

@@ -95,8 +95,7 @@ class ModelResolver:
 
         rs = self.settings.router
         if rs.version is not None:  # learning: a registered version (`gearshift promote` / `rollback`)
-            from gearshift.store.factory import settings_url
-            from gearshift.store.versions import live_version
+            from gearshift.store.factory import live_version, settings_url
 
             return self.load_live(live_version(settings_url(self.settings.store), rs.version))
         if rs.path is not None:
@@ -107,7 +106,7 @@ class ModelResolver:
         """A registered version as a `LiveRouter` (its thresholds, else `[router] thresholds`); not yet serving."""
         from dataclasses import replace
 
-        from gearshift.store.versions import load_version
+        from gearshift.store.factory import load_version
 
         router, thresholds = load_version(version, len(self.tiers))
         policy = self.base_policy if thresholds is None else replace(self.base_policy, thresholds=thresholds)

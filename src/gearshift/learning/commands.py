@@ -158,8 +158,7 @@ def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def registry(args: argparse.Namespace) -> VersionRegistry:
-    from gearshift.store.factory import sqlite_path
-    from gearshift.store.versions import open_version_registry
+    from gearshift.store.factory import open_version_registry, sqlite_path
 
     if not store_exists(args):
         raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
