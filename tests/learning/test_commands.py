@@ -20,8 +20,8 @@ import pytest
 from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
-from gearshift.learning.exploration import ExplorationPolicy
 from gearshift.learning.retrain import simulate_logged_traffic
+from gearshift.policy.exploration import ExplorationPolicy
 from gearshift.routers.policy import TierPolicy
 from gearshift.store.base import DecisionQuery
 from gearshift.store.labels import SignalEvent, SQLiteLabelStore

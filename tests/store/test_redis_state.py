@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gearshift.gateway.budgets import BudgetLedger, InMemoryShareWindows, ShareWindowStore, StrongShareCap
-from gearshift.gateway.conversations import FailOpenConversationStore, LRUConversationStore
+from gearshift.gateway.budgets import BudgetLedger
 from gearshift.gateway.ratelimit import RateLimiter
+from gearshift.policy.conversations import FailOpenConversationStore, LRUConversationStore
+from gearshift.policy.share_cap import InMemoryShareWindows, ShareWindowStore, StrongShareCap
 from gearshift.providers.breaker import (
     BreakerConfig,
     BreakerRegistry,

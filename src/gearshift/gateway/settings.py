@@ -18,16 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
 from gearshift.errors import ConfigError
 from gearshift.gateway.dashboard.settings import DashboardSettings
-from gearshift.gateway.policy_settings import SEGMENT_FIELDS as SEGMENT_FIELDS
-from gearshift.gateway.policy_settings import SEGMENT_KEY as SEGMENT_KEY
-from gearshift.gateway.policy_settings import ExperimentSettings as ExperimentSettings
-from gearshift.gateway.policy_settings import ExplorationSettings as ExplorationSettings
-from gearshift.gateway.policy_settings import GateSettings as GateSettings
-from gearshift.gateway.policy_settings import LLMRouterSettings as LLMRouterSettings
-from gearshift.gateway.policy_settings import RouterSettings as RouterSettings
-from gearshift.gateway.policy_settings import RouteSettings as RouteSettings
-from gearshift.gateway.policy_settings import Strict as _Strict
+from gearshift.policy.settings import SEGMENT_FIELDS as SEGMENT_FIELDS
+from gearshift.policy.settings import SEGMENT_KEY as SEGMENT_KEY
+from gearshift.policy.settings import ExperimentSettings as ExperimentSettings
+from gearshift.policy.settings import ExplorationSettings as ExplorationSettings
+from gearshift.policy.settings import GateSettings as GateSettings
+from gearshift.policy.settings import LLMRouterSettings as LLMRouterSettings
+from gearshift.policy.settings import RouterSettings as RouterSettings
+from gearshift.policy.settings import RouteSettings as RouteSettings
+from gearshift.policy.settings import Strict as _Strict
 from gearshift.providers.registry import DeploymentSettings as DeploymentSettings
+from gearshift.store.settings import StoreSettings as StoreSettings
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
@@ -44,23 +45,6 @@ class CascadeSettings(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     enabled: bool = False
-
-
-class StoreSettings(_Strict):
-    enabled: bool = True
-    path: Path = Path("gearshift-decisions.sqlite")
-    queue_size: int = Field(default=10_000, gt=0)
-    batch_size: int = Field(default=256, gt=0)
-    # reliability: records the store refuses (locked, disk full) go to this fsync'd JSONL file, replayed later
-    spool_path: Path | None = None  # None: next to `path`, as <path>.spool.jsonl
-    spool_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # full spool -> 503, never silent loss
-    text: Literal["full", "hash", "redact"] = "full"  # how prompt/answer text is kept in records
-    # scale-out: sqlite:///path or postgresql://user@host/db[?schema=s]; overrides `path` (store/factory.py)
-    url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres)://")
-    # reliability (PostgreSQL): a down server fails a batch after connect_timeout_s (libpq rounds up, 2 s at least);
-    # a hung one after write_timeout_s; either way the writer spools the batch (store/postgres.py)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    write_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class SegmentSettings(_Strict):

@@ -64,7 +64,7 @@ def segment_thresholds(args: argparse.Namespace, log: DecisionLog, scores: np.nd
     FIELD=VALUE as `[router] segment_thresholds` matches it against the gateway's segment row."""
     import numpy as np
 
-    from gearshift.closed_loop.experiment import segment_value
+    from gearshift.policy.experiment import segment_value
 
     field = args.per_segment
     values = np.array([segment_value(s, field) or "und" for s in log.segments])
@@ -147,7 +147,7 @@ def snippet(thresholds: tuple[float, ...], version: str | None, per_segment: dic
     if version is not None:
         lines.append(f'version = "{version}"')
     lines.append("thresholds = [" + ", ".join(f"{t:.6f}" for t in thresholds) + "]")
-    if per_segment:  # applied per request by the gateway (gateway/exploration.py); others use `thresholds`
+    if per_segment:  # applied per request by the gateway (policy/draw.py); others use `thresholds`
         lines.append(f"# per {field}: requests whose segment has {field}=VALUE use these thresholds")
         lines.append("segment_thresholds = { " + ", ".join(
             f'"{k}" = [' + ", ".join(f"{t:.6f}" for t in v) + "]" for k, v in sorted(per_segment.items())) + " }")

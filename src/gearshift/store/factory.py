@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gearshift.routers.base import Router
     from gearshift.store.base import DecisionStore
     from gearshift.store.labels import LabelStore
+    from gearshift.store.settings import StoreSettings
     from gearshift.store.versions import RouterVersion, VersionRegistry
 
 
@@ -40,13 +41,13 @@ def sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-def settings_url(store_settings: Any) -> str:
+def settings_url(store_settings: StoreSettings) -> str:
     """The URL a `[store]` section selects: `url` when set, else its SQLite `path`."""
-    url: str | None = getattr(store_settings, "url", None)
+    url = store_settings.url
     return url if url else f"sqlite:///{Path(store_settings.path)}"
 
 
-def store_options(store_settings: Any, url: str | None = None) -> dict[str, Any]:
+def store_options(store_settings: StoreSettings, url: str | None = None) -> dict[str, Any]:
     """The `[store]` timeouts as PostgreSQL store options for `url` (default: the `[store]` URL): a down or
     hung server costs a bounded wait, after which writes spool and reads fail with an error."""
     if store_kind(url or settings_url(store_settings)) != "postgresql":

@@ -3,7 +3,7 @@ conversation tier pins and strong-tier share windows.
 
 Each class implements the async protocol whose in-memory version a single gateway uses by default
 (`providers.breaker.BreakerStore`, `gateway.ratelimit.RateLimiter`, `gateway.budgets.BudgetLedger`,
-`gateway.conversations.ConversationStore`, `gateway.budgets.ShareWindowStore`), so with `[redis] url` set,
+`policy.conversations.ConversationStore`, `policy.share_cap.ShareWindowStore`), so with `[redis] url` set,
 a deployment that one gateway sees failing is skipped by all of them, a key's rate, daily budget and
 strong-tier share are spent once across the fleet, and a conversation pinned to a tier by one gateway
 stays there on the others. Every key starts with a per-deployment `prefix`.

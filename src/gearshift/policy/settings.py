@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -179,3 +179,16 @@ class ExperimentSettings(Strict):
         if v is not None and SEGMENT_KEY.fullmatch(v) is None:
             raise ValueError(f"segment must be FIELD=VALUE with FIELD one of {', '.join(SEGMENT_FIELDS)}")
         return v
+
+
+class PolicyConfig(Protocol):
+    """The sections of the gateway's settings the tier draw reads (`GatewaySettings` is one)."""
+
+    @property
+    def router(self) -> RouterSettings: ...
+
+    @property
+    def exploration(self) -> ExplorationSettings: ...
+
+    @property
+    def experiment(self) -> ExperimentSettings: ...
