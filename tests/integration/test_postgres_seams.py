@@ -19,8 +19,8 @@ from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
 from gearshift.gateway.app import create_app
-from gearshift.gateway.dashboard.data import summary
 from gearshift.gateway.build import build_gateway
+from gearshift.gateway.dashboard.data import summary
 from gearshift.gateway.settings import parse_settings
 from gearshift.store.factory import open_decision_store, open_label_store
 from gearshift.store.labels import SignalEvent
