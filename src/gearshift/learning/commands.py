@@ -98,8 +98,10 @@ def register(subparsers: Any) -> None:
     vs.set_defaults(handler=_versions)
 
     from gearshift.learning.calibrate_command import register as register_calibrate
+    from gearshift.learning.train_command import register as register_train
 
     register_calibrate(subparsers, _source)
+    register_train(subparsers, _source)
 
 
 # -- shared ----------------------------------------------------------------------------------------------------
@@ -164,6 +166,17 @@ def registry(args: argparse.Namespace) -> VersionRegistry:
     if not store_exists(args):
         raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
     return open_version_registry(store_url(args))
+
+
+def registry_for_write(args: argparse.Namespace) -> VersionRegistry:
+    """The registry of the store the command names (or the default one), created if there is none yet."""
+    from gearshift.store.factory import sqlite_path, store_kind
+    from gearshift.store.versions import open_version_registry
+
+    url = store_url(args)
+    if store_kind(url) == "sqlite" and sqlite_path(url) != ":memory:":
+        Path(sqlite_path(url)).parent.mkdir(parents=True, exist_ok=True)
+    return open_version_registry(url)
 
 
 def read(args: argparse.Namespace) -> DecisionLog:
