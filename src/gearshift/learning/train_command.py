@@ -66,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     from gearshift.learning.train import train
     from gearshift.routers.operating_point import save_operating_point
 
-    console = Console()
+    console = Console(soft_wrap=True)  # paths and the TOML snippet must survive copy-paste: never wrapped
     err = Console(stderr=True)
     target = _target(args)
     params = parse_params(args.params)
