@@ -10,7 +10,6 @@ gateway config (or writes it with --write) and the expected quality change on la
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,9 @@ if TYPE_CHECKING:
 MIN_SEGMENT = 20  #: fewer logged decisions than this in a segment: no per-segment threshold
 
 
-def register(subparsers: Any, source: Callable[..., None]) -> None:
+def register(subparsers: Any) -> None:
+    from gearshift.learning.commands import _source as source  # --db/--config/--store-url/--since, as its siblings
+
     cal = subparsers.add_parser("calibrate", help="set thresholds from logged scores: share, cost or risk target",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source(cal)
