@@ -40,7 +40,7 @@ class Served(Protocol):
 
 
 class KeyCheck(Protocol):
-    def check(self, authorization: str | None, scope: Any) -> Any:
+    def check(self, authorization: str | None, scope: str | None = None) -> str | None:
         """The key's id when `authorization` holds a key with `scope`; raises the gateway's auth errors."""
         ...
 
