@@ -106,10 +106,10 @@ def test_serve_refuses_an_untrained_trainable_router(tmp_path: Path) -> None:
 
 
 def test_config_thresholds_override_the_saved_operating_point(tmp_path: Path) -> None:
+    from gearshift.data.registry import load_dataset
     from gearshift.gateway.routing import ModelResolver
     from gearshift.gateway.settings import parse_settings
     from gearshift.learning.train import Target, train
-    from gearshift.data.registry import load_dataset
     from gearshift.routers.operating_point import save_operating_point
 
     data = load_dataset("gsm8k", default_data_dir()).subset(range(120))
