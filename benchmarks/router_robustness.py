@@ -12,7 +12,7 @@ the one that sends 30 % of those prompts strong. Judged with the probe set of `c
   minus before, in points (target <= 5).
 
     .venv/bin/python benchmarks/router_robustness.py                      # all shipped routers (~3-5 min)
-    .venv/bin/python benchmarks/router_robustness.py --routers stack,heuristic --n 300
+    .venv/bin/python benchmarks/router_robustness.py --routers "stack;stack:augment=0,C=1;heuristic" --n 300
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def _spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--routers", default=",".join(SHIPPED))
+    ap.add_argument("--routers", default=";".join(SHIPPED),
+                    help="router specs separated by ';' (default: every shipped router)")
     ap.add_argument("--n", type=int, default=500, help="probed prompts, evenly from every source (default 500)")
     ap.add_argument("--train-per-source", type=int, default=3000, help="training prompts per source (default 3000)")
     ap.add_argument("--share", type=float, default=0.3, help="strong share the threshold is set to (default 0.3)")
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     gaps = train.scores("strong") - train.scores("weak")
     families = list(INVARIANCE)
     rows: list[dict[str, Any]] = []
-    for spec in [s for s in args.routers.split(",") if s]:
+    for spec in [s for s in args.routers.split(";") if s]:
         name, params = _spec(spec)
         router = make_router(name, **params)
         t0 = time.perf_counter()

@@ -20,9 +20,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from gearshift.data.text import canonical
 from gearshift.errors import RouterError
-from gearshift.routers.augment import augmented
+from gearshift.routers.augment import grouped_folds, with_copies
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import sigmoid, training_targets, weighted_log_loss
 from gearshift.routers.embedders.tfidf import FAST_MAX_TEXTS, TfidfEmbedder
@@ -144,7 +143,7 @@ class StackRouter(TrainableRouter):
                  char_features: int = 50000, char_max: int = 5, min_df: int = 2, trees: int = 200,
                  learning_rate: float = 0.05, leaves: int = 15, min_leaf: int = 40, folds: int = 5,
                  target: str = "soft", eps: float = 0.0, ood_neighbours: int = 5, ood_reference: int = 1000,
-                 augment: float = 0.5, seed: int = 0) -> None:
+                 augment: float = 1.0, seed: int = 0) -> None:
         self.C = C
         self.tune_C = tune_C
         self.shape_weight = shape_weight
@@ -185,15 +184,10 @@ class StackRouter(TrainableRouter):
 
     def fit(self, prompts: Sequence[PromptLike], gaps: np.ndarray | Sequence[float],
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
-        from sklearn.model_selection import KFold
-
         texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
                                        min_prompts=2 * self.folds, who="stack")
         n_orig = len(texts)
-        extra, src = augmented(texts, self.augment, self.seed)
-        texts = texts + [canonical(t) for t in extra]
-        y, w = np.r_[y, y[src]], np.r_[w, w[src]]
-        group = np.r_[np.arange(n_orig), src]
+        texts, y, w, group = with_copies(texts, y, w, self.augment, self.seed)
         # The vocabulary and idf are unsupervised, so fitting them once on the whole training side is safe.
         self._vec = self._tfidf().fit(texts[:n_orig])
         x = self._vec.sparse(texts)
@@ -202,12 +196,7 @@ class StackRouter(TrainableRouter):
         self.shape_scale_ = np.where(s.std(axis=0) > 1e-9, s.std(axis=0), 1.0)
         z = self._design(x, s)
         grid = self.C_GRID if self.tune_C else (float(self.C),)
-        in_fold = [te for _, te in KFold(self.folds, shuffle=True, random_state=self.seed).split(np.arange(n_orig))]
-        fold_of = np.empty(n_orig, dtype=np.int64)
-        for f, te in enumerate(in_fold):
-            fold_of[te] = f
-        fold_of = fold_of[group]  # a copy sits in its prompt's fold: no prompt is scored by a model that saw it
-        folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(self.folds)]
+        folds = grouped_folds(group, self.folds, self.seed)  # no prompt is scored by a model that saw its copy
         oof_tree = np.zeros(len(y))
         for tr, te in folds:
             oof_tree[te] = self._fit_trees(s[tr], y[tr], w[tr]).predict(s[te])
