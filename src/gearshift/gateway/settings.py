@@ -188,7 +188,7 @@ class GatewaySettings(_Strict):
 
     @property
     def uses_routing_rules(self) -> bool:
-        """Whether `gearshift/auto` goes through gateway.routing_rules instead of the single-router fast path."""
+        """Whether `gearshift/auto` goes through policy.rules instead of the single-router fast path."""
         return bool(self.routes) or self.router.gate is not None or self.router.kind == "llm"
 
     @model_validator(mode="after")

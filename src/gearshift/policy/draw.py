@@ -1,12 +1,13 @@
-"""The gateway side of exploration: draw each routed request's tier from `ExplorationPolicy`, honestly logged.
+"""The tier draw: each routed request's tier from `ExplorationPolicy`, honestly logged.
 
 The draw is seeded by (`[exploration] seed`, request id) so a request's exploration is replayable. Later
-steps may move the drawn tier (conversation stickiness, context-window fit); they are deterministic
-given the request, so the logged propensity is the total probability of every draw that ends on the
-served tier (`remap`), not the probability of the draw alone.
+steps may move the drawn tier (conversation stickiness, context-window fit, the strong-share cap); they are
+deterministic given the request, so the logged propensity is the total probability of every draw that ends
+on the served tier (`remap`), not the probability of the draw alone.
 
-`decide_for` is what the chat route calls: per-segment thresholds (`[router] segment_thresholds`, "auto"
-routes only), then the exploration draw, then the misroute experiment (`[experiment]`, closed_loop.experiment).
+`decide_for` is what `Policy.decide` (policy/decide.py) calls: per-segment thresholds (`[router]
+segment_thresholds`, "auto" routes only), then the exploration draw, then the misroute experiment
+(`[experiment]`, policy/experiment.py).
 With both off it costs two attribute checks over `decide`.
 """
 
@@ -64,7 +65,7 @@ def decide_for(settings: PolicyConfig, policy: TierPolicy, route_kind: str, scor
 
 def _thresholded(settings: PolicyConfig, rec: Mapping[str, Any]) -> bool:
     """Segment thresholds stand in for `[router] thresholds` on the configured router's score only: not on a
-    gate's decision, nor on an LLM router's tier labels (gateway/rules_wiring.py)."""
+    gate's decision, nor on an LLM router's tier labels (policy/decide.py)."""
     return rec.get("rule") != "gate" and settings.router.kind == "model"
 
 

@@ -173,7 +173,7 @@ class RedisBreakerStore:
 class FallbackBreakerStore:
     """`BreakerStore` that serves from `fallback` (this process's breakers) while `primary` (Redis) is out.
 
-    A call that meets an outage error (refused, reset, timed out: `gateway.failopen.outage_errors`) is
+    A call that meets an outage error (refused, reset, timed out: `records.failopen.outage_errors`) is
     counted and logged as op `breaker`, then answered from `fallback`, so breakers keep working locally
     instead of failing every request. The client's `RedisGate` skips Redis for `[redis] retry_s` after an
     outage (a skipped call is one more such failure, answered at once); the first call after that goes to
