@@ -45,10 +45,6 @@ class Call:
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
 
-    @property
-    def tier_index(self) -> int | None:
-        return None if self.decision is None else self.decision.tier
-
 
 def new_call(request: Request) -> Call:
     rid = "gs-" + uuid.uuid4().hex
