@@ -36,8 +36,8 @@ from rich.table import Table
 
 from gearshift.data.records import Dataset
 from gearshift.data.registry import load_dataset
-from gearshift.evaluation.labels import default_pair
 from gearshift.data.text import dedupe_key
+from gearshift.evaluation.labels import default_pair
 from gearshift.evaluation.protocols import fixed_split, group_kfold
 from gearshift.evaluation.runner import evaluate_folds, result_from_scores
 from gearshift.routers.base import Router, TrainableRouter

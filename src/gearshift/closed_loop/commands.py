@@ -85,9 +85,9 @@ def run_probe(args: argparse.Namespace) -> int:
 
     from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.data.registry import load_dataset
+    from gearshift.data.text import dedupe_key
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair, outcome_gaps
-    from gearshift.data.text import dedupe_key
     from gearshift.evaluation.protocols import fixed_split
     from gearshift.routers.policy import TierPolicy
 
