@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         for fold in folds:
             test = ds.subset(fold.test)
 
-            def apgr(p: np.ndarray, test: Any = test) -> float:
+            def apgr(p: np.ndarray, test: Any = test, strong: str = strong, weak: str = weak) -> float:
                 return float(result_from_scores(p, test, strong, weak, router="x", n_boot=0,
                                                 with_segments=False).metrics.apgr)
 

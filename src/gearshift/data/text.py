@@ -53,7 +53,34 @@ _WORDS_ONLY = re.compile(r"[^\w]+")
 # role-play), how hard it is, plus the function words that glue such sentences together. An opening or closing
 # sentence made of these words only asks for effort, a voice or a persona: it says nothing about the task, and a
 # client or a prompt template adds it to easy and hard questions alike. Digits, code and quotes are never generic.
-_GENERIC = frozenset(["a", "an", "the", "and", "or", "but", "nor", "of", "to", "in", "on", "at", "for", "with", "by", "from", "into", "about", "as", "than", "then", "so", "if", "also", "too", "just", "very", "really", "quite", "this", "that", "these", "those", "it", "its", "it's", "i", "i'm", "me", "my", "we", "us", "our", "you", "you're", "your", "yours", "yourself", "be", "is", "are", "am", "was", "were", "been", "being", "do", "does", "did", "have", "has", "had", "will", "would", "should", "could", "can", "may", "might", "must", "shall", "need", "needs", "let", "let's", "lets", "please", "kindly", "make", "sure", "give", "get", "go", "keep", "use", "try", "take", "put", "tell", "say", "write", "provide", "respond", "reply", "answer", "answers", "answering", "response", "question", "questions", "problem", "problems", "task", "one", "each", "every", "all", "any", "some", "more", "most", "much", "many", "before", "after", "first", "then", "finally", "while", "when", "now", "here", "there", "what", "how", "why", "whatever", "however", "think", "thinking", "thought", "thoughts", "step", "steps", "stepwise", "reason", "reasons", "reasoning", "logic", "logical", "logically", "explain", "explains", "explained", "explaining", "explanation", "explanations", "justify", "justified", "justification", "show", "showing", "shown", "work", "walk", "through", "break", "down", "approach", "method", "process", "rationale", "argue", "argument", "arguments", "evidence", "support", "claim", "claims", "point", "points", "way", "ways", "carefully", "careful", "care", "precise", "precisely", "precision", "accurate", "accurately", "accuracy", "correct", "correctly", "exact", "exactly", "double", "check", "checking", "verify", "verified", "mistake", "mistakes", "error", "errors", "rigor", "rigour", "rigorous", "rigorously", "meticulous", "meticulously", "attention", "detail", "details", "detailed", "thorough", "thoroughly", "comprehensive", "comprehensively", "complete", "completely", "full", "fully", "deep", "deeply", "depth", "in-depth", "elaborate", "elaborately", "extensive", "extensively", "exhaustive", "exhaustively", "nuanced", "nuance", "insightful", "insight", "insights", "analysis", "analyses", "analyze", "analyse", "analyzing", "analysing", "analytical", "analytically", "examine", "consider", "considering", "evaluate", "evaluating", "evaluation", "assess", "assessing", "weigh", "weighing", "compare", "comparing", "comparison", "contrast", "pros", "cons", "trade", "off", "offs", "trade-off", "trade-offs", "tradeoff", "tradeoffs", "implication", "implications", "aspect", "aspects", "angle", "angles", "perspective", "perspectives", "factor", "factors", "everything", "anything", "something", "nothing", "everyone", "critically", "critical", "crucial", "important", "importantly", "matters", "matter", "concise", "concisely", "brief", "briefly", "short", "succinct", "succinctly", "clear", "clearly", "plain", "simple", "simply", "words", "sentences", "paragraph", "paragraphs", "format", "formatted", "expert", "experts", "expertise", "expert-level", "professional", "professionals", "specialist", "specialists", "senior", "world-class", "world", "class", "leading", "authority", "phd", "professor", "genius", "seasoned", "experienced", "experience", "decades", "years", "knowledgeable", "master", "guru", "hard", "harder", "hardest", "difficult", "difficulty", "challenging", "tricky", "complex", "complicated", "advanced", "level", "high-level", "sophisticated", "serious", "seriously", "act", "acting", "pretend", "imagine", "roleplay", "role", "play", "playing", "assistant", "ai", "model", "language", "large", "chatbot", "bot", "helpful", "harmless", "honest", "system", "persona", "behave", "behaving", "character", "like"])
+_GENERIC_WORDS = """
+a an the and or but nor of to in on at for with by from into about as than then so if also too just very really
+quite this that these those it its it's i i'm me my we us our you you're your yours yourself be is are am was were
+been being do does did have has had will would should could can may might must shall need needs let let's lets
+please kindly make sure give get go keep use try take put tell say write provide respond reply answer answers
+answering response question questions problem problems task one each every all any some more most much many
+before after first then finally while when now here there what how why whatever however
+think thinking thought thoughts step steps stepwise reason reasons reasoning logic logical logically explain
+explains explained explaining explanation explanations justify justified justification show showing shown work
+walk through break down approach method process rationale argue argument arguments evidence support claim claims
+point points way ways carefully careful care precise precisely precision accurate accurately accuracy correct
+correctly exact exactly double check checking verify verified mistake mistakes error errors rigor rigour rigorous
+rigorously meticulous meticulously attention detail details detailed thorough thoroughly comprehensive
+comprehensively complete completely full fully deep deeply depth in-depth elaborate elaborately extensive
+extensively exhaustive exhaustively nuanced nuance insightful insight insights analysis analyses analyze analyse
+analyzing analysing analytical analytically examine consider considering evaluate evaluating evaluation assess
+assessing weigh weighing compare comparing comparison contrast pros cons trade off offs trade-off trade-offs
+tradeoff tradeoffs implication implications aspect aspects angle angles perspective perspectives factor factors
+everything anything something nothing everyone critically critical crucial important importantly matters matter concise concisely brief briefly short succinct
+succinctly clear clearly plain simple simply words sentences paragraph paragraphs format formatted
+expert experts expertise expert-level professional professionals specialist specialists senior world-class
+world class leading authority phd professor genius seasoned experienced experience decades years knowledgeable
+master guru hard harder hardest difficult difficulty challenging tricky complex complicated advanced level
+high-level sophisticated serious seriously
+act acting pretend imagine roleplay role play playing assistant ai model language large chatbot bot helpful
+harmless honest system persona behave behaving character like
+"""
+_GENERIC = frozenset(_GENERIC_WORDS.split())
 _SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:\n]*")
 _CONTENT_MARK = re.compile(r"[0-9`\"'=+*/\\<>{}()\[\]$%]")
 
