@@ -71,7 +71,8 @@ extensively exhaustive exhaustively nuanced nuance insightful insight insights a
 analyzing analysing analytical analytically examine consider considering evaluate evaluating evaluation assess
 assessing weigh weighing compare comparing comparison contrast pros cons trade off offs trade-off trade-offs
 tradeoff tradeoffs implication implications aspect aspects angle angles perspective perspectives factor factors
-everything anything something nothing everyone critically critical crucial important importantly matters matter concise concisely brief briefly short succinct
+everything anything something nothing everyone critically critical crucial important importantly matters matter
+concise concisely brief briefly short succinct
 succinctly clear clearly plain simple simply words sentences paragraph paragraphs format formatted
 expert experts expertise expert-level professional professionals specialist specialists senior world-class
 world class leading authority phd professor genius seasoned experienced experience decades years knowledgeable
