@@ -5,6 +5,7 @@ router is fitted on four folds and scored on the fifth; the table shows the mean
 five test-fold APGRs, next to prompt length alone (no training) in the same folds. `stack` is the shipped default
 (canonical text, augmentation, globally scaled n-grams); `stack-v1` is the previous release's settings on the
 same canonical text (no augmentation, per-row L2 n-grams), so the cost of robustness is measured in the same run.
+ECE: expected calibration error of p_strong against the hardness label (gap > 0), 10 equal-count bins.
 
     .venv/bin/python benchmarks/router_kfold.py                      # mmlu + gsm8k (~15-20 min on 2 cores)
     .venv/bin/python benchmarks/router_kfold.py --datasets gsm8k --folds 5
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from gearshift.data.registry import load_dataset
 from gearshift.data.text import dedupe_key
+from gearshift.evaluation.calibration import expected_calibration_error
 from gearshift.evaluation.labels import default_pair, outcome_gaps
 from gearshift.evaluation.protocols import kfold
 from gearshift.evaluation.runner import result_from_scores
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     err = Console(stderr=True)
     table = Table(title=f"{args.folds}-fold APGR, mean ± sd over test folds (folds by normalised prompt)")
-    for col in ("dataset", "router", "mean APGR", "sd", "folds", "fit s (mean)"):
+    for col in ("dataset", "router", "mean APGR", "sd", "folds", "ECE (mean)", "fit s (mean)"):
         table.add_column(col, justify="left" if col in ("dataset", "router") else "right")
     out: list[dict[str, Any]] = []
     for name in args.datasets.split(","):
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         folds = kfold(len(ds), args.folds, args.seed, keys=[dedupe_key(p) for p in ds.prompts])
         per: dict[str, list[float]] = {"length": []}
         fit_s: dict[str, list[float]] = {}
+        ece: dict[str, list[float]] = {}
         for fold in folds:
             test = ds.subset(fold.test)
 
@@ -67,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                 with err.status(f"{name} {fold.name}: fitting {rname} on {len(fold.train)} prompts"):
                     router.fit([ds.prompts[i] for i in fold.train], gaps[fold.train])
                 fit_s.setdefault(rname, []).append(time.perf_counter() - t0)
-                per.setdefault(rname, []).append(apgr(router.p_strong(test.prompts)))
+                p = router.p_strong(test.prompts)
+                per.setdefault(rname, []).append(apgr(p))
+                ece.setdefault(rname, []).append(expected_calibration_error(p, (gaps[fold.test] > 0).astype(float)))
             err.print(f"[dim]{name} {fold.name}: " + ", ".join(f"{k}={v[-1]:.3f}" for k, v in per.items()) + "[/]",
                       highlight=False)
         for rname, vals in per.items():
             fs = fit_s.get(rname)
             table.add_row(name, rname, f"{np.mean(vals):.3f}", f"{np.std(vals, ddof=1):.3f}",
-                          " ".join(f"{v:.3f}" for v in vals), f"{np.mean(fs):.0f}" if fs else "–")
+                          " ".join(f"{v:.3f}" for v in vals),
+                          f"{np.mean(ece[rname]):.3f}" if rname in ece else "–", f"{np.mean(fs):.0f}" if fs else "–")
             out.append({"dataset": name, "router": rname, "mean": float(np.mean(vals)), "folds": vals})
     Console().print(table)
     if args.json:
