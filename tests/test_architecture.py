@@ -134,3 +134,11 @@ def test_imports_only_reach_down(layer: str) -> None:
     upward = sorted(f"{module} -> {target}" for module, targets in _graph().items() if _layer(module) == layer
                     for target in targets if rank[_layer(target)] > rank[layer])
     assert upward == []
+
+
+def test_the_gateway_has_no_untyped_parts() -> None:
+    """Every part of `Gateway` names its type, so mypy checks the seams between the gateway and its extensions."""
+    from gearshift.gateway.service import Gateway
+
+    untyped = {name: kind for name, kind in Gateway.__annotations__.items() if "Any" in str(kind)}
+    assert untyped == {}
