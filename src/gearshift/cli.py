@@ -28,7 +28,7 @@ COMMAND_MODULES = (
     "gearshift.learning.commands",
     "gearshift.learning.calibrate_command",
     "gearshift.learning.train_command",
-    "gearshift.closed_loop.bounds_command",
+    "gearshift.learning.bounds_command",
     "gearshift.closed_loop.topics_command",
     "gearshift.cascade.commands",
 )

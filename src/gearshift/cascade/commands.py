@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gearshift.closed_loop.verifier_quality import Interval, QualityReport
+    from gearshift.cascade.verifier_quality import Interval, QualityReport
     from gearshift.store.labels import LabelStore
 
 
@@ -79,7 +79,7 @@ def _recorded(args: argparse.Namespace) -> QualityReport:
     from rich.progress import Progress
 
     from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
-    from gearshift.closed_loop.verifier_quality import evaluate, verifiers_for
+    from gearshift.cascade.verifier_quality import evaluate, verifiers_for
 
     model = GSM8K_CHEAP_MODEL if args.model == "cheap" else GSM8K_STRONG_MODEL
     items = load_gsm8k_answers(_gsm8k_path(args.data), model, limit=args.limit, offset=args.offset)
@@ -93,7 +93,7 @@ def _recorded(args: argparse.Namespace) -> QualityReport:
 def _traffic(args: argparse.Namespace) -> QualityReport:
     from rich.progress import Progress
 
-    from gearshift.closed_loop.verifier_quality import traffic_verifier_quality, verifiers_for
+    from gearshift.cascade.verifier_quality import traffic_verifier_quality, verifiers_for
     from gearshift.gateway.commands import parse_since
 
     since = parse_since(args.since)

@@ -8,7 +8,7 @@ the tiers disagree. Shadow work has its own hourly budget of upstream calls and 
 
 The label keeps the cheapest tier's answer (`cheap_answer`: text as `[store] text` allows, finish reason,
 the request's `response_format`) so cascade verifiers can be scored against the judge's label later
-(`closed_loop/verifier_quality.py`).
+(`cascade/verifier_quality.py`).
 """
 
 from __future__ import annotations
