@@ -80,13 +80,19 @@ def test_rate_limit_is_a_429_with_retry_after(ups: tuple[FakeUpstream, FakeUpstr
 def test_daily_budget_is_enforced_per_key(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
     _, healthy = ups
     settings = settings_for([dep("cheap", healthy.base_url, 5.0)], healthy.base_url, tmp_path / "d.sqlite",
-                            auth=_keys(budget_usd_per_day=1e-6))
+                            auth=_keys(budget_usd_per_day=0.001))
     with running(settings) as gw, gw.client() as c:
-        first = _post(c, INFER)  # ~10 tokens at $1-2/M: over the budget once served
-        over = _post(c, INFER)
-    assert first.status_code == 200
-    assert over.status_code == 429 and assert_openai_error(over.json())["code"] == "budget_exceeded"
-    assert 1 <= int(over.headers["retry-after"]) <= 86_400
+        def ask(key: str, **extra: Any) -> httpx.Response:
+            return c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT, **extra},
+                          headers={"authorization": f"Bearer {key}"})
+
+        small = ask(INFER, max_tokens=16)  # worst case ~$0.0001: fits
+        large = ask(INFER)  # 4096 tokens at $2/M may cost $0.008: more than the key has
+        other_key = ask(ADMIN)  # budgets are per key
+    assert small.status_code == 200 and other_key.status_code == 200
+    assert large.status_code == 429 and assert_openai_error(large.json())["code"] == "budget_exceeded"
+    assert "max_tokens" in large.json()["error"]["message"]
+    assert 1 <= int(large.headers["retry-after"]) <= 86_400
 
 
 def test_strong_share_cap_routes_to_the_cheaper_tier_and_alerts(ups: tuple[FakeUpstream, FakeUpstream],
@@ -174,9 +180,10 @@ def test_provider_key_never_leaks(ups: tuple[FakeUpstream, FakeUpstream], tmp_pa
 def test_record_text_modes_hash_or_redact_prompt_and_answer() -> None:
     row = {"request_id": "r", "prompt": "tell me a secret", "answer": "the answer", "tier": "cheap",
            "shadow": {"answer": "other answer"}, "error_message": "upstream said sk-abcdefgh1234"}
-    hashed = record_transform("hash")(row)  # type: ignore[misc]
+    hashed = record_transform("hash")(row)
     assert hashed["prompt"].startswith("sha256:") and hashed["tier"] == "cheap"
     assert hashed["shadow"]["answer"].startswith("sha256:") and "secret" not in str(hashed)
-    redacted = record_transform("redact", ["sk-abcdefgh1234"])(row)  # type: ignore[misc]
+    redacted = record_transform("redact", ["sk-abcdefgh1234"])(row)
     assert redacted["answer"] == "[redacted 10 chars]" and "sk-abcdefgh1234" not in str(redacted)
-    assert record_transform("full") is None
+    full = record_transform("full")(row)
+    assert full["prompt"] == "tell me a secret" and full["error_message"] == "upstream said ***"

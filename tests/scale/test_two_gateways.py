@@ -37,10 +37,11 @@ def _free_port() -> int:
 def _config(store_url: str, redis_url: str, prefix: str, flaky: str, steady: str, tmp: Path) -> str:
     keys = "\n".join(
         f'[[auth.keys]]\nid = "{kid}"\nsha256 = "{hash_key(raw)}"\n' + extra
-        for kid, raw, extra in (("main", KEYS["main"], ""), ("budget", KEYS["budget"], "budget_usd_per_day = 0.5\n"),
+        for kid, raw, extra in (("main", KEYS["main"], ""), ("budget", KEYS["budget"], "budget_usd_per_day = 2.0\n"),
                                 ("rate", KEYS["rate"], "rpm = 2\n")))
     # every request is routed to "cheap" (threshold 1.0); its first deployment always fails, the second answers
-    # at $0.2 per output token, so one answer (5 tokens) costs $1 -- over the $0.5 budget at once
+    # at $0.2 per output token, so one answer (5 tokens) costs $1; its worst case (max_tokens = 8) is $1.6, so
+    # after one answer the $2 budget cannot cover another
     return f"""
 [router]
 name = "heuristic"
@@ -70,6 +71,7 @@ name = "steady"
 model = "fake-small"
 base_url = "{steady}"
 output_price_per_m = 200000.0
+max_tokens = 8
 timeout_s = 5
 
 [[tiers]]

@@ -1,7 +1,8 @@
 """Gateway API keys: SHA-256 digests with scopes, plus the per-key rate, budget and strong-tier caps.
 
 A request's key maps to a key id for the record. `admit` is the one gate a chat request passes:
-authenticate, check the scope, take a rate-limit token, check the daily budget. Limiter and ledger are
+authenticate, check the scope, take a rate-limit token, check the daily budget; once the policy has chosen
+the deployments, `reserve` books the request's worst-case cost and `settle` the difference. Limiter and ledger are
 protocols (`ratelimit.RateLimiter`, `budgets.BudgetLedger`, `budgets.ShareWindowStore`) with in-memory
 defaults built from the config.
 """
@@ -122,12 +123,34 @@ class KeyChecker:
         """The tier to serve under the key's strong-tier share cap (this request joins the key's window)."""
         return await self.strong_cap.limit(key_id, tier_index, n_tiers)
 
-    def settle(self, key_id: str | None, usd: float | None) -> None:
-        """Book a served request's cost against the key's budget (async ledger; fire and forget)."""
-        if key_id is None or not usd:
+    async def reserve(self, key_id: str | None, usd: float) -> float:
+        """Book a request's worst-case cost against the key's budget before it goes upstream; the amount
+        booked (0.0 without a key, or when the shared ledger is down and quotas fail open). Over: a 429."""
+        if key_id is None:
+            return 0.0
+        try:
+            ok, wait = await self.budgets.reserve(key_id, usd)
+        except self._outage as exc:
+            self.errors.failed("budget_check", exc, refused=self.quota_on_failure == "closed")
+            if self.quota_on_failure == "closed":
+                raise SharedStateUnavailableError(
+                    "shared state (Redis) is unavailable for the budget check; try again shortly") from exc
+            return 0.0
+        self.errors.recovered("budget_check")
+        if not ok:
+            raise QuotaExceededError(f"API key {key_id!r} has too little of its daily budget left for this request "
+                                     f"(worst case ${usd:.6f}; lower max_tokens or n)",
+                                     retry_after_s=wait, code="budget_exceeded")
+        return usd
+
+    def settle(self, key_id: str | None, usd: float | None, reserved: float = 0.0) -> None:
+        """Book a finished request's cost against the key's budget, giving back what its reservation held
+        beyond it (async ledger; fire and forget)."""
+        delta = (usd or 0.0) - reserved
+        if key_id is None or not delta:
             return
         try:
-            task = asyncio.get_running_loop().create_task(self.budgets.spend(key_id, usd))
+            task = asyncio.get_running_loop().create_task(self.budgets.spend(key_id, delta))
         except RuntimeError:  # no loop (sync tests): nothing to book against
             return
         self._pending.add(task)

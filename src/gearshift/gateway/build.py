@@ -23,6 +23,7 @@ from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.registry import build_providers
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.failopen import FailOpenLog
+from gearshift.records.redaction import record_transform
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
 
@@ -120,10 +121,11 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
 
         store = open_decision_store(settings_url(settings.store), **store_options(settings.store))
     writer = None
+    secrets = [d.api_key for t in [*tiers, extra] for d in t if d.api_key]
     if store is not None:
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
-        writer = build_writer(settings, store, [d.api_key for t in [*tiers, extra] for d in t if d.api_key])
+        writer = build_writer(settings, store, secrets)
     if writer is not None:
         w = writer
         metrics.bind_writer(lambda: float(w.dropped), lambda: float(w.queued))
@@ -141,6 +143,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         settings=settings, resolver=resolver, executor=execu, providers=provs, tiers=tiers,
         deployment_settings=dep_settings, metrics=metrics, keys=keys, policy=policy, writer=writer,
         store=store, shared=shared, cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
+        conceal=record_transform(settings.store.text, secrets),
     )
     if settings.segments.topics is not None:
         from gearshift.closed_loop.topics import load_segmenter

@@ -41,6 +41,7 @@ class Call:
     prompt: str = ""  # prompt_text(messages), computed once per request
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
+    reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
@@ -63,6 +64,7 @@ def _decision_fields(call: Call) -> dict[str, Any] | None:
 def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,
            http_status: int = 200) -> None:
     """Build the record once, update metrics, hand it to the writer and the extensions. Never raises."""
+    cost: float | None = None
     try:
         ending = Ending(status, http_status, call.elapsed_ms())
         if exc is not None:
@@ -70,14 +72,20 @@ def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | 
             ending = Ending(status, http_status, ending.latency_ms, getattr(exc, "code", None) or type(exc).__name__,
                             exc.message if isinstance(exc, GearshiftError) else "internal error",
                             list(attempts) if attempts else None)
+        cost = call.outcome.cost_usd
         row = build_row(call.facts, _decision_fields(call), call.outcome, ending)
         gw.metrics.observe_record(row)
         gw.emit(row)
-        for ext in gw.extensions:  # shadow sampling, implicit signals, SLO monitor, tracing; never raise or wait
-            ext.on_decision(row, call)
-        gw.keys.settle(row["api_key_id"], row["cost_usd"])  # per-key daily budget (gateway/auth.py)
+        exts = gw.extensions
+        seen = dict(gw.conceal(row)) if exts and gw.conceal is not None else row  # extensions see it as stored
+        for ext in exts:  # shadow sampling, implicit signals, SLO monitor, tracing; never raise or wait
+            ext.on_decision(seen, call)
     except Exception:  # recording must never break the response
         log.exception("could not record decision %s", call.request_id)
+    try:  # per-key daily budget: the cost, less the reservation (gateway/auth.py); even when recording failed
+        gw.keys.settle(call.facts.api_key_id, cost, call.reserved_usd)
+    except Exception:
+        log.exception("could not settle the budget of %s", call.request_id)
 
 
 def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:

@@ -16,6 +16,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gearshift.errors import InvalidRequestError
+from gearshift.gateway.budgets import worst_case_usd
 from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
 from gearshift.gateway.requests import validate_chat
 from gearshift.gateway.service import Gateway
@@ -59,14 +61,30 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
 
 
+def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:
+    """The most this request can cost on the tiers it may reach: the decision's deployments, and with the
+    cascade every tier above too (each step is paid). Input tokens are bounded by the body's `size` in bytes."""
+    settings = gw.deployment_settings
+    tiers = [[settings[d.name] for d in decision.deployments if d.name in settings]]
+    caps = [gw.output_cap(gw.upstream_request(payload, decision.tier))]
+    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+        for t in range(decision.tier + 1, len(gw.tiers)):
+            tiers.append([settings[d.name] for d in gw.tiers[t] if d.name in settings])
+            caps.append(gw.output_cap(gw.upstream_request(payload, t)))
+    return worst_case_usd(size, caps, n, tiers)
+
+
 async def chat_completions(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     call = new_call(request)
     facts = call.facts
     try:
         facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
-        payload = parse_json(await read_body(request, gw.settings.limits.max_body_bytes))
+        raw = await read_body(request, gw.settings.limits.max_body_bytes)
+        payload = parse_json(raw)
         req = validate_chat(payload)
+        if (req.n or 1) > gw.settings.limits.max_n:
+            raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")
         call.payload = payload
         facts.requested_model, facts.stream = req.model, req.stream
         call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
@@ -79,6 +97,8 @@ async def chat_completions(request: Request) -> Response:
             call.request_id, payload, call.messages, facts.api_key_id, facts.segment, call.conv_header))
         count(gw, decision)
         call.headers.update(decision.headers())
+        call.reserved_usd = await gw.keys.reserve(facts.api_key_id, worst_case(gw, payload, len(raw), decision,
+                                                                                req.n or 1))
         ex = gw.settings.exploration
         if ex.record_prompts and decision.route != "concrete":
             facts.prompt = text[: ex.max_prompt_chars]

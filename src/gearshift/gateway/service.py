@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,8 @@ class Gateway:
     tracer: RecordTracer | None = None  # tracing: one span per record when `[tracing] enabled`: an extension
     topics: TopicSegmenter | None = None  # closed loop: `[segments] topics`
     reloader: RouterReloader | None = None  # learning: router hot reload (gateway/reload.py)
+    # the record as stored ([store] text, keys scrubbed): what extensions (spans) see; the writer applies its own
+    conceal: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
@@ -88,25 +90,29 @@ class Gateway:
         """What goes upstream: the client's request, with the tier's max_tokens cap applied."""
         body = dict(payload)
         cap = self.tier_cap(tier_index)
-        if cap is not None:
-            for key in ("max_tokens", "max_completion_tokens"):
-                if isinstance(body.get(key), int):
-                    body[key] = min(body[key], cap)
-            if "max_completion_tokens" not in body:
-                body["max_tokens"] = min(int(body.get("max_tokens") or cap), cap)
+        for key in ("max_tokens", "max_completion_tokens"):
+            if isinstance(body.get(key), int):
+                body[key] = min(body[key], cap)
+        if not isinstance(body.get("max_completion_tokens"), int):  # absent or null: max_tokens caps it
+            body["max_tokens"] = min(int(body.get("max_tokens") or cap), cap)
         return body
 
-    def tier_cap(self, tier_index: int) -> int | None:
-        """The smallest `max_tokens` cap among the tier's deployments (None: uncapped)."""
+    def output_cap(self, body: Mapping[str, Any]) -> int:
+        """The most completion tokens per choice an `upstream_request` body allows."""
+        caps = [v for k in ("max_tokens", "max_completion_tokens") if isinstance(v := body.get(k), int)]
+        return min(caps)
+
+    def tier_cap(self, tier_index: int) -> int:
+        """The smallest `max_tokens` cap among the tier's deployments, else `[limits] max_tokens`."""
         return self._tier_caps[tier_index]
 
     @cached_property
-    def _tier_caps(self) -> tuple[int | None, ...]:
+    def _tier_caps(self) -> tuple[int, ...]:
         """Every tier's cap, computed on first use: the tiers are fixed for the gateway's life."""
         caps = []
         for tier in self.tiers:
             known = [c for d in tier if (c := self.deployment_settings[d.name].max_tokens) is not None]
-            caps.append(min(known) if known else None)
+            caps.append(min(known) if known else self.settings.limits.max_tokens)
         return tuple(caps)
 
     def emit(self, record: DecisionRecord | dict[str, Any]) -> None:

@@ -79,6 +79,10 @@ class LimitSettings(_Strict):
     request_timeout_s: float = Field(default=120.0, gt=0.0)
     max_in_flight: int | None = Field(default=None, gt=0)  # more concurrent chat requests -> 503
     drain_timeout_s: float = Field(default=30.0, ge=0.0)  # SIGTERM: how long in-flight requests may finish
+    # security: the output cap sent upstream when a tier's deployments set no `max_tokens`, so every request
+    # has a worst-case cost a key's budget can reserve; and the most choices (`n`) one request may ask for
+    max_tokens: int = Field(default=4096, gt=0)
+    max_n: int = Field(default=8, ge=1)
 
 
 class ReliabilitySettings(_Strict):

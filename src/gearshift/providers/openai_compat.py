@@ -20,6 +20,7 @@ import orjson
 
 from gearshift.errors import ProviderError
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
+from gearshift.providers.secrets import clip, scrub_secrets
 from gearshift.providers.sse import SSEParser
 from gearshift.providers.streaming import has_content
 
@@ -59,23 +60,22 @@ def _loads(raw: bytes | str) -> Any:
 
 
 def _redact(text: str, deployment: Deployment) -> str:
-    if deployment.api_key:
-        text = text.replace(deployment.api_key, "***")
-    return text
+    return scrub_secrets(text, [deployment.api_key])
 
 
-def _error_message(body: bytes) -> str:
-    """A short human message from an upstream error body (OpenAI shape if possible, else a prefix)."""
+def _error_message(body: bytes, deployment: Deployment) -> str:
+    """A short human message from an upstream error body (OpenAI shape if possible, else a prefix), with
+    credentials scrubbed *before* it is cut short (a key cut at the limit would no longer be found)."""
     try:
         obj = json.loads(body)
     except ValueError:
-        return body[:200].decode("utf-8", errors="replace")
+        return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
     err = obj.get("error") if isinstance(obj, dict) else None
     if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return str(err["message"])[:500]
+        return clip(_redact(str(err["message"]), deployment), 500)
     if isinstance(err, str):
-        return err[:500]
-    return body[:200].decode("utf-8", errors="replace")
+        return clip(_redact(err, deployment), 500)
+    return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
 
 
 class OpenAICompatProvider:
@@ -170,7 +170,7 @@ class OpenAICompatProvider:
                 retry_after = max(0.0, float(ms) / 1000.0)
             except ValueError:
                 retry_after = None
-        msg = f"upstream {deployment.name!r} returned HTTP {resp.status}: {_error_message(body)}"
+        msg = f"upstream {deployment.name!r} returned HTTP {resp.status}: {_error_message(body, deployment)}"
         return ProviderError(_redact(msg, deployment), upstream_status=resp.status,
                              retryable=is_retryable_status(resp.status), retry_after_s=retry_after)
 
@@ -200,7 +200,7 @@ class OpenAICompatProvider:
         if not isinstance(obj, dict):
             raise self._invalid(deployment, "body is not a JSON object", status)
         if obj.get("error"):
-            raise self._invalid(deployment, f"error object: {_error_message(body)}", status)
+            raise self._invalid(deployment, f"error object: {_error_message(body, deployment)}", status)
         choices = obj.get("choices")
         if not isinstance(choices, list) or not choices:
             raise self._invalid(deployment, "no choices", status)
@@ -219,7 +219,7 @@ class OpenAICompatProvider:
                 if "text/event-stream" not in ctype:
                     body = await self._read_limited(deployment, resp)
                     raise self._invalid(deployment, f"expected an event stream, got {ctype or 'no content type'}: "
-                                        f"{_error_message(body)}", resp.status)
+                                        f"{_error_message(body, deployment)}", resp.status)
                 parser = SSEParser(max_line_bytes=self.max_response_bytes)
                 size = 0
                 eof = False
@@ -257,7 +257,7 @@ class OpenAICompatProvider:
             raise ProviderError(f"upstream {deployment.name!r} sent an SSE event that is not a JSON object",
                                 upstream_status=status, retryable=True, after_first_token=seen_content)
         if event == "error" or obj.get("error"):
-            msg = _error_message(data.encode())
+            msg = _error_message(data.encode(), deployment)
             raise ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
                                 upstream_status=status, retryable=True, after_first_token=seen_content)
         return obj

@@ -12,11 +12,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+from gearshift.providers.secrets import scrub_secrets
+
 TextMode = Literal["full", "hash", "redact"]
 
 #: Record fields (at any depth) that carry prompt or answer text.
 TEXT_FIELDS = frozenset({"prompt", "prompt_text", "answer", "answer_text", "messages", "response_text",
                          "completion", "content", "text", "shadow_answer"})
+#: Fields holding upstream text: besides the configured keys, anything credential-shaped is scrubbed there.
+ERROR_FIELDS = frozenset({"error_message"})
 SECRET_MARK = "***"
 
 
@@ -31,7 +35,9 @@ def conceal(value: Any, mode: TextMode) -> Any:
 
 def _walk(obj: Any, mode: TextMode, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, Mapping):
-        return {k: conceal(_walk(v, "full", secrets), mode) if k in TEXT_FIELDS else _walk(v, mode, secrets)
+        return {k: conceal(_walk(v, "full", secrets), mode) if k in TEXT_FIELDS
+                else scrub_secrets(v, secrets) if k in ERROR_FIELDS and isinstance(v, str)
+                else _walk(v, mode, secrets)
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [_walk(v, mode, secrets) for v in obj]
@@ -51,16 +57,16 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
-def record_transform(mode: TextMode, secrets: Iterable[str] = ()) -> Transform | None:
-    """The writer's per-record transform, or None when there is nothing to do (full text, no keys)."""
+def record_transform(mode: TextMode, secrets: Iterable[str] = ()) -> Transform:
+    """The per-record transform of the writer and of what extensions (spans) see: text per `mode`, provider
+    keys scrubbed everywhere, credential-shaped tokens scrubbed from upstream error text."""
     keys = tuple(sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True))
-    if mode == "full" and not keys:
-        return None
 
     def transform(record: Mapping[str, Any]) -> Mapping[str, Any]:
-        if mode == "full":  # cheap path: only rebuild a record that actually contains a key
-            dumped = json.dumps(record, default=str)
-            if not any(k in dumped for k in keys):
+        if mode == "full":  # cheap path: only rebuild a record that contains a key or an upstream error
+            has_error = bool(record.get("error_message")) or any(
+                isinstance(a, Mapping) and a.get("error_message") for a in record.get("attempts") or ())
+            if not has_error and not (keys and any(k in json.dumps(record, default=str) for k in keys)):
                 return record
         out: Mapping[str, Any] = _walk(record, mode, keys)
         return out

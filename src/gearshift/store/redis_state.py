@@ -58,9 +58,22 @@ return {ok, tostring(wait)}
 """
 
 _SPEND = """
-local spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+local spent = tonumber(redis.call('INCRBYFLOAT', KEYS[1], ARGV[1]))
+if spent < 0 then
+  redis.call('SET', KEYS[1], '0')
+  spent = 0
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return spent
+return tostring(spent)
+"""
+
+# budget reservation: check the key's spend plus the worst case against its limit and book it, one step
+_RESERVE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
 """
 
 # strong-share window: check the key's cap and record the outcome as one step, so concurrent gateways
@@ -233,6 +246,7 @@ class RedisBudgetLedger:
         self._limit = dict(usd_per_day)
         self._clock = clock
         self._spend = client.register_script(_SPEND)
+        self._reserve = client.register_script(_RESERVE)
 
     def _key(self, key_id: str) -> tuple[str, int]:
         day = int(self._clock() // _DAY_S)
@@ -250,9 +264,18 @@ class RedisBudgetLedger:
             return True, 0.0
         return False, (self._key(key_id)[1] + 1) * _DAY_S - self._clock()
 
+    async def reserve(self, key_id: str, usd: float) -> tuple[bool, float]:
+        limit = self._limit.get(key_id)
+        if limit is None:
+            return True, 0.0
+        key, day = self._key(key_id)
+        if int(await self._reserve(keys=[key], args=[repr(max(0.0, usd)), repr(limit), int(2 * _DAY_S)])):
+            return True, 0.0
+        return False, (day + 1) * _DAY_S - self._clock()
+
     async def spend(self, key_id: str, usd: float) -> bool:
         key, _ = self._key(key_id)
-        spent = float(await self._spend(keys=[key], args=[max(0.0, usd), int(2 * _DAY_S)]))
+        spent = float(await self._spend(keys=[key], args=[repr(usd), int(2 * _DAY_S)]))
         limit = self._limit.get(key_id)
         return limit is None or spent <= limit
 

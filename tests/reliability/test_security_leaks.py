@@ -1,0 +1,54 @@
+"""Security (issue 19): upstream error text is scrubbed before it is cut; the stored text mode reaches every table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.harness import GatewayServer
+from gearshift.gateway.app import create_app
+from gearshift.gateway.settings import parse_settings
+from gearshift.tracing import TracingSettings, build_tracer
+from reliability.conftest import PROMPT, dep, records, settings_for
+from support.fake_upstream import Behaviour, FakeUpstream
+
+UPSTREAM_KEY = "sk-proj-" + "Q7w" * 16  # 56 characters, as in the report
+
+
+def test_a_key_echoed_near_the_cut_reaches_no_client_record_or_span(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEARSHIFT_TEST_UPSTREAM_KEY", UPSTREAM_KEY)
+    other = "Bearer abcdefghijklmnopqrstuvwxyz012345"  # a proxy's token, not the deployment's key
+    near_cut = "x" * 481 + UPSTREAM_KEY  # the 500-character cut falls inside the key
+    bodies = [b'{"error": {"message": "' + near_cut.encode() + b'"}}',
+              b'{"error": {"message": "rejected header Authorization: ' + other.encode() + b'"}}',
+              b"<html>" + b"y" * 190 + UPSTREAM_KEY.encode() + b"</html>"]  # not JSON: a 200-character cut
+    db = tmp_path / "d.sqlite"
+    with FakeUpstream() as up:
+        up.script(*[Behaviour.status_code(401, body=b) for b in bodies])
+        settings = settings_for([dep("cheap", up.base_url, 5.0)], up.base_url, db, deadline_s=5.0)
+        raw = settings.model_dump(mode="json")
+        raw["tiers"][0]["deployments"][0]["api_key_env"] = "GEARSHIFT_TEST_UPSTREAM_KEY"
+        exporter = InMemorySpanExporter()
+        app = create_app(parse_settings(raw))
+        gw = app.state.gateway
+        gw.tracer = build_tracer(TracingSettings(enabled=True, exporter="none"), [d for t in gw.tiers for d in t],
+                                 span_processor=SimpleSpanProcessor(exporter))
+        server = GatewayServer(app).start()
+        try:
+            answers = [httpx.post(server.root + "/v1/chat/completions", json={"model": "cheap", "messages": PROMPT},
+                                  timeout=10) for _ in bodies]
+            recs = records(server, db)
+        finally:
+            server.stop()
+    assert [a.status_code for a in answers] == [502, 502, 502]
+    spans = [str(dict(s.attributes or {})) + str(s.status.description) for s in exporter.get_finished_spans()]
+    assert len(spans) == 3 and len(recs) == 3
+    everything = "\n".join([a.text for a in answers] + [str(r) for r in recs] + spans)
+    assert "***" in everything
+    for secret in (UPSTREAM_KEY, other[7:]):
+        assert secret[:16] not in everything and secret[-16:] not in everything

@@ -1,0 +1,76 @@
+"""Security (issue 19): budgets reserved at admission cannot be overshot by a burst; output caps always apply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gearshift.gateway.settings import hash_key, parse_settings
+from reliability.conftest import PROMPT, assert_openai_error, dep, records, running, settings_for
+from support.fake_upstream import Behaviour, FakeUpstream
+from support.services import redis_prefix
+
+KEY = "gs-budget-key-0001"
+AUTH = {"keys": [{"id": "tight", "sha256": hash_key(KEY), "scopes": ["inference"], "budget_usd_per_day": 0.01}]}
+
+
+@pytest.fixture(scope="module")
+def slow_up() -> Iterator[FakeUpstream]:
+    with FakeUpstream(answer="three word answer", default=Behaviour(latency_s=0.4)) as up:
+        yield up
+
+
+def _strong(url: str, **extra: Any) -> dict[str, Any]:
+    # an expensive strong deployment: ~$0.003 per answer here, worst case ~$0.006 with max_tokens = 5
+    return dep("strong", url, 5.0, input_price_per_m=10.0, output_price_per_m=1000.0, **extra)
+
+
+@pytest.mark.parametrize("shared", ["memory", "redis"])
+def test_concurrent_requests_cannot_overshoot_a_daily_budget(slow_up: FakeUpstream, tmp_path: Path,
+                                                             shared: str) -> None:
+    slow_up.reset()
+    db = tmp_path / "d.sqlite"
+    with ExitStack() as stack:
+        sections: dict[str, Any] = {"auth": AUTH}
+        if shared == "redis":
+            url, prefix = stack.enter_context(redis_prefix())
+            sections["redis"] = {"url": url, "prefix": prefix}
+        settings = settings_for([dep("cheap", slow_up.base_url, 5.0)], slow_up.base_url, db, deadline_s=5.0,
+                                **sections)
+        raw = settings.model_dump(mode="json")
+        raw["tiers"][1]["deployments"][0] = _strong(slow_up.base_url, max_tokens=5)
+        gw = stack.enter_context(running(parse_settings(raw)))
+
+        def post(_: int) -> httpx.Response:
+            return httpx.post(gw.root + "/v1/chat/completions", json={"model": "strong", "messages": PROMPT},
+                              headers={"authorization": f"Bearer {KEY}"}, timeout=10)
+
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(post, range(20)))
+        recs = records(gw, db)
+    served = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code == 429]
+    assert served and len(served) + len(refused) == 20
+    assert {assert_openai_error(r.json())["code"] for r in refused} == {"budget_exceeded"}
+    spent = sum(r["cost_usd"] or 0.0 for r in recs if r["status"] == "ok")
+    assert len([r for r in recs if r["status"] == "ok"]) == len(served)
+    assert 0 < spent <= 0.01 + 1e-12  # before: all 20 served, $0.06 booked on a $0.01 key
+
+
+def test_every_upstream_request_has_an_output_cap_and_n_is_bounded(slow_up: FakeUpstream, tmp_path: Path) -> None:
+    slow_up.reset()
+    settings = settings_for([dep("cheap", slow_up.base_url, 5.0)], slow_up.base_url, tmp_path / "d.sqlite",
+                            deadline_s=5.0, limits={"max_tokens": 300, "max_n": 4})
+    with running(settings) as gw, gw.client() as c:
+        plain = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT})
+        asked = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT, "max_tokens": 100_000})
+        many = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT, "n": 5})
+    assert plain.status_code == asked.status_code == 200
+    assert [r.json["max_tokens"] for r in slow_up.chat_requests] == [300, 300]
+    assert many.status_code == 400 and assert_openai_error(many.json())["param"] == "n"
