@@ -74,3 +74,22 @@ def test_every_upstream_request_has_an_output_cap_and_n_is_bounded(slow_up: Fake
     assert plain.status_code == asked.status_code == 200
     assert [r.json["max_tokens"] for r in slow_up.chat_requests] == [300, 300]
     assert many.status_code == 400 and assert_openai_error(many.json())["param"] == "n"
+
+
+def test_the_strong_share_cap_holds_for_a_concrete_strong_model(slow_up: FakeUpstream, tmp_path: Path) -> None:
+    slow_up.reset()
+    auth = {"keys": [{"id": "capped", "sha256": hash_key(KEY), "max_strong_share": 0.1, "strong_share_window": 10},
+                     {"id": "auto-only", "sha256": hash_key(KEY + "-b"), "models": ["gearshift/auto", "cheap"]}]}
+    settings = settings_for([dep("cheap", slow_up.base_url, 5.0)], slow_up.base_url, tmp_path / "d.sqlite",
+                            deadline_s=5.0, auth=auth)
+    with running(settings) as gw, gw.client(headers={"authorization": f"Bearer {KEY}"}) as c:
+        named = [c.post("/v1/chat/completions", json={"model": "strong", "messages": PROMPT}) for _ in range(10)]
+        cheap = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT})
+        other = {"authorization": f"Bearer {KEY}-b"}
+        limited = c.post("/v1/chat/completions", json={"model": "strong", "messages": PROMPT}, headers=other)
+        allowed = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT}, headers=other)
+    assert [r.status_code for r in named].count(200) == 1  # 10 % of a 10-request window; before: 10 of 10
+    refused = [assert_openai_error(r.json())["code"] for r in named if r.status_code != 200]
+    assert refused == ["strong_share_exceeded"] * 9
+    assert cheap.status_code == 200 and allowed.status_code == 200
+    assert limited.status_code == 403 and assert_openai_error(limited.json())["code"] == "model_not_allowed"

@@ -61,6 +61,7 @@ class KeyChecker:
                                           for k in settings.keys if k.max_strong_share is not None},
                                          share_windows, self.errors)
         self._pending: set[asyncio.Task[bool]] = set()
+        self._models = {k.id: frozenset(k.models) for k in settings.keys if k.models is not None}
 
     @property
     def enabled(self) -> bool:
@@ -89,6 +90,14 @@ class KeyChecker:
         if scope is not None and scope not in key.scopes:
             raise PermissionDeniedError(f"API key {key.id!r} lacks the {scope!r} scope")
         return key.id
+
+    def check_model(self, key_id: str | None, model: str) -> None:
+        """A 403 when the key is limited to some models (`[[auth.keys]] models`) and `model` is not one."""
+        allowed = self._models.get(key_id) if key_id is not None else None
+        if allowed is not None and model not in allowed:
+            err = PermissionDeniedError(f"API key {key_id!r} may not use model {model!r}", param="model")
+            err.code = "model_not_allowed"
+            raise err
 
     async def admit(self, authorization: str | None, scope: str = "inference") -> str | None:
         """`check`, then the key's rate limit and daily budget: over either is a 429 with Retry-After."""

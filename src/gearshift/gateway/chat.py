@@ -92,6 +92,7 @@ async def chat_completions(request: Request) -> Response:
         text = call.prompt = prompt_text(call.messages)
         topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
         facts.segment = segment_row(text, call.messages, client=facts.api_key_id, topic=topic)
+        gw.keys.check_model(facts.api_key_id, req.model)
         call.route = gw.resolver.resolve(req.model)
         decision = call.decision = await gw.policy.decide(call.route, PolicyRequest(
             call.request_id, payload, call.messages, facts.api_key_id, facts.segment, call.conv_header))

@@ -107,6 +107,8 @@ class ApiKeySettings(_Strict):
     rpm: int | None = Field(default=None, gt=0)
     max_strong_share: float | None = Field(default=None, ge=0.0, le=1.0)
     strong_share_window: int = Field(default=100, gt=0)  # requests in the rolling window
+    # the model names this key may ask for (e.g. ["gearshift/auto"], or cheap deployments); None: any
+    models: list[str] | None = None
 
 
 class AuthSettings(_Strict):

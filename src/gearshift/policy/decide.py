@@ -20,7 +20,7 @@ from gearshift.policy.conversations import ConversationStore, conversation_keys
 from gearshift.policy.route import Route, describe_route, score_prompt
 from gearshift.policy.rules import GatewayRules, RuleDecision, estimate_tokens, nearest_fitting_tier
 from gearshift.policy.settings import PolicyConfig
-from gearshift.policy.share_cap import StrongShareCap
+from gearshift.policy.share_cap import StrongShareCap, StrongShareExceededError
 from gearshift.providers.base import Deployment
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
@@ -113,6 +113,11 @@ class Policy:
     async def decide(self, route: Route, req: PolicyRequest) -> Decision:
         if route.kind == "concrete" and route.tier_index is not None and route.deployment is not None:
             name = route.deployment.display_name
+            _, at_cap = await self.share_cap.decide(req.api_key_id, route.tier_index, len(self.tiers))
+            if at_cap and route.tier_index == len(self.tiers) - 1:  # counted in the key's window, strong or not
+                raise StrongShareExceededError(
+                    f"API key {req.api_key_id!r} is at its strong-tier share cap; {name!r} is a strong-tier model "
+                    f"(ask for gearshift/auto, or a cheaper model)")
             return Decision(route.tier_index, self.tier_names[route.tier_index],
                             tuple(d for d in self.tiers[route.tier_index] if d.name == name), None, 1.0, None,
                             "concrete model requested", frozenset(), None, route.kind)

@@ -15,9 +15,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
+from gearshift.errors import RateLimitError
 from gearshift.records.failopen import FailOpenLog
 
 log = logging.getLogger(__name__)
+
+
+class StrongShareExceededError(RateLimitError):
+    """A key at its strong-share cap named a strongest-tier model: refused (a concrete model is never swapped)."""
+
+    code = "strong_share_exceeded"
 
 
 @runtime_checkable
