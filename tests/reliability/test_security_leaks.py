@@ -52,3 +52,36 @@ def test_a_key_echoed_near_the_cut_reaches_no_client_record_or_span(tmp_path: Pa
     assert "***" in everything
     for secret in (UPSTREAM_KEY, other[7:]):
         assert secret[:16] not in everything and secret[-16:] not in everything
+
+
+@pytest.mark.parametrize("mode", ["redact", "hash"])
+def test_store_text_mode_covers_triage_judge_reasoning_and_feedback_comments(tmp_path: Path, mode: str) -> None:
+    from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, settings, wait_until
+    from gearshift.store.labels import SQLiteLabelStore
+
+    prompt, comment = "my card number is 4111-SECRET-PROMPT", "the answer leaked SECRET-COMMENT"
+    db = tmp_path / "gw.sqlite"
+    with FakeUpstream(answer="cheap guess") as cheap, FakeUpstream(answer="strong ANSWER-TEXT") as strong, \
+            JudgeUpstream() as judge:
+        cfg = settings(cheap, strong, db, store={"path": str(db), "text": mode},
+                       shadow={"enabled": True, "every_n": 1, "judge": {"endpoint": judge_endpoint(judge)}})
+        with GatewayServer(create_app(cfg, router=KeywordRouter())) as gw, gw.client() as c:
+            r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                      "messages": [{"role": "user", "content": prompt}]})
+            rid = r.headers["x-gearshift-request-id"]
+            loop = gw.gateway.closed_loop
+            assert wait_until(lambda: loop.shadow.counts.get("done", 0) == 1)
+            gw.flush()
+            fb = c.post("/v1/feedback", json={"request_id": rid, "signal": "thumbs_down", "comment": comment})
+            triage = c.get("/v1/triage").json()["data"]
+    assert r.status_code == 200 and fb.status_code == 201 and len(triage) == 1
+    store = SQLiteLabelStore(db)
+    try:
+        label, signals = store.get_label(rid), store.signals(rid)
+    finally:
+        store.close()
+    assert label is not None and label["label"] is not None and signals[0]["comment"] is not None
+    at_rest = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    served = str(triage) + str(label) + str(signals)
+    for text in ("SECRET-PROMPT", "SECRET-COMMENT", "ANSWER-TEXT", "is correct"):
+        assert text.encode() not in at_rest and text not in served, text

@@ -45,8 +45,9 @@ class ClosedLoop:
     def __init__(self, store: LabelStore, *, shadow: ShadowRunner | None = None,
                  signals: ImplicitSignals | None = None, monitor: GatewayMonitor | None = None,
                  owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000,
-                 keys: KeyCheck | None = None) -> None:
+                 keys: KeyCheck | None = None, text_mode: TextMode = "full") -> None:
         self.store = store
+        self.text_mode: TextMode = text_mode  # `[store] text`: also how feedback comments are kept
         self.keys = keys  # the gateway's key checker, for the feedback and triage endpoints
         self.shadow = shadow
         self.signals = signals
@@ -211,5 +212,5 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
         raise
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
     return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
-                      memory=sg.memory, keys=gw.keys)
+                      memory=sg.memory, keys=gw.keys, text_mode=store_settings.text)
 

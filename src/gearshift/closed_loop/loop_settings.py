@@ -58,6 +58,9 @@ class TriageSettings(_Strict):
     enabled: bool = True
     min_gap: float = Field(default=0.3, ge=0.0, le=1.0)
     max_answer_chars: int = Field(default=20_000, gt=0)
+    # security: with `[store] text = "redact"|"hash"`, triage items keep the prompt, messages, answers and the
+    # judge's reasoning concealed like the records; true keeps them readable for reviewers (an explicit opt-in)
+    raw_text: bool = False
 
 
 class ShadowSettings(_Strict):

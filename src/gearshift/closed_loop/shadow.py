@@ -303,6 +303,7 @@ class ShadowRunner:
                  "answered": sorted(answers), "judge_model": self.judge.model, "judge_mode": self.judge.mode,
                  "epsilon": self.judge.epsilon, **verdict.to_json(),
                  "cheap_answer": self._cheap_answer(job, answers, bodies, verdict)}
+        label["reasoning"] = [conceal(r, self.text_mode) for r in label.get("reasoning") or []]  # quotes the prompt
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
@@ -331,13 +332,15 @@ class ShadowRunner:
         return out
 
     def _store(self, job: ShadowJob, answers: Mapping[str, str], verdict: Judgement, label: dict[str, Any]) -> None:
-        from gearshift.closed_loop.triage import triage_item
+        from gearshift.closed_loop.triage import conceal_triage, triage_item
 
         self.store.put_label(label)
         tr = self.settings.triage
         if tr.enabled and verdict.gap is not None and abs(verdict.gap) >= tr.min_gap:
             item = triage_item(job.record, job.payload, job.prompt, answers, verdict, tr.max_answer_chars,
                                self.tier_names)
+            if not tr.raw_text:
+                item = conceal_triage(item, self.text_mode)
             self.store.add_triage(str(job.record["request_id"]), time.time(), verdict.gap, item)
 
     async def drain(self, timeout_s: float = 5.0) -> bool:

@@ -17,6 +17,7 @@ from gearshift.closed_loop.judge_pairwise import Judgement
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord, write_jsonl
 from gearshift.errors import DataError
+from gearshift.records.redaction import TextMode, conceal
 from gearshift.store.labels import LabelStore
 
 _ROUTING_KEYS = ("tier", "router", "router_version", "score", "thresholds", "reason", "escalated", "route",
@@ -35,6 +36,17 @@ def triage_item(record: Mapping[str, Any], payload: Mapping[str, Any], prompt: s
         "judge": verdict.to_json(),
         "tier_order": [t for t in tier_order if t in answers],
     }
+
+
+def conceal_triage(item: dict[str, Any], mode: TextMode) -> dict[str, Any]:
+    """The item with its text (prompt, messages, answers, the judge's reasoning) kept per `[store] text`."""
+    if mode == "full":
+        return item
+    judge = dict(item.get("judge") or {})
+    judge["reasoning"] = [conceal(r, mode) for r in judge.get("reasoning") or []]
+    return {**item, "prompt": conceal(item.get("prompt"), mode), "messages": conceal(item.get("messages"), mode),
+            "answers": {t: conceal(a, mode) for t, a in (item.get("answers") or {}).items()}, "judge": judge,
+            "text_mode": mode}
 
 
 def label_outcomes(label: str, tier_order: Sequence[str]) -> dict[str, float]:
