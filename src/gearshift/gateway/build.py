@@ -120,16 +120,16 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         from gearshift.store.factory import open_decision_store, settings_url, store_options  # sqlite or postgresql
 
         store = open_decision_store(settings_url(settings.store), **store_options(settings.store))
+    resolver = ModelResolver(settings, router)
     writer = None
     secrets = [d.api_key for t in [*tiers, extra] for d in t if d.api_key]
     if store is not None:
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
-        writer = build_writer(settings, store, secrets)
+        writer = build_writer(settings, store, secrets, resolver.model_ids())
     if writer is not None:
         w = writer
         metrics.bind_writer(lambda: float(w.dropped), lambda: float(w.queued))
-    resolver = ModelResolver(settings, router)
     keys = _key_checker(settings, shared, errors)
     rules = None
     if settings.uses_routing_rules:
@@ -143,7 +143,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         settings=settings, resolver=resolver, executor=execu, providers=provs, tiers=tiers,
         deployment_settings=dep_settings, metrics=metrics, keys=keys, policy=policy, writer=writer,
         store=store, shared=shared, cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
-        conceal=record_transform(settings.store.text, secrets),
+        conceal=record_transform(settings.store.text, secrets, resolver.model_ids()),
     )
     if settings.segments.topics is not None:
         from gearshift.closed_loop.topics import load_segmenter

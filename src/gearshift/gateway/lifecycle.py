@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,12 +63,13 @@ def spool_path(settings: GatewaySettings) -> Path:
     return st.spool_path if st.spool_path is not None else st.path.with_name(st.path.name + ".spool.jsonl")
 
 
-def build_writer(settings: GatewaySettings, store: DecisionStore, secrets: list[str]) -> BackgroundWriter:
+def build_writer(settings: GatewaySettings, store: DecisionStore, secrets: list[str],
+                 known_models: Iterable[str] = ()) -> BackgroundWriter:
     """The decision writer with its disk spool and the record transform (text mode, key scrubbing)."""
     st = settings.store
     spool = JsonlSpool(spool_path(settings), st.spool_max_bytes)
     return BackgroundWriter(store, max_queue=st.queue_size, batch_size=st.batch_size, spool=spool,
-                            transform=record_transform(st.text, secrets))
+                            transform=record_transform(st.text, secrets, known_models))
 
 
 class Admission:

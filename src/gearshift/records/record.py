@@ -103,6 +103,9 @@ class DecisionRecord(BaseModel):
     http_status: int = 200
     error_type: str | None = None
     error_message: str | None = None
+    # security: how this record's text fields were concealed when written (`[store] text`); exports read this
+    # rather than guessing from a value's prefix
+    text_mode: Literal["full", "hash", "redact"] = "full"
     schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -57,9 +58,35 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
-def record_transform(mode: TextMode, secrets: Iterable[str] = ()) -> Transform:
+#: Client-chosen identifiers: concealed like text in hash/redact mode (a client can put anything in them).
+CLIENT_FIELDS = ("conversation_id",)
+_KNOWN_ROUTER = re.compile(r"^router-[a-z0-9_]+-[0-9.]+$")
+
+
+def _conceal_record(out: dict[str, Any], mode: TextMode, known_models: frozenset[str]) -> dict[str, Any]:
+    """Beyond the text fields: upstream error text (which may quote the request) and client-chosen names."""
+    for k in CLIENT_FIELDS:
+        if out.get(k) is not None:
+            out[k] = conceal(out[k], mode)
+    model = out.get("requested_model")
+    if isinstance(model, str) and model not in known_models and not _KNOWN_ROUTER.match(model):
+        out["requested_model"] = conceal(model, mode)
+    if out.get("error_message") is not None:
+        out["error_message"] = conceal(out["error_message"], mode)
+    attempts = out.get("attempts")
+    if isinstance(attempts, list):
+        out["attempts"] = [{**a, "error_message": conceal(a["error_message"], mode)}
+                           if isinstance(a, Mapping) and a.get("error_message") is not None else a for a in attempts]
+    out["text_mode"] = mode
+    return out
+
+
+def record_transform(mode: TextMode, secrets: Iterable[str] = (), known_models: Iterable[str] = ()) -> Transform:
     """The per-record transform of the writer and of what extensions (spans) see: text per `mode`, provider
-    keys scrubbed everywhere, credential-shaped tokens scrubbed from upstream error text."""
+    keys scrubbed everywhere, credential-shaped tokens scrubbed from upstream error text. In hash/redact mode
+    also the upstream error text, `conversation_id`, and a `requested_model` that is not one of `known_models`
+    (or a router-NAME-THRESHOLD name); `text_mode` says which mode concealed the record."""
+    known = frozenset(known_models)
     keys = tuple(sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True))
 
     def transform(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -68,7 +95,7 @@ def record_transform(mode: TextMode, secrets: Iterable[str] = ()) -> Transform:
                 isinstance(a, Mapping) and a.get("error_message") for a in record.get("attempts") or ())
             if not has_error and not (keys and any(k in json.dumps(record, default=str) for k in keys)):
                 return record
-        out: Mapping[str, Any] = _walk(record, mode, keys)
-        return out
+        out: dict[str, Any] = _walk(record, mode, keys)
+        return out if mode == "full" else _conceal_record(out, mode, known)
 
     return transform

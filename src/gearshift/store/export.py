@@ -30,7 +30,6 @@ _STR = ("request_id", "api_key_id", "conversation_id", "requested_model", "route
 _FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
 _INT = ("tokens_in", "tokens_out", "http_status")
 _BOOL = ("stream", "escalated", "usage_estimated", "explored")
-_CONCEALED = ("sha256:", "[redacted ")
 
 
 def arrow_schema() -> Any:
@@ -58,15 +57,17 @@ def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
 
 
 def conceal_text(obj: Any, mode: TextMode) -> Any:
-    """Prompt/answer text per `mode` ("full", "hash", "redact"), at any depth; text the gateway already
-    concealed when writing stays as it is (hashing a hash would break joins on it)."""
+    """Prompt/answer text per `mode` ("full", "hash", "redact"), at any depth. A record the gateway concealed
+    when writing says so (`text_mode`) and stays as it is (hashing a hash would break joins on it); nothing is
+    judged by its prefix, so a prompt that merely starts with "sha256:" is concealed like any other."""
     from gearshift.records.redaction import TEXT_FIELDS, conceal
 
     if mode == "full":
         return obj
     if isinstance(obj, dict):
-        return {k: (v if isinstance(v, str) and v.startswith(_CONCEALED) else conceal(v, mode))
-                if k in TEXT_FIELDS else conceal_text(v, mode) for k, v in obj.items()}
+        if obj.get("text_mode") in ("hash", "redact"):
+            return obj
+        return {k: conceal(v, mode) if k in TEXT_FIELDS else conceal_text(v, mode) for k, v in obj.items()}
     if isinstance(obj, list):
         return [conceal_text(v, mode) for v in obj]
     return obj
