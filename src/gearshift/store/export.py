@@ -199,6 +199,15 @@ class ExportResult:
     out: Path
 
 
+def _owner_only(root: Path) -> None:
+    """Exported prompts are as private as the store they came from: directories 0700, files 0600."""
+    if not root.exists():
+        return
+    root.chmod(0o700)
+    for p in root.rglob("*"):
+        p.chmod(0o700 if p.is_dir() else 0o600)
+
+
 def export_parquet(url: str, out: str | Path, since: float, *,
                    progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None,
                    text: TextMode = "full") -> ExportResult:
@@ -215,6 +224,7 @@ def export_parquet(url: str, out: str | Path, since: float, *,
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"export directory {out} is not empty; choose a new one")
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
     source: _Source = _SQLiteSource(sqlite_path(url)) if store_kind(url) == "sqlite" else _PostgresSource(url)
     schema = arrow_schema()
     rows = files = 0
@@ -238,4 +248,5 @@ def export_parquet(url: str, out: str | Path, since: float, *,
                 progress(len(flat))
     finally:
         source.close()
+        _owner_only(out)
     return ExportResult(rows=rows, files=files, dates=tuple(sorted(dates)), out=out)

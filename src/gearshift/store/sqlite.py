@@ -7,6 +7,7 @@ transaction; the connection is guarded by a lock so the writer thread and reader
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,10 @@ def open_sqlite(path: str, schema: str, what: str, *, timeout_s: float = 10.0) -
     """
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:  # prompts and answers live here: owner-only, like the spool (SQLite gives -wal/-shm the same mode)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise ConfigError(f"{what} {path}: cannot create ({exc.strerror})") from exc
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
         conn.execute("PRAGMA journal_mode=WAL")
