@@ -25,7 +25,7 @@ from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
 from gearshift.records.record import CascadeStep, segment_row
-from gearshift.records.usage import answer_text, cost_usd, estimated_usage
+from gearshift.records.usage import answer_text, completion_tokens_estimate, cost_usd, estimated_usage
 from gearshift.routers.base import prompt_text
 
 
@@ -50,7 +50,10 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
         tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
     else:
-        body["usage"] = usage = estimated_usage(prompt, answer_text(body) or "")
+        usage = estimated_usage(prompt, answer_text(body) or "")
+        usage["completion_tokens"] = completion_tokens_estimate(body)  # every choice, not just the first
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        body["usage"] = usage
         tin, tout = usage["prompt_tokens"], usage["completion_tokens"]
         out.usage_estimated = True
     choices = body.get("choices")  # tracing: gen_ai.response.finish_reasons

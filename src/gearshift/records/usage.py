@@ -30,6 +30,17 @@ def answer_text(body: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def completion_tokens_estimate(body: dict[str, Any]) -> int:
+    """`estimate_tokens` summed over every choice (n > 1 is n answers, all paid for), not just the first."""
+    choices = body.get("choices")
+    total = 0
+    for choice in choices if isinstance(choices, list) else []:
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        content = msg.get("content") if isinstance(msg, dict) else None
+        total += estimate_tokens(content) if isinstance(content, str) else 0
+    return total
+
+
 def cost_usd(tokens_in: int | None, tokens_out: int | None, input_price_per_m: float,
              output_price_per_m: float) -> float | None:
     if tokens_in is None and tokens_out is None:
