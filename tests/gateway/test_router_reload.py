@@ -28,6 +28,7 @@ from support.fake_upstream import FakeUpstream, closed_port
 from support.serve_process import start_serve, stop_serve, two_tier_toml, wait_healthy
 
 ADMIN, APP = "sk-admin-reload", "sk-app-reload"
+OPS = {"authorization": f"Bearer {ADMIN}"}  # with keys configured, health details, metrics and openapi need one
 KEYS = [{"id": "ops", "sha256": hash_key(ADMIN), "scopes": ["inference", "admin"]},
         {"id": "app", "sha256": hash_key(APP), "scopes": ["inference"]}]
 PROMPT = "Prove that there are infinitely many primes, step by step."
@@ -97,7 +98,7 @@ def test_reload_endpoint_follows_promote_and_rollback(upstreams: Upstreams, tmp_
     try:
         with server.client() as c:
             assert _served(c) == ("cheap a answer", f"heuristic@{v1}")
-            assert c.get("/healthz").json()["router_version"] == v1
+            assert c.get("/healthz", headers=OPS).json()["router_version"] == v1
             _registry_do(db, "promote", v2)
             assert _served(c)[1] == f"heuristic@{v1}"  # nothing changes until the gateway is told
             r = _reload(c)
@@ -151,8 +152,8 @@ def test_a_broken_champion_keeps_the_old_router_and_needs_the_admin_scope(upstre
             assert set(err) == {"message", "type", "param", "code"} and err["code"] == "router_reload_failed"
             assert f"still serving {v1}" in err["message"] and "manifest.json" in err["message"]
             assert _served(c) == ("cheap a answer", f"heuristic@{v1}")
-            assert c.get("/healthz").json()["router_version"] == v1
-            assert 'gearshift_router_reloads_total{result="error"} 1.0' in c.get("/metrics").text
+            assert c.get("/healthz", headers=OPS).json()["router_version"] == v1
+            assert 'gearshift_router_reloads_total{result="error"} 1.0' in c.get("/metrics", headers=OPS).text
     finally:
         server.stop()
 
@@ -167,7 +168,7 @@ def test_reload_without_a_registered_version_is_a_400(upstreams: Upstreams, tmp_
         with server.client() as c:
             r = c.post("/v1/admin/router/reload")
             assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
-            assert "/v1/admin/router/reload" not in c.get("/openapi.json").json()["paths"]
+            assert "/v1/admin/router/reload" not in c.get("/openapi.json", headers=OPS).json()["paths"]
     finally:
         server.stop()
     with pytest.raises(ConfigError, match="reload_interval_s"):
@@ -181,7 +182,7 @@ def test_polling_picks_up_a_promotion_without_any_call(upstreams: Upstreams, tmp
     try:
         with server.client() as c:
             assert _served(c)[1] == f"heuristic@{v1}"
-            assert "/v1/admin/router/reload" in c.get("/openapi.json").json()["paths"]
+            assert "/v1/admin/router/reload" in c.get("/openapi.json", headers=OPS).json()["paths"]
             _registry_do(db, "promote", v2)
             deadline = time.monotonic() + 10
             while _served(c)[1] != f"heuristic@{v2}":
@@ -212,11 +213,11 @@ path = "{db}"
         try:
             wait_healthy(proc, url, 30, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
             with httpx.Client(base_url=url, timeout=10) as c:
-                assert c.get("/healthz").json()["router_version"] == v1
+                assert c.get("/healthz", headers=OPS).json()["router_version"] == v1
                 _registry_do(db, "promote", v2)
                 proc.send_signal(signal.SIGHUP)
                 deadline = time.monotonic() + 30
-                while c.get("/healthz").json()["router_version"] != v2:
+                while c.get("/healthz", headers=OPS).json()["router_version"] != v2:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         stop_serve(proc)
                         raise AssertionError(f"no reload on SIGHUP (exit code {proc.returncode}):\n"

@@ -110,7 +110,8 @@ def test_a_conversation_pinned_by_one_gateway_stays_pinned_on_the_other(
 
 def _capped_auth(window: int, **limits: Any) -> dict[str, Any]:
     return {"keys": [{"id": "capped", "sha256": hash_key(KEY), "max_strong_share": 0.5,
-                      "strong_share_window": window, **limits}, {"id": "free", "sha256": hash_key(FREE_KEY)}]}
+                      "strong_share_window": window, **limits}, {"id": "free", "sha256": hash_key(FREE_KEY),
+                                                     "scopes": ["inference", "admin"]}]}
 
 
 def _strong_runs(ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path,
@@ -158,7 +159,7 @@ def _metrics(gw: GatewayServer) -> str:
     while gw.gateway.keys._pending and time.monotonic() < deadline:  # budget bookings in flight have landed
         time.sleep(0.01)
     with gw.client() as c:
-        return c.get("/metrics").text
+        return c.get("/metrics", headers={"authorization": f"Bearer {FREE_KEY}"}).text  # admin scope
 
 
 @pytest.mark.parametrize("mode", ["down", "hung"])

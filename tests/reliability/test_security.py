@@ -104,7 +104,7 @@ def test_strong_share_cap_routes_to_the_cheaper_tier_and_alerts(ups: tuple[FakeU
     with running(settings, router=AlwaysStrong()) as gw, gw.client() as c:
         tiers = [_post(c, INFER).headers["x-gearshift-tier"] for _ in range(8)]
         unlimited = [_post(c, ADMIN).headers["x-gearshift-tier"] for _ in range(3)]
-        metrics = c.get("/metrics").text
+        metrics = c.get("/metrics", headers={"authorization": f"Bearer {ADMIN}"}).text
         recs = records(gw, db)
     assert tiers.count("strong") == 2 and tiers[0] == "strong"  # 2 of 8 = the 25 % cap
     assert unlimited == ["strong"] * 3

@@ -85,3 +85,28 @@ def test_store_text_mode_covers_triage_judge_reasoning_and_feedback_comments(tmp
     served = str(triage) + str(label) + str(signals)
     for text in ("SECRET-PROMPT", "SECRET-COMMENT", "ANSWER-TEXT", "is correct"):
         assert text.encode() not in at_rest and text not in served, text
+
+
+def test_with_keys_metrics_health_details_and_openapi_need_a_key_and_errors_hide_addresses(tmp_path: Path) -> None:
+    from gearshift.gateway.settings import hash_key
+    from reliability.conftest import running
+    from support.fake_upstream import closed_port
+
+    admin, infer = "gs-admin-key-13", "gs-infer-key-13"
+    auth = {"keys": [{"id": "ops", "sha256": hash_key(admin), "scopes": ["inference", "admin"]},
+                     {"id": "app", "sha256": hash_key(infer), "scopes": ["inference"]}]}
+    port = closed_port()
+    settings = settings_for([dep("cheap", f"http://127.0.0.1:{port}/v1", 2.0)], f"http://127.0.0.1:{port}/v1",
+                            tmp_path / "d.sqlite", deadline_s=3.0, auth=auth)
+    with running(settings) as gw, gw.client() as c:
+        anon = {p: c.get(p) for p in ("/metrics", "/healthz", "/openapi.json")}
+        as_app = c.get("/metrics", headers={"authorization": f"Bearer {infer}"})
+        as_ops = {p: c.get(p, headers={"authorization": f"Bearer {admin}"}) for p in ("/metrics", "/healthz")}
+        failed = c.post("/v1/chat/completions", json={"model": "cheap", "messages": PROMPT},
+                        headers={"authorization": f"Bearer {infer}"})
+    assert anon["/metrics"].status_code == 401 and anon["/openapi.json"].status_code == 401
+    assert anon["/healthz"].status_code == 200 and anon["/healthz"].json() == {"status": "ok"}  # liveness only
+    assert as_app.status_code == 403
+    assert as_ops["/metrics"].status_code == 200 and "gearshift_requests" in as_ops["/metrics"].text
+    assert "tiers" in as_ops["/healthz"].json()
+    assert failed.status_code == 502 and str(port) not in failed.text and "127.0.0.1" not in failed.text

@@ -48,8 +48,12 @@ async def list_models(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness for anyone; with keys configured, the details (deployments, router, counts) need the admin scope."""
     gw = _gateway(request)
     writer = gw.writer
+    auth = request.headers.get("authorization")
+    if gw.keys.enabled and not (auth and _is_admin(gw, auth)):
+        return JSONResponse({"status": "ok"})
     return JSONResponse({
         "status": "ok",
         "tiers": {name: [d.name for d in deps] for name, deps in zip(gw.tier_names, gw.tiers, strict=True)},
@@ -69,13 +73,24 @@ async def reload_router(request: Request) -> Response:
     return JSONResponse(await gw.reloader.reload())
 
 
+def _is_admin(gw: Gateway, authorization: str) -> bool:
+    try:
+        gw.keys.check(authorization, "admin")
+    except GearshiftError:
+        return False
+    return True
+
+
 async def metrics(request: Request) -> Response:
+    """Costs, deployments and counts: with keys configured, a scraper sends an admin key (Bearer)."""
+    _gateway(request).keys.check(request.headers.get("authorization"), "admin")
     return Response(_gateway(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 async def openapi_json(request: Request) -> Response:
     from gearshift.gateway.openapi import openapi_document
 
+    _gateway(request).keys.check(request.headers.get("authorization"))  # it names the deployments: any key
     return JSONResponse(openapi_document(_gateway(request)))
 
 

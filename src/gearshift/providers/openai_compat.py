@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,8 @@ from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
 from gearshift.providers.sse import SSEParser
 from gearshift.providers.streaming import has_content
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _RETRYABLE_4XX = frozenset({408, 409, 429})
@@ -143,7 +146,10 @@ class OpenAICompatProvider:
 
     def _network_error(self, deployment: Deployment, exc: BaseException, *, after_first_token: bool = False
                        ) -> ProviderError:
-        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        # the exception's text names the upstream's address: logged for the operator, never sent to the client
+        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"connection failed ({type(exc).__name__})"
+        if not isinstance(exc, asyncio.TimeoutError):
+            log.warning("upstream %r: %s", deployment.name, _redact(f"{type(exc).__name__}: {exc}", deployment))
         return ProviderError(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
                              after_first_token=after_first_token)
 
