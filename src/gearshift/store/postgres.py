@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SCHEMES = ("postgresql", "postgres")
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})  # libpq parameters that hold a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,26 @@ class PgTarget:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for error messages and logs."""
+    """The URL without its password (in the user part or as `?password=`), for messages, logs and the CLI."""
     parts = urlsplit(url)
-    if parts.password is None:
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    query = "&".join(f"{k}=***" if k.lower() in _SECRET_PARAMS else f"{k}={v}" if v else k
+                     for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    if netloc == parts.netloc and query == parts.query:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _scrubbed(url: str, exc: BaseException) -> str:
+    """An error's text with the URL's passwords removed, should the driver quote its connection string."""
+    parts = urlsplit(url)
+    text = str(exc)
+    secrets = [parts.password or ""] + [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_PARAMS]
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def migrate(url: str) -> list[str]:
@@ -94,7 +109,7 @@ def migrate(url: str) -> list[str]:
         backend.connection.close()
         return applied
     except psycopg.Error as exc:
-        raise ConfigError(f"PostgreSQL store {redact(url)}: {exc}") from exc
+        raise ConfigError(f"PostgreSQL store {redact(url)}: {_scrubbed(url, exc)}") from exc
 
 
 def open_pool(url: str, *, max_size: int = 4, connect_timeout_s: float = 5.0) -> ConnectionPool:
@@ -114,7 +129,7 @@ def open_pool(url: str, *, max_size: int = 4, connect_timeout_s: float = 5.0) ->
         pool.open(wait=True, timeout=max(10.0, 2 * connect_timeout_s))
     except (PoolTimeout, psycopg.Error) as exc:
         pool.close()
-        raise ConfigError(f"PostgreSQL store {redact(url)}: cannot connect ({exc})") from exc
+        raise ConfigError(f"PostgreSQL store {redact(url)}: cannot connect ({_scrubbed(url, exc)})") from exc
     return pool
 
 
