@@ -6,18 +6,40 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from gearshift.gateway.settings import hash_key, parse_settings
+from gearshift.routers.base import Router, RoutingScore
 from reliability.conftest import PROMPT, assert_openai_error, dep, records, running, settings_for
 from support.fake_upstream import Behaviour, FakeUpstream
 from support.services import redis_prefix
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from gearshift.routers.base import PromptLike
+
 KEY = "gs-budget-key-0001"
 AUTH = {"keys": [{"id": "tight", "sha256": hash_key(KEY), "scopes": ["inference"], "budget_usd_per_day": 0.01}]}
+
+
+class AlwaysStrongThenCheap(Router):
+    """The first prompt scored looks hard, every later one easy."""
+
+    name = "strong_then_cheap"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
+        out = []
+        for _ in prompts:
+            self.calls += 1
+            out.append(RoutingScore(p_strong=0.99 if self.calls == 1 else 0.01, confidence=0.99, reason="scripted"))
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +115,32 @@ def test_the_strong_share_cap_holds_for_a_concrete_strong_model(slow_up: FakeUps
     assert refused == ["strong_share_exceeded"] * 9
     assert cheap.status_code == 200 and allowed.status_code == 200
     assert limited.status_code == 403 and assert_openai_error(limited.json())["code"] == "model_not_allowed"
+
+
+def test_one_key_cannot_label_or_steer_another_keys_requests(tmp_path: Path) -> None:
+    a, b, fb = "gs-key-a-0011", "gs-key-b-0011", "gs-key-fb-0011"
+    auth = {"keys": [{"id": "a", "sha256": hash_key(a), "scopes": ["inference", "feedback"]},
+                     {"id": "b", "sha256": hash_key(b), "scopes": ["inference", "feedback"]},
+                     {"id": "fb", "sha256": hash_key(fb), "scopes": ["feedback"]}]}
+    with FakeUpstream(answer="ok") as up:
+        settings = settings_for([dep("cheap", up.base_url, 5.0)], up.base_url, tmp_path / "d.sqlite",
+                                deadline_s=5.0, auth=auth)
+        with running(settings, router=AlwaysStrongThenCheap()) as gw, gw.client() as c:
+            def ask(key: str) -> httpx.Response:
+                return c.post("/v1/chat/completions", json={"model": "gearshift/auto", "messages": PROMPT},
+                              headers={"authorization": f"Bearer {key}", "x-gearshift-conversation-id": "conv-1"})
+
+            first_a = ask(a)  # strong: pins conv-1 of key a to the strong tier
+            first_b = ask(b)  # the router now says cheap: key a's pin must not apply to key b's "conv-1"
+            rid = first_a.headers["x-gearshift-request-id"]
+            gw.flush()
+
+            def feedback(key: str) -> httpx.Response:
+                return c.post("/v1/feedback", json={"request_id": rid, "signal": "thumbs_down"},
+                              headers={"authorization": f"Bearer {key}"})
+
+            by_other, by_feedback_key, by_owner = feedback(b), feedback(fb), feedback(a)
+    assert first_a.headers["x-gearshift-tier"] == "strong"
+    assert first_b.headers["x-gearshift-tier"] == "cheap"  # before: "strong", pinned by key a
+    assert by_other.status_code == by_feedback_key.status_code == 404  # before: 201 with key a's tier
+    assert "strong" not in by_other.text and by_owner.status_code == 201

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gearshift.closed_loop.signals import segment_labels
-from gearshift.errors import InvalidRequestError, ModelNotFoundError
+from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError
 from gearshift.http_body import parse_json, read_body
 from gearshift.records.redaction import TextMode, conceal
 from gearshift.store.labels import TRIAGE_LABELS, LabelStore, SignalEvent
@@ -78,9 +78,13 @@ def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
         raise InvalidRequestError(f"invalid field '{loc}': {err['msg']}", param=loc) from None
 
 
-async def post_feedback(request: Request, loop: Loop) -> Response:
+async def post_feedback(request: Request, loop: Loop, key_id: str | None = None) -> Response:
+    """Feedback on a decision; with `key_id` (a key without the admin scope) only on that key's own requests
+    (another key's request is "not found": neither its existence nor its tier is revealed)."""
     fb: FeedbackRequest = _validate(FeedbackRequest, parse_json(await read_body(request, _MAX_BODY)))
     decision = await loop.find_decision(fb.request_id)
+    if decision is not None and key_id is not None and decision.get("api_key_id") != key_id:
+        decision = None
     if decision is None:
         raise NotFoundError(f"no decision with request id {fb.request_id!r}", param="request_id")
     value = fb.value if fb.value is not None else (0.0 if fb.signal == "thumbs_down" else 1.0)
@@ -119,12 +123,21 @@ def explicit_event(decision: Mapping[str, Any], signal: str, value: float | None
                        segment_labels(decision.get("segment")), decision.get("time"))
 
 
+def _has_admin(keys: KeyCheck, authorization: str | None) -> bool:
+    try:
+        keys.check(authorization, "admin")
+    except GearshiftError:
+        return False
+    return True
+
+
 def routes(loop: Loop, keys: KeyCheck) -> list[Route]:
     """The endpoints of `loop`; every call first checks the caller's key for the endpoint's scope."""
 
     async def feedback(request: Request) -> Response:
-        keys.check(request.headers.get("authorization"), "feedback")
-        return await post_feedback(request, loop)
+        auth = request.headers.get("authorization")
+        key_id = keys.check(auth, "feedback")
+        return await post_feedback(request, loop, None if key_id is None or _has_admin(keys, auth) else key_id)
 
     async def triage(request: Request) -> Response:
         keys.check(request.headers.get("authorization"), "admin")

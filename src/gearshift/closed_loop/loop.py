@@ -79,7 +79,8 @@ class ClosedLoop:
             rid = str(record["request_id"])
             with self._lock:
                 self._recent[rid] = {"request_id": rid, "time": record.get("time"), "tier": record.get("tier"),
-                                     "segment": record.get("segment"), "status": record.get("status")}
+                                     "segment": record.get("segment"), "status": record.get("status"),
+                                     "api_key_id": record.get("api_key_id")}
                 while len(self._recent) > self.memory:
                     self._recent.popitem(last=False)
             if self.monitor is not None:

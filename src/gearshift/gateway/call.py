@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.service import Gateway
-from gearshift.policy.conversations import next_key
+from gearshift.policy.conversations import next_key, scoped
 from gearshift.policy.decide import Decision
 from gearshift.policy.route import Route, describe_route
 from gearshift.records.builder import Ending, Outcome, RequestFacts, build_row
@@ -106,6 +106,6 @@ async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int
     """
     if gw.policy.conversations is None:
         return
-    key = next_key(call.conv_header, call.messages, answer)
+    key = scoped(next_key(call.conv_header, call.messages, answer), call.facts.api_key_id)
     if key is not None:
         await gw.policy.conversations.set(key, idx)

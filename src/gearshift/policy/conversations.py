@@ -103,6 +103,12 @@ def conversation_keys(header: str | None, messages: Sequence[Mapping[str, Any]])
     return lookup, None
 
 
+def scoped(key: str | None, api_key_id: str | None) -> str | None:
+    """The pin's store key: a conversation id names a conversation *of one API key*, so one key cannot steer
+    (or learn) another's tier by sending the same id."""
+    return key if key is None or api_key_id is None else f"key={api_key_id}/{key}"
+
+
 def next_key(header: str | None, messages: Sequence[Mapping[str, Any]], answer: str | None) -> str | None:
     """The key the follow-up request of this conversation will look up."""
     if header and header.strip():

@@ -16,7 +16,7 @@ from typing import Any
 
 from gearshift.errors import GearshiftError, InvalidRequestError
 from gearshift.policy import draw
-from gearshift.policy.conversations import ConversationStore, conversation_keys
+from gearshift.policy.conversations import ConversationStore, conversation_keys, scoped
 from gearshift.policy.route import Route, describe_route, score_prompt
 from gearshift.policy.rules import GatewayRules, RuleDecision, estimate_tokens, nearest_fitting_tier
 from gearshift.policy.settings import PolicyConfig
@@ -214,7 +214,7 @@ class Policy:
         lookup, _ = conversation_keys(req.conversation, req.messages)
         if self.conversations is None or lookup is None:
             return None, None
-        prior = await self.conversations.get(lookup)
+        prior = await self.conversations.get(scoped(lookup, req.api_key_id) or lookup)
         if prior is not None and not 0 <= prior < len(self.tiers):
             prior = None
         return prior, lookup
