@@ -61,8 +61,9 @@ def test_body_over_the_limit_is_413_by_header_and_by_actual_bytes(gateway: Gatew
             yield big[i:i + 4096]
 
     with gateway.client() as c:
-        declared = c.post("/v1/chat/completions", content=big)
-        streamed = c.post("/v1/chat/completions", content=chunked())
+        json_type = {"content-type": "application/json"}
+        declared = c.post("/v1/chat/completions", content=big, headers=json_type)
+        streamed = c.post("/v1/chat/completions", content=chunked(), headers=json_type)
     assert _error(declared, 413)["code"] == "payload_too_large"
     assert _error(streamed, 413)["code"] == "payload_too_large"
 
@@ -104,7 +105,8 @@ def test_every_response_has_one_decision_record(gateway: GatewayServer) -> None:
     with gateway.client() as c:
         responses = [
             c.post("/v1/chat/completions", json=ok),
-            c.post("/v1/chat/completions", content=b"{nope"),
+            c.post("/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}),
+            c.post("/v1/chat/completions", content=b"{}", headers={"content-type": "text/plain"}),  # keyless: 415
             c.post("/v1/chat/completions", json={"model": "nope", "messages": ok["messages"]}),
             c.post("/v1/chat/completions", json={**ok, "stream": True}),
         ]
@@ -118,4 +120,4 @@ def test_every_response_has_one_decision_record(gateway: GatewayServer) -> None:
         rec = by_id[resp.headers["x-gearshift-request-id"]]
         assert rec["http_status"] == resp.status_code
         assert rec["status"] == ("ok" if resp.status_code == 200 else "error")
-    assert store.count(DecisionQuery(status="error", limit=None)) == 2
+    assert store.count(DecisionQuery(status="error", limit=None)) == 3

@@ -166,7 +166,7 @@ def test_reload_without_a_registered_version_is_a_400(upstreams: Upstreams, tmp_
     server = serve(settings)
     try:
         with server.client() as c:
-            r = c.post("/v1/admin/router/reload")
+            r = c.post("/v1/admin/router/reload", headers={"content-type": "application/json"})  # keyless: JSON
             assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
             assert "/v1/admin/router/reload" not in c.get("/openapi.json", headers=OPS).json()["paths"]
     finally:

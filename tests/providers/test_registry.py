@@ -85,7 +85,7 @@ enabled = false
 def test_a_registered_fake_serves_the_gateway(echo: list[EchoProvider]) -> None:
     app = create_app(parse_settings(tomllib.loads(_toml("echo", context_window="8000"))))
     assert len(echo) == 1  # one provider object for every deployment of the kind
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:  # keyless: loopback Host only
         r = client.post("/v1/chat/completions", json={"model": "big", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "echo from echo-big"

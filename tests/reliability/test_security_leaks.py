@@ -110,3 +110,25 @@ def test_with_keys_metrics_health_details_and_openapi_need_a_key_and_errors_hide
     assert as_ops["/metrics"].status_code == 200 and "gearshift_requests" in as_ops["/metrics"].text
     assert "tiers" in as_ops["/healthz"].json()
     assert failed.status_code == 502 and str(port) not in failed.text and "127.0.0.1" not in failed.text
+
+
+def test_a_keyless_gateway_refuses_foreign_hosts_and_non_json_posts(tmp_path: Path) -> None:
+    from reliability.conftest import running
+
+    with FakeUpstream() as up:
+        settings = settings_for([dep("cheap", up.base_url, 5.0)], up.base_url, tmp_path / "d.sqlite",
+                                auth={"allowed_hosts": ["gw.internal"]})
+        body = '{"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}'
+        with running(settings) as gw, gw.client() as c:
+            rebound = c.get("/dashboard", headers={"host": "attacker.example"})
+            rebound_chat = c.post("/v1/chat/completions", content=body,
+                                  headers={"host": "attacker.example:80", "content-type": "application/json"})
+            simple = c.post("/v1/chat/completions", content=body, headers={"content-type": "text/plain"})
+            listed = c.post("/v1/chat/completions", content=body,
+                            headers={"host": "gw.internal:8000", "content-type": "application/json"})
+            local = c.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert len(up.chat_requests) == 2
+    assert rebound.status_code == rebound_chat.status_code == 403  # before: 200 (DNS rebinding)
+    assert rebound_chat.json()["error"]["code"] == "host_not_allowed"
+    assert simple.status_code == 415  # before: 200 (a cross-origin page can send text/plain without preflight)
+    assert listed.status_code == local.status_code == 200

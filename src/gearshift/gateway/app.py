@@ -24,6 +24,7 @@ from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.metrics import CONTENT_TYPE
+from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
 from gearshift.providers.base import ChatProvider
@@ -162,7 +163,9 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
 
         routes += dashboard_routes()  # dashboard: /dashboard, /dashboard/api/summary, /dashboard/static
     admission = Admission(gw)
-    middleware = [Middleware(AdmissionControl, admission=admission,  # max in-flight / log back-pressure -> 503
+    middleware = [Middleware(KeylessGuard, enabled=not gw.keys.enabled,  # keyless: no DNS rebinding, no CSRF
+                             allowed_hosts=settings.auth.allowed_hosts),
+                  Middleware(AdmissionControl, admission=admission,  # max in-flight / log back-pressure -> 503
                              chat=_direct_chat)]
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=middleware)
     app.state.admission = admission

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
 from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
+from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import validate_chat
 from gearshift.gateway.service import Gateway
 from gearshift.http_body import parse_json, read_body
@@ -84,6 +85,8 @@ async def chat_completions(request: Request) -> Response:
     try:
         facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
         raw = await read_body(request, gw.settings.limits.max_body_bytes)
+        if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
+            require_json(request.headers.get("content-type"))
         payload = parse_json(raw)
         req = validate_chat(payload)
         if (req.n or 1) > gw.settings.limits.max_n:

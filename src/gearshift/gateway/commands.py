@@ -82,6 +82,12 @@ def _serve(args: argparse.Namespace) -> int:
     tiers = ", ".join(f"{t.name}=[{', '.join(d.display_name for d in t.deployments)}]" for t in settings.tiers)
     Console(stderr=True).print(f"gearshift gateway on http://{args.host}:{args.port}/v1  tiers: {tiers}  "
                                f"router: {settings.router.name}", highlight=False, markup=False)
+    from gearshift.gateway.origin import is_loopback_bind
+
+    if not settings.auth.keys and not is_loopback_bind(args.host):
+        Console(stderr=True).print(f"warning: no [[auth.keys]] and listening on {args.host}: anyone who can reach "
+                                   "this port spends your upstream budget; add keys (gearshift keys create)",
+                                   highlight=False, markup=False)
     loop, http = server_speedups()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                 timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain in-flight, then flush

@@ -113,6 +113,8 @@ class ApiKeySettings(_Strict):
 
 class AuthSettings(_Strict):
     keys: list[ApiKeySettings] = Field(default_factory=list)
+    # security: without keys, only requests whose Host is loopback or listed here are answered (gateway/origin.py)
+    allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class ConversationSettings(_Strict):
