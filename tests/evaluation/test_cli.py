@@ -77,7 +77,8 @@ def test_no_arguments_runs_the_demo_and_writes_the_default_report(tmp_path: Path
     monkeypatch.setattr(commands, "DEFAULT_ROUTERS", ("random", "heuristic", "knn:embedder=hashing"))
     monkeypatch.chdir(tmp_path)
     assert main(["eval"]) == 0
-    out = capsys.readouterr().out
-    assert "gearshift-report.html" in out.replace("\n", "")
+    captured = capsys.readouterr()
+    assert "APGR" in captured.out  # results on stdout, where the report is written on stderr
+    assert f"HTML report: {tmp_path / 'gearshift-report.html'}" in captured.err
     html = (tmp_path / "gearshift-report.html").read_text()
     assert all(name in html for name in ("random", "heuristic", "knn"))
