@@ -128,27 +128,9 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     return evaluate_folds(make, test, folds, strong, weak, protocol=protocol, **kw)
 
 
-#: what the reference rows are, in the terminal table, the HTML report and the JSON (`references`)
-REFERENCE_LABELS = {"all_cheap": "all-cheap", "all_strong": "all-strong", "oracle": "oracle", "random": "random"}
-
-
 _COLUMNS = ("router", "APGR", "95% CI", "CPT50", "CPT80", "CPT95", "AIQ", "strong", "q-loss")
 #: narrow terminals lose these first: the router name, APGR and the operating point stay
 _DROP_ORDER = ("CPT95", "95% CI", "AIQ", "CPT80", "CPT50")
-
-
-def legend(threshold: float) -> list[str]:
-    """What each column means, printed under the table (the report carries the same text)."""
-    return [
-        "APGR: average share of the strong-minus-cheap quality gap recovered, over every share of prompts sent "
-        "strong (random 0.5, higher is better). The oracle can exceed 1: it sends strong only where strong "
-        "wins and keeps the prompts where cheap answered better, so it beats all-strong.",
-        "CPT50/80/95: share of prompts that must go strong to recover 50/80/95 % of the gap (lower is better).",
-        "AIQ: mean quality under the cost-quality curve's convex hull (higher is better).",
-        f"strong, q-loss: at threshold p_strong >= {threshold:g}, the share sent strong, and the share sent "
-        "cheap that needed strong (quality loss).",
-        "all-cheap, all-strong, oracle, random: reference policies (oracle knows every prompt's outcomes).",
-    ]
 
 
 def flag_line(r: EvalResult) -> str:
@@ -167,6 +149,7 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from gearshift.evaluation.legend import REFERENCE_LABELS, legend
     from gearshift.evaluation.metrics import clean
     from gearshift.terminal import fit_table
 
