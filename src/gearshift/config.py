@@ -61,3 +61,9 @@ def terminal_columns() -> int | None:
     """`$COLUMNS` when set to a positive number: the table width a user asked for, also in a pipe."""
     raw = os.environ.get("COLUMNS", "")
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def quiet_native_logs() -> None:
+    """The local model's Rust backend (mistralrs) writes ANSI-coloured INFO lines to stdout, even into a log
+    file; keep it to warnings unless the user chose a level with `$RUST_LOG`."""
+    os.environ.setdefault("RUST_LOG", "warn")

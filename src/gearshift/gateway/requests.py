@@ -41,17 +41,22 @@ class ChatRequest(BaseModel):
     n: int | None = Field(default=None, ge=1)
 
 
+#: the gateway operator's knob, named in the error so a client can ask for it by name
+_RAISE_LIMIT = " (the gateway's [limits] max_body_bytes setting)"
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) a declared or actual size over `limit` without buffering past it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body of {int(declared)} bytes exceeds the {limit}-byte limit")
+        raise PayloadTooLargeError(f"request body of {int(declared)} bytes exceeds the {limit}-byte limit"
+                                   f"{_RAISE_LIMIT}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"request body exceeds the {limit}-byte limit")
+            raise PayloadTooLargeError(f"request body exceeds the {limit}-byte limit{_RAISE_LIMIT}")
         chunks.append(chunk)
     return b"".join(chunks)
 
