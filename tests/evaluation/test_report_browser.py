@@ -64,8 +64,8 @@ def test_report_top_shows_the_summary_and_plot_labels_do_not_collide(tmp_path: P
                     const r = t.getBoundingClientRect();
                     return {text: t.textContent, x: r.x, y: r.y, width: r.width, height: r.height};
                 }))""")
-            page.locator("a[href='#r1-5']").click()  # a contents link lands on its router's section
-            landed = page.evaluate("() => document.getElementById('r1-5').getBoundingClientRect().top")
+            page.locator("nav a[href='#r0-2']").click()  # a contents link lands on its router's section
+            landed = page.evaluate("() => document.getElementById('r0-2').getBoundingClientRect().top")
         finally:
             ctx.close()
     print(f"report screenshot: {shot}")
@@ -74,9 +74,10 @@ def test_report_top_shows_the_summary_and_plot_labels_do_not_collide(tmp_path: P
     # the summary of all twelve router results and the contents fit on the first screen
     assert glance is not None and nav is not None
     assert glance["y"] + glance["height"] <= VIEWPORT["height"]
-    assert "mmlu-like" in page_text(report) and 0 <= landed < 50
+    assert "mmlu-like" in page_text(report) and abs(landed) < 50
     # folded segment tables keep twelve sections readable (the unfolded page was ~16,000 px)
-    assert height < 9000, height
+    print(f"report height: {height} px")
+    assert height < 7000, height
     # no text in any plot overlaps another (marker labels vs the legend, ticks, titles)
     assert len(boxes) == 4
     for texts in boxes:

@@ -140,7 +140,8 @@ def _examples(r: EvalResult) -> str:
         text = r.prompts[i]
         text = text if len(text) <= _EXAMPLE_CHARS else text[:_EXAMPLE_CHARS] + "…"
         items.append(f"<li>id {escape(r.ids[i])}, p_strong {r.p_strong[i]:.3f}<pre>{escape(text)}</pre></li>")
-    return "<h4>Most confident quality losses</h4><ul>" + "".join(items) + "</ul>"
+    return (f"<details><summary>the {len(items)} most confident quality losses of {escape(r.router)}</summary><ul>"
+            + "".join(items) + "</ul></details>")
 
 
 def _at_a_glance(groups: dict[tuple[str, str, str], list[EvalResult]]) -> str:
