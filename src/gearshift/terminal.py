@@ -70,6 +70,16 @@ def fit_table(console: Console, build: Callable[[Sequence[str]], Table], columns
     return table
 
 
+def print_fitted(console: Console, table: Table, columns: Sequence[str]) -> None:
+    """Print a `fit_table` table, then name the columns the width left out and how to see them."""
+    console.print(table)
+    shown = {str(col.header) for col in table.columns}
+    hidden = [c for c in columns if c not in shown]
+    if hidden:
+        console.print(f"[dim]not shown at this width: {escape(', '.join(hidden))} (a wider terminal or --json "
+                      "shows them)[/]", highlight=False)
+
+
 # -- one meaning of --json --------------------------------------------------------------------------------------
 def add_json_options(parser: argparse.ArgumentParser, what: str) -> None:
     """`--json`: print `what` as JSON on stdout instead of the table. `--json-out FILE`: also write it to FILE.

@@ -151,7 +151,7 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
 
     from gearshift.evaluation.legend import REFERENCE_LABELS, legend
     from gearshift.evaluation.metrics import clean
-    from gearshift.terminal import fit_table
+    from gearshift.terminal import fit_table, print_fitted
 
     def f(v: float | None, d: int = 3) -> str:
         return "–" if v is None or clean(v) is None else f"{v:.{d}f}"
@@ -187,12 +187,7 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
                 table.add_row(*(row.get(c, "–") for c in columns), style="dim" if i >= n_routers else None)
             return table
 
-        table = fit_table(console, build, _COLUMNS, _DROP_ORDER)
-        console.print(table)
-        hidden = [c for c in _COLUMNS if c not in {str(col.header) for col in table.columns}]
-        if hidden:
-            console.print(f"[dim]not shown at this width: {', '.join(hidden)} (a wider terminal or --json shows "
-                          "them)[/]", highlight=False)
+        print_fitted(console, fit_table(console, build, _COLUMNS, _DROP_ORDER), _COLUMNS)
         for r in rs:
             if r.flagged:
                 console.print(f"[yellow]{escape(flag_line(r))}[/]", highlight=False)

@@ -7,10 +7,12 @@ import errno
 import re
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gearshift.errors import ConfigError
+from gearshift.terminal import fit_table, print_fitted, safe_cell, stdout_console
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -167,9 +169,7 @@ def server_speedups() -> tuple[str, str]:
 
 def _decisions(args: argparse.Namespace) -> int:
     import json
-
-    from rich.console import Console
-    from rich.table import Table
+    import sys
 
     from gearshift.store.base import DecisionQuery
     from gearshift.store.factory import open_decision_store, sqlite_path, store_kind
@@ -184,25 +184,51 @@ def _decisions(args: argparse.Namespace) -> int:
         rows = store.query(q)
     finally:
         store.close()
-    console = Console(soft_wrap=True)
     if args.json:
         for r in rows:
-            console.print(json.dumps(r, ensure_ascii=False), markup=False, highlight=False)
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return 0
-    table = Table(title=f"{len(rows)} decision(s) from {path}")
-    for col in ("time", "request", "model", "router", "score", "tier", "deployment", "status", "tokens",
-                "cost $", "ms"):
-        table.add_column(col, justify="right" if col in ("score", "tokens", "cost $", "ms") else "left")
-    for r in rows:
-        score = r.get("score")
-        cost = r.get("cost_usd")
-        table.add_row(
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])), str(r["request_id"])[-8:],
-            str(r.get("requested_model") or ""), str(r.get("router") or ""),
-            "" if score is None else f"{score:.3f}", str(r.get("tier") or ""), str(r.get("deployment") or ""),
-            str(r.get("status")) + (f" ({r['error_type']})" if r.get("error_type") else ""),
-            f"{r.get('tokens_in') or 0}/{r.get('tokens_out') or 0}", "" if cost is None else f"{cost:.6f}",
-            f"{r.get('latency_ms') or 0:.0f}",
-        )
-    console.print(table)
+    console = stdout_console()
+    print_fitted(console, decisions_table(rows, f"{len(rows)} decision(s) from {path}", console), _DECISION_COLUMNS)
     return 0
+
+
+#: the decisions table's columns, and the order a narrower terminal gives them up in: what was routed where
+#: (time, tier, deployment, status) stays, whole, at any width
+_DECISION_COLUMNS = ("date", "time", "request", "model", "router", "score", "tier", "deployment", "status", "tokens",
+                     "cost $", "ms")
+_DECISION_DROP = ("request", "router", "tokens", "ms", "model", "date", "cost $", "score")
+
+
+def decisions_table(rows: list[dict[str, Any]], title: str, console: Any) -> Any:
+    """Decision records as a rich table that fits `console`: whole columns are dropped, never cut to a few
+    characters; client-supplied text (the model name, errors) is shown inert (no markup, no escape codes)."""
+    from rich import box
+    from rich.table import Table
+
+    cells = []
+    for r in rows:
+        score, cost = r.get("score"), r.get("cost_usd")
+        cells.append({
+            "date": time.strftime("%Y-%m-%d", time.localtime(r["time"])),
+            "time": time.strftime("%H:%M:%S", time.localtime(r["time"])),
+            "request": safe_cell(str(r["request_id"])[-8:]), "model": safe_cell(r.get("requested_model") or ""),
+            "router": safe_cell(r.get("router") or ""), "score": "" if score is None else f"{score:.3f}",
+            "tier": safe_cell(r.get("tier") or ""), "deployment": safe_cell(r.get("deployment") or ""),
+            "status": safe_cell(str(r.get("status")) + (f" ({r['error_type']})" if r.get("error_type") else "")),
+            "tokens": f"{r.get('tokens_in') or 0}/{r.get('tokens_out') or 0}",
+            "cost $": "" if cost is None else f"{cost:.6f}", "ms": f"{r.get('latency_ms') or 0:.0f}",
+        })
+
+    def build(columns: Sequence[str]) -> Table:
+        table = Table(title=safe_cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)
+        for col in columns:
+            right = col in ("score", "tokens", "cost $", "ms")
+            table.add_column(col, justify="right" if right else "left", overflow="fold",
+                             no_wrap=col in ("date", "time", "score", "tokens", "cost $", "ms"))
+        for c in cells:
+            table.add_row(*(c[col] for col in columns))
+        return table
+
+    return fit_table(console, build, _DECISION_COLUMNS, _DECISION_DROP)
