@@ -56,3 +56,16 @@ def test_client_text_cannot_drive_the_terminal(db: Path) -> None:
     assert "[bold red]pwn[/]" in run.out and "\\x1b[2J" in run.out  # shown as the text it is
     piped = run_cli(["decisions", "--db", str(db), "--json"])
     assert json.loads(piped.out.splitlines()[0])["requested_model"] == EVIL_MODEL  # JSON keeps the exact value
+
+
+def test_triage_list_shows_client_prompts_inert(tmp_path: Path) -> None:
+    from gearshift.store.labels import SQLiteLabelStore
+
+    db = tmp_path / "t.sqlite"
+    store = SQLiteLabelStore(db)
+    store.add_triage("r1", time.time(), 0.8, {"prompt": EVIL_MODEL, "routing": {"tier": "cheap"}})
+    store.close()
+    run = run_cli(["triage", "list", "--db", str(db)], columns=200, tty=True)
+    assert run.rc == 0, run.out
+    assert "\x1b[2J" not in run.raw and "\x1b]0;" not in run.raw
+    assert "[bold red]pwn[/]" in run.out

@@ -64,6 +64,8 @@ def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from gearshift.terminal import safe_cell
+
     store = _store(args)
     try:
         items = store.triage_items(status=args.status, limit=args.limit)
@@ -80,9 +82,9 @@ def _list(args: argparse.Namespace) -> int:
     for it in items:
         scores = (it.get("judge") or {}).get("scores") or {}
         table.add_row(str(it["id"]), time.strftime("%m-%d %H:%M", time.localtime(it["time"])),
-                      str((it.get("routing") or {}).get("tier")),
-                      " ".join(f"{t}={s:.2f}" for t, s in scores.items()), f"{it.get('gap') or 0:.2f}",
-                      str(it.get("label") or ""), str(it.get("prompt") or "")[:80].replace("\n", " "))
+                      safe_cell((it.get("routing") or {}).get("tier")),
+                      safe_cell(" ".join(f"{t}={s:.2f}" for t, s in scores.items())), f"{it.get('gap') or 0:.2f}",
+                      safe_cell(it.get("label") or ""), safe_cell(str(it.get("prompt") or "")[:80].replace("\n", " ")))
     console.print(table)
     return 0
 
@@ -121,6 +123,7 @@ def _signals(args: argparse.Namespace) -> int:
 
     from gearshift.closed_loop.signals import signal_rates
     from gearshift.gateway.commands import parse_since
+    from gearshift.terminal import safe_cell
 
     since, until = parse_since(args.since), time.time() + 1.0
     store = _store(args)
@@ -137,6 +140,6 @@ def _signals(args: argparse.Namespace) -> int:
     for col in ("signal", "group", "hits", "decisions", "rate"):
         table.add_column(col, justify="left" if col in ("signal", "group") else "right")
     for r in rates:
-        table.add_row(r.signal, r.group, str(r.hits), str(r.decisions), f"{r.rate:.1%}")
+        table.add_row(safe_cell(r.signal), safe_cell(r.group), str(r.hits), str(r.decisions), f"{r.rate:.1%}")
     console.print(table)
     return 0
