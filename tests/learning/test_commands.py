@@ -94,7 +94,7 @@ def _versions(db: Path) -> dict[str, dict[str, object]]:
 
 def _ope(db: Path, candidate: str, out: Path, *extra: str) -> tuple[int, dict[str, object]]:
     code = main(["ope", "--db", str(db), "--candidate", candidate, "--reward", "feedback", "--n-boot", "200",
-                 "--json", str(out), *extra])
+                 "--json-out", str(out), *extra])
     return code, json.loads(out.read_text()) if code == 0 else {}
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,7 +76,7 @@ def register(subparsers: Any) -> None:
     ope.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
     ope.add_argument("--min-ess", type=float, default=30.0, help="smallest effective sample size (default 30)")
     ope.add_argument("--warn-only", action="store_true", help="warn instead of refusing on weak support")
-    ope.add_argument("--json", type=Path, metavar="OUT", help="write the estimates as JSON")
+    add_json_options(ope, "the estimates")
     ope.set_defaults(handler=_ope)
 
     pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
@@ -320,6 +321,7 @@ def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.learning.ope import InsufficientSupportError
+    from gearshift.terminal import emit_json, json_outputs
 
     console = Console()
     log = read(args)
@@ -336,11 +338,13 @@ def _ope(args: argparse.Namespace) -> int:
             reg.update_metrics(version.ref, {"ope": {**result.to_json(), "reward": args.reward, "since": args.since}})
     finally:
         reg.close()
-    print_ope(console, f"off-policy estimate of {args.candidate} ({args.reward} reward, since {args.since})", result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"candidate": args.candidate, "reward": args.reward, **result.to_json()},
-                                        indent=2) + "\n", encoding="utf-8")
+    json_stdout, json_path = json_outputs(args, Console(stderr=True, soft_wrap=True))
+    if not json_stdout:
+        print_ope(console, f"off-policy estimate of {args.candidate} ({args.reward} reward, since {args.since})",
+                  result)
+    if json_stdout or json_path:
+        emit_json({"candidate": args.candidate, "reward": args.reward, **result.to_json()}, json_stdout, json_path,
+                  Console(stderr=True, soft_wrap=True), "estimates")
     return 0
 
 
