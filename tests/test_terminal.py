@@ -31,7 +31,8 @@ def test_json_is_stdout_json_out_is_a_file_and_the_old_spelling_still_works() ->
 
 def test_safe_cell_neutralises_markup_and_terminal_controls() -> None:
     out = io.StringIO()
-    Console(file=out, force_terminal=True, width=200).print(safe_cell("[red]x[/] \x1b[2J \x07 \u202e ok"), highlight=False)
+    console = Console(file=out, force_terminal=True, width=200)
+    console.print(safe_cell("[red]x[/] \x1b[2J \x07 \u202e ok"), highlight=False)
     text = out.getvalue()
     assert "[red]x[/]" in text and "\\x1b[2J" in text and "\\x07" in text and "\\u202e" in text
     assert "\x1b[2J" not in text and "\x07" not in text and "\u202e" not in text
