@@ -20,6 +20,7 @@ import pytest
 from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
+from gearshift.learning.commands import parse_params
 from gearshift.learning.exploration import ExplorationPolicy
 from gearshift.learning.retrain import simulate_logged_traffic
 from gearshift.routers.policy import TierPolicy
@@ -195,3 +196,12 @@ def test_risk_controlled_calibration_from_labels_and_offline_data(logged: tuple[
                  "0.05", "--write", str(out2), "--db", str(tmp_path / "none.sqlite")]) == 0
     assert len(_written(out2)) == 1
     assert main(["calibrate", "--db", str(tmp_path / "missing.sqlite"), "--target-strong-share", "0.2"]) == 1
+
+
+def test_retrain_takes_router_parameters_as_eval_does(logged: tuple[Path, dict[str, float]]) -> None:
+    db, _ = logged
+    spec = "classifier:" + ",".join(HASHING[i + 1] for i in range(0, len(HASHING), 2))
+    assert main(["retrain", "--db", str(db), "--router", spec, "--reward", "feedback", "--name", "spec"]) == 0
+    trained_on = _versions(db)["spec/1"]["metrics"]["trained"]  # type: ignore[index]
+    assert trained_on["router"] == "classifier"
+    assert trained_on["params"] == parse_params(list(HASHING[1::2]))

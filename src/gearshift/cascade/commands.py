@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.gateway.commands import DEFAULT_SINCE
 from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ def register(subparsers: Any) -> None:
     src.add_argument("--store-url", help="sqlite:///path or postgresql://... (shadow-labelled traffic)")
     p.add_argument("--config", type=Path,
                    help="gateway config: its [cascade] verifiers, and its [store] unless --db/--store-url")
-    p.add_argument("--since", default="7d", help="traffic labelled since this long ago (30m, 1h, 7d; default 7d)")
+    p.add_argument("--since", default=DEFAULT_SINCE,
+                   help=f"traffic labelled since this long ago (30m, 1h, 7d; default {DEFAULT_SINCE})")
     p.add_argument("--data", metavar="gsm8k|FILE.csv",
                    help="recorded outcomes instead of traffic: 'gsm8k' (shared data) or a gsm8k_responses.csv")
     p.add_argument("--model", choices=["cheap", "strong"], default="cheap", help="whose recorded answers (--data)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.gateway.commands import DEFAULT_SINCE
 
 if TYPE_CHECKING:
     from gearshift.store.labels import LabelStore
@@ -47,7 +48,8 @@ def register(subparsers: Any) -> None:
 
     sig = subparsers.add_parser("signals", help="downstream signal rates per tier and segment")
     _source(sig)
-    sig.add_argument("--since", default="1h", help="decisions newer than this (30m, 1h, 7d; default 1h)")
+    sig.add_argument("--since", default=DEFAULT_SINCE, help=f"decisions newer than this (30m, 1h, 7d; default "
+                                                            f"{DEFAULT_SINCE})")
     sig.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     sig.set_defaults(handler=_signals)
 

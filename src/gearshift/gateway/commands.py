@@ -14,6 +14,9 @@ from typing import Any
 from gearshift.errors import ConfigError
 from gearshift.terminal import fit_table, print_fitted, safe_cell, stdout_console
 
+#: the one default look-back of every command that reads a window of traffic (`decisions` alone shows the
+#: newest --limit records of any age)
+DEFAULT_SINCE = "7d"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
