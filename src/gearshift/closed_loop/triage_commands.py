@@ -31,18 +31,21 @@ def register(subparsers: Any) -> None:
     sub = tri.add_subparsers(dest="triage_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="show triage items")
     _source(ls)
-    ls.add_argument("--status", choices=["open", "labelled", "all"], default="open")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--status", choices=["open", "labelled", "all"], default="open",
+                    help="which items: open (not yet labelled, the default), labelled or all")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")
     ls.add_argument("--json", action="store_true", help="JSON lines (with both answers) instead of a table")
     ls.set_defaults(handler=_list)
     lb = sub.add_parser("label", help="label one item")
     _source(lb)
-    lb.add_argument("item_id", type=int, metavar="ID")
-    lb.add_argument("--label", required=True, choices=["strong_needed", "cheap_ok", "skip"])
+    lb.add_argument("item_id", type=int, metavar="ID", help="the item's id, as `triage list` shows it")
+    lb.add_argument("--label", required=True, choices=["strong_needed", "cheap_ok", "skip"],
+                    help="strong_needed: the cheap answer was not good enough; cheap_ok: it was; skip: cannot tell")
     lb.set_defaults(handler=_label)
     ex = sub.add_parser("export", help="write labelled items as canonical training data (JSONL + models table)")
     _source(ex)
-    ex.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl")
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl",
+                    help="canonical outcome data to write (a models table is written beside it)")
     ex.add_argument("--include-judge", action="store_true", help="also unlabelled items, scored by the judge")
     ex.set_defaults(handler=_export)
 

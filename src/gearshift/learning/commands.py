@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
     pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
     _source(pr)
     _reward(pr)
-    pr.add_argument("ref", metavar="NAME[/VERSION]")
+    pr.add_argument("ref", metavar="NAME[/VERSION]", help="the version to promote (NAME alone: its newest)")
     pr.add_argument("--margin", type=float, default=0.01, help="quality gain required over the champion (0.01)")
     pr.add_argument("--estimator", choices=["ips", "snips", "dr"], default="dr", help="estimate compared (dr)")
     pr.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples (default 300)")
