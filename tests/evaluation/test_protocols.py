@@ -56,3 +56,25 @@ def test_protocols_reject_impossible_settings() -> None:
         kfold(3, k=5)
     with pytest.raises(DataError):
         fixed_split(["a"], test_fraction=1.5)
+
+
+def test_copies_of_a_prompt_never_straddle_train_and_test() -> None:
+    """MMLU records ~100 texts twice: a protocol given keys keeps each copy off the other side."""
+    from gearshift.data.text import dedupe_key
+    from gearshift.evaluation.protocols import fixed_split, group_kfold, kfold
+
+    base = [f"Question number {i}: what is {i} squared?" for i in range(200)]
+    prompts = base + [p.upper() + "  " for p in base[:60]]  # 60 copies, differently formatted
+    ids = [f"q{i}" for i in range(len(prompts))]
+    keys = [dedupe_key(p) for p in prompts]
+    groups = [f"g{i % 7}" for i in range(len(prompts))]
+    folds = [fixed_split(ids, keys=keys), *kfold(len(prompts), 5, 0, keys=keys),
+             *group_kfold(groups, 5, 0, keys=keys)]
+    without = fixed_split(ids)
+    assert any(keys[i] in {keys[j] for j in without.train} for i in without.test)  # the copies do straddle
+    for fold in folds:
+        train_keys = {keys[i] for i in fold.train}
+        assert not any(keys[i] in train_keys for i in fold.test), fold.name
+        assert len(fold.test) > 0
+    tested = np.concatenate([f.test for f in folds[1:6]])
+    assert sorted(tested.tolist()) == list(range(len(prompts)))  # k-fold still tests every prompt once

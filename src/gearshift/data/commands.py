@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gearshift.data.registry import DATASETS
+from gearshift.errors import DataError
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +22,8 @@ def register(subparsers: Any) -> None:
     p_export.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASETS)}, or a .jsonl path")
     p_export.add_argument("--out", required=True, type=Path, help="output .jsonl (models table beside it)")
     p_export.add_argument("--data-dir", type=Path, default=None, help="raw data directory (default: config)")
+    p_export.add_argument("--sample", type=int, metavar="N",
+                          help="write a seeded random sample of N records instead of all (a quick first try)")
     p_export.set_defaults(handler=_export)
 
     p_fetch = sub.add_parser("fetch", help="download the raw data from the source repositories (pinned commits)")
@@ -54,6 +57,13 @@ def _export(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     ds = load_dataset(args.dataset, _data_dir(args.data_dir))
+    if args.sample is not None:
+        if args.sample < 1:
+            raise DataError(f"--sample must be a positive number of records, got {args.sample}")
+        import numpy as np
+
+        pick = np.sort(np.random.default_rng(0).permutation(len(ds))[: args.sample])
+        ds = ds.subset(pick)
     out = write_jsonl(ds, args.out)
     for note in ds.notes:
         console.print(f"[dim]note:[/] {note}", highlight=False)

@@ -18,11 +18,13 @@ DATASETS: dict[str, str] = {
     "llmrouter-train": "LLMRouter dcrouter train: 9 hosted open models, 14 task families (5,608 prompts)",
     "llmrouter-test": "LLMRouter dcrouter test, minus the 119 questions also in train (381 prompts)",
     "alpaca-eval": "AlpacaEval 2 judged preferences: Mixtral-8x7B (concise) vs gpt4_1106_preview (805 prompts)",
+    "pooled": "all of the above in one set, each mapped to a strong/weak tier pair by price, segment `family`",
 }
 
 
 def _loaders() -> dict[str, Callable[[Path], Dataset]]:
     from gearshift.data.alpaca_eval import load_alpaca_eval
+    from gearshift.data.families import load_pooled
     from gearshift.data.llmrouter import load_llmrouter
     from gearshift.data.routellm import load_gsm8k, load_mmlu
 
@@ -32,6 +34,7 @@ def _loaders() -> dict[str, Callable[[Path], Dataset]]:
         "llmrouter-train": lambda d: load_llmrouter(d, "train"),
         "llmrouter-test": lambda d: load_llmrouter(d, "test"),
         "alpaca-eval": load_alpaca_eval,
+        "pooled": load_pooled,
     }
 
 

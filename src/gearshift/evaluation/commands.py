@@ -33,6 +33,7 @@ DEFAULT_ROUTERS = ("random", "heuristic", "stack:folds=3", "knn:embedder=hashing
                    "classifier:embedder=hashing,folds=3", "mf:embedder=hashing,max_iter=150")
 DEMO_DATASETS = ("mmlu", "gsm8k")
 DEFAULT_REPORT = Path("gearshift-report.html")
+DEFAULT_STRONG_SHARE = 0.3  # the operating point a cost-minded user starts from: 7 of 10 requests cheap
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +56,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="raw data directory (default: from config)")
     p.add_argument("--seed", type=int, default=0, help="seed for folds and the bootstrap (default 0)")
     p.add_argument("--eps", type=float, default=0.0, help="gap tolerance: strong needed iff gap > eps")
-    p.add_argument("--threshold", type=float, default=0.5, help="p_strong threshold for the confusion matrix")
+    p.add_argument("--target-strong-share", type=float, default=DEFAULT_STRONG_SHARE, metavar="SHARE",
+                   help="operating point for the confusion matrix, q-loss and cost: the threshold that sends this "
+                        f"share of the test prompts strong (label-free; default {DEFAULT_STRONG_SHARE})")
+    p.add_argument("--threshold", type=float,
+                   help="a fixed p_strong threshold instead (trained routers' scores are on different scales)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-cache", action="store_true",
@@ -104,7 +109,9 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     from gearshift.routers.registry import make_router
 
     name, params = parse_router_spec(spec)
-    kw: dict[str, Any] = {"settings": MetricSettings(threshold=args.threshold, eps=args.eps),
+    settings = MetricSettings(threshold=args.threshold, eps=args.eps) if args.threshold is not None else \
+        MetricSettings(target_strong_share=args.target_strong_share, eps=args.eps)
+    kw: dict[str, Any] = {"settings": settings,
                           "n_boot": args.n_boot, "seed": args.seed, "progress": args.show_progress,
                           "console": console, "label": label,
                           "fit_cache": None if args.no_cache else default_fit_cache()}
@@ -114,16 +121,19 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
 
     if protocol == "cross":
         return evaluate(make(), train, test, strong, weak, **kw)
+    from gearshift.data.text import dedupe_key
+
+    keys = [dedupe_key(p) for p in test.prompts]  # copies of a prompt never straddle train and test
     if protocol == "split":
-        folds = [fixed_split(test.ids)]
+        folds = [fixed_split(test.ids, keys=keys)]
     elif protocol == "kfold":
-        folds = kfold(len(test), args.folds, args.seed)
+        folds = kfold(len(test), args.folds, args.seed, keys=keys)
     else:
         group_by = args.group_by or next(iter(test.segment_names()), None)
         if group_by is None or group_by not in test.segment_names():
             raise ConfigError(f"--protocol group needs --group-by SEGMENT; {test.name!r} has segments: "
                               f"{', '.join(test.segment_names()) or 'none'}")
-        folds = group_kfold(test.segment(group_by), args.folds, args.seed)
+        folds = group_kfold(test.segment(group_by), args.folds, args.seed, keys=keys)
         protocol = f"group:{group_by}"
     return evaluate_folds(make, test, folds, strong, weak, protocol=protocol, **kw)
 
@@ -193,8 +203,20 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
                 console.print(f"[yellow]{escape(flag_line(r))}[/]", highlight=False)
         for note in dict.fromkeys(n for r in rs for n in r.notes):
             console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
-    for line in legend(results[0].settings.threshold):
+    for line in legend(results[0].settings):
         console.print(f"[dim]{escape(line)}[/]", highlight=False)
+
+
+def _print_operating_points(results: list[EvalResult], console: Console) -> None:
+    """Where the threshold-dependent columns were measured: a trained router's raw 0.5 is no operating point."""
+    for r in results:
+        s, m = r.settings, r.metrics
+        how = (f"threshold {s.threshold:.4g} (sends {s.target_strong_share:.0%} of these prompts strong)"
+               if s.target_strong_share is not None else f"fixed threshold {s.threshold:g}")
+        cost = f", ${m.cost * 1000:.4f} per 1k prompts" if m.cost == m.cost else ""
+        console.print(f"[dim]operating point[/] {r.dataset} / {r.router}: {how}: strong share "
+                      f"{m.confusion.strong_share:.1%}, quality loss {m.confusion.quality_loss_rate:.1%}, "
+                      f"mean score {m.quality:.3f}{cost}", highlight=False)
 
 
 def _write_scores(results: list[EvalResult], path: Path) -> None:
@@ -270,6 +292,7 @@ def run_eval(args: argparse.Namespace) -> int:
             results.append(result)
     if not json_stdout:
         _print_results(results, out)
+        _print_operating_points(results, out)
     if json_stdout or json_path:
         payload: Any = results[0].to_json() if len(results) == 1 else {"results": [r.to_json() for r in results]}
         emit_json(payload, json_stdout, json_path, console, "metrics")

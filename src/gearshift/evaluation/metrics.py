@@ -56,9 +56,15 @@ class Outcomes:
 
 @dataclass(frozen=True)
 class MetricSettings:
-    """How decisions and labels are derived: threshold on p_strong, gap tolerance, error weights."""
+    """How decisions and labels are derived: threshold on p_strong, gap tolerance, error weights.
+
+    `target_strong_share`, when set, replaces `threshold` by the one that sends that share of the scored prompts
+    strong (label-free, so it may be fitted on the test prompts themselves, as a deployment would on its own
+    unlabelled traffic): trained routers' p_strong is not on one scale, so one fixed threshold says little.
+    """
 
     threshold: float = 0.5
+    target_strong_share: float | None = None
     eps: float = 0.0
     cost_weight: float = DEFAULT_COST_WEIGHT
     quality_weight: float = DEFAULT_QUALITY_WEIGHT

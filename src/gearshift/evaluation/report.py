@@ -68,7 +68,7 @@ def _summary_table(results: Sequence[EvalResult]) -> str:
         rows.append(_row([escape(label), _f(ref.apgr), "–", *cpts, _f(ref.aiq, 4), _f(ref.strong_share),
                           "–", "–", "–"], cls="ref"))
     return ("<table>" + "".join(rows) + "</table>"
-            + f'<p class="note">{escape(operating_point_note(results[0].settings.threshold))}</p>')
+            + f'<p class="note">{escape(operating_point_note(results[0].settings))}</p>')
 
 
 def _plots(results: Sequence[EvalResult]) -> str:
@@ -164,12 +164,12 @@ def _at_a_glance(groups: dict[tuple[str, str, str], list[EvalResult]]) -> str:
     for gi, ((dataset, strong, weak), rs) in enumerate(groups.items()):
         links = ", ".join(f'<a href="#r{gi}-{i}">{escape(r.router)}</a>' for i, r in enumerate(rs))
         toc.append(f'<li><a href="#d{gi}">{escape(dataset)}: {escape(strong)} vs {escape(weak)}</a> — {links}</li>')
-    threshold = next(iter(groups.values()))[0].settings.threshold
-    how = "".join(f"<li>{escape(line)}</li>" for line in legend(threshold))
+    settings = next(iter(groups.values()))[0].settings
+    how = "".join(f"<li>{escape(line)}</li>" for line in legend(settings))
     return ('<h2 id="top">At a glance</h2><table class="glance">' + "".join(rows) + "</table>"
             + f'<nav><b>Contents</b><ul>{"".join(toc)}</ul></nav>'
             + f'<details><summary>How to read this report</summary><ul class="note">{how}'
-            + f"<li>{escape(operating_point_note(threshold))}</li></ul></details>")
+            + f"<li>{escape(operating_point_note(settings))}</li></ul></details>")
 
 
 def render_report(results: Sequence[EvalResult], title: str = "gearshift routing evaluation") -> str:

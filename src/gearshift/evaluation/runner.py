@@ -106,7 +106,9 @@ class EvalResult:
             "cpt95": m["cpt95"],
             "aiq": m["aiq"],
             "aiq_axis": m["aiq_axis"],
-            "operating_point": {"threshold": self.settings.threshold, "strong_share": m["strong_share"],
+            "operating_point": {"threshold": self.settings.threshold,
+                                "target_strong_share": self.settings.target_strong_share,
+                                "strong_share": m["strong_share"],
                                 "quality": m["quality"], "cost": m["cost"]},
             "confusion": m["confusion"],
             "eps": self.settings.eps,
@@ -265,6 +267,13 @@ def result_from_scores(
 ) -> EvalResult:
     """All metrics for given p_strong on `test` (the runner's common tail; usable without a Router)."""
     settings = settings or MetricSettings()
+    if settings.target_strong_share is not None and len(p_strong):
+        from dataclasses import replace
+
+        from gearshift.routers.calibrate import calibrate_share
+
+        cal = calibrate_share(np.asarray(p_strong, dtype=np.float64), settings.target_strong_share, tolerance=1.0)
+        settings = replace(settings, threshold=cal.thresholds[0])
     check_pair(test, strong, weak)
     outcomes = Outcomes.from_dataset(test, strong, weak)
     metrics = compute_metrics(p_strong, outcomes, settings)

@@ -14,9 +14,10 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from gearshift.errors import GearshiftError, ModelNotFoundError
+from gearshift.errors import ConfigError, GearshiftError, ModelNotFoundError
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.routers.base import PromptLike, Router, RoutingScore, TrainableRouter
 from gearshift.routers.policy import TierPolicy
@@ -100,8 +101,29 @@ class ModelResolver:
 
             return self.load_live(live_version(settings_url(self.settings.store), rs.version))
         if rs.path is not None:
-            return LiveRouter(load_router(rs.path), self.base_policy)
-        return LiveRouter(make_router(rs.name, **rs.params), self.base_policy)
+            return LiveRouter(load_router(rs.path), self._saved_policy(rs.path))
+        router = make_router(rs.name, **rs.params)
+        if isinstance(router, TrainableRouter) and not router.is_fitted():
+            raise ConfigError(
+                f"[router] name = {rs.name!r} is a trainable router and has not been trained. Train one on recorded "
+                f"outcomes and serve the saved directory:\n  gearshift train --data mmlu --router {rs.name} "
+                f"--out routers/{rs.name}\nthen set [router] path = \"routers/{rs.name}\" (or use name = "
+                f"\"heuristic\", which needs no training)")
+        return LiveRouter(router, self.base_policy)
+
+    def _saved_policy(self, path: Path) -> TierPolicy:
+        """The thresholds `gearshift train` calibrated and saved with the router, unless the config sets its own."""
+        from dataclasses import replace
+
+        from gearshift.routers.operating_point import load_operating_point
+
+        point = load_operating_point(path)
+        if point is None or "thresholds" in self.settings.router.model_fields_set:
+            return self.base_policy
+        if len(point.thresholds) != len(self.tiers) - 1:
+            raise ConfigError(f"[router] path {path} was calibrated for {len(point.thresholds) + 1} tiers but the "
+                              f"gateway has {len(self.tiers)}: set [router] thresholds or retrain with these tiers")
+        return replace(self.base_policy, thresholds=point.thresholds)
 
     def load_live(self, version: RouterVersion) -> LiveRouter:
         """A registered version as a `LiveRouter` (its thresholds, else `[router] thresholds`); not yet serving."""

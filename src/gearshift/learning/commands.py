@@ -13,6 +13,7 @@ Exit codes: 0 done; 1 error; 3 refused (no off-policy support, or a challenger s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,10 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--estimator", choices=["ips", "snips", "dr"], default="dr", help="estimate compared (dr)")
     pr.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples (default 300)")
     pr.add_argument("--force", action="store_true", help="promote without the off-policy check")
+    pr.add_argument("--skip-probes", action="store_true",
+                    help="promote even if the candidate fails the routing probes (recorded in the promotion note)")
+    pr.add_argument("--probe-budget", type=float, default=0.1,
+                    help="flip rate a judged probe family may reach (default 0.1, as gearshift probe)")
     pr.set_defaults(handler=_promote)
 
     rb = subparsers.add_parser("rollback", help="restore the previous champion")
@@ -101,8 +106,10 @@ def register(subparsers: Any) -> None:
     vs.set_defaults(handler=_versions)
 
     from gearshift.learning.calibrate_command import register as register_calibrate
+    from gearshift.learning.train_command import register as register_train
 
     register_calibrate(subparsers, _source)
+    register_train(subparsers, _source)
 
 
 # -- shared ----------------------------------------------------------------------------------------------------
@@ -167,6 +174,17 @@ def registry(args: argparse.Namespace) -> VersionRegistry:
     if not store_exists(args):
         raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
     return open_version_registry(store_url(args))
+
+
+def registry_for_write(args: argparse.Namespace) -> VersionRegistry:
+    """The registry of the store the command names (or the default one), created if there is none yet."""
+    from gearshift.store.factory import sqlite_path, store_kind
+    from gearshift.store.versions import open_version_registry
+
+    url = store_url(args)
+    if store_kind(url) == "sqlite" and sqlite_path(url) != ":memory:":
+        Path(sqlite_path(url)).parent.mkdir(parents=True, exist_ok=True)
+    return open_version_registry(url)
 
 
 def read(args: argparse.Namespace) -> DecisionLog:
@@ -386,11 +404,59 @@ def _promote(args: argparse.Namespace) -> int:
                               highlight=False)
                 return EXIT_REFUSED
         note = "forced" if args.force else f"{args.estimator} margin {args.margin}"
+        probes = _probe_gate(args, candidate, console)
+        reg.update_metrics(candidate.ref, {"probes": probes})
+        if not probes["passed"]:
+            if not args.skip_probes:
+                console.print(f"[bold red]refused:[/] {candidate.ref} fails the routing probes "
+                              f"({', '.join(probes['failed'])} over {args.probe_budget:.0%} tier flips); run "
+                              f"gearshift probe --router-dir {escape(str(candidate.path))} for the cases, or pass "
+                              "--skip-probes to promote anyway", highlight=False)
+                return EXIT_REFUSED
+            note += f"; probes FAILED ({', '.join(probes['failed'])}), skipped by --skip-probes"
         v = reg.promote(candidate.ref, note=note)
     finally:
         reg.close()
     console.print(f"[green]{v.ref} is the champion[/] in the registry; {escape(REACH)}", highlight=False)
     return 0
+
+
+PROBE_PROMPTS = 300  #: prompts the promotion gate probes (logged ones when the store has that many)
+
+
+def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any) -> dict[str, Any]:
+    """Run the routing probes on the candidate at its own thresholds; a summary for the registry."""
+    import numpy as np
+
+    from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
+    from gearshift.routers.policy import TierPolicy
+    from gearshift.routers.registry import load_router
+
+    router = load_router(candidate.path)
+    prompts: list[str] = []
+    if store_exists(args):
+        with contextlib.suppress(ConfigError):
+            log = read(args)
+            prompts = [str(p) for p in log.prompts if p][-PROBE_PROMPTS:]
+    source = "logged prompts"
+    if len(prompts) < 50:
+        from gearshift.data.registry import load_dataset
+        from gearshift.evaluation.protocols import fixed_split
+
+        data = load_dataset("mmlu")
+        test = fixed_split(data.ids).test
+        pick = np.random.default_rng(0).permutation(test)[:PROBE_PROMPTS]
+        prompts, source = [data.prompts[int(i)] for i in pick], "MMLU test-side prompts (too few logged)"
+    thresholds = candidate.thresholds
+    policy = TierPolicy(thresholds=thresholds) if thresholds is not None and len(thresholds) == 1 \
+        else policy_for_share(router, prompts, 0.3)
+    with console.status(f"probing {candidate.ref} on {len(prompts)} {source}"):
+        report = run_probes(router, prompts, policy, ProbeConfig(budget=args.probe_budget))
+    console.print(f"probes: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.failed)} "
+                  f"({len(prompts)} {source})", highlight=False)
+    return {"passed": report.passed, "failed": list(report.failed), "budget": args.probe_budget,
+            "n_prompts": len(prompts), "prompts": source,
+            "flip_rates": {f.family: round(f.flip_rate, 4) for f in report.families if f.passed is not None}}
 
 
 def _rollback(args: argparse.Namespace) -> int:

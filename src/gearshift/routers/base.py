@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 import gearshift
+from gearshift.data.text import canonical
 from gearshift.errors import NotFittedError, RouterError
 
 #: A prompt as a live request carries it: plain text, or OpenAI-style chat messages.
@@ -63,6 +64,12 @@ def prompt_text(prompt: PromptLike) -> str:
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                     parts.append(part["text"])
     return "\n".join(parts)
+
+
+def router_text(prompt: PromptLike) -> str:
+    """What a learned router reads: `prompt_text` made canonical (case, markup, blank runs and politeness
+    removed; `data.text.canonical`), so a prompt's formatting can neither move its tier nor be learned."""
+    return canonical(prompt_text(prompt))
 
 
 class Router(ABC):

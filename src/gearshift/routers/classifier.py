@@ -21,7 +21,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import (
     SpecEmbedder,
     build_embedder,
@@ -69,7 +69,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
     """
 
     name = "classifier"
-    version = "1"
+    version = "2"  # reads canonical text (data.text.canonical)
 
     def __init__(self, embedder: str = "tfidf", model: str = "logreg", C: float = 1.0,
                  tune_C: bool = False, hidden: int = 64, target: str = "soft", eps: float = 0.0,
@@ -197,7 +197,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         self._check_fitted()
         if not prompts:
             return []
-        texts = [prompt_text(p) for p in prompts]
+        texts = [router_text(p) for p in prompts]
         emb = self._embedder().embed(texts)
         d = self._decision(self._design(emb, texts))
         p = sigmoid(self.platt_[0] * d + self.platt_[1])

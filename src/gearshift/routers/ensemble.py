@@ -20,45 +20,62 @@ from typing import Any, Self
 
 import numpy as np
 
+from gearshift.data.text import canonical
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
+from gearshift.routers.augment import augmented
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import sigmoid, training_targets, weighted_log_loss
 from gearshift.routers.embedders.tfidf import FAST_MAX_TEXTS, TfidfEmbedder
 from gearshift.routers.trees import TreeEnsemble
 
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _MATH = re.compile(r"[=+\-*/^<>%$\\×÷√∑∫π≤≥]")
-_OPTION = re.compile(r"^\s*([A-J])[.)]\s*(.*)$", re.MULTILINE)
+_OPTION = re.compile(r"(?:^|(?<=\s))([a-j])[.)]\s")
 _SENT = re.compile(r"[.!?](?:\s|$)")
 SHAPE_FEATURES = ("log_chars", "log_words", "log_stem_chars", "log_numbers", "log_distinct_numbers", "log_max_number",
                   "decimal_share", "percent_rate", "dollar_rate", "digit_ratio", "math_ratio", "log_sentences",
-                  "log_questions", "log_lines", "n_options", "log_mean_option", "log_max_option", "option_spread",
-                  "mean_word_len", "upper_ratio", "non_ascii_ratio", "type_token_ratio")
+                  "log_questions", "n_options", "log_mean_option", "log_max_option", "option_spread",
+                  "mean_word_len", "non_ascii_ratio", "type_token_ratio")
+
+
+def options(text: str) -> tuple[int, list[str]]:
+    """(where the options start, their texts) for a run of lettered options "a. ... b. ... c. ..." in one line of
+    canonical text; (len(text), []) when there is no run of at least two consecutive letters from "a"."""
+    marks = [(m.start(), m.end(), m.group(1)) for m in _OPTION.finditer(text)]
+    run: list[tuple[int, int, str]] = []
+    for mark in marks:
+        if mark[2] == "a":
+            run = [mark] if len(run) < 2 else run
+        elif run and ord(mark[2]) == ord(run[-1][2]) + 1:
+            run.append(mark)
+    if len(run) < 2:
+        return len(text), []
+    ends = [m[0] for m in run[1:]] + [len(text)]
+    return run[0][0], [text[m[1]:e].strip() for m, e in zip(run, ends, strict=True)]
 
 
 def shape_features(text: str) -> np.ndarray:
-    """Dataset-agnostic shape of one prompt, in SHAPE_FEATURES order ("stem" = text before any options)."""
+    """Dataset-agnostic shape of one canonical prompt, in SHAPE_FEATURES order ("stem" = text before any options).
+
+    Case and line breaks are not features: canonical text has neither, so reformatting a prompt cannot move them.
+    """
     n = max(len(text), 1)
     words = text.split()
     nw = max(len(words), 1)
     nums = _NUM.findall(text)
     vals = [float(x.replace(",", "")) for x in nums if x.replace(",", "").count(".") <= 1]
-    opts = _OPTION.findall(text)
-    ol = np.array([len(o[1]) for o in opts], dtype=np.float64)
-    stem = text
-    if opts:
-        cut = text.find("\n" + opts[0][0])
-        stem = text[:cut] if cut > 0 else text
+    start, opts = options(text)
+    ol = np.array([len(o) for o in opts], dtype=np.float64)
     return np.array([
-        math.log1p(len(text)), math.log1p(len(words)), math.log1p(len(stem)),
+        math.log1p(len(text)), math.log1p(len(words)), math.log1p(start),
         math.log1p(len(nums)), math.log1p(len(set(nums))), math.log1p(min(max(vals, default=0.0), 1e300)),
         sum("." in x for x in nums) / (len(nums) + 1), text.count("%") / n * 100, text.count("$") / n * 100,
         sum(map(str.isdigit, text)) / n, len(_MATH.findall(text)) / n,
-        math.log1p(len(_SENT.findall(text))), math.log1p(text.count("?")), math.log1p(text.count("\n")),
+        math.log1p(len(_SENT.findall(text))), math.log1p(text.count("?")),
         float(len(opts)), math.log1p(ol.mean()) if len(ol) else 0.0, math.log1p(ol.max()) if len(ol) else 0.0,
         float(ol.std() / (ol.mean() + 1)) if len(ol) else 0.0,
-        sum(map(len, words)) / nw, sum(map(str.isupper, text)) / n,
-        (len(text) - len(text.encode("ascii", "ignore"))) / n, len({w.lower() for w in words}) / nw,
+        sum(map(len, words)) / nw, (len(text) - len(text.encode("ascii", "ignore"))) / n,
+        len(set(words)) / nw,
     ], dtype=np.float64)
 
 
@@ -115,17 +132,19 @@ class StackRouter(TrainableRouter):
     """`C`: inverse L2 strength of the n-gram model (`tune_C` picks it from C_GRID by out-of-fold log loss).
     `shape_weight` scales the standardised shape features inside the n-gram model. `trees`, `learning_rate`,
     `leaves`, `min_leaf`: the boosted trees on shape features. `folds`: out-of-fold splits for the meta-model.
+    `augment`: task-free copies per training prompt (`routers.augment`: boilerplate, role-play, keyword lines,
+    typos) under the prompt's own target, so such additions carry no signal; copies share their prompt's fold.
     """
 
     name = "stack"
-    version = "1"
+    version = "2"  # reads canonical text (data.text.canonical)
     C_GRID = (0.1, 0.3, 1.0)
 
     def __init__(self, C: float = 0.3, tune_C: bool = False, shape_weight: float = 0.1, word_features: int = 50000,
                  char_features: int = 50000, char_max: int = 5, min_df: int = 2, trees: int = 200,
                  learning_rate: float = 0.05, leaves: int = 15, min_leaf: int = 40, folds: int = 5,
                  target: str = "soft", eps: float = 0.0, ood_neighbours: int = 5, ood_reference: int = 1000,
-                 seed: int = 0) -> None:
+                 augment: float = 0.5, seed: int = 0) -> None:
         self.C = C
         self.tune_C = tune_C
         self.shape_weight = shape_weight
@@ -142,6 +161,7 @@ class StackRouter(TrainableRouter):
         self.eps = eps
         self.ood_neighbours = ood_neighbours
         self.ood_reference = ood_reference
+        self.augment = augment
         self.seed = seed
         self._ref_idx: _RefIndex | None = None
 
@@ -169,15 +189,25 @@ class StackRouter(TrainableRouter):
 
         texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
                                        min_prompts=2 * self.folds, who="stack")
+        n_orig = len(texts)
+        extra, src = augmented(texts, self.augment, self.seed)
+        texts = texts + [canonical(t) for t in extra]
+        y, w = np.r_[y, y[src]], np.r_[w, w[src]]
+        group = np.r_[np.arange(n_orig), src]
         # The vocabulary and idf are unsupervised, so fitting them once on the whole training side is safe.
-        self._vec = self._tfidf().fit(texts)
+        self._vec = self._tfidf().fit(texts[:n_orig])
         x = self._vec.sparse(texts)
         s = self._shape(texts)
         self.shape_mean_ = s.mean(axis=0)
         self.shape_scale_ = np.where(s.std(axis=0) > 1e-9, s.std(axis=0), 1.0)
         z = self._design(x, s)
         grid = self.C_GRID if self.tune_C else (float(self.C),)
-        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(z))
+        in_fold = [te for _, te in KFold(self.folds, shuffle=True, random_state=self.seed).split(np.arange(n_orig))]
+        fold_of = np.empty(n_orig, dtype=np.int64)
+        for f, te in enumerate(in_fold):
+            fold_of[te] = f
+        fold_of = fold_of[group]  # a copy sits in its prompt's fold: no prompt is scored by a model that saw it
+        folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(self.folds)]
         oof_tree = np.zeros(len(y))
         for tr, te in folds:
             oof_tree[te] = self._fit_trees(s[tr], y[tr], w[tr]).predict(s[te])
@@ -199,7 +229,7 @@ class StackRouter(TrainableRouter):
         self.coef_ = np.asarray(lin.coef_[0], dtype=np.float64)
         self.intercept_ = float(lin.intercept_[0])
         self.trees_ = self._fit_trees(s, y, w)
-        ref = np.sort(np.random.default_rng(self.seed).permutation(len(texts))[: self.ood_reference])
+        ref = np.sort(np.random.default_rng(self.seed).permutation(n_orig)[: self.ood_reference])
         self.ref_ = x[ref].tocsr().astype(np.float32)
         self._ref_idx = None
         self.ood_scale_ = self._ood_scale()
@@ -249,7 +279,7 @@ class StackRouter(TrainableRouter):
         self._check_fitted()
         if not prompts:
             return []
-        texts = [prompt_text(p) for p in prompts]
+        texts = [router_text(p) for p in prompts]
         if len(texts) <= FAST_MAX_TEXTS:
             parts = [self._parts_one(t) for t in texts]
             lin = np.array([q[0] for q in parts])

@@ -13,7 +13,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, prompt_text
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import (
     SpecEmbedder,
     build_embedder,
@@ -35,7 +35,7 @@ class KNNRouter(SpecEmbedder, TrainableRouter):
     """
 
     name = "knn"
-    version = "1"
+    version = "2"  # reads canonical text (data.text.canonical)
 
     def __init__(self, embedder: str = "e5-static", k: int = 32, weighting: str = "distance",
                  target: str = "soft", eps: float = 0.0, prior_strength: float = 1.0,
@@ -69,7 +69,7 @@ class KNNRouter(SpecEmbedder, TrainableRouter):
         self._check_fitted()
         if not prompts:
             return []
-        q = self._embedder().embed([prompt_text(p) for p in prompts])
+        q = self._embedder().embed([router_text(p) for p in prompts])
         idx, sims = top_similarities(q, self.X_, max(self.k, self.ood_neighbours))
         idx, ksims = idx[:, : self.k], sims[:, : self.k]
         dist = np.clip(1.0 - ksims.astype(np.float64), 0.0, 2.0)

@@ -15,7 +15,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
+from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, router_text
 from gearshift.routers.embedders.space import build_embedder, fit_embed, load_embedder, saved_embedder, sigmoid
 
 _ARRAYS = ("W1", "model_vectors", "w2", "model_bias")
@@ -25,7 +25,7 @@ class MFRouter(TrainableRouter):
     """p_strong = σ(δ(strong_model) − δ(weak_model)). `dim` is the latent size; `l2` is weight decay."""
 
     name = "mf"
-    version = "1"
+    version = "2"  # reads canonical text (data.text.canonical)
 
     def __init__(
         self,
@@ -85,7 +85,7 @@ class MFRouter(TrainableRouter):
         if missing:
             raise RouterError(f"routed model(s) {sorted(missing)} not in the training pairs (have: {models})")
         texts: dict[str, int] = {}
-        prompt_idx = np.array([texts.setdefault(prompt_text(p), len(texts)) for p in prompts], dtype=np.int64)
+        prompt_idx = np.array([texts.setdefault(router_text(p), len(texts)) for p in prompts], dtype=np.int64)
         model_idx = {m: i for i, m in enumerate(models)}
         a_idx = np.array([model_idx[m] for m in model_a], dtype=np.int64)
         b_idx = np.array([model_idx[m] for m in model_b], dtype=np.int64)
@@ -154,7 +154,7 @@ class MFRouter(TrainableRouter):
     def model_scores(self, prompts: Sequence[PromptLike]) -> np.ndarray:
         """δ(m, q) for every learned model (columns in `models_` order), shape (n, n_models)."""
         self._check_fitted()
-        q = np.asarray(self.embedder_.embed([prompt_text(p) for p in prompts]), dtype=np.float64)
+        q = np.asarray(self.embedder_.embed([router_text(p) for p in prompts]), dtype=np.float64)
         h = q @ self.W1_.T
         out: np.ndarray = (h * self.w2_) @ self.model_vectors_.T + self.model_bias_
         return out

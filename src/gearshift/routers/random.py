@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
+from gearshift.routers.base import PromptLike, Router, RoutingScore, router_text
 
 _SCALE = float(2**64)
 
@@ -18,7 +18,7 @@ class RandomRouter(Router):
     """p_strong uniform on [0, 1), fixed per (seed, prompt text). Confidence is 0: it knows nothing."""
 
     name = "random"
-    version = "1"
+    version = "2"  # reads canonical text (data.text.canonical)
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -29,6 +29,6 @@ class RandomRouter(Router):
 
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
         return [
-            RoutingScore(p_strong=self._uniform(prompt_text(p)), confidence=0.0, reason=f"random (seed {self.seed})")
+            RoutingScore(p_strong=self._uniform(router_text(p)), confidence=0.0, reason=f"random (seed {self.seed})")
             for p in prompts
         ]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import as_gaps, as_weights, prompt_text
+from gearshift.routers.base import as_gaps, as_weights, router_text
 from gearshift.routers.embedders import make_embedder
 from gearshift.routers.embedding import Embedder, FittableEmbedder
 
@@ -92,7 +92,7 @@ def training_targets(prompts: Sequence[Any], gaps: np.ndarray | Sequence[float],
                      min_prompts: int, who: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(texts, soft targets, weights) of a router's `fit` arguments, checked: at least `min_prompts`
     prompts and some positive weight, else a RouterError naming `who`."""
-    texts = [prompt_text(p) for p in prompts]
+    texts = [router_text(p) for p in prompts]
     w = as_weights(sample_weight, len(texts))
     if len(texts) < min_prompts or w.sum() <= 0:
         raise RouterError(f"{who} needs at least {min_prompts} training prompts with positive weight")

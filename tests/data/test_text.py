@@ -1,0 +1,44 @@
+"""The canonical text trained routers read, and the de-duplication key of the split protocols."""
+
+from __future__ import annotations
+
+import pytest
+
+from gearshift.data.text import canonical, dedupe_key
+
+QUESTION = "Natalia sold clips to 48 of her friends in April.\nHow many clips did she sell?\nA. 12\nB. 72"
+
+
+@pytest.mark.parametrize("variant", [
+    QUESTION.upper(),
+    "\n\n   " + QUESTION.replace(" ", "  ") + "  \t\n",
+    " ".join(QUESTION.split()),
+    "<div><p>" + QUESTION.replace("\n", "<br>\n") + "</p></div>",
+    QUESTION.replace("'", "&#39;").replace(" ", "&nbsp;", 2),
+    "\u200b" + QUESTION.replace(" ", "\u00a0", 3).replace("\n", "\r\n"),
+    "\n".join("> " + line for line in QUESTION.split("\n")),
+    "**" + QUESTION.split("\n")[0] + "**\n" + "\n".join(QUESTION.split("\n")[1:]),
+    "Good morning team! I hope you are all well. " + QUESTION,
+    "Hey there, could you help me out with this? " + QUESTION,
+    QUESTION + "\n\nThanks a lot in advance!\n\nBest regards,\nSam",
+    "Dear Professor Smith, " + QUESTION + "\nCheers!",
+])
+def test_formatting_and_politeness_do_not_change_the_canonical_text(variant: str) -> None:
+    assert canonical(variant) == canonical(QUESTION)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Hello world in C: write it.", "hello world in c: write it."),  # a greeting word inside the task stays
+    ("Thanks to the tariff, what happens to prices?", "thanks to the tariff, what happens to prices?"),
+    ("What is the best sorting algorithm", "what is the best sorting algorithm"),
+    ("hello", "hello"),  # a prompt that is only a greeting keeps it: there is nothing else to route on
+    ("Thank you!", "thank you!"),
+    ("x < y and y > z", "x < y and y > z"),  # comparison signs are not tags
+])
+def test_task_words_are_kept(text: str, expected: str) -> None:
+    assert canonical(text) == expected
+
+
+def test_dedupe_key_ignores_punctuation_and_formatting() -> None:
+    assert dedupe_key("What is 2+2?") == dedupe_key("  what is 2 + 2 ")
+    assert dedupe_key("What is 2+2?") != dedupe_key("What is 2+3?")
