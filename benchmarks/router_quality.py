@@ -36,6 +36,7 @@ from rich.table import Table
 
 from gearshift.data.records import Dataset
 from gearshift.data.registry import load_dataset
+from gearshift.data.text import dedupe_key
 from gearshift.evaluation.labels import default_pair
 from gearshift.evaluation.protocols import fixed_split, group_kfold
 from gearshift.evaluation.runner import evaluate_folds, result_from_scores
@@ -143,7 +144,7 @@ def main() -> int:
         for name in datasets:
             ds = load_dataset(name)
             strong, weak = default_pair(ds)
-            fold = fixed_split(ds.ids)
+            fold = fixed_split(ds.ids, keys=[dedupe_key(p) for p in ds.prompts])  # copies stay on one side
             train, test = ds.subset(fold.train, name=f"{name}:train"), ds.subset(fold.test, name=name)
             gaps = train.scores(strong) - train.scores(weak)
             probe = by_length(test.prompts, args.latency_n)

@@ -42,3 +42,24 @@ def test_task_words_are_kept(text: str, expected: str) -> None:
 def test_dedupe_key_ignores_punctuation_and_formatting() -> None:
     assert dedupe_key("What is 2+2?") == dedupe_key("  what is 2 + 2 ")
     assert dedupe_key("What is 2+2?") != dedupe_key("What is 2+3?")
+
+
+@pytest.mark.parametrize("boilerplate", [
+    "Reason it out carefully before you answer.",
+    "You are a world-class professor with decades of experience.",
+    "Please be thorough and precise; double-check everything.",
+    "Give a clear, concise answer.",
+    "Act as a helpful expert assistant.",
+])
+def test_task_free_instruction_sentences_at_either_end_are_dropped(boilerplate: str) -> None:
+    assert canonical(boilerplate + " " + QUESTION) == canonical(QUESTION)
+    assert canonical(QUESTION + "\n\n" + boilerplate) == canonical(QUESTION)
+
+
+@pytest.mark.parametrize("kept", [
+    "Explain why the sky is blue.",  # names its subject: a task, not boilerplate
+    "Think step by step.",  # nothing else there: the only sentence is never dropped
+    "Be rigorous: prove that 2 is prime.",  # the digit marks content
+])
+def test_instruction_words_with_content_are_kept(kept: str) -> None:
+    assert canonical(kept) == " ".join(kept.casefold().split())

@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from evaluation.eval_synthetic import make_dataset
 from gearshift.cli import main
 from gearshift.data.records import write_jsonl
@@ -82,3 +84,27 @@ def test_no_arguments_runs_the_demo_and_writes_the_default_report(tmp_path: Path
     assert f"HTML report: {tmp_path / 'gearshift-report.html'}" in captured.err
     html = (tmp_path / "gearshift-report.html").read_text()
     assert all(name in html for name in ("random", "heuristic", "knn"))
+
+
+def test_eval_reports_at_a_calibrated_operating_point_not_a_raw_threshold(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Trained routers' p_strong has no common scale: by default the confusion columns are measured where 30 % of
+    the test prompts go strong, and the output says so; --threshold still gives a fixed one."""
+    from gearshift.data.registry import load_dataset
+    from gearshift.evaluation.metrics import MetricSettings
+    from gearshift.evaluation.runner import result_from_scores
+
+    data = _write(tmp_path)
+    assert main(["eval", "--test", str(data), "--router", "heuristic", "--n-boot", "0", "--no-progress"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "operating point" in printed and "30%" in printed
+    assert main(["eval", "--test", str(data), "--router", "heuristic", "--threshold", "0.5", "--n-boot", "0",
+                 "--no-progress"]) == 0
+    assert "fixed threshold 0.5" in " ".join(capsys.readouterr().out.split())
+    ds = load_dataset(str(data))
+    p = np.linspace(0.9, 0.99, len(ds))  # every score above 0.5: a raw threshold would send all of them strong
+    raw = result_from_scores(p, ds, "big-model", "small-model", router="x", n_boot=0, with_segments=False)
+    cal = result_from_scores(p, ds, "big-model", "small-model", router="x", n_boot=0, with_segments=False,
+                             settings=MetricSettings(target_strong_share=0.3))
+    assert raw.metrics.confusion.strong_share == 1.0
+    assert abs(cal.metrics.confusion.strong_share - 0.3) < 0.01
+    assert cal.to_json()["operating_point"]["target_strong_share"] == 0.3

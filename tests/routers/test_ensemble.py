@@ -42,9 +42,14 @@ def test_exported_trees_predict_what_sklearn_predicts() -> None:
 
 
 def test_shape_features_see_options_and_numbers() -> None:
-    mc = dict(zip(SHAPE_FEATURES, shape_features("Pick one?\nA. 12\nB. a much longer option here\nC. 3\nD. 4"),
-                  strict=True))
-    story = dict(zip(SHAPE_FEATURES, shape_features("Tom has 3 apples and buys 2.5 kg more for $4."), strict=True))
+    """Shape is read from canonical text (one line, case-folded), where lettered options still count."""
+    from gearshift.data.text import canonical
+
+    mcq = "Pick one?\nA. 12\nB. a much longer option here\nC. 3\nD. 4"
+    mc = dict(zip(SHAPE_FEATURES, shape_features(canonical(mcq)), strict=True))
+    story = dict(zip(SHAPE_FEATURES, shape_features(canonical("Tom has 3 apples and buys 2.5 kg more for $4.")),
+                     strict=True))
+    assert shape_features(canonical(mcq)).tolist() == shape_features(canonical(mcq.upper().replace("\n", " "))).tolist()
     assert mc["n_options"] == 4 and story["n_options"] == 0
     assert mc["option_spread"] > 0 and story["log_numbers"] > 0 and story["decimal_share"] > 0
 

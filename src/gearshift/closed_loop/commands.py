@@ -86,6 +86,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
     from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.data.registry import load_dataset
+    from gearshift.data.text import dedupe_key
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair, outcome_gaps
     from gearshift.evaluation.protocols import fixed_split
@@ -101,7 +102,7 @@ def run_probe(args: argparse.Namespace) -> int:
                          families=families)
     with console.status(f"loading {args.data}"):
         data = load_dataset(args.data, args.data_dir)
-    fold = fixed_split(data.ids)
+    fold = fixed_split(data.ids, keys=[dedupe_key(p) for p in data.prompts])
     rng = np.random.default_rng(args.seed)
     test_idx = np.sort(rng.choice(fold.test, min(args.n, len(fold.test)), replace=False))
     prompts = [data.records[i].prompt for i in test_idx]

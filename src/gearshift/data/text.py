@@ -9,7 +9,9 @@ split.
 
 The politeness rules are patterns over sentence *kinds* (an opening salutation, a request for help with
 nothing in it, a closing thanks or sign-off), not a list of phrases: a sentence is only dropped when the
-whole sentence is of that kind, so "Hello world in C" keeps its words.
+whole sentence is of that kind, so "Hello world in C" keeps its words. The same holds for task-free
+instructions ("be thorough", "you are an expert", "reason it out"): an opening or closing sentence made only of
+instruction words (`_GENERIC`, by kind of request) goes; one that names anything of the task stays.
 """
 
 from __future__ import annotations
@@ -47,6 +49,64 @@ _LEAD = re.compile(rf"^(?:{_SALUTATION}|{_PLEA}) *(?:[.!?:;,\n]+\s*|$)")
 _TAIL = re.compile(rf"(?:^|(?<=[.!?\n]))\s*(?:{_THANKS})[ ,]*[.!?]*(?:\n[\w .'-]{{1,30}})?\s*$")
 _WORDS_ONLY = re.compile(r"[^\w]+")
 
+# Words of task-free instructions, by what they ask for: how to work (reasoning, care, depth), who to be (expertise,
+# role-play), how hard it is, plus the function words that glue such sentences together. An opening or closing
+# sentence made of these words only asks for effort, a voice or a persona: it says nothing about the task, and a
+# client or a prompt template adds it to easy and hard questions alike. Digits, code and quotes are never generic.
+_GENERIC_WORDS = """
+a an the and or but nor of to in on at for with by from into about as than then so if also too just very really
+quite this that these those it its it's i i'm me my we us our you you're your yours yourself be is are am was were
+been being do does did have has had will would should could can may might must shall need needs let let's lets
+please kindly make sure give get go keep use try take put tell say write provide respond reply answer answers
+answering response question questions problem problems task one each every all any some more most much many
+before after first then finally while when now here there what how why whatever however
+think thinking thought thoughts step steps stepwise reason reasons reasoning logic logical logically explain
+explains explained explaining explanation explanations justify justified justification show showing shown work
+walk through break down approach method process rationale argue argument arguments evidence support claim claims
+point points way ways carefully careful care precise precisely precision accurate accurately accuracy correct
+correctly exact exactly double check checking verify verified mistake mistakes error errors rigor rigour rigorous
+rigorously meticulous meticulously attention detail details detailed thorough thoroughly comprehensive
+comprehensively complete completely full fully deep deeply depth in-depth elaborate elaborately extensive
+extensively exhaustive exhaustively nuanced nuance insightful insight insights analysis analyses analyze analyse
+analyzing analysing analytical analytically examine consider considering evaluate evaluating evaluation assess
+assessing weigh weighing compare comparing comparison contrast pros cons trade off offs trade-off trade-offs
+tradeoff tradeoffs implication implications aspect aspects angle angles perspective perspectives factor factors
+everything anything something nothing everyone critically critical crucial important importantly matters matter
+concise concisely brief briefly short succinct
+succinctly clear clearly plain simple simply words sentences paragraph paragraphs format formatted
+expert experts expertise expert-level professional professionals specialist specialists senior world-class
+world class leading authority phd professor genius seasoned experienced experience decades years knowledgeable
+master guru hard harder hardest difficult difficulty challenging tricky complex complicated advanced level
+high-level sophisticated serious seriously
+act acting pretend imagine roleplay role play playing assistant ai model language large chatbot bot helpful
+harmless honest system persona behave behaving character like
+"""
+_GENERIC = frozenset(_GENERIC_WORDS.split())
+_SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:\n]*")
+_CONTENT_MARK = re.compile(r"[0-9`\"'=+*/\\<>{}()\[\]$%]")
+
+
+def _generic(sentence: str) -> bool:
+    """A sentence of three or more task-free instruction words (at most one other word when it has six or more)."""
+    if _CONTENT_MARK.search(sentence.replace("'s ", " ").replace("'m ", " ").replace("'re ", " ")):
+        return False
+    words = re.findall(r"[\w']+", sentence)  # hyphenated words count by their parts: double-check, in-depth
+    if len(words) < 3:  # "write it.", "be brief.": too short to tell an instruction from the task's own verb
+        return False
+    other = sum(w not in _GENERIC for w in words)
+    return other == 0 or (other == 1 and len(words) >= 6)
+
+
+def _strip_boilerplate(text: str) -> str:
+    """Drop generic opening and closing sentences (`_generic`); never the last sentence standing."""
+    parts = _SENTENCE.findall(text)
+    lo, hi = 0, len(parts)
+    while hi - lo > 1 and _generic(parts[lo]):
+        lo += 1
+    while hi - lo > 1 and _generic(parts[hi - 1]):
+        hi -= 1
+    return text if (lo, hi) == (0, len(parts)) else "".join(parts[lo:hi]).strip()
+
 
 def _strip_politeness(text: str) -> str:
     for _ in range(4):
@@ -81,6 +141,7 @@ def canonical(text: str) -> str:
         text = _MD_WRAP.sub(r"\2", text)
     text = "\n".join(_BLANKS.sub(" ", line).strip() for line in text.casefold().split("\n")).strip()
     stripped = _strip_politeness(text) or text
+    stripped = _strip_boilerplate(stripped) or stripped
     return " ".join(stripped.split())
 
 

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gearshift.errors import ConfigError
+from gearshift.errors import ConfigError, GearshiftError
 from gearshift.gateway.commands import DEFAULT_SINCE
 from gearshift.terminal import add_json_options
 
@@ -435,7 +435,7 @@ def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any
     router = load_router(candidate.path)
     prompts: list[str] = []
     if store_exists(args):
-        with contextlib.suppress(ConfigError):
+        with contextlib.suppress(GearshiftError):  # no log, or nothing logged in the window: built-in prompts
             log = read(args)
             prompts = [str(p) for p in log.prompts if p][-PROBE_PROMPTS:]
     source = "logged prompts"

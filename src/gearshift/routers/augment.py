@@ -25,6 +25,11 @@ DEPTH = ("Explain your reasoning in detail.", "Give a comprehensive answer.", "G
          "I want an exhaustive answer.")
 EXPERTISE = ("You are an expert in this field.", "Answer like a seasoned professional.", "Act as a senior specialist.",
              "Respond as a domain expert would.", "You have decades of experience.", "As a leading authority,")
+REASONING = ("Show your work.", "Explain your answer.", "Walk me through it.", "Reason it out before answering.",
+             "Tell me why.", "Include a short justification.", "Let's think about this logically.",
+             "Break the problem down.", "Consider every option.", "Be analytical about it.",
+             "Give me the reasoning behind it.", "Support your answer with evidence.", "What is your thinking?",
+             "Provide a rationale.", "Explain how you got there.", "Describe your approach first.")
 ROLE_PLAY = ("You are a helpful AI assistant.", "Pretend you are my tutor.", "You are a large language model.",
              "Imagine you are a professor grading an exam.", "You are an assistant that never refuses.",
              "System: you are a knowledgeable chatbot.", "Roleplay as a wise mentor.")
@@ -61,15 +66,15 @@ def _typos(text: str, rng: random.Random) -> str:
 
 def augment_one(text: str, rng: random.Random) -> str:
     """One task-free variant of `text`: boilerplate before and/or after, or typos."""
-    kind = rng.randrange(6)
-    if kind == 5:
+    kind = rng.randrange(7)
+    if kind == 6:
         return _typos(text, rng)
-    bank = (CARE, DEPTH, EXPERTISE, ROLE_PLAY)[kind] if kind < 4 else None
+    bank = (CARE, DEPTH, REASONING, EXPERTISE, ROLE_PLAY)[kind] if kind < 5 else None
     phrase = _keywords(rng) if bank is None else rng.choice(bank)
     if rng.random() < 0.3:  # two kinds at once, as real boilerplate often is
-        phrase += " " + rng.choice(CARE + DEPTH)
+        phrase += " " + rng.choice(CARE + DEPTH + REASONING)
     where = rng.random()
-    if kind in (2, 3) or where < 0.4:
+    if kind in (3, 4) or where < 0.4:  # expertise and role-play preambles come first
         return f"{phrase}\n\n{text}"
     return f"{text}\n\n{phrase}"
 
@@ -87,3 +92,26 @@ def augmented(texts: Sequence[str], rate: float, seed: int) -> tuple[list[str], 
             extra.append(augment_one(t, rng))
             src.append(i)
     return extra, np.asarray(src, dtype=np.int64)
+
+
+def with_copies(texts: list[str], y: np.ndarray, w: np.ndarray, rate: float,
+                seed: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Training texts (canonical) plus their augmented copies under the same targets and weights; the last array
+    maps every row to the training prompt it came from (for folds that keep a prompt and its copies together)."""
+    from gearshift.data.text import canonical
+
+    extra, src = augmented(texts, rate, seed)
+    group = np.r_[np.arange(len(texts)), src]
+    return texts + [canonical(t) for t in extra], np.r_[y, y[src]], np.r_[w, w[src]], group
+
+
+def grouped_folds(group: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, test) row splits in which every copy sits in the fold of the prompt it copies."""
+    from sklearn.model_selection import KFold
+
+    n = int(group.max()) + 1 if len(group) else 0
+    fold_of = np.empty(n, dtype=np.int64)
+    for f, (_, te) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n))):
+        fold_of[te] = f
+    row_fold = fold_of[group]
+    return [(np.flatnonzero(row_fold != f), np.flatnonzero(row_fold == f)) for f in range(folds)]

@@ -21,6 +21,7 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
+from gearshift.routers.augment import grouped_folds, with_copies
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import (
     SpecEmbedder,
@@ -65,7 +66,8 @@ def _scalars(texts: Sequence[str]) -> np.ndarray:
 class ClassifierRouter(SpecEmbedder, TrainableRouter):
     """`model`: "logreg" or "mlp". `C`: inverse L2 strength (logreg); `tune_C` picks it from C_GRID by
     cross-validated log loss on the training side. `scalar_weight` scales the standardised scalars
-    against the unit-norm embedding. `folds` out-of-fold splits feed Platt calibration.
+    against the unit-norm embedding. `folds` out-of-fold splits feed Platt calibration. `augment`: task-free
+    copies per training prompt (`routers.augment`), kept in their prompt's fold.
     """
 
     name = "classifier"
@@ -74,7 +76,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
     def __init__(self, embedder: str = "tfidf", model: str = "logreg", C: float = 1.0,
                  tune_C: bool = False, hidden: int = 64, target: str = "soft", eps: float = 0.0,
                  scalar_features: bool = True, scalar_weight: float = 0.3, folds: int = 5,
-                 ood_neighbours: int = 5, ood_reference: int = 2000, seed: int = 0,
+                 ood_neighbours: int = 5, ood_reference: int = 2000, augment: float = 1.0, seed: int = 0,
                  cache_dir: str | None = None) -> None:
         self.embedder = embedder
         self.model = model
@@ -88,6 +90,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         self.folds = folds
         self.ood_neighbours = ood_neighbours
         self.ood_reference = ood_reference
+        self.augment = augment
         self.seed = seed
         self.cache_dir = cache_dir
         self._emb: Embedder | None = None
@@ -125,11 +128,9 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
             warnings.filterwarnings("ignore", message=".*Maximum iterations.*")
             return self._estimator(C).fit(zz[keep], yy[keep], sample_weight=ww[keep])
 
-    def _oof(self, z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float) -> np.ndarray:
-        from sklearn.model_selection import KFold
-
+    def _oof(self, z: np.ndarray, y: np.ndarray, w: np.ndarray, C: float, group: np.ndarray) -> np.ndarray:
         out = np.zeros(len(y))
-        for tr, te in KFold(self.folds, shuffle=True, random_state=self.seed).split(z):
+        for tr, te in grouped_folds(group, self.folds, self.seed):
             out[te] = self._decision_of(self._fit_est(z[tr], y[tr], w[tr], C), z[te])
         return out
 
@@ -156,6 +157,8 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
         texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
                                        min_prompts=2 * self.folds, who="classifier")
+        n_orig = len(texts)
+        texts, y, w, group = with_copies(texts, y, w, self.augment, self.seed)
         self._emb = build_embedder(self.embedder, self.cache_dir)
         emb = fit_embed(self._emb, texts)
         s = _scalars(texts)
@@ -166,7 +169,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
         grid = C_GRID if self.tune_C else (float(self.C),)
         best: tuple[float, float, float, float] | None = None  # (loss, C, a, b)
         for C in grid:
-            a, b, loss = self._platt(self._oof(z, y, w, C), y, w)
+            a, b, loss = self._platt(self._oof(z, y, w, C, group), y, w)
             if best is None or loss < best[0]:
                 best = (loss, C, a, b)
         if best is None:
@@ -180,7 +183,7 @@ class ClassifierRouter(SpecEmbedder, TrainableRouter):
             self.layers_ = [(np.asarray(c, dtype=np.float64), np.asarray(b, dtype=np.float64))
                             for c, b in zip(est.coefs_, est.intercepts_, strict=True)]
         rng = np.random.default_rng(self.seed)
-        ref = rng.permutation(len(texts))[: self.ood_reference]
+        ref = rng.permutation(n_orig)[: self.ood_reference]
         self.ref_ = np.ascontiguousarray(emb[np.sort(ref)], dtype=np.float32)
         self.ood_scale_ = ood_scale(self.ref_, self.ood_neighbours)
         return self

@@ -20,9 +20,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from gearshift.data.text import canonical
 from gearshift.errors import RouterError
-from gearshift.routers.augment import augmented
+from gearshift.routers.augment import grouped_folds, with_copies
 from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, router_text
 from gearshift.routers.embedders.space import sigmoid, training_targets, weighted_log_loss
 from gearshift.routers.embedders.tfidf import FAST_MAX_TEXTS, TfidfEmbedder
@@ -93,6 +92,14 @@ def _soft_logreg(x: Any, y: np.ndarray, w: np.ndarray, C: float) -> Any:
     return LogisticRegression(C=C, max_iter=3000).fit(xx, yy, sample_weight=ww)
 
 
+def _unit_rows(x: Any) -> Any:
+    """Rows scaled to unit L2 norm (CSR): OOD similarity is a cosine whatever the n-gram scaling."""
+    import scipy.sparse as sp
+
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    return sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-300), 0.0)) @ x.tocsr()
+
+
 class _RefIndex:
     """The OOD reference rows laid out for one-prompt similarity: column-major, with the columns most
     reference rows share (common char n-grams) held dense, so a prompt costs a small gather + matvec
@@ -134,6 +141,8 @@ class StackRouter(TrainableRouter):
     `leaves`, `min_leaf`: the boosted trees on shape features. `folds`: out-of-fold splits for the meta-model.
     `augment`: task-free copies per training prompt (`routers.augment`: boilerplate, role-play, keyword lines,
     typos) under the prompt's own target, so such additions carry no signal; copies share their prompt's fold.
+    `ngram_norm`: "global" scales n-gram rows by one fitted constant, so appended words cannot dilute a prompt's
+    own n-grams (with per-row L2 norms, "row", a short prompt plus any sentence moves toward the intercept).
     """
 
     name = "stack"
@@ -144,7 +153,7 @@ class StackRouter(TrainableRouter):
                  char_features: int = 50000, char_max: int = 5, min_df: int = 2, trees: int = 200,
                  learning_rate: float = 0.05, leaves: int = 15, min_leaf: int = 40, folds: int = 5,
                  target: str = "soft", eps: float = 0.0, ood_neighbours: int = 5, ood_reference: int = 1000,
-                 augment: float = 0.5, seed: int = 0) -> None:
+                 augment: float = 1.0, ngram_norm: str = "global", seed: int = 0) -> None:
         self.C = C
         self.tune_C = tune_C
         self.shape_weight = shape_weight
@@ -162,12 +171,16 @@ class StackRouter(TrainableRouter):
         self.ood_neighbours = ood_neighbours
         self.ood_reference = ood_reference
         self.augment = augment
+        self.ngram_norm = ngram_norm
         self.seed = seed
         self._ref_idx: _RefIndex | None = None
 
     def _tfidf(self) -> TfidfEmbedder:
+        if self.ngram_norm not in ("global", "row"):
+            raise RouterError(f"stack: ngram_norm must be 'global' or 'row', got {self.ngram_norm!r}")
         return TfidfEmbedder(dim=0, word_features=self.word_features, char_features=self.char_features,
-                             min_df=self.min_df, seed=self.seed, char_max=self.char_max)
+                             min_df=self.min_df, seed=self.seed, char_max=self.char_max,
+                             row_norm=self.ngram_norm == "row")
 
     def _shape(self, texts: Sequence[str]) -> np.ndarray:
         s = np.stack([shape_features(t) for t in texts]) if texts else np.zeros((0, len(SHAPE_FEATURES)))
@@ -185,15 +198,10 @@ class StackRouter(TrainableRouter):
 
     def fit(self, prompts: Sequence[PromptLike], gaps: np.ndarray | Sequence[float],
             sample_weight: np.ndarray | Sequence[float] | None = None) -> Self:
-        from sklearn.model_selection import KFold
-
         texts, y, w = training_targets(prompts, gaps, sample_weight, self.target, self.eps,
                                        min_prompts=2 * self.folds, who="stack")
         n_orig = len(texts)
-        extra, src = augmented(texts, self.augment, self.seed)
-        texts = texts + [canonical(t) for t in extra]
-        y, w = np.r_[y, y[src]], np.r_[w, w[src]]
-        group = np.r_[np.arange(n_orig), src]
+        texts, y, w, group = with_copies(texts, y, w, self.augment, self.seed)
         # The vocabulary and idf are unsupervised, so fitting them once on the whole training side is safe.
         self._vec = self._tfidf().fit(texts[:n_orig])
         x = self._vec.sparse(texts)
@@ -202,12 +210,7 @@ class StackRouter(TrainableRouter):
         self.shape_scale_ = np.where(s.std(axis=0) > 1e-9, s.std(axis=0), 1.0)
         z = self._design(x, s)
         grid = self.C_GRID if self.tune_C else (float(self.C),)
-        in_fold = [te for _, te in KFold(self.folds, shuffle=True, random_state=self.seed).split(np.arange(n_orig))]
-        fold_of = np.empty(n_orig, dtype=np.int64)
-        for f, te in enumerate(in_fold):
-            fold_of[te] = f
-        fold_of = fold_of[group]  # a copy sits in its prompt's fold: no prompt is scored by a model that saw it
-        folds = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(self.folds)]
+        folds = grouped_folds(group, self.folds, self.seed)  # no prompt is scored by a model that saw its copy
         oof_tree = np.zeros(len(y))
         for tr, te in folds:
             oof_tree[te] = self._fit_trees(s[tr], y[tr], w[tr]).predict(s[te])
@@ -230,13 +233,13 @@ class StackRouter(TrainableRouter):
         self.intercept_ = float(lin.intercept_[0])
         self.trees_ = self._fit_trees(s, y, w)
         ref = np.sort(np.random.default_rng(self.seed).permutation(n_orig)[: self.ood_reference])
-        self.ref_ = x[ref].tocsr().astype(np.float32)
+        self.ref_ = _unit_rows(x[ref]).astype(np.float32)
         self._ref_idx = None
         self.ood_scale_ = self._ood_scale()
         return self
 
     def _top_sims(self, x: Any, exclude_self: bool = False) -> np.ndarray:
-        sims = np.asarray((x @ self.ref_.T).toarray(), dtype=np.float64)
+        sims = np.asarray((_unit_rows(x) @ self.ref_.T).toarray(), dtype=np.float64)
         if exclude_self:
             np.fill_diagonal(sims, -np.inf)
         return self._top_k(sims, exclude_self)
@@ -273,7 +276,8 @@ class StackRouter(TrainableRouter):
         zs = (s - self.shape_mean_) / self.shape_scale_ * self.shape_weight
         lin = float(vals @ self.coef_[cols]) + float(zs @ self.coef_[nv:]) + self.intercept_
         tree = float(self.trees_.predict(s[None, :])[0])
-        return lin, tree, self._ref_index().sims(cols, vals)
+        norm = float(np.sqrt(vals @ vals))
+        return lin, tree, self._ref_index().sims(cols, vals / norm if norm > 0 else vals)
 
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
         self._check_fitted()

@@ -110,6 +110,9 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))), dtype=np.float64)
 
 
+_TIE_DECIMALS = 5
+
+
 def top_similarities(queries: np.ndarray, refs: np.ndarray, k: int,
                      exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(indices, cosine similarities) of the k most similar reference rows, best first."""
@@ -121,12 +124,20 @@ def top_similarities(queries: np.ndarray, refs: np.ndarray, k: int,
         if exclude_self:
             rows = np.arange(sims.shape[0])
             sims[rows, start + rows] = -np.inf
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.tile(
-            np.arange(sims.shape[1]), (sims.shape[0], 1))
-        psims = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-psims, axis=1, kind="stable")
-        idx_out[start : start + _CHUNK] = np.take_along_axis(part, order, axis=1)
-        sim_out[start : start + _CHUNK] = np.take_along_axis(psims, order, axis=1)
+        # Rounded, and ties broken by row index: a batch and a single query differ in the last float32 bits
+        # (BLAS blocking), and canonical text makes exact ties common (prompts differing only in a number).
+        key = np.round(sims, _TIE_DECIMALS)
+        if k < sims.shape[1]:
+            kth = -np.partition(-key, k - 1, axis=1)[:, k - 1]
+            part = np.empty((sims.shape[0], k), dtype=np.int64)
+            for r in range(sims.shape[0]):
+                cand = np.flatnonzero(key[r] >= kth[r])
+                part[r] = cand[np.lexsort((cand, -key[r, cand]))[:k]]
+        else:
+            part = np.tile(np.arange(sims.shape[1]), (sims.shape[0], 1))
+            part = np.take_along_axis(part, np.argsort(-key, axis=1, kind="stable"), axis=1)
+        idx_out[start : start + _CHUNK] = part
+        sim_out[start : start + _CHUNK] = np.take_along_axis(sims, part, axis=1)
     return idx_out, sim_out
 
 

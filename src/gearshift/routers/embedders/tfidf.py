@@ -67,11 +67,13 @@ def _vocabulary(vec: Any) -> dict[str, int]:
 class _Block:
     """One fitted vectoriser reduced to what scoring needs: analyzer settings, vocabulary, idf."""
 
-    def __init__(self, vec: Any, offset: int) -> None:
+    def __init__(self, vec: Any, offset: int, scale: float | None = None) -> None:
         self.analyzer: str = vec.analyzer
         if self.analyzer not in ("word", "char_wb") or not vec.lowercase or vec.strip_accents or vec.stop_words \
-                or vec.preprocessor or vec.tokenizer or vec.norm != "l2" or not vec.use_idf:
+                or vec.preprocessor or vec.tokenizer or vec.norm not in ("l2", None) or not vec.use_idf \
+                or (vec.norm is None) != (scale is not None):
             raise RouterError("tfidf fast path: vectoriser settings it does not reproduce")
+        self.scale = scale  # None: each row L2-normalised; else every row divided by this one fitted constant
         self.lo, self.hi = vec.ngram_range
         self.pattern = re.compile(vec.token_pattern)
         self.sublinear = bool(vec.sublinear_tf)
@@ -114,14 +116,21 @@ class _Block:
         if self.sublinear:
             tf = np.log(tf) + 1.0
         v = tf * self.idf[cols]
+        if self.scale is not None:
+            return cols + self.offset, v / self.scale
         norm = float(np.sqrt(v @ v))
         return cols + self.offset, (v / norm if norm > 0 else v)
 
 
 class TfidfEmbedder:
     def __init__(self, dim: int = 256, word_features: int = 30000, char_features: int = 30000,
-                 min_df: int = 2, seed: int = 0, char_max: int = 4) -> None:
+                 min_df: int = 2, seed: int = 0, char_max: int = 4, row_norm: bool = True) -> None:
+        """`row_norm=False` divides every row by one constant per block (the median training-row norm) instead of
+        its own norm: words added to a prompt then leave the weight of its other n-grams unchanged, so neutral
+        additions (boilerplate a router learned to ignore) cannot dilute what the prompt is about."""
         self._dim = int(dim)
+        self.row_norm = bool(row_norm)
+        self._scales: list[float] | None = None
         self.char_max = int(char_max)
         self.word_features = int(word_features)
         self.char_features = int(char_features)
@@ -136,7 +145,8 @@ class TfidfEmbedder:
     @property
     def key(self) -> str:
         char = "" if self.char_max == 4 else f"-c{self.char_max}"
-        return f"tfidf-v1-d{self._dim}{char}-{self._digest}"
+        norm = "" if self.row_norm else "-g"
+        return f"tfidf-v1-d{self._dim}{char}{norm}-{self._digest}"
 
     @property
     def dim(self) -> int:
@@ -145,7 +155,8 @@ class TfidfEmbedder:
     def _vectorizers(self, vocabs: Sequence[dict[str, int] | None] = (None, None)) -> list[Any]:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        common: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "dtype": np.float64}
+        common: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "dtype": np.float64,
+                                  "norm": "l2" if self.row_norm else None}
         word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
                                max_features=self.word_features, min_df=self.min_df, vocabulary=vocabs[0], **common)
         char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, self.char_max), max_features=self.char_features,
@@ -165,6 +176,12 @@ class TfidfEmbedder:
         for v in vecs:
             v.fit(texts)
         self._vecs = vecs
+        self._scales = None
+        if not self.row_norm:
+            sample = texts[:: max(len(texts) // 2000, 1)]
+            norms = [np.sqrt(np.asarray(v.transform(sample).multiply(v.transform(sample)).sum(axis=1)).ravel())
+                     for v in vecs]
+            self._scales = [float(np.median(n[n > 0])) if np.any(n > 0) else 1.0 for n in norms]
         if self._dim == 0:
             self._set_components(np.zeros((0, 0), dtype=np.float32))
             return self
@@ -198,8 +215,9 @@ class TfidfEmbedder:
             if self._vecs is None:
                 raise NotFittedError("tfidf embedder is not fitted")
             blocks, offset = [], 0
-            for v in self._vecs:
-                blocks.append(_Block(v, offset))
+            scales: list[float | None] = [*self._scales] if self._scales else [None] * len(self._vecs)
+            for v, scale in zip(self._vecs, scales, strict=True):
+                blocks.append(_Block(v, offset, scale))
                 offset += len(blocks[-1].vocab)
             self._blocks = blocks
         return self._blocks
@@ -224,6 +242,8 @@ class TfidfEmbedder:
             idx = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, dtype=np.int64)
             return sp.csr_matrix((data, idx, indptr), shape=(len(rows), self.n_features))
         blocks = [v.transform(list(texts)) for v in self._vecs]
+        if self._scales is not None:
+            blocks = [b * (1.0 / scale) for b, scale in zip(blocks, self._scales, strict=True)]
         return sp.hstack(blocks, format="csr", dtype=np.float64) * (1 / np.sqrt(len(blocks)))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -244,11 +264,17 @@ class TfidfEmbedder:
                 terms[i] = term
             arrays[f"{name}_terms"] = np.array(terms.tolist(), dtype=np.str_)
             arrays[f"{name}_idf"] = np.asarray(v.idf_, dtype=np.float64)
-        return {"dim": self._dim, "char_max": self.char_max}, arrays
+        meta: dict[str, Any] = {"dim": self._dim, "char_max": self.char_max}
+        if self._scales is not None:
+            meta["block_scales"] = list(self._scales)
+        return meta, arrays
 
     def set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         try:
             self.char_max = int(meta.get("char_max", self.char_max))
+            scales = meta.get("block_scales")
+            self.row_norm = scales is None
+            self._scales = [float(x) for x in scales] if scales is not None else None
             vocabs = [{str(t): i for i, t in enumerate(arrays[f"{n}_terms"].tolist())} for n in ("word", "char")]
             vecs = self._vectorizers(vocabs)
             for name, v in zip(("word", "char"), vecs, strict=True):
