@@ -159,7 +159,7 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from gearshift.evaluation.legend import REFERENCE_LABELS, legend
+    from gearshift.evaluation.legend import REFERENCE_LABELS
     from gearshift.evaluation.metrics import clean
     from gearshift.terminal import fit_table, print_fitted
 
@@ -203,6 +203,14 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
                 console.print(f"[yellow]{escape(flag_line(r))}[/]", highlight=False)
         for note in dict.fromkeys(n for r in rs for n in r.notes):
             console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
+
+
+def _print_legend(results: list[EvalResult], console: Console) -> None:
+    """What the columns mean, last, under the operating points (the same words as the HTML report)."""
+    from rich.markup import escape
+
+    from gearshift.evaluation.legend import legend
+
     for line in legend(results[0].settings):
         console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
@@ -293,6 +301,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not json_stdout:
         _print_results(results, out)
         _print_operating_points(results, out)
+        _print_legend(results, out)
     if json_stdout or json_path:
         payload: Any = results[0].to_json() if len(results) == 1 else {"results": [r.to_json() for r in results]}
         emit_json(payload, json_stdout, json_path, console, "metrics")
