@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from gearshift.gateway.records import DecisionRecord, Segment
+from gearshift.records.record import DecisionRecord, Segment
 from gearshift.store.postgres import PostgresDecisionStore
 
 

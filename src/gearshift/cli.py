@@ -27,7 +27,9 @@ COMMAND_MODULES = (
     "gearshift.closed_loop.triage_commands",
     "gearshift.store.commands",
     "gearshift.learning.commands",
-    "gearshift.closed_loop.bounds_command",
+    "gearshift.learning.calibrate_command",
+    "gearshift.learning.train_command",
+    "gearshift.learning.bounds_command",
     "gearshift.closed_loop.topics_command",
     "gearshift.cascade.commands",
 )

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from gearshift.cli import main
-from gearshift.closed_loop.bounds import misroute_bounds
-from gearshift.closed_loop.experiment import MisrouteExperiment, arm_tier, onehot
 from gearshift.data.registry import load_dataset
 from gearshift.evaluation.metrics import Outcomes
-from gearshift.gateway.records import record_row
+from gearshift.learning.bounds import misroute_bounds
+from gearshift.policy.experiment import MisrouteExperiment, arm_tier, onehot
+from gearshift.records.record import record_row
 from gearshift.store.labels import SignalEvent, SQLiteLabelStore
 from gearshift.store.sqlite import SQLiteDecisionStore
 

@@ -11,10 +11,10 @@ import pytest
 
 from closed_loop.shadow_harness import KeywordRouter
 from gateway.harness import make_settings, send_prompts
-from gearshift.closed_loop.experiment import MisrouteExperiment
 from gearshift.errors import ConfigError
-from gearshift.gateway.exploration import decide_for
 from gearshift.gateway.settings import parse_settings
+from gearshift.policy.draw import decide_for
+from gearshift.policy.experiment import MisrouteExperiment
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 from support.fake_upstream import FakeUpstream

@@ -12,7 +12,7 @@ from gateway.harness import make_settings, send_prompts
 from gearshift.cli import main
 from gearshift.closed_loop.topics import TopicModel
 from gearshift.errors import ConfigError
-from gearshift.gateway.service import build_gateway
+from gearshift.gateway.build import build_gateway
 from gearshift.routers.base import Router
 from gearshift.routers.registry import make_router
 from support.fake_upstream import FakeUpstream

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from gearshift.gateway.records import DecisionRecord, Segment, cost_usd
+from gearshift.records.record import DecisionRecord, Segment
+from gearshift.records.usage import cost_usd
 from gearshift.store.base import DecisionStore
 from gearshift.store.versions import SQLiteVersionRegistry
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gearshift.closed_loop.experiment import matches
 from gearshift.closed_loop.segments import segment_features
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.data.segments import LENGTH_BUCKETS, estimated_tokens, has_code, length_bucket
 from gearshift.evaluation.slices import derived_segments
-from gearshift.gateway.records import segment_row
+from gearshift.policy.experiment import matches
+from gearshift.records.record import segment_row
 
 PY = "def count(n):\n    while n > 0:\n        print(n)\n    return n\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gearshift.gateway.records import DecisionRecord
+from gearshift.records.record import DecisionRecord
 from gearshift.store.sqlite import SQLiteDecisionStore
 from support.cli_run import run_cli
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from gateway.conftest import Upstreams
 from gateway.harness import make_settings, send_prompts
-from gearshift.gateway.exploration import remap, sticky_move
 from gearshift.gateway.settings import ExplorationSettings
+from gearshift.policy.draw import remap, sticky_move
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 
@@ -59,7 +59,7 @@ def test_without_exploration_propensity_stays_one(upstreams: Upstreams, tmp_path
 
 
 def test_draw_is_replayable_and_stickiness_folds_probability_mass() -> None:
-    from gearshift.gateway.exploration import decide
+    from gearshift.policy.draw import decide
 
     cfg = ExplorationSettings(epsilon=0.5, seed=3)
     score = RoutingScore(p_strong=0.2, confidence=1.0, reason="")

@@ -16,7 +16,7 @@ from gateway.conftest import Upstreams
 from gateway.harness import GatewayServer, deployment
 from gearshift.errors import ConfigError
 from gearshift.gateway.app import create_app
-from gearshift.gateway.settings import parse_settings
+from gearshift.gateway.settings import hash_key, parse_settings
 from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.store.base import DecisionQuery
 from support.fake_upstream import Behaviour, FakeUpstream
@@ -219,6 +219,37 @@ def test_long_requests_skip_deployments_whose_window_is_too_small(upstreams: Ups
     lp = rows[long_plain.headers["x-gearshift-request-id"]]
     assert (lp["rule"], lp["tier"], lp["deployment"]) == ("router", "cheap", "cheap-b")
     assert not upstreams.cheap_a.chat_requests
+
+
+def test_a_capped_category_route_is_recorded_as_capped_and_refitted(upstreams: Upstreams, extra: Extra,
+                                                                     tmp_path: Path) -> None:
+    """A category route to an extra deployment counts as the strongest tier; once the key's strong share is
+    used up, the cheap tier answers: the record and headers must say the cap decided (not the category rule),
+    and the cheap tier's deployments must be re-checked against the request's size."""
+    key = "gs-capped-key-0001"
+    cheap = [deployment("cheap-a", upstreams.cheap_a, context_window=1000),
+             deployment("cheap-b", upstreams.cheap_b, context_window=100_000)]
+    cfg = settings(upstreams, tmp_path / "d.sqlite", cheap=cheap,
+                   routes=[{"name": "code", "deployments": ["coder"], "preset": "code"}],
+                   extra_deployments=[deployment("coder", extra.coder, context_window=100_000)],
+                   auth={"keys": [{"id": "dev", "sha256": hash_key(key), "scopes": ["inference"],
+                                   "max_strong_share": 0.25, "strong_share_window": 4}]})
+    long_code = CODE + "\n" + "lorem ipsum " * 500  # ~1500 tokens: too big for cheap-a
+    with gateway_for(cfg) as server, server.client(headers={"authorization": f"Bearer {key}"}) as c:
+        first = ask(c, CODE)
+        capped = [ask(c, text) for text in (CODE, long_code)]
+        rows = records(server)
+    assert first.headers["x-gearshift-rule"] == "category:code"
+    assert first.json()["choices"][0]["message"]["content"] == "coder answer"
+    assert len(extra.coder.chat_requests) == 1  # the cap held: no second request reached the coder
+    short, long = (rows[r.headers["x-gearshift-request-id"]] for r in capped)
+    for r, rec in zip(capped, (short, long), strict=True):
+        assert r.headers["x-gearshift-rule"] == "strong_share_cap" and r.headers["x-gearshift-tier"] == "cheap"
+        assert (rec["rule"], rec["category"], rec["tier"]) == ("strong_share_cap", "code", "cheap")
+        assert "strong-tier share cap of key dev" in rec["reason"] and rec["propensity"] == 1.0
+    assert short["deployment"] == "cheap-a"
+    assert long["deployment"] == "cheap-b"  # re-fitted after the cap: cheap-a's window is too small
+    assert len(upstreams.cheap_a.chat_requests) == 1
 
 
 def test_without_rules_the_record_names_no_rule(gateway: GatewayServer) -> None:

@@ -19,8 +19,8 @@ from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
 from gearshift.gateway.app import create_app
+from gearshift.gateway.build import build_gateway
 from gearshift.gateway.dashboard.data import summary
-from gearshift.gateway.service import build_gateway
 from gearshift.gateway.settings import parse_settings
 from gearshift.store.factory import open_decision_store, open_label_store
 from gearshift.store.labels import SignalEvent
@@ -147,8 +147,8 @@ def test_retrain_promote_rollback_on_postgresql(pg_url: str, tmp_path: Path) -> 
     vdir = tmp_path / "versions"
     assert main([*train, "--versions-dir", str(vdir)]) == 0
     assert main([*train, "--versions-dir", str(vdir)]) == 0
-    assert main(["promote", "pg/1", "--force", *src]) == 0
-    assert main(["promote", "pg/2", "--force", *src]) == 0
+    assert main(["promote", "pg/1", "--force", "--skip-probes", *src]) == 0
+    assert main(["promote", "pg/2", "--force", "--skip-probes", *src]) == 0
     reg = PostgresVersionRegistry(pg_url)
     try:
         assert reg.champion() is not None and reg.get("champion").ref == "pg/2"
@@ -178,7 +178,7 @@ def test_retrain_promote_rollback_on_postgresql(pg_url: str, tmp_path: Path) -> 
         # a promotion reaches the running gateway through the shared registry (what reload_interval_s polls)
         assert gw.reloader is not None and gw.resolver.live.ref == "pg/1"
         assert asyncio.run(gw.reloader.reload(if_changed=True))["changed"] is False
-        assert main(["promote", "pg/2", "--force", *src]) == 0
+        assert main(["promote", "pg/2", "--force", "--skip-probes", *src]) == 0
         assert asyncio.run(gw.reloader.reload(if_changed=True))["new"] == "pg/2"
         assert gw.resolver.live.ref == "pg/2"
         asyncio.run(gw.reloader.aclose())

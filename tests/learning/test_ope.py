@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gearshift.learning.exploration import ExplorationPolicy
 from gearshift.learning.ope import (
     InsufficientSupportError,
     LoggedBandit,
@@ -14,6 +13,7 @@ from gearshift.learning.ope import (
     evaluate_policy,
     policy_probabilities,
 )
+from gearshift.policy.exploration import ExplorationPolicy
 from gearshift.routers.policy import TierPolicy
 
 LOGGER = ExplorationPolicy(TierPolicy(thresholds=(0.7,)), epsilon=0.3)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from gearshift.cli import main
-from gearshift.gateway.exploration import decide_for
-from gearshift.gateway.records import record_row
 from gearshift.gateway.settings import parse_settings
+from gearshift.policy.draw import decide_for
+from gearshift.records.record import record_row
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 from gearshift.store.sqlite import SQLiteDecisionStore

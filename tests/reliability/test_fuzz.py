@@ -23,8 +23,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from gateway.harness import GatewayServer
 from gearshift.errors import ConfigError, GearshiftError, InvalidRequestError, openai_error_body
-from gearshift.gateway.requests import parse_json, validate_chat
+from gearshift.gateway.requests import validate_chat
 from gearshift.gateway.settings import load_settings, parse_settings
+from gearshift.http_body import parse_json
 from reliability.conftest import dep, running, settings_for
 from support.fake_upstream import FakeUpstream
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from gearshift.cli import main
-from gearshift.gateway.redaction import record_transform
 from gearshift.gateway.settings import hash_key, parse_settings
+from gearshift.records.redaction import record_transform
 from gearshift.routers.base import PromptLike, Router, RoutingScore
 from reliability.conftest import PROMPT, assert_openai_error, dep, records, running, settings_for
 from reliability.test_store_faults import DiskFullStore

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gearshift.gateway.budgets import BudgetLedger, InMemoryShareWindows, ShareWindowStore, StrongShareCap
-from gearshift.gateway.conversations import FailOpenConversationStore, LRUConversationStore
-from gearshift.gateway.failopen import FailOpenLog, RedisGate, RedisOutError
+from gearshift.gateway.budgets import BudgetLedger
 from gearshift.gateway.ratelimit import RateLimiter
+from gearshift.policy.conversations import FailOpenConversationStore, LRUConversationStore
+from gearshift.policy.share_cap import InMemoryShareWindows, ShareWindowStore, StrongShareCap
 from gearshift.providers.breaker import (
     BreakerConfig,
     BreakerRegistry,
@@ -19,6 +19,7 @@ from gearshift.providers.breaker import (
     BreakerState,
     InMemoryBreakerStore,
 )
+from gearshift.records.failopen import FailOpenLog, RedisGate, RedisOutError
 from gearshift.store.redis_state import (
     FallbackBreakerStore,
     RedisBreakerStore,
@@ -168,7 +169,7 @@ class _Down:
 
 async def test_a_failing_store_fails_open_counts_each_failure_and_logs_once_per_burst(
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="gearshift.gateway.failopen")
+    caplog.set_level(logging.INFO, logger="gearshift.records.failopen")
     counted: list[str] = []
     clock = _Clock()
     errors = FailOpenLog(counted.append, quiet_s=60.0, clock=clock)

@@ -19,7 +19,7 @@ from gearshift.terminal import add_json_options
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from gearshift.closed_loop.verifier_quality import Interval, QualityReport
+    from gearshift.cascade.verifier_quality import Interval, QualityReport
     from gearshift.store.labels import LabelStore
 
 
@@ -89,9 +89,8 @@ def _bar() -> Progress:
 
 
 def _recorded(args: argparse.Namespace) -> QualityReport:
-
     from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
-    from gearshift.closed_loop.verifier_quality import evaluate, verifiers_for
+    from gearshift.cascade.verifier_quality import evaluate, verifiers_for
 
     model = GSM8K_CHEAP_MODEL if args.model == "cheap" else GSM8K_STRONG_MODEL
     items = load_gsm8k_answers(_gsm8k_path(args.data), model, limit=args.limit, offset=args.offset)
@@ -103,8 +102,7 @@ def _recorded(args: argparse.Namespace) -> QualityReport:
 
 
 def _traffic(args: argparse.Namespace) -> QualityReport:
-
-    from gearshift.closed_loop.verifier_quality import traffic_verifier_quality, verifiers_for
+    from gearshift.cascade.verifier_quality import traffic_verifier_quality, verifiers_for
     from gearshift.gateway.commands import parse_since
 
     since = parse_since(args.since)

@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import InvalidRequestError, ModelNotFoundError
-from gearshift.gateway.requests import parse_json, read_body
-from gearshift.store.labels import TRIAGE_LABELS
+from gearshift.http_body import parse_json, read_body
+from gearshift.store.labels import TRIAGE_LABELS, LabelStore, SignalEvent
 
 if TYPE_CHECKING:
-    from gearshift.closed_loop.loop import ClosedLoop
-    from gearshift.gateway.service import Gateway
+    from gearshift.extension import KeyCheck
+
+
+class Loop(Protocol):
+    """What the endpoints use of `closed_loop.loop.ClosedLoop`."""
+
+    store: LabelStore
+    signal_counts: dict[str, int]
+
+    async def find_decision(self, request_id: str) -> dict[str, Any] | None: ...
 
 _MAX_BODY = 64_000
 _MAX_ID = 2**63 - 1  # a 64-bit row id; anything larger cannot name an item (and would overflow the driver)
@@ -57,15 +67,6 @@ class NotFoundError(ModelNotFoundError):
     code = "not_found"
 
 
-def _loop(request: Request, scope: str) -> tuple[Gateway, ClosedLoop]:
-    gw: Gateway = request.app.state.gateway
-    gw.keys.check(request.headers.get("authorization"), scope)
-    loop: ClosedLoop | None = getattr(gw, "closed_loop", None)
-    if loop is None:
-        raise NotFoundError("the closed loop is disabled on this gateway ([signals], [shadow] and [slo] are off)")
-    return gw, loop
-
-
 def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
     try:
         return model.model_validate(payload)
@@ -75,10 +76,7 @@ def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
         raise InvalidRequestError(f"invalid field '{loc}': {err['msg']}", param=loc) from None
 
 
-async def post_feedback(request: Request) -> Response:
-    from gearshift.closed_loop.loop import explicit_event
-
-    _, loop = _loop(request, "feedback")
+async def post_feedback(request: Request, loop: Loop) -> Response:
     fb: FeedbackRequest = _validate(FeedbackRequest, parse_json(await read_body(request, _MAX_BODY)))
     decision = await loop.find_decision(fb.request_id)
     if decision is None:
@@ -91,8 +89,7 @@ async def post_feedback(request: Request) -> Response:
                          "tier": decision.get("tier")}, status_code=201)
 
 
-async def list_triage(request: Request) -> Response:
-    _, loop = _loop(request, "admin")
+async def list_triage(request: Request, loop: Loop) -> Response:
     status = request.query_params.get("status", "open")
     if status not in ("open", "labelled", "all"):
         raise InvalidRequestError("status must be open, labelled or all", param="status")
@@ -103,8 +100,7 @@ async def list_triage(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": items, "labels": list(TRIAGE_LABELS)})
 
 
-async def label_triage(request: Request) -> Response:
-    _, loop = _loop(request, "admin")
+async def label_triage(request: Request, loop: Loop) -> Response:
     raw_id = request.path_params["item_id"]
     if not str(raw_id).isdigit() or int(raw_id) > _MAX_ID:
         raise NotFoundError(f"no triage item {raw_id!r}")
@@ -115,10 +111,29 @@ async def label_triage(request: Request) -> Response:
     return JSONResponse(item)
 
 
-def routes() -> list[Route]:
-    return [
-        Route("/v1/feedback", post_feedback, methods=["POST"]),
-        Route("/v1/triage", list_triage, methods=["GET"]),
-        Route("/v1/triage/{item_id}/label", label_triage, methods=["POST"]),
-    ]
+def explicit_event(decision: Mapping[str, Any], signal: str, value: float | None, comment: str | None,
+                   now: float) -> SignalEvent:
+    return SignalEvent(str(decision["request_id"]), now, signal, "explicit", value, comment, decision.get("tier"),
+                       segment_labels(decision.get("segment")), decision.get("time"))
 
+
+def routes(loop: Loop, keys: KeyCheck) -> list[Route]:
+    """The endpoints of `loop`; every call first checks the caller's key for the endpoint's scope."""
+
+    async def feedback(request: Request) -> Response:
+        keys.check(request.headers.get("authorization"), "feedback")
+        return await post_feedback(request, loop)
+
+    async def triage(request: Request) -> Response:
+        keys.check(request.headers.get("authorization"), "admin")
+        return await list_triage(request, loop)
+
+    async def label(request: Request) -> Response:
+        keys.check(request.headers.get("authorization"), "admin")
+        return await label_triage(request, loop)
+
+    return [
+        Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/v1/triage", triage, methods=["GET"]),
+        Route("/v1/triage/{item_id}/label", label, methods=["POST"]),
+    ]

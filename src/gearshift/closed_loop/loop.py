@@ -1,8 +1,9 @@
 """The closed loop inside one gateway: shadow routing, implicit signals and the SLO monitor, wired together.
 
-The gateway calls `on_decision` once per finished request (from `gateway.chat.finish`); it only does
-in-memory work and hands anything slow (the label store, upstream calls, webhooks) to background tasks or
-threads, and it never raises. `build_closed_loop(gateway)` reads `[shadow]`, `[signals]` and `[slo]`.
+An `extension.Extension`: the gateway calls `on_decision` once per finished request (from `gateway.chat.finish`);
+it only does in-memory work and hands anything slow (the label store, upstream calls, webhooks) to background
+tasks or threads, and it never raises. `build_closed_loop(view, ...)` takes `[shadow]`, `[signals]`, `[slo]` and
+`[store]`, and sees the gateway only through `extension.GatewayView`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,23 @@ from typing import TYPE_CHECKING, Any
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
-from gearshift.closed_loop.shadow import FleetSampler, ShadowMetrics, ShadowRunner
-from gearshift.closed_loop.signals import ImplicitSignals, segment_labels
+from gearshift.closed_loop.shadow import FleetCounter, FleetSampler, ShadowMetrics, ShadowRunner
+from gearshift.closed_loop.signals import ImplicitSignals
 from gearshift.errors import ConfigError
-from gearshift.gateway.records import cost_usd
 from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
+from gearshift.providers.registry import DeploymentSettings, build_providers
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.redaction import TextMode
+from gearshift.records.usage import cost_usd
 from gearshift.store.factory import open_label_store, settings_url, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
 
 if TYPE_CHECKING:
-    from gearshift.gateway.service import Gateway
+    from starlette.routing import BaseRoute
+
+    from gearshift.extension import GatewayView, KeyCheck, Served
+    from gearshift.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,10 @@ class ClosedLoop:
 
     def __init__(self, store: LabelStore, *, shadow: ShadowRunner | None = None,
                  signals: ImplicitSignals | None = None, monitor: GatewayMonitor | None = None,
-                 owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000) -> None:
+                 owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000,
+                 keys: KeyCheck | None = None) -> None:
         self.store = store
+        self.keys = keys  # the gateway's key checker, for the feedback and triage endpoints
         self.shadow = shadow
         self.signals = signals
         self.monitor = monitor
@@ -56,10 +64,16 @@ class ClosedLoop:
         if self.monitor is not None:
             self.monitor.start()
 
-    def on_decision(self, record: Mapping[str, Any], *, messages: Sequence[Mapping[str, Any]],
-                    conversation_header: str | None, payload: Mapping[str, Any] | None, prompt: str,
-                    answer: str | None) -> None:
+    def routes(self) -> list[BaseRoute]:
+        """/v1/feedback and /v1/triage (closed_loop/feedback.py); none without the gateway's key checker."""
+        from gearshift.closed_loop.feedback import routes
+
+        return [] if self.keys is None else list(routes(self, self.keys))
+
+    def on_decision(self, record: Mapping[str, Any], served: Served) -> None:
         """Feed one finished decision (a `DecisionRecord.to_row()` dict). Never raises, never blocks."""
+        messages, conversation_header = served.messages, served.conv_header
+        payload, prompt, answer = served.payload, served.prompt, served.answer
         try:
             rid = str(record["request_id"])
             with self._lock:
@@ -114,10 +128,8 @@ class ClosedLoop:
             self.store.close()
 
 
-def _judge_target(gw: Gateway, js: JudgeSettings) -> tuple[list[Deployment], dict[str, tuple[float, float]]]:
+def _judge_target(gw: GatewayView, js: JudgeSettings) -> tuple[list[Deployment], dict[str, tuple[float, float]]]:
     """The judge's deployments and their prices, from `[shadow.judge]`."""
-    from gearshift.gateway.settings import DeploymentSettings
-
     if js.endpoint is not None:
         ds = DeploymentSettings.model_validate(js.endpoint)
         return [ds.resolve()], {ds.display_name: (ds.input_price_per_m, ds.output_price_per_m)}
@@ -132,23 +144,18 @@ def _judge_target(gw: Gateway, js: JudgeSettings) -> tuple[list[Deployment], dic
     return list(gw.tiers[gw.tier_names.index(tier)]), {}
 
 
-def _build_shadow(gw: Gateway, settings: ShadowSettings, store: LabelStore) -> tuple[ShadowRunner, list[Any]]:
-    from gearshift.gateway.chat import upstream_request
-
+def _build_shadow(gw: GatewayView, settings: ShadowSettings, store: LabelStore, text_mode: TextMode,
+                  counters: FleetCounter | None) -> tuple[ShadowRunner, list[ChatProvider]]:
     for name in settings.tiers or []:
         if name not in gw.tier_names:
             raise ConfigError(f"shadow.tiers: {name!r} is not a configured tier ({', '.join(gw.tier_names)})")
     judge_deps, judge_prices = _judge_target(gw, settings.judge)
     providers = dict(gw.providers)
-    owned: list[Any] = []
+    owned: list[ChatProvider] = []
     for dep in judge_deps:
-        if dep.provider not in providers:
-            if dep.provider != "openai":
-                raise ConfigError(f"shadow.judge: no provider {dep.provider!r} in this gateway")
-            from gearshift.providers.openai_compat import OpenAICompatProvider
-
-            providers["openai"] = OpenAICompatProvider()
-            owned.append(providers["openai"])
+        if dep.provider not in providers:  # an endpoint of a kind no tier uses: built here, closed with the loop
+            providers[dep.provider] = build_providers([dep.provider])[dep.provider]
+            owned.append(providers[dep.provider])
     executor = FailoverExecutor(providers, RetryPolicy(max_retries=0))
     prices = {name: (d.input_price_per_m, d.output_price_per_m) for name, d in gw.deployment_settings.items()}
     prices.update(judge_prices)
@@ -165,15 +172,14 @@ def _build_shadow(gw: Gateway, settings: ShadowSettings, store: LabelStore) -> t
     judge = PairwiseJudge(judge_call, model=judge_deps[0].model, mode=js.mode, epsilon=js.epsilon,
                           max_answer_chars=js.max_answer_chars, max_tokens=js.max_tokens)
     runner = ShadowRunner(settings, tier_names=gw.tier_names, tiers=gw.tiers, executor=executor, judge=judge,
-                          store=store, metrics=ShadowMetrics(gw.metrics.registry), prices=prices,
-                          request_for_tier=lambda payload, idx: upstream_request(gw, payload, idx),
-                          text_mode=gw.settings.store.text,
-                          fleet=FleetSampler(shared.counters, settings.every_n)
-                          if (shared := getattr(gw, "shared", None)) is not None and settings.every_n else None)
+                          store=store, metrics=ShadowMetrics(gw.registry), prices=prices,
+                          request_for_tier=gw.upstream_request, text_mode=text_mode,
+                          fleet=FleetSampler(counters, settings.every_n)
+                          if counters is not None and settings.every_n else None)
     return runner, owned
 
 
-def label_store_url(gw: Gateway) -> str:
+def label_store_url(gw: GatewayView, store_settings: StoreSettings) -> str:
     """Where the closed-loop tables live: beside the gateway's decisions (same SQLite file or PostgreSQL
     database), else `[store]`; an injected store without a location gets an in-memory SQLite."""
     url = getattr(gw.store, "url", None)
@@ -182,33 +188,28 @@ def label_store_url(gw: Gateway) -> str:
     path = getattr(gw.store, "path", None)
     if isinstance(path, str):
         return f"sqlite:///{path}"
-    if gw.store is None and gw.settings.store.url:
-        return settings_url(gw.settings.store)
+    if gw.store is None and store_settings.url:
+        return settings_url(store_settings)
     return "sqlite://"
 
 
-def build_closed_loop(gw: Gateway, shadow: ShadowSettings | None = None, signals: SignalSettings | None = None,
-                      slo: SLOSettings | None = None) -> ClosedLoop | None:
-    """The closed loop for a gateway, from its settings (or the sections given); None when all parts are off."""
-    sh = shadow if shadow is not None else getattr(gw.settings, "shadow", ShadowSettings())
-    sg = signals if signals is not None else getattr(gw.settings, "signals", SignalSettings())
-    so = slo if slo is not None else getattr(gw.settings, "slo", SLOSettings())
+def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: ShadowSettings | None = None,
+                      signals: SignalSettings | None = None, slo: SLOSettings | None = None, *,
+                      counters: FleetCounter | None = None) -> ClosedLoop | None:
+    """The closed loop for a gateway from its sections; None when all parts are off. `counters`: the fleet's
+    shared counters (`[redis] url`), for `[shadow] every_n` across gateways."""
+    sh, sg, so = shadow or ShadowSettings(), signals or SignalSettings(), slo or SLOSettings()
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
-    url = label_store_url(gw)
-    store = open_label_store(url, **store_options(gw.settings.store, url))
+    url = label_store_url(gw, store_settings)
+    store = open_label_store(url, **store_options(store_settings, url))
     try:
-        runner, owned = _build_shadow(gw, sh, store) if sh.enabled else (None, [])
-        monitor = GatewayMonitor(so, gw.tier_names, gw.metrics.registry) if so.enabled else None
+        runner, owned = _build_shadow(gw, sh, store, store_settings.text, counters) if sh.enabled else (None, [])
+        monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
     except Exception:
         store.close()
         raise
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
     return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
-                      memory=sg.memory)
+                      memory=sg.memory, keys=gw.keys)
 
-
-def explicit_event(decision: Mapping[str, Any], signal: str, value: float | None, comment: str | None,
-                   now: float) -> SignalEvent:
-    return SignalEvent(str(decision["request_id"]), now, signal, "explicit", value, comment, decision.get("tier"),
-                       segment_labels(decision.get("segment")), decision.get("time"))

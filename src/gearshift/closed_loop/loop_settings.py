@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gearshift.providers.registry import DeploymentSettings
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,8 +42,6 @@ class JudgeSettings(_Strict):
     @classmethod
     def _valid_endpoint(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
-            from gearshift.gateway.settings import DeploymentSettings  # loaded by now; avoids an import cycle
-
             DeploymentSettings.model_validate(v)
         return v
 

@@ -8,7 +8,7 @@ the tiers disagree. Shadow work has its own hourly budget of upstream calls and 
 
 The label keeps the cheapest tier's answer (`cheap_answer`: text as `[store] text` allows, finish reason,
 the request's `response_format`) so cascade verifiers can be scored against the judge's label later
-(`closed_loop/verifier_quality.py`).
+(`cascade/verifier_quality.py`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from gearshift.closed_loop.judge_pairwise import Judgement, PairwiseJudge
 from gearshift.closed_loop.loop_settings import ShadowSettings
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError
-from gearshift.gateway.records import cost_usd
-from gearshift.gateway.redaction import TextMode, conceal
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.redaction import TextMode, conceal
+from gearshift.records.usage import cost_usd
 from gearshift.store.labels import LabelStore
 
 log = logging.getLogger(__name__)

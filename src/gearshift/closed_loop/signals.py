@@ -3,7 +3,7 @@
 A signal belongs to the decision whose answer provoked it: a *regeneration* (the same last user
 message sent again in the same conversation) and a *correction* ("no, I meant...", "c'est faux", ...)
 both point at the previous answer; *abandonment* (client gone before the stream ended) at the
-request itself. Conversations are keyed like the gateway's stickiness (`gateway.conversations`):
+request itself. Conversations are keyed like the gateway's stickiness (`policy.conversations`):
 the client's conversation header, else hashes of the message history.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gearshift.data.segments import yes_no
-from gearshift.gateway.conversations import conversation_keys, next_key
+from gearshift.policy.conversations import conversation_keys, next_key
 from gearshift.store.labels import LabelStore, SignalEvent
 
 IMPLICIT_SIGNALS = ("regeneration", "correction", "abandonment")

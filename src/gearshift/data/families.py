@@ -14,7 +14,6 @@ LLMRouter task (`llmrouter:math`, `llmrouter:mbpp`, ...). Prompts whose `dedupe_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord
 from gearshift.data.text import dedupe_key
@@ -77,9 +76,3 @@ def pool(datasets: Sequence[Dataset], name: str = "pooled") -> Dataset:
         if dropped:
             notes.append(f"{ds.name}: {dropped} prompts dropped as copies of earlier ones (same normalised text)")
     return Dataset(name=name, records=records, models={WEAK: weak_info, STRONG: strong_info}, notes=notes)
-
-
-def load_pooled(data_dir: Path, sources: Sequence[str] = POOLED_SOURCES) -> Dataset:
-    from gearshift.data.registry import load_dataset
-
-    return pool([load_dataset(s, data_dir) for s in sources])

@@ -24,7 +24,7 @@ DATASETS: dict[str, str] = {
 
 def _loaders() -> dict[str, Callable[[Path], Dataset]]:
     from gearshift.data.alpaca_eval import load_alpaca_eval
-    from gearshift.data.families import load_pooled
+    from gearshift.data.families import POOLED_SOURCES, pool
     from gearshift.data.llmrouter import load_llmrouter
     from gearshift.data.routellm import load_gsm8k, load_mmlu
 
@@ -34,7 +34,7 @@ def _loaders() -> dict[str, Callable[[Path], Dataset]]:
         "llmrouter-train": lambda d: load_llmrouter(d, "train"),
         "llmrouter-test": lambda d: load_llmrouter(d, "test"),
         "alpaca-eval": load_alpaca_eval,
-        "pooled": load_pooled,
+        "pooled": lambda d: pool([load_dataset(s, d) for s in POOLED_SOURCES]),
     }
 
 

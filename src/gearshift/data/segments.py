@@ -1,5 +1,5 @@
 """Prompt segments: the one definition shared by offline evaluation slices (`gearshift.evaluation.slices`), the
-gateway's decision records (`gearshift.gateway.records.Segment`) and the closed loop's SLIs
+gateway's decision records (`gearshift.records.record.Segment`) and the closed loop's SLIs
 (`gearshift.closed_loop.segments`), so "length_bucket=long" or "language=fr" names the same prompts offline,
 in a decision record, on the dashboard and in an alert.
 

@@ -16,14 +16,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
+from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.metrics import CONTENT_TYPE
-from gearshift.gateway.service import Gateway, build_gateway
+from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
 from gearshift.providers.base import ChatProvider
 from gearshift.routers.base import Router
@@ -121,8 +122,8 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         warm_up()  # load the language-id model now, not on the first request
         if gw.writer is not None:
             gw.writer.start()
-        if gw.closed_loop is not None:
-            gw.closed_loop.start()  # shadow workers and the SLO timer need the running loop
+        for ext in gw.extensions:
+            ext.start()  # shadow workers and the SLO timer need the running loop
         if gw.reloader is not None:  # learning: router hot reload: `[router] reload_interval_s`, SIGHUP
             gw.reloader.start()
             if reload_on_sighup and not gw.reloader.install_sighup():
@@ -133,7 +134,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
             admission.draining = True  # refuse what still arrives on open connections (gateway/lifecycle.py)
             await gw.aclose()  # drains the decision queue before closing the store
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -141,20 +142,14 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v1/admin/router/reload", reload_router, methods=["POST"]),  # learning: router hot reload
     ]
-    if gw.closed_loop is not None:
-        from gearshift.closed_loop.feedback import routes as closed_loop_routes
-
-        routes += closed_loop_routes()  # /v1/feedback, /v1/triage
+    for ext in gw.extensions:
+        routes += ext.routes()  # the closed loop: /v1/feedback, /v1/triage
     handlers: dict[Any, Any] = {GearshiftError: _error, HTTPException: _error, Exception: _error}
     routes.append(Route("/openapi.json", openapi_json, methods=["GET"]))  # gateway/openapi.py
     if settings.dashboard.enabled:
         from gearshift.gateway.dashboard.routes import routes as dashboard_routes
 
         routes += dashboard_routes()  # dashboard: /dashboard, /dashboard/api/summary, /dashboard/static
-    if settings.tracing.enabled:
-        from gearshift.tracing import build_tracer
-
-        gw.tracer = build_tracer(settings.tracing, [d for t in gw.tiers for d in t])  # tracing: span per record
     admission = Admission(gw)
     middleware = [Middleware(AdmissionControl, admission=admission,  # max in-flight / log back-pressure -> 503
                              chat=_direct_chat)]

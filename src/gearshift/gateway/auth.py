@@ -23,10 +23,11 @@ from gearshift.errors import (
     RateLimitError,
     SharedStateUnavailableError,
 )
-from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger, ShareWindowStore, StrongShareCap
-from gearshift.gateway.failopen import FailOpenLog, outage_errors
+from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger
 from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
 from gearshift.gateway.settings import ApiKeySettings, AuthSettings
+from gearshift.policy.share_cap import ShareWindowStore, StrongShareCap
+from gearshift.records.failopen import FailOpenLog, outage_errors
 
 log = logging.getLogger(__name__)
 

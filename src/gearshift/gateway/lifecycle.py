@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gearshift.errors import OverloadedError, openai_error_body
-from gearshift.gateway.redaction import record_transform
 from gearshift.gateway.settings import GatewaySettings
+from gearshift.records.redaction import record_transform
 from gearshift.store.base import DecisionStore
 from gearshift.store.spool import JsonlSpool
 from gearshift.store.writer import BackgroundWriter

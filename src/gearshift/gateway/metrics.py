@@ -41,7 +41,7 @@ class GatewayMetrics:
                                     registry=r)
         self.rule_decisions = Counter("gearshift_routing_rule_decisions", "Routed requests by the rule that decided.",
                                       ["rule"], registry=r)  # routing rules (gateway/rules_wiring.py)
-        self.shared_state_errors = Counter(  # scale-out: Redis failures served through (gateway/failopen.py)
+        self.shared_state_errors = Counter(  # scale-out: Redis failures served through (records/failopen.py)
             "gearshift_shared_state_errors", "Shared-state (Redis) calls that failed and were served without it.",
             ["op"], registry=r)
         self.router_reloads = Counter(  # learning: router hot reload (gateway/reload.py)

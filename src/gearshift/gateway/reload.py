@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 from gearshift.errors import GearshiftError, InvalidRequestError, RouterReloadError
 
 if TYPE_CHECKING:
-    from gearshift.gateway.routing import LiveRouter
-    from gearshift.gateway.service import Gateway
+    from gearshift.gateway.metrics import GatewayMetrics
+    from gearshift.gateway.routing import ModelResolver
+    from gearshift.gateway.settings import GatewaySettings
+    from gearshift.policy.decide import Policy
+    from gearshift.policy.route import LiveRouter
     from gearshift.store.versions import RouterVersion, VersionRegistry
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,11 @@ _WARM_UP_PROMPT = "Hello, how are you?"
 class RouterReloader:
     """Reloads one gateway's configured router from the version registry (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.ref = gateway.settings.router.version  # what to serve: "champion" or NAME[/VERSION]
-        self.interval_s = gateway.settings.router.reload_interval_s
+    def __init__(self, settings: GatewaySettings, resolver: ModelResolver, policy: Policy,
+                 metrics: GatewayMetrics) -> None:
+        self.settings, self.resolver, self.policy, self.metrics = settings, resolver, policy, metrics
+        self.ref = settings.router.version  # what to serve: "champion" or NAME[/VERSION]
+        self.interval_s = settings.router.reload_interval_s
         self.reloads = 0  # swaps done since start
         self.failures = 0
         self.last_error: str | None = None
@@ -56,35 +60,34 @@ class RouterReloader:
         if self.ref is None:
             raise InvalidRequestError("nothing to reload: the gateway serves no registered router version "
                                       "(set [router] version, e.g. \"champion\")")
-        resolver = self.gateway.resolver
+        resolver = self.resolver
         async with self._lock:  # one reload at a time: two racing ones could otherwise swap out of order
             old = resolver.live
             try:
                 version = await asyncio.to_thread(self._lookup, self.ref)
                 if if_changed and old.ref == version.ref:
-                    self.gateway.metrics.router_reloads.labels(result="unchanged").inc()
+                    self.metrics.router_reloads.labels(result="unchanged").inc()
                     return self._result(old, old, changed=False)
                 live = await asyncio.to_thread(self._load, version)
             except Exception as exc:
                 self.failures += 1
-                self.gateway.metrics.router_reloads.labels(result="error").inc()
+                self.metrics.router_reloads.labels(result="error").inc()
                 why = exc.message if isinstance(exc, GearshiftError) else f"{type(exc).__name__}: {exc}"
                 self.last_error = why
                 raise RouterReloadError(f"router reload of [router] version = {self.ref!r} failed; still serving "
                                         f"{old.ref or old.router.name}: {why}") from exc
             self._swap(live)
             self.reloads += 1
-            self.gateway.metrics.router_reloads.labels(result="ok").inc()
+            self.metrics.router_reloads.labels(result="ok").inc()
             self.last_error = None
         log.info("router reloaded: %s -> %s", old.ref, live.ref)
         return self._result(old, live, changed=True)
 
     def _lookup(self, ref: str) -> RouterVersion:
-        from gearshift.store.factory import settings_url
-        from gearshift.store.versions import open_live_registry
+        from gearshift.store.factory import open_live_registry, settings_url
 
         if self._registry is None:
-            self._registry = open_live_registry(settings_url(self.gateway.settings.store), ref)
+            self._registry = open_live_registry(settings_url(self.settings.store), ref)
         try:
             return self._registry.get(ref)
         except Exception:
@@ -92,16 +95,16 @@ class RouterReloader:
             raise
 
     def _load(self, version: RouterVersion) -> LiveRouter:
-        live = self.gateway.resolver.load_live(version)
+        live = self.resolver.load_live(version)
         live.router.score(_WARM_UP_PROMPT)  # fail here rather than on traffic; loads lazy state (embedders)
         return live
 
     def _swap(self, live: LiveRouter) -> None:
         """The swap itself: synchronous, so no request on the loop sees the resolver and the rules disagree."""
-        gw = self.gateway
-        gw.resolver.swap(live)
-        if gw.rules is not None:
-            gw.rules = gw.rules.with_router(live.router, live.policy, live.ref)
+        self.resolver.swap(live)
+        rules = self.policy.rules
+        if rules is not None:
+            self.policy.rules = rules.with_router(live.router, live.policy, live.ref)
 
     @staticmethod
     def _result(old: LiveRouter, new: LiveRouter, *, changed: bool) -> dict[str, Any]:

@@ -10,16 +10,15 @@ request resolved before a reload keeps the router and thresholds it got, and eve
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from gearshift.errors import ConfigError, GearshiftError, ModelNotFoundError
-from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
-from gearshift.routers.base import PromptLike, Router, RoutingScore, TrainableRouter
+from gearshift.gateway.settings import GatewaySettings
+from gearshift.policy.route import LiveRouter, Route
+from gearshift.routers.base import Router, TrainableRouter
 from gearshift.routers.policy import TierPolicy
 
 if TYPE_CHECKING:
@@ -27,41 +26,6 @@ if TYPE_CHECKING:
 
 AUTO_MODEL = "gearshift/auto"
 _ROUTER_MODEL = re.compile(r"^router-(?P<name>[a-z0-9_]+)-(?P<thr>(?:0|1)(?:\.\d+)?|\.\d+)$")
-#: Routers cheap enough (microseconds) to score on the event loop instead of a worker thread.
-_INLINE_ROUTERS = frozenset({"heuristic", "random"})
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How one request is served. `router`/`policy` are set for routed models; `deployment` for concrete ones."""
-
-    kind: Literal["auto", "router", "concrete"]
-    router: Router | None = None
-    policy: TierPolicy | None = None
-    tier_index: int | None = None
-    deployment: DeploymentSettings | None = None
-    version_ref: str | None = None  # learning: the registered version ("name/3") `router` was loaded from
-
-    @property
-    def router_version(self) -> str | None:
-        """What the record and `x-gearshift-router` name as the router's version: the registry ref when the
-        router is a registered version, else the router class's own version."""
-        if self.router is None:
-            return None
-        return self.version_ref or self.router.version
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRouter:
-    """The configured router with the policy (thresholds) that goes with it; `version` when registered."""
-
-    router: Router
-    policy: TierPolicy
-    version: RouterVersion | None = None
-
-    @property
-    def ref(self) -> str | None:
-        return None if self.version is None else self.version.ref
 
 
 def spread_thresholds(first: float, n_tiers: int) -> tuple[float, ...]:
@@ -96,8 +60,7 @@ class ModelResolver:
 
         rs = self.settings.router
         if rs.version is not None:  # learning: a registered version (`gearshift promote` / `rollback`)
-            from gearshift.store.factory import settings_url
-            from gearshift.store.versions import live_version
+            from gearshift.store.factory import live_version, settings_url
 
             return self.load_live(live_version(settings_url(self.settings.store), rs.version))
         if rs.path is not None:
@@ -129,7 +92,7 @@ class ModelResolver:
         """A registered version as a `LiveRouter` (its thresholds, else `[router] thresholds`); not yet serving."""
         from dataclasses import replace
 
-        from gearshift.store.versions import load_version
+        from gearshift.store.factory import load_version
 
         router, thresholds = load_version(version, len(self.tiers))
         policy = self.base_policy if thresholds is None else replace(self.base_policy, thresholds=thresholds)
@@ -188,18 +151,3 @@ class ModelResolver:
             return Route("concrete", tier_index=self.tiers.index(tier), deployment=dep)
         raise ModelNotFoundError(f"The model `{model}` does not exist; available models: "
                                  f"{', '.join(self.model_ids())}, or router-<router>-<threshold>", param="model")
-
-
-async def score_prompt(router: Router, prompt: PromptLike) -> RoutingScore:
-    """Score on the loop for microsecond routers, in a worker thread for embedding ones."""
-    if router.name in _INLINE_ROUTERS:
-        return router.score(prompt)
-    return await asyncio.to_thread(router.score, prompt)
-
-
-def describe_route(route: Route) -> dict[str, Any]:
-    """Router fields for the decision record."""
-    if route.router is None or route.policy is None:
-        return {"router": None, "router_version": None, "thresholds": []}
-    return {"router": route.router.name, "router_version": route.router_version,
-            "thresholds": list(route.policy.thresholds)}

@@ -1,80 +1,27 @@
-"""Routing rules in the gateway: `gearshift/auto` through category routes, a cheap gate and a costlier router.
+"""Routing rules built from the settings: category routes, a cheap gate before a costlier router, LLM-as-router.
 
 Built once per gateway (`build_rules`) when `[[routes]]`, `[router.gate]` or `[router] kind = "llm"` is
-configured; otherwise `gw.rules` is None and chat.py keeps its single-router fast path. `apply_rules`
-runs `RoutingRules.decide` for one request and either serves a category route directly (deterministic:
-propensity 1.0) or hands chat.py the score and the policy its tier draw continues from, so exploration,
-conversation stickiness and context fit behave exactly as on the fast path. A gate decision continues
-from a policy that always picks the gate's tier, so an exploration draw around it is logged honestly.
+configured; otherwise the policy keeps its single-router fast path. What the rules decide per request is the
+policy's business (`policy/decide.py`); this module only wires the configured scorers and deployments together.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
-from gearshift.gateway.llm_router import LLMRouter
-from gearshift.gateway.routing import score_prompt
-from gearshift.gateway.routing_rules import CODE_PATTERNS, CategoryRule, RoutingRules, Scorer
 from gearshift.gateway.settings import GateSettings, GatewaySettings, LLMRouterSettings
+from gearshift.policy.llm_router import LLMRouter
+from gearshift.policy.rules import CODE_PATTERNS, CategoryRule, GatewayRules, RoutingRules, Scorer, Threaded
 from gearshift.providers.base import Deployment
-from gearshift.routers.base import PromptLike, Router, RoutingScore, TrainableRouter
-from gearshift.routers.policy import TierPolicy
+from gearshift.routers.base import Router, TrainableRouter
 
 if TYPE_CHECKING:
-    from gearshift.gateway.chat import Call
     from gearshift.gateway.metrics import GatewayMetrics
     from gearshift.gateway.routing import ModelResolver
-    from gearshift.gateway.service import Gateway
     from gearshift.providers.reliability import FailoverExecutor
-
-
-class Threaded:
-    """A sync router as an async scorer: embedding routers score in a worker thread, never on the loop."""
-
-    def __init__(self, router: Router) -> None:
-        self.router = router
-
-    async def score(self, prompt: PromptLike) -> RoutingScore:
-        return await score_prompt(self.router, prompt)
-
-
-@dataclass(frozen=True, slots=True)
-class RuledScore:
-    """Where the tier draw continues: the deciding score (its reason is the rule's), and the policy to draw from."""
-
-    score: RoutingScore
-    policy: TierPolicy
-    router_id: str  # the x-gearshift-router header: NAME@VERSION of the deciding scorer
-
-
-@dataclass
-class GatewayRules:
-    """The composed rules plus what the record names: which scorer stands behind the gate and router rules."""
-
-    rules: RoutingRules
-    route_tiers: dict[str, int]  # category route -> the tier its requests are counted as
-    gate_id: tuple[str, str | None] | None  # (router name, version) for the record
-    router_id: tuple[str, str | None]
-    llm: LLMRouter | None = None
-
-    def fixed_policy(self, tier_index: int) -> TierPolicy:
-        """A policy that picks `tier_index` for any gate score below 1 (cheapest) or above 0 (strongest)."""
-        tiers = self.rules.policy.tiers
-        bound = 1.0 if tier_index == 0 else 0.0
-        return TierPolicy(tiers=tiers, thresholds=(bound,) * (len(tiers) - 1))
-
-    def with_router(self, router: Router, policy: TierPolicy, version: str | None) -> GatewayRules:
-        """These rules with the configured router (and its policy) replaced: a router reload (gateway/reload.py).
-        With `kind = "llm"` the configured router scores nothing here, so the rules stay as they are."""
-        if self.llm is not None:
-            return self
-        rules = copy.copy(self.rules)
-        rules.router, rules.policy = Threaded(router), policy
-        return replace(self, rules=rules, router_id=(router.name, version or router.version))
 
 
 def _gate(gs: GateSettings) -> Router:
@@ -146,35 +93,3 @@ def build_rules(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]]
                          categories=categories, extra_deployments=extra)
     route_tiers = {r.name: _route_tier(settings, r.deployments, r.tier) for r in settings.routes}
     return GatewayRules(rules, route_tiers, gate_id, router_id, llm)
-
-
-async def apply_rules(gw: Gateway, call: Call, payload: dict[str, Any]) -> int | RuledScore:
-    """Decide one `gearshift/auto` request: a category route's tier index (deployments set on `call`), or
-    the score and policy chat.py's tier draw continues from. Fills `rule`/`category` in the record."""
-    gr: GatewayRules = gw.rules
-    d = await gr.rules.decide(payload)
-    rec = call.rec
-    rec["rule"], rec["category"] = d.rule, d.category
-    gw.metrics.child(gw.metrics.rule_decisions, d.rule).inc()
-    notes = "".join(f"; {n}" for n in d.notes)
-    if d.category is not None:
-        idx = gr.route_tiers[d.category]
-        call.deployments = list(d.deployments)
-        dropped = f"; skipped {list(d.dropped)} (context window < ~{d.estimated_tokens} tokens)" if d.dropped else ""
-        rec.update(router=None, router_version=None, thresholds=[], tier=gw.tier_names[idx], propensity=1.0,
-                   reason=d.reason + dropped + notes)
-        if gw.settings.exploration.record_prompts:
-            rec["prompt"] = call.prompt[: gw.settings.exploration.max_prompt_chars]
-        call.headers["x-gearshift-rule"] = f"category:{d.category}"
-        call.headers["x-gearshift-router"] = "none"
-        return idx
-    if d.score is None or d.tier_index is None:  # RoutingRules gives both for every tier rule
-        raise ConfigError(f"routing rule {d.rule!r} gave no score")
-    base = d.moved_from_tier if d.moved_from_tier is not None else d.tier_index
-    if d.rule == "gate":
-        policy, who = gr.fixed_policy(base), gr.gate_id or gr.router_id
-    else:
-        policy, who = gr.rules.policy, (gr.gate_id if d.rule == "policy" else None) or gr.router_id
-    rec.update(router=who[0], router_version=who[1], thresholds=list(policy.thresholds))
-    call.headers["x-gearshift-rule"] = d.rule
-    return RuledScore(replace(d.score, reason=d.reason + notes), policy, f"{who[0]}@{who[1]}")

@@ -18,63 +18,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
-from gearshift.config import get_env
 from gearshift.errors import ConfigError
 from gearshift.gateway.dashboard.settings import DashboardSettings
-from gearshift.gateway.policy_settings import SEGMENT_FIELDS as SEGMENT_FIELDS
-from gearshift.gateway.policy_settings import SEGMENT_KEY as SEGMENT_KEY
-from gearshift.gateway.policy_settings import ExperimentSettings as ExperimentSettings
-from gearshift.gateway.policy_settings import ExplorationSettings as ExplorationSettings
-from gearshift.gateway.policy_settings import GateSettings as GateSettings
-from gearshift.gateway.policy_settings import LLMRouterSettings as LLMRouterSettings
-from gearshift.gateway.policy_settings import RouterSettings as RouterSettings
-from gearshift.gateway.policy_settings import RouteSettings as RouteSettings
-from gearshift.gateway.policy_settings import Strict as _Strict
-from gearshift.providers.base import Deployment
+from gearshift.policy.settings import SEGMENT_FIELDS as SEGMENT_FIELDS
+from gearshift.policy.settings import SEGMENT_KEY as SEGMENT_KEY
+from gearshift.policy.settings import ExperimentSettings as ExperimentSettings
+from gearshift.policy.settings import ExplorationSettings as ExplorationSettings
+from gearshift.policy.settings import GateSettings as GateSettings
+from gearshift.policy.settings import LLMRouterSettings as LLMRouterSettings
+from gearshift.policy.settings import RouterSettings as RouterSettings
+from gearshift.policy.settings import RouteSettings as RouteSettings
+from gearshift.policy.settings import Strict as _Strict
+from gearshift.providers.registry import DeploymentSettings as DeploymentSettings
+from gearshift.store.settings import StoreSettings as StoreSettings
+from gearshift.store.settings import default_store_path as default_store_path
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
-
-
-class DeploymentSettings(_Strict):
-    """One upstream endpoint. `name` (default: `model`) is what clients may ask for directly."""
-
-    name: str | None = None
-    provider: Literal["openai", "local"] = "openai"
-    model: str = Field(min_length=1)
-    base_url: str | None = None
-    api_key_env: str | None = None
-    input_price_per_m: float = Field(default=0.0, ge=0.0)
-    output_price_per_m: float = Field(default=0.0, ge=0.0)
-    context_window: int | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0.0)
-    max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
-
-    @model_validator(mode="after")
-    def _needs_url(self) -> DeploymentSettings:
-        if self.provider == "openai" and not self.base_url:
-            raise ValueError("base_url is required for provider 'openai'")
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return self
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.model
-
-    def resolve(self) -> Deployment:
-        """The runtime deployment, with the API key read from the named environment variable."""
-        key = None
-        if self.api_key_env:
-            key = get_env(self.api_key_env)
-            if key is None:
-                raise ConfigError(f"deployment {self.display_name!r}: environment variable "
-                                  f"{self.api_key_env} (api_key_env) is not set")
-        return Deployment(
-            name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
-            api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
-            context_window=self.context_window, timeout_s=self.timeout_s,
-        )
 
 
 class TierSettings(_Strict):
@@ -98,41 +58,6 @@ class CascadeSettings(BaseModel):
         if unknown:
             raise PydanticCustomError("unknown_keys", "unknown keys", {"keys": unknown, "known": sorted(CASCADE_KEYS)})
         return self
-
-
-def default_store_path(config: Path | None = None) -> Path:
-    """The decision store when `[store]` names none: in the per-user data dir, never the working directory.
-
-    One file per config (its name plus a hash of its full path), because a store holds one config's tiers
-    and prices: two configs sharing one would mix their rows (and the dashboard would price one's traffic
-    at the other's rates). No config (the local demo): `decisions.sqlite`.
-    """
-    from gearshift.config import default_state_dir
-
-    if config is None:
-        return default_state_dir() / "decisions.sqlite"
-    digest = hashlib.sha256(str(config.resolve()).encode("utf-8")).hexdigest()[:8]
-    return default_state_dir() / f"decisions-{config.stem}-{digest}.sqlite"
-
-
-class StoreSettings(_Strict):
-    """The decision store. `path` defaults to `default_store_path()`, in `$XDG_DATA_HOME/gearshift` (else
-    `~/.local/share/gearshift`); `gearshift serve` prints where it is."""
-
-    enabled: bool = True
-    path: Path = Field(default_factory=lambda: default_store_path(None))
-    queue_size: int = Field(default=10_000, gt=0)
-    batch_size: int = Field(default=256, gt=0)
-    # reliability: records the store refuses (locked, disk full) go to this fsync'd JSONL file, replayed later
-    spool_path: Path | None = None  # None: next to `path`, as <path>.spool.jsonl
-    spool_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # full spool -> 503, never silent loss
-    text: Literal["full", "hash", "redact"] = "full"  # how prompt/answer text is kept in records
-    # scale-out: sqlite:///path or postgresql://user@host/db[?schema=s]; overrides `path` (store/factory.py)
-    url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres)://")
-    # reliability (PostgreSQL): a down server fails a batch after connect_timeout_s (libpq rounds up, 2 s at least);
-    # a hung one after write_timeout_s; either way the writer spools the batch (store/postgres.py)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    write_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class SegmentSettings(_Strict):
@@ -276,7 +201,7 @@ class GatewaySettings(_Strict):
 
     @property
     def uses_routing_rules(self) -> bool:
-        """Whether `gearshift/auto` goes through gateway.routing_rules instead of the single-router fast path."""
+        """Whether `gearshift/auto` goes through policy.rules instead of the single-router fast path."""
         return bool(self.routes) or self.router.gate is not None or self.router.kind == "llm"
 
     @model_validator(mode="after")

@@ -19,11 +19,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import ProviderError, openai_error_body
-from gearshift.gateway.chat import Call, estimated_usage, finish, pin_conversation, upstream_request
-from gearshift.gateway.records import cost_usd
+from gearshift.gateway.call import Call, finish, pin_conversation
 from gearshift.gateway.requests import ChatRequest
 from gearshift.gateway.service import Gateway
+from gearshift.policy.decide import Decision
 from gearshift.providers.streaming import StreamExecution
+from gearshift.records.usage import cost_usd, estimated_usage
 
 
 class _SSEResponse(StreamingResponse):
@@ -43,18 +44,20 @@ def _sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any], idx: int,
+async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any], decision: Decision,
                             prompt: str) -> Response:
-    body = upstream_request(gw, payload, idx)
+    idx = decision.tier
+    body = gw.upstream_request(payload, idx)
     body["stream"] = True
     client_wants_usage = bool(req.stream_options and req.stream_options.include_usage)
     body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     t0 = time.perf_counter()
-    execution = await gw.executor.stream(call.deployments, body, deadline_s=gw.settings.limits.request_timeout_s)
+    execution = await gw.executor.stream(list(decision.deployments), body,
+                                         deadline_s=gw.settings.limits.request_timeout_s)
     dep = execution.deployment
     gw.metrics.upstream_latency.labels(deployment=dep.name, kind="first_token").observe(time.perf_counter() - t0)
     settings = gw.deployment_settings.get(dep.name)
-    call.rec.update(deployment=dep.name, upstream_model=dep.model)
+    call.outcome.deployment, call.outcome.upstream_model = dep.name, dep.model
     headers = {**call.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
     events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0,
                      settings.input_price_per_m if settings else 0.0, settings.output_price_per_m if settings else 0.0)
@@ -80,14 +83,14 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                     data = {k: v for k, v in data.items() if k != "usage"}
             for i, choice in enumerate(data.get("choices") or []):
                 if i == 0 and isinstance(choice, dict) and choice.get("finish_reason"):
-                    call.rec["finish_reason"] = str(choice["finish_reason"])  # tracing: the last chunk's
+                    call.outcome.finish_reason = str(choice["finish_reason"])  # tracing: the last chunk's
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])
             yield _sse(data)
         if usage is None and client_wants_usage:
             usage = estimated_usage(prompt, "".join(pieces))
-            call.rec["usage_estimated"] = True
+            call.outcome.usage_estimated = True
             yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
@@ -111,15 +114,15 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
 def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, error: BaseException | None,
             usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
             out_price: float) -> None:
-    rec = call.rec
+    out = call.outcome
     call.answer = answer
     if usage is None:
         usage = estimated_usage(prompt, answer)
-        rec["usage_estimated"] = True
+        out.usage_estimated = True
     tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     upstream_s = time.perf_counter() - t0
     gw.metrics.upstream_latency.labels(deployment=execution.deployment.name, kind="stream").observe(upstream_s)
-    rec.update(tokens_in=tin, tokens_out=tout, cost_usd=cost_usd(tin, tout, in_price, out_price),
-               upstream_latency_ms=round(upstream_s * 1000.0, 3),
-               attempts=[a.to_dict() for a in execution.attempts])
+    out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost_usd(tin, tout, in_price, out_price)
+    out.upstream_latency_ms = round(upstream_s * 1000.0, 3)
+    out.attempts = [a.to_dict() for a in execution.attempts]
     finish(gw, call, status=status, exc=error, http_status=200)

@@ -10,7 +10,6 @@ gateway config (or writes it with --write) and the expected quality change on la
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,9 @@ if TYPE_CHECKING:
 MIN_SEGMENT = 20  #: fewer logged decisions than this in a segment: no per-segment threshold
 
 
-def register(subparsers: Any, source: Callable[..., None]) -> None:
+def register(subparsers: Any) -> None:
+    from gearshift.learning.commands import _source as source  # --db/--config/--store-url/--since, as its siblings
+
     cal = subparsers.add_parser("calibrate", help="set thresholds from logged scores: share, cost or risk target",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source(cal)
@@ -64,7 +65,7 @@ def segment_thresholds(args: argparse.Namespace, log: DecisionLog, scores: np.nd
     FIELD=VALUE as `[router] segment_thresholds` matches it against the gateway's segment row."""
     import numpy as np
 
-    from gearshift.closed_loop.experiment import segment_value
+    from gearshift.policy.experiment import segment_value
 
     field = args.per_segment
     values = np.array([segment_value(s, field) or "und" for s in log.segments])
@@ -147,7 +148,7 @@ def snippet(thresholds: tuple[float, ...], version: str | None, per_segment: dic
     if version is not None:
         lines.append(f'version = "{version}"')
     lines.append("thresholds = [" + ", ".join(f"{t:.6f}" for t in thresholds) + "]")
-    if per_segment:  # applied per request by the gateway (gateway/exploration.py); others use `thresholds`
+    if per_segment:  # applied per request by the gateway (policy/draw.py); others use `thresholds`
         lines.append(f"# per {field}: requests whose segment has {field}=VALUE use these thresholds")
         lines.append("segment_thresholds = { " + ", ".join(
             f'"{k}" = [' + ", ".join(f"{t:.6f}" for t in v) + "]" for k, v in sorted(per_segment.items())) + " }")

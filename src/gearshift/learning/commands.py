@@ -104,12 +104,7 @@ def register(subparsers: Any) -> None:
     _source(vs, since=None)
     vs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     vs.set_defaults(handler=_versions)
-
-    from gearshift.learning.calibrate_command import register as register_calibrate
-    from gearshift.learning.train_command import register as register_train
-
-    register_calibrate(subparsers, _source)
-    register_train(subparsers, _source)
+    # `calibrate` and `train` (learning/calibrate_command.py, train_command.py) register themselves (cli.py)
 
 
 # -- shared ----------------------------------------------------------------------------------------------------
@@ -168,8 +163,7 @@ def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def registry(args: argparse.Namespace) -> VersionRegistry:
-    from gearshift.store.factory import sqlite_path
-    from gearshift.store.versions import open_version_registry
+    from gearshift.store.factory import open_version_registry, sqlite_path
 
     if not store_exists(args):
         raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
@@ -178,8 +172,7 @@ def registry(args: argparse.Namespace) -> VersionRegistry:
 
 def registry_for_write(args: argparse.Namespace) -> VersionRegistry:
     """The registry of the store the command names (or the default one), created if there is none yet."""
-    from gearshift.store.factory import sqlite_path, store_kind
-    from gearshift.store.versions import open_version_registry
+    from gearshift.store.factory import open_version_registry, sqlite_path, store_kind
 
     url = store_url(args)
     if store_kind(url) == "sqlite" and sqlite_path(url) != ":memory:":

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gearshift.errors import ConfigError, DataError, GearshiftError
-from gearshift.learning.exploration import ExplorationPolicy
+from gearshift.policy.exploration import ExplorationPolicy
 from gearshift.routers.policy import TierPolicy
 
 ESTIMATORS: tuple[str, ...] = ("ips", "snips", "dr")

@@ -29,7 +29,7 @@ import numpy as np
 
 from gearshift.data.records import Dataset
 from gearshift.errors import ConfigError, DataError, RouterError
-from gearshift.learning.exploration import ExplorationMode, ExplorationPolicy
+from gearshift.policy.exploration import ExplorationMode, ExplorationPolicy
 from gearshift.routers.base import TrainableRouter
 from gearshift.routers.policy import TierPolicy
 

@@ -17,7 +17,9 @@ from typing import Any
 from gearshift.errors import ConfigError
 
 
-def register(subparsers: Any, source: Any) -> None:
+def register(subparsers: Any) -> None:
+    from gearshift.learning.commands import _source as source  # --db/--config/--store-url/--since, as its siblings
+
     p = subparsers.add_parser("train", help="fit a router on recorded outcomes and save it, calibrated, for serve",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="recorded outcomes: a dataset name or FILE.jsonl")

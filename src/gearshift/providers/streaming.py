@@ -12,14 +12,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from gearshift.errors import ProviderError
-from gearshift.providers.attempts import Attempt, Outcome, attempt_timeout_error, make_attempt, ms_since
-from gearshift.providers.base import Deployment, StreamChunk
+from gearshift.errors import ProviderError, UpstreamError
+from gearshift.providers.attempts import (
+    Attempt,
+    Outcome,
+    RetryPolicy,
+    attempt_timeout_error,
+    make_attempt,
+    ms_since,
+)
+from gearshift.providers.base import ChatProvider, Deployment, StreamChunk
+from gearshift.providers.breaker import BreakerRegistry
 
-if TYPE_CHECKING:
-    from gearshift.providers.reliability import FailoverExecutor
+
+class FailoverExecutor(Protocol):
+    """What a stream needs of `reliability.FailoverExecutor` (which opens it): breakers, retries, the providers.
+
+    A protocol here so the executor's module can import this one and not the other way round."""
+
+    breakers: BreakerRegistry
+    retry: RetryPolicy
+
+    def provider_for(self, dep: Deployment) -> ChatProvider: ...
+
+    async def record_outcome(self, dep: Deployment, exc: ProviderError | None) -> None: ...
+
+    async def backoff(self, retry: int, exc: ProviderError, deadline: float) -> bool: ...
+
+    def fail(self, attempts: list[Attempt], deadline_hit: bool) -> UpstreamError: ...
 
 
 def has_content(data: Mapping[str, Any] | None) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.gateway.commands import DEFAULT_SINCE
 
 if TYPE_CHECKING:
-    from gearshift.gateway.redaction import TextMode
+    from gearshift.records.redaction import TextMode
 
 
 def register(subparsers: Any) -> None:

@@ -21,7 +21,7 @@ from gearshift.errors import ConfigError
 from gearshift.store.factory import sqlite_path, store_kind
 
 if TYPE_CHECKING:
-    from gearshift.gateway.redaction import TextMode
+    from gearshift.records.redaction import TextMode
 
 CHUNK = 2000
 
@@ -60,7 +60,7 @@ def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
 def conceal_text(obj: Any, mode: TextMode) -> Any:
     """Prompt/answer text per `mode` ("full", "hash", "redact"), at any depth; text the gateway already
     concealed when writing stays as it is (hashing a hash would break joins on it)."""
-    from gearshift.gateway.redaction import TEXT_FIELDS, conceal
+    from gearshift.records.redaction import TEXT_FIELDS, conceal
 
     if mode == "full":
         return obj

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 from gearshift.errors import ConfigError
 
 if TYPE_CHECKING:
+    from gearshift.routers.base import Router
     from gearshift.store.base import DecisionStore
     from gearshift.store.labels import LabelStore
+    from gearshift.store.settings import StoreSettings
+    from gearshift.store.versions import RouterVersion, VersionRegistry
 
 
 def store_kind(url: str) -> str:
@@ -38,13 +41,13 @@ def sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-def settings_url(store_settings: Any) -> str:
+def settings_url(store_settings: StoreSettings) -> str:
     """The URL a `[store]` section selects: `url` when set, else its SQLite `path`."""
-    url: str | None = getattr(store_settings, "url", None)
+    url = store_settings.url
     return url if url else f"sqlite:///{Path(store_settings.path)}"
 
 
-def store_options(store_settings: Any, url: str | None = None) -> dict[str, Any]:
+def store_options(store_settings: StoreSettings, url: str | None = None) -> dict[str, Any]:
     """The `[store]` timeouts as PostgreSQL store options for `url` (default: the `[store]` URL): a down or
     hung server costs a bounded wait, after which writes spool and reads fail with an error."""
     if store_kind(url or settings_url(store_settings)) != "postgresql":
@@ -73,3 +76,46 @@ def open_label_store(url: str, **options: Any) -> LabelStore:
     from gearshift.store.postgres_labels import PostgresLabelStore
 
     return PostgresLabelStore(url, **options)
+
+
+def open_version_registry(url: str) -> VersionRegistry:
+    """The registry at a store URL (`sqlite:///path`, a bare path, or `postgresql://...`), beside the decisions."""
+    if store_kind(url) == "sqlite":
+        from gearshift.store.versions import SQLiteVersionRegistry
+
+        return SQLiteVersionRegistry(sqlite_path(url))
+    from gearshift.store.postgres_versions import PostgresVersionRegistry
+
+    return PostgresVersionRegistry(url)
+
+
+def open_live_registry(store: str | Path, ref: str) -> VersionRegistry:
+    """The registry the gateway's `[router] version` (`ref`) is read from; `store` is a store URL or a SQLite
+    path. A SQLite file that does not exist is a ConfigError, not a fresh empty registry."""
+    url = str(store)
+    if store_kind(url) == "sqlite":
+        path = sqlite_path(url)
+        if path != ":memory:" and not Path(path).exists():
+            raise ConfigError(f"[router] version = {ref!r} but there is no store at {path}")
+    return open_version_registry(url)
+
+
+def live_version(store: str | Path, ref: str) -> RouterVersion:
+    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]): read at start and
+    on every reload (`gateway.reload`). `store` is a store URL or a SQLite path."""
+    registry = open_live_registry(store, ref)
+    try:
+        return registry.get(ref)
+    finally:
+        registry.close()
+
+
+def load_version(v: RouterVersion, n_tiers: int) -> tuple[Router, tuple[float, ...] | None]:
+    """(router, its calibrated thresholds or None) of a registered version, checked against `n_tiers`."""
+    from gearshift.routers.registry import load_router
+
+    thresholds = v.thresholds
+    if thresholds is not None and len(thresholds) != n_tiers - 1:
+        raise ConfigError(f"router version {v.ref} has {len(thresholds)} threshold(s) but the gateway has "
+                          f"{n_tiers} tiers")
+    return load_router(v.path), thresholds

@@ -3,7 +3,7 @@ conversation tier pins and strong-tier share windows.
 
 Each class implements the async protocol whose in-memory version a single gateway uses by default
 (`providers.breaker.BreakerStore`, `gateway.ratelimit.RateLimiter`, `gateway.budgets.BudgetLedger`,
-`gateway.conversations.ConversationStore`, `gateway.budgets.ShareWindowStore`), so with `[redis] url` set,
+`policy.conversations.ConversationStore`, `policy.share_cap.ShareWindowStore`), so with `[redis] url` set,
 a deployment that one gateway sees failing is skipped by all of them, a key's rate, daily budget and
 strong-tier share are spent once across the fleet, and a conversation pinned to a tier by one gateway
 stays there on the others. Every key starts with a per-deployment `prefix`.
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ProviderError
-from gearshift.gateway.failopen import FailOpenLog, RedisGate, outage_errors
 from gearshift.providers.breaker import BreakerSnapshot, BreakerState, BreakerStore, InMemoryBreakerStore
+from gearshift.records.failopen import FailOpenLog, RedisGate, outage_errors
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -173,7 +173,7 @@ class RedisBreakerStore:
 class FallbackBreakerStore:
     """`BreakerStore` that serves from `fallback` (this process's breakers) while `primary` (Redis) is out.
 
-    A call that meets an outage error (refused, reset, timed out: `gateway.failopen.outage_errors`) is
+    A call that meets an outage error (refused, reset, timed out: `records.failopen.outage_errors`) is
     counted and logged as op `breaker`, then answered from `fallback`, so breakers keep working locally
     instead of failing every request. The client's `RedisGate` skips Redis for `[redis] retry_s` after an
     outage (a skipped call is one more such failure, answered at once); the first call after that goes to

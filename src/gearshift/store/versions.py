@@ -22,7 +22,7 @@ from gearshift.errors import ConfigError
 from gearshift.store.sqlite import open_sqlite
 
 if TYPE_CHECKING:
-    from gearshift.routers.base import Router
+    pass
 
 Status = Literal["champion", "challenger", "retired"]
 CHAMPION = "champion"
@@ -305,55 +305,3 @@ def versions_dir(db_path: str | Path) -> Path:
     """Default home of saved versions: `<db stem>-versions/` next to the SQLite file."""
     p = Path(db_path)
     return p.parent / f"{p.stem}-versions"
-
-
-def open_version_registry(url: str) -> VersionRegistry:
-    """The registry at a store URL (`sqlite:///path`, a bare path, or `postgresql://...`), beside the decisions."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    if store_kind(url) == "sqlite":
-        return SQLiteVersionRegistry(sqlite_path(url))
-    from gearshift.store.postgres_versions import PostgresVersionRegistry
-
-    return PostgresVersionRegistry(url)
-
-
-def open_live_registry(store: str | Path, ref: str) -> VersionRegistry:
-    """The registry the gateway's `[router] version` (`ref`) is read from; `store` is a store URL or a SQLite
-    path. A SQLite file that does not exist is a ConfigError, not a fresh empty registry."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    url = str(store)
-    if store_kind(url) == "sqlite":
-        path = sqlite_path(url)
-        if path != ":memory:" and not Path(path).exists():
-            raise ConfigError(f"[router] version = {ref!r} but there is no store at {path}")
-    return open_version_registry(url)
-
-
-def live_version(store: str | Path, ref: str) -> RouterVersion:
-    """The version the gateway's `[router] version` names ("champion" or NAME[/VERSION]): read at start and
-    on every reload (`gateway.reload`). `store` is a store URL or a SQLite path."""
-    registry = open_live_registry(store, ref)
-    try:
-        return registry.get(ref)
-    finally:
-        registry.close()
-
-
-def load_version(v: RouterVersion, n_tiers: int) -> tuple[Router, tuple[float, ...] | None]:
-    """(router, its calibrated thresholds or None) of a registered version, checked against `n_tiers`."""
-    from gearshift.routers.registry import load_router
-
-    thresholds = v.thresholds
-    if thresholds is not None and len(thresholds) != n_tiers - 1:
-        raise ConfigError(f"router version {v.ref} has {len(thresholds)} threshold(s) but the gateway has "
-                          f"{n_tiers} tiers")
-    return load_router(v.path), thresholds
-
-
-def live_router(settings: Any, ref: str) -> tuple[Router, tuple[float, ...] | None]:
-    """(router, its calibrated thresholds or None) for the gateway's `[router] version`, from `[store]`."""
-    from gearshift.store.factory import settings_url
-
-    return load_version(live_version(settings_url(settings.store), ref), len(settings.tiers))

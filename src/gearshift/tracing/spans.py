@@ -19,8 +19,11 @@ from gearshift.errors import ConfigError
 from gearshift.tracing.settings import TracingSettings
 
 if TYPE_CHECKING:
-    from gearshift.gateway.records import DecisionRecord
+    from starlette.routing import BaseRoute
+
+    from gearshift.extension import Served
     from gearshift.providers.base import Deployment
+    from gearshift.records.record import DecisionRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,22 @@ class RecordTracer:
         except Exception:  # tracing must never break the response path
             self.failed += 1
             log.exception("could not trace decision %s", record.request_id)
+
+    # the gateway's extension protocol (extension.Extension)
+    def on_decision(self, record: Mapping[str, Any], served: Served) -> None:
+        """The span for one finished request; the typed record is built only here, where it is read."""
+        from gearshift.records.record import DecisionRecord
+
+        self.on_record(DecisionRecord.model_validate(record))
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    def start(self) -> None:
+        """Nothing to start: spans go out through the SDK's own processors."""
+
+    async def aclose(self) -> None:
+        """Nothing here: the SDK provider is flushed by `shutdown`, whose caller owns it."""
 
     def shutdown(self) -> None:
         if self.provider is not None:

@@ -19,15 +19,15 @@ import pytest
 from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, settings, wait_until
 from gateway.harness import GatewayServer, deployment
 from gearshift.cascade.quality import LabelledAnswer
-from gearshift.cascade.verifiers import RefusalVerifier, TruncationVerifier
-from gearshift.cli import main
-from gearshift.closed_loop.verifier_quality import (
+from gearshift.cascade.verifier_quality import (
     evaluate,
     label_answer,
     traffic_verifier_quality,
     verifiers_for,
     wilson,
 )
+from gearshift.cascade.verifiers import RefusalVerifier, TruncationVerifier
+from gearshift.cli import main
 from gearshift.gateway.app import create_app
 from gearshift.store.labels import SQLiteLabelStore
 from support.fake_upstream import Behaviour, FakeUpstream

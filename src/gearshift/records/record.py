@@ -16,6 +16,10 @@ from gearshift.data.segments import has_code, language_of, length_bucket
 
 Status = Literal["ok", "error", "truncated", "client_disconnected"]
 
+#: The record's shape. Bump it when a field is renamed, dropped or changes meaning, so readers of stored rows can
+#: tell old rows from new; rows written before the field existed read back as version 1.
+SCHEMA_VERSION = 1
+
 
 class Segment(BaseModel):
     """Request features used to slice decisions; all computable from the live request.
@@ -99,6 +103,7 @@ class DecisionRecord(BaseModel):
     http_status: int = 200
     error_type: str | None = None
     error_message: str | None = None
+    schema_version: int = SCHEMA_VERSION
 
     def to_row(self) -> dict[str, Any]:
         """The JSON-able dict the decision store takes."""
@@ -108,7 +113,7 @@ class DecisionRecord(BaseModel):
 _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
 _FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
-_INTS = ("tokens_in", "tokens_out", "http_status")
+_INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
 _STATUSES = frozenset(("ok", "error", "truncated", "client_disconnected"))
 
 
@@ -159,9 +164,3 @@ def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
         row["tier_probabilities"] = [float(p) for p in probs]
     return row
 
-
-def cost_usd(tokens_in: int | None, tokens_out: int | None, input_price_per_m: float,
-             output_price_per_m: float) -> float | None:
-    if tokens_in is None and tokens_out is None:
-        return None
-    return ((tokens_in or 0) * input_price_per_m + (tokens_out or 0) * output_price_per_m) / 1e6

@@ -22,7 +22,7 @@ from typing import Any
 
 from gearshift.data.segments import yes_no
 from gearshift.errors import ConfigError
-from gearshift.learning.exploration import request_rng
+from gearshift.policy.exploration import request_rng
 
 ARMS: tuple[str, ...] = ("all_cheap", "all_strong")
 #: boolean segment fields, whose keys may say true/false as well as yes/no (`gearshift.data.segments`)

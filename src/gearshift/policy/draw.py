@@ -1,12 +1,13 @@
-"""The gateway side of exploration: draw each routed request's tier from `ExplorationPolicy`, honestly logged.
+"""The tier draw: each routed request's tier from `ExplorationPolicy`, honestly logged.
 
 The draw is seeded by (`[exploration] seed`, request id) so a request's exploration is replayable. Later
-steps may move the drawn tier (conversation stickiness, context-window fit); they are deterministic
-given the request, so the logged propensity is the total probability of every draw that ends on the
-served tier (`remap`), not the probability of the draw alone.
+steps may move the drawn tier (conversation stickiness, context-window fit, the strong-share cap); they are
+deterministic given the request, so the logged propensity is the total probability of every draw that ends
+on the served tier (`remap`), not the probability of the draw alone.
 
-`decide_for` is what the chat route calls: per-segment thresholds (`[router] segment_thresholds`, "auto"
-routes only), then the exploration draw, then the misroute experiment (`[experiment]`, closed_loop.experiment).
+`decide_for` is what `Policy.decide` (policy/decide.py) calls: per-segment thresholds (`[router]
+segment_thresholds`, "auto" routes only), then the exploration draw, then the misroute experiment
+(`[experiment]`, policy/experiment.py).
 With both off it costs two attribute checks over `decide`.
 """
 
@@ -18,13 +19,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from gearshift.data.segments import yes_no
-from gearshift.gateway.settings import ExperimentSettings, ExplorationSettings, GatewaySettings
-from gearshift.learning.exploration import ExplorationPolicy, request_rng
+from gearshift.policy.exploration import ExplorationPolicy, request_rng
+from gearshift.policy.settings import ExperimentSettings, ExplorationSettings, PolicyConfig
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierDecision, TierPolicy
 
 if TYPE_CHECKING:
-    from gearshift.closed_loop.experiment import MisrouteExperiment
+    from gearshift.policy.experiment import MisrouteExperiment
 
 Decision = tuple[TierDecision, tuple[float, ...] | None, bool]
 
@@ -47,7 +48,7 @@ def decide(settings: ExplorationSettings, policy: TierPolicy, score: RoutingScor
     return d.tier_decision(), d.probabilities, d.explored
 
 
-def decide_for(settings: GatewaySettings, policy: TierPolicy, route_kind: str, score: RoutingScore,
+def decide_for(settings: PolicyConfig, policy: TierPolicy, route_kind: str, score: RoutingScore,
                request_id: str, rec: dict[str, Any]) -> Decision:
     """`decide` with the gateway's whole configuration; sets rec["thresholds"] when a segment's apply and
     rec["experiment_arm"] when the misroute experiment forced the tier."""
@@ -62,16 +63,16 @@ def decide_for(settings: GatewaySettings, policy: TierPolicy, route_kind: str, s
     return decide_experiment(settings.experiment, settings.exploration, policy, score, request_id, segment, rec)
 
 
-def _thresholded(settings: GatewaySettings, rec: Mapping[str, Any]) -> bool:
+def _thresholded(settings: PolicyConfig, rec: Mapping[str, Any]) -> bool:
     """Segment thresholds stand in for `[router] thresholds` on the configured router's score only: not on a
-    gate's decision, nor on an LLM router's tier labels (gateway/rules_wiring.py)."""
+    gate's decision, nor on an LLM router's tier labels (policy/decide.py)."""
     return rec.get("rule") != "gate" and settings.router.kind == "model"
 
 
 def segment_thresholds(by_segment: Mapping[str, Sequence[float]], segment: Mapping[str, Any],
                        ) -> tuple[float, ...] | None:
     """The first configured segment's thresholds that the request's segment row matches, else None."""
-    from gearshift.closed_loop.experiment import first_match
+    from gearshift.policy.experiment import first_match
 
     key = first_match(by_segment, segment)
     return None if key is None else tuple(float(t) for t in by_segment[key])
@@ -87,7 +88,7 @@ def decide_experiment(experiment: ExperimentSettings, exploration: ExplorationSe
                       rec: dict[str, Any]) -> Decision:
     """The live decision, overridden by a forced arm for the experiment's share of the slice; either way the
     probabilities are those of the whole mixed policy."""
-    from gearshift.closed_loop.experiment import arm_tier, onehot
+    from gearshift.policy.experiment import arm_tier, onehot
 
     live, probs, explored = decide(exploration, policy, score, request_id, segment)
     exp = _experiment(experiment.misroute_fraction, tuple(experiment.arms), experiment.segment, experiment.seed)
@@ -106,7 +107,7 @@ def decide_experiment(experiment: ExperimentSettings, exploration: ExplorationSe
 
 @lru_cache(maxsize=16)
 def _experiment(fraction: float, arms: tuple[str, ...], segment: str | None, seed: int) -> MisrouteExperiment:
-    from gearshift.closed_loop.experiment import MisrouteExperiment
+    from gearshift.policy.experiment import MisrouteExperiment
 
     return MisrouteExperiment(fraction, arms, segment, seed)
 

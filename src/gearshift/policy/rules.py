@@ -19,16 +19,19 @@ anywhere it is an InvalidRequestError, before any upstream is called.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import re
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from gearshift.errors import ConfigError, InvalidRequestError
+from gearshift.policy.llm_router import LLMRouter
+from gearshift.policy.route import score_prompt
 from gearshift.providers.base import Deployment
-from gearshift.routers.base import PromptLike, RoutingScore, prompt_text
+from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.routers.policy import TierPolicy
 
 CHARS_PER_TOKEN = 4
@@ -217,3 +220,39 @@ async def _score(scorer: Scorer, prompt: PromptLike) -> RoutingScore:
     if inspect.isawaitable(out):
         return await out
     return out
+
+
+class Threaded:
+    """A sync router as an async scorer: embedding routers score in a worker thread, never on the loop."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def score(self, prompt: PromptLike) -> RoutingScore:
+        return await score_prompt(self.router, prompt)
+
+
+@dataclass
+class GatewayRules:
+    """The composed rules plus what the record names: which scorer stands behind the gate and router rules."""
+
+    rules: RoutingRules
+    route_tiers: dict[str, int]  # category route -> the tier its requests are counted as
+    gate_id: tuple[str, str | None] | None  # (router name, version) for the record
+    router_id: tuple[str, str | None]
+    llm: LLMRouter | None = None
+
+    def fixed_policy(self, tier_index: int) -> TierPolicy:
+        """A policy that picks `tier_index` for any gate score below 1 (cheapest) or above 0 (strongest)."""
+        tiers = self.rules.policy.tiers
+        bound = 1.0 if tier_index == 0 else 0.0
+        return TierPolicy(tiers=tiers, thresholds=(bound,) * (len(tiers) - 1))
+
+    def with_router(self, router: Router, policy: TierPolicy, version: str | None) -> GatewayRules:
+        """These rules with the configured router (and its policy) replaced: a router reload (gateway/reload.py).
+        With `kind = "llm"` the configured router scores nothing here, so the rules stay as they are."""
+        if self.llm is not None:
+            return self
+        rules = copy.copy(self.rules)
+        rules.router, rules.policy = Threaded(router), policy
+        return replace(self, rules=rules, router_id=(router.name, version or router.version))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gearshift.data.segments import language_of as detect_language
-from gearshift.gateway.records import DecisionRecord, record_row, segment_of, segment_row
+from gearshift.records.record import DecisionRecord, record_row, segment_of, segment_row
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "def f(x):\n    return x;  why?"}]
 

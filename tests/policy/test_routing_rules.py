@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gearshift.errors import ConfigError, InvalidRequestError
-from gearshift.gateway.routing_rules import CODE_PATTERNS, CategoryRule, RoutingRules, estimate_tokens
+from gearshift.policy.rules import CODE_PATTERNS, CategoryRule, RoutingRules, estimate_tokens
 from gearshift.providers.base import Deployment
 from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.routers.heuristic import HeuristicRouter

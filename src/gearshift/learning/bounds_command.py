@@ -24,7 +24,7 @@ from gearshift.terminal import add_json_options
 if TYPE_CHECKING:
     import numpy as np
 
-    from gearshift.closed_loop.bounds import BoundsReport
+    from gearshift.learning.bounds import BoundsReport
     from gearshift.learning.logs import DecisionLog
 
 #: downstream signals that mark the answer they follow as bad
@@ -97,7 +97,7 @@ def logged_result(served: np.ndarray, want: np.ndarray, quality: np.ndarray, cos
     """Bounds from logged rows (booleans served/wanted strong, quality in [0, 1], USD, served-tier propensity)."""
     import numpy as np
 
-    from gearshift.closed_loop.bounds import LoggedOutcome, bounds_from_logs
+    from gearshift.learning.bounds import LoggedOutcome, bounds_from_logs
 
     rows = [LoggedOutcome(bool(s), bool(w), float(q), float(c), float(p))
             for s, w, q, c, p in zip(served, want, quality, cost, propensity, strict=True)]
@@ -127,7 +127,7 @@ def recorded_result(s_strong: np.ndarray, s_weak: np.ndarray, c_strong: np.ndarr
     """Bounds from recorded outcomes of both models (paired bootstrap over prompts)."""
     import numpy as np
 
-    from gearshift.closed_loop.bounds import misroute_bounds
+    from gearshift.learning.bounds import misroute_bounds
 
     report = misroute_bounds(s_strong, s_weak, c_strong, c_weak, routed, cost_per_bad_answer=cost_per_bad_answer,
                              slice_name=source)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gearshift.errors import ConfigError, UpstreamError
-from gearshift.gateway.llm_router import LLMRouter, parse_label
+from gearshift.policy.llm_router import LLMRouter, parse_label
 from gearshift.routers.policy import TierPolicy
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gearshift.errors import ConfigError
-from gearshift.learning.exploration import ExplorationPolicy, request_rng
+from gearshift.policy.exploration import ExplorationPolicy, request_rng
 from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 

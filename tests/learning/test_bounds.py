@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gearshift.closed_loop.bounds import LoggedOutcome, bounds_from_logs, misroute_bounds
 from gearshift.data.registry import load_dataset
 from gearshift.errors import DataError
 from gearshift.evaluation.metrics import Outcomes
+from gearshift.learning.bounds import LoggedOutcome, bounds_from_logs, misroute_bounds
 from gearshift.routers.registry import make_router
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from gearshift.gateway.failopen import FailOpenLog
+    from gearshift.records.failopen import FailOpenLog
 
 
 class ConversationStore(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,7 +29,7 @@ class LLMRouterSettings(Strict):
 
     deployment: str | None = None
     tier: str | None = None
-    labels: dict[str, str] | None = None  # label -> tier name; None: gateway.llm_router.DEFAULT_LABEL_TIERS
+    labels: dict[str, str] | None = None  # label -> tier name; None: policy.llm_router.DEFAULT_LABEL_TIERS
     default_tier: str | None = None  # unparseable reply or failed call; None: the strongest tier
     max_tokens: int = Field(default=5, gt=0)
     timeout_s: float = Field(default=2.0, gt=0.0)
@@ -61,7 +61,7 @@ class GateSettings(Strict):
 
 class RouteSettings(Strict):
     """A category route: requests matching `keywords` (whole words), `patterns` (regexes), the `preset`
-    ("code": gateway.routing_rules.CODE_PATTERNS) or `min_tokens` go to `deployments` (names from the tiers
+    ("code": policy.rules.CODE_PATTERNS) or `min_tokens` go to `deployments` (names from the tiers
     or `[[extra_deployments]]`). `tier` is what the record, metrics and budgets count them as (default:
     the strongest tier holding one of the deployments, else the strongest tier)."""
 
@@ -179,3 +179,16 @@ class ExperimentSettings(Strict):
         if v is not None and SEGMENT_KEY.fullmatch(v) is None:
             raise ValueError(f"segment must be FIELD=VALUE with FIELD one of {', '.join(SEGMENT_FIELDS)}")
         return v
+
+
+class PolicyConfig(Protocol):
+    """The sections of the gateway's settings the tier draw reads (`GatewaySettings` is one)."""
+
+    @property
+    def router(self) -> RouterSettings: ...
+
+    @property
+    def exploration(self) -> ExplorationSettings: ...
+
+    @property
+    def experiment(self) -> ExperimentSettings: ...

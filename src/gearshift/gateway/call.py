@@ -1,0 +1,103 @@
+"""One request in flight (`Call`) and its one ending (`finish`): the record is built and handed on here, once.
+
+Shared by the JSON handler (chat.py) and the SSE one (streaming.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gearshift.errors import GearshiftError, openai_error_body
+from gearshift.gateway.auth import retry_after_header
+from gearshift.gateway.service import Gateway
+from gearshift.policy.conversations import next_key
+from gearshift.policy.decide import Decision
+from gearshift.policy.route import Route, describe_route
+from gearshift.records.builder import Ending, Outcome, RequestFacts, build_row
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Call:
+    """One request in flight: what it said, what the policy decided, what the upstream did."""
+
+    request_id: str
+    started: float
+    facts: RequestFacts
+    outcome: Outcome = field(default_factory=Outcome)
+    route: Route | None = None
+    decision: Decision | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    conv_header: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    prompt: str = ""  # prompt_text(messages), computed once per request
+    payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
+    answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+
+def new_call(request: Request) -> Call:
+    rid = "gs-" + uuid.uuid4().hex
+    return Call(request_id=rid, started=time.perf_counter(), facts=RequestFacts(rid, time.time()),
+                headers={"x-gearshift-request-id": rid})
+
+
+def _decision_fields(call: Call) -> dict[str, Any] | None:
+    if call.decision is not None:
+        return call.decision.record_fields()
+    if call.route is not None:  # resolved, then refused (e.g. nothing fits): the record still names the route
+        return {"route": call.route.kind, **describe_route(call.route)}
+    return None
+
+
+def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,
+           http_status: int = 200) -> None:
+    """Build the record once, update metrics, hand it to the writer and the extensions. Never raises."""
+    try:
+        ending = Ending(status, http_status, call.elapsed_ms())
+        if exc is not None:
+            attempts = getattr(exc, "attempts", None)
+            ending = Ending(status, http_status, ending.latency_ms, getattr(exc, "code", None) or type(exc).__name__,
+                            exc.message if isinstance(exc, GearshiftError) else "internal error",
+                            list(attempts) if attempts else None)
+        row = build_row(call.facts, _decision_fields(call), call.outcome, ending)
+        gw.metrics.observe_record(row)
+        gw.emit(row)
+        for ext in gw.extensions:  # shadow sampling, implicit signals, SLO monitor, tracing; never raise or wait
+            ext.on_decision(row, call)
+        gw.keys.settle(row["api_key_id"], row["cost_usd"])  # per-key daily budget (gateway/auth.py)
+    except Exception:  # recording must never break the response
+        log.exception("could not record decision %s", call.request_id)
+
+
+def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
+    status, body = openai_error_body(exc)
+    if not isinstance(exc, GearshiftError):
+        log.exception("unhandled error in request %s", call.request_id, exc_info=exc)
+    finish(gw, call, status="error", exc=exc, http_status=status)
+    retry_after = retry_after_header(exc)
+    if retry_after is not None:
+        call.headers["retry-after"] = retry_after
+    return JSONResponse(body, status_code=status, headers=call.headers)
+
+
+async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int) -> None:
+    """Store the tier a served answer came from under the key its conversation's next turn looks up.
+
+    Awaited before the answer reaches the client, so a next turn sent to any gateway of the fleet finds it.
+    """
+    if gw.policy.conversations is None:
+        return
+    key = next_key(call.conv_header, call.messages, answer)
+    if key is not None:
+        await gw.policy.conversations.set(key, idx)

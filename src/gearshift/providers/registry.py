@@ -1,0 +1,131 @@
+"""Provider kinds by name, like the routers' registry: `provider = "NAME"` in a deployment picks one.
+
+A kind is a factory (no arguments: one provider object serves every deployment of its kind) and a settings
+model, the pydantic model a `[[tiers.deployments]]` entry of that kind must satisfy (a subclass of
+`DeploymentSettings` that adds its own checks). The gateway's tiers, the LLM router (which calls through the
+gateway's providers) and the shadow judge all build providers here, so adding Anthropic or Gemini is one
+`register_provider` call. Tests register an in-process fake the same way. Factories import their module only
+when called: the local provider loads a model, so nothing is built for a kind no deployment uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gearshift.config import get_env
+from gearshift.errors import ConfigError
+from gearshift.providers.base import ChatProvider, Deployment
+
+
+class DeploymentSettings(BaseModel):
+    """One upstream endpoint. `name` (default: `model`) is what clients may ask for directly.
+
+    `provider` names a registered kind; that kind's settings model validates the entry as well."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    provider: str = "openai"
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    input_price_per_m: float = Field(default=0.0, ge=0.0)
+    output_price_per_m: float = Field(default=0.0, ge=0.0)
+    context_window: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploymentSettings:
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        kind = _KINDS.get(self.provider)
+        if kind is None:
+            raise ValueError(f"unknown provider {self.provider!r} (known: {', '.join(provider_names())})")
+        if type(self) is DeploymentSettings and kind.settings is not DeploymentSettings:
+            try:  # the kind's own checks, reported as this entry's
+                kind.settings.model_validate(self.model_dump(exclude_unset=True))
+            except ValidationError as exc:
+                raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())) from None
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.model
+
+    def resolve(self) -> Deployment:
+        """The runtime deployment, with the API key read from the named environment variable."""
+        key = None
+        if self.api_key_env:
+            key = get_env(self.api_key_env)
+            if key is None:
+                raise ConfigError(f"deployment {self.display_name!r}: environment variable "
+                                  f"{self.api_key_env} (api_key_env) is not set")
+        return Deployment(
+            name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
+            api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
+            context_window=self.context_window, timeout_s=self.timeout_s,
+        )
+
+
+class OpenAIDeploymentSettings(DeploymentSettings):
+    """An OpenAI-compatible HTTP API: it needs the URL to send to."""
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> OpenAIDeploymentSettings:
+        if not self.base_url:
+            raise ValueError("base_url is required for provider 'openai'")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKind:
+    factory: Callable[[], ChatProvider]
+    settings: type[DeploymentSettings] = DeploymentSettings
+
+
+def _openai() -> ChatProvider:
+    from gearshift.providers.openai_compat import OpenAICompatProvider
+
+    return OpenAICompatProvider()
+
+
+def _local() -> ChatProvider:
+    from gearshift.providers.local import LocalProvider
+
+    return LocalProvider()
+
+
+_KINDS: dict[str, ProviderKind] = {
+    "openai": ProviderKind(_openai, OpenAIDeploymentSettings),  # any OpenAI-compatible HTTP API
+    "local": ProviderKind(_local),  # in-process SmolLM2
+}
+
+
+def register_provider(name: str, factory: Callable[[], ChatProvider],
+                      settings: type[DeploymentSettings] = DeploymentSettings) -> None:
+    """Make `provider = name` valid in deployments; a second registration of a name replaces the first."""
+    _KINDS[name] = ProviderKind(factory, settings)
+
+
+def unregister_provider(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def provider_names() -> tuple[str, ...]:
+    return tuple(sorted(_KINDS))
+
+
+def provider_kind(name: str) -> ProviderKind:
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(provider_names())})")
+    return kind
+
+
+def build_providers(names: Iterable[str]) -> dict[str, ChatProvider]:
+    """One provider per named kind, each built once."""
+    return {name: provider_kind(name).factory() for name in sorted(set(names))}
