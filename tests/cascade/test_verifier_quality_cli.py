@@ -17,7 +17,7 @@ from gearshift.config import default_data_dir
 def test_recorded_gsm8k_slice_prints_every_verifier_and_writes_json(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "gsm8k.json"
-    assert main(["verifiers", "--data", "gsm8k", "--limit", "60", "--json", str(out)]) == 0
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "60", "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     names = [*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "combined"]
     assert all(name in printed for name in names)
@@ -42,7 +42,7 @@ def test_recorded_gsm8k_slice_prints_every_verifier_and_writes_json(tmp_path: Pa
 
 def test_strong_models_answers_are_more_often_correct(tmp_path: Path) -> None:
     cheap, strong = tmp_path / "c.json", tmp_path / "s.json"
-    assert main(["verifiers", "--data", "gsm8k", "--limit", "80", "--json", str(cheap)]) == 0
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "80", "--json-out", str(cheap)]) == 0
     assert main(["verifiers", "--data", "gsm8k", "--model", "strong", "--limit", "80", "--json", str(strong)]) == 0
     c, s = json.loads(cheap.read_text()), json.loads(strong.read_text())
     assert s["source"].endswith("gpt-4-1106-preview") and s["correct"] > c["correct"]
@@ -61,3 +61,9 @@ def test_bad_sources_are_clear_errors(argv: list[str], message: str, tmp_path: P
     (tmp_path / "not-a-db.sqlite").write_bytes(b"this is not a database file at all" * 100)
     assert main(["verifiers", *(a.replace("{tmp}", str(tmp_path)) for a in argv)]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_json_alone_prints_only_the_report_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)  # nothing but the JSON: pipe it into jq
+    assert report["n"] == 20 or len(report["rows"]) > 0

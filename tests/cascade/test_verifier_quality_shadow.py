@@ -123,7 +123,7 @@ def test_cli_on_traffic_uses_the_configs_cascade_verifiers(traffic_db: Path, tmp
     cfg.write_text(f'[store]\npath = {json.dumps(str(traffic_db))}\n[cascade]\nenabled = true\n'
                    f'verifiers = ["truncation", "refusal", "judge"]\n{tiers}', encoding="utf-8")
     out = tmp_path / "traffic.json"
-    assert main(["verifiers", "--config", str(cfg), "--since", "1h", "--json", str(out)]) == 0
+    assert main(["verifiers", "--config", str(cfg), "--since", "1h", "--json-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "truncation" in printed and "refusal" in printed and "judge" in printed  # the note on the judge
     rows = {r["verifier"]: r for r in json.loads(out.read_text())["rows"]}
@@ -131,7 +131,7 @@ def test_cli_on_traffic_uses_the_configs_cascade_verifiers(traffic_db: Path, tmp
     assert rows["combined"]["false_accept"] == 0 and rows["combined"]["true_reject"] == 5
     assert rows["combined"]["precision"]["value"] == 1.0 and rows["combined"]["recall"]["value"] == 1.0
     # --db with every model-less verifier: shape and empty accept everything, so precision is the base rate
-    assert main(["verifiers", "--db", str(traffic_db), "--json", str(out)]) == 0
+    assert main(["verifiers", "--db", str(traffic_db), "--json-out", str(out)]) == 0
     rows = {r["verifier"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["shape"]["precision"]["value"] == pytest.approx(6 / 11)
     assert rows["shape"]["false_accept_rate"]["value"] == 1.0

@@ -65,7 +65,7 @@ def _populate(db: Path, o: Outcomes, p_strong: np.ndarray, *, fraction: float = 
 
 
 def _bounds(db: Path, out: Path, *extra: str) -> dict[str, Any]:
-    assert main(["bounds", "--db", str(db), "--since", "1d", "--n-boot", "200", "--json", str(out), *extra]) == 0
+    assert main(["bounds", "--db", str(db), "--since", "1d", "--n-boot", "200", "--json-out", str(out), *extra]) == 0
     res: dict[str, Any] = json.loads(out.read_text())
     return res
 
@@ -115,7 +115,7 @@ def test_a_random_router_is_not_doing_real_work(gsm: Outcomes, tmp_path: Path) -
 def test_offline_bounds_on_recorded_outcomes(tmp_path: Path) -> None:
     out = tmp_path / "off.json"
     assert main(["bounds", "--data", "gsm8k", "--router", "random", "--n", "300", "--threshold", "0.5",
-                 "--n-boot", "200", "--json", str(out)]) == 0
+                 "--n-boot", "200", "--json-out", str(out)]) == 0
     rec = json.loads(out.read_text())["recorded"]
     assert rec["source"] == "recorded" and rec["n"] == 300
     assert rec["all_cheap"]["quality"] <= rec["router"]["quality"] <= rec["all_strong"]["quality"]

@@ -126,7 +126,7 @@ def cli_data(mmlu_slice: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_cli_exit_code_follows_the_budget(cli_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "probe.json"
     common = ["--data", str(cli_data), "--n", "40", "--no-progress", "--threshold", "0.5"]
-    assert main(["probe", "--router", "brittle", *common, "--json", str(out)]) == EXIT_OVER_BUDGET
+    assert main(["probe", "--router", "brittle", *common, "--json-out", str(out)]) == EXIT_OVER_BUDGET
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert "casing" in saved["failed"] and saved["passed"] is False
     assert main(["probe", "--router", "robust", *common]) == 0

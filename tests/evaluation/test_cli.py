@@ -17,7 +17,7 @@ def _write(tmp_path: Path, n: int = 240) -> Path:
 def test_eval_writes_json_scores_and_report(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     data = _write(tmp_path)
     out_json, out_scores, out_html = tmp_path / "m.json", tmp_path / "s.jsonl", tmp_path / "r.html"
-    rc = main(["eval", "--test", str(data), "--router", "random", "--router", "heuristic", "--json", str(out_json),
+    rc = main(["eval", "--test", str(data), "--router", "random", "--router", "heuristic", "--json-out", str(out_json),
                "--scores", str(out_scores), "--report", str(out_html), "--n-boot", "100", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -50,7 +50,7 @@ def test_trainable_router_with_group_protocol(tmp_path: Path) -> None:
     data = _write(tmp_path)
     out_json = tmp_path / "m.json"
     rc = main(["eval", "--test", str(data), "--router", "knn:embedder=hashing,k=8", "--protocol", "group",
-               "--group-by", "subject", "--folds", "2", "--json", str(out_json), "--n-boot", "50", "--no-progress"])
+               "--group-by", "subject", "--folds", "2", "--json-out", str(out_json), "--n-boot", "50", "--no-progress"])
     assert rc == 0
     r = json.loads(out_json.read_text())
     assert r["protocol"] == "group:subject" and r["n_test"] == 240
@@ -62,7 +62,7 @@ def test_cross_dataset_and_errors(tmp_path: Path, capsys) -> None:  # type: igno
     test = _write(tmp_path, 100)
     out_json = tmp_path / "m.json"
     assert main(["eval", "--train", str(train), "--test", str(test), "--router", "knn:embedder=hashing",
-                 "--json", str(out_json), "--n-boot", "0", "--no-progress"]) == 0
+                 "--json-out", str(out_json), "--n-boot", "0", "--no-progress"]) == 0
     r = json.loads(out_json.read_text())
     assert r["protocol"] == "cross" and r["n_test"] == 100 and r["train"] == "train" and r["ci"] is None
     assert main(["eval", "--test", str(test), "--router", "no-such-router", "--no-progress"]) == 1
@@ -79,8 +79,9 @@ def test_no_arguments_runs_the_demo_and_writes_the_default_report(tmp_path: Path
     monkeypatch.setattr(commands, "DEFAULT_ROUTERS", ("random", "heuristic", "knn:embedder=hashing"))
     monkeypatch.chdir(tmp_path)
     assert main(["eval"]) == 0
-    out = capsys.readouterr().out
-    assert "gearshift-report.html" in out.replace("\n", "")
+    captured = capsys.readouterr()
+    assert "APGR" in captured.out  # results on stdout, where the report is written on stderr
+    assert f"HTML report: {tmp_path / 'gearshift-report.html'}" in captured.err
     html = (tmp_path / "gearshift-report.html").read_text()
     assert all(name in html for name in ("random", "heuristic", "knn"))
 

@@ -44,3 +44,34 @@ def test_report_is_well_formed_self_contained_and_escapes_prompts(tmp_path: Path
     out = write_report(_results(), tmp_path / "sub" / "r.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [f.name for f in out.parent.iterdir()] == ["r.html"]  # no temp file left beside it
+
+
+def test_report_opens_with_a_summary_and_contents_and_names_things_like_the_terminal() -> None:
+    import re
+
+    html = render_report(_results())
+    body = html[html.index("<body>"):]
+    first_section = body.index("<h2", body.index("At a glance") + 1)
+    glance = body[:first_section]
+    # the top of the page ranks every router by APGR, each linked to its own section
+    assert "At a glance" in glance and "Contents" in glance
+    assert glance.index("&lt;i&gt;router-b&lt;/i&gt;") < glance.index("router-a")  # the better ranker first
+    for anchor in re.findall(r'href="#([^"]+)"', html):
+        assert f'id="{anchor}"' in html
+    # reference rows are named as in the terminal table
+    assert "(all-cheap)" in html and "(all-strong)" in html and "(all_cheap)" not in html
+    # the weighted loss column is explained where it can mislead
+    assert "higher weighted loss than random" in html
+    # cost ticks read as plain numbers, per 1,000 prompts
+    assert "cost per 1,000 prompts (USD)" in html and not re.search(r">[0-9.]+e-[0-9]+<", html)
+    # the long per-segment tables are folded away
+    assert html.count("<details>") >= 2 + 1
+
+
+def test_marker_labels_near_the_right_edge_are_written_leftwards() -> None:
+    from gearshift.evaluation.svg import Marker, Series, line_plot
+
+    svg = line_plot([Series("mf", np.array([0.0, 1.0]), np.array([0.5, 0.9]), "#000")],
+                    [Marker("all-cheap", 0.0, 0.5), Marker("all-strong", 1.0, 0.9)], title="t", xlabel="x",
+                    ylabel="y")
+    assert 'text-anchor="end">all-strong<' in svg and 'text-anchor="start">all-cheap<' in svg

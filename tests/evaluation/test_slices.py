@@ -67,3 +67,11 @@ def test_flag_rule_needs_size_and_significance() -> None:
     assert not rule.flags(losses=4, n=30, overall_rate=0.05)  # 13% vs 5%: not significant at z >= 3
     assert rule.flags(losses=40, n=100, overall_rate=0.05)
     assert not rule.flags(losses=9, n=100, overall_rate=0.05)  # below 2x
+
+
+def test_one_loss_is_an_anecdote_not_a_flagged_segment() -> None:
+    rule = FlagRule()
+    # with a tiny overall rate one loss in 70 prompts passes the z test, but one prompt is no segment problem
+    assert not rule.flags(losses=1, n=70, overall_rate=0.001)
+    assert not rule.flags(losses=2, n=70, overall_rate=0.0)
+    assert rule.flags(losses=3, n=70, overall_rate=0.001)

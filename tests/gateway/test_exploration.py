@@ -90,7 +90,7 @@ def test_logged_exploration_feeds_retrain_and_ope_end_to_end(upstreams: Upstream
     base = ["--db", str(db), "--since", "1h", "--reward", "feedback"]
     assert main(["retrain", *base, "--name", "e2e", "--param", "embedder=hashing:dim=32", "--param", "folds=2"]) == 0
     out = tmp_path / "ope.json"
-    assert main(["ope", *base, "--candidate", "e2e/1", "--n-boot", "100", "--json", str(out)]) == 0
+    assert main(["ope", *base, "--candidate", "e2e/1", "--n-boot", "100", "--json-out", str(out)]) == 0
     import json
 
     res = json.loads(out.read_text())

@@ -154,7 +154,7 @@ def test_serve_banner_shows_the_deployments_of_each_tier(tmp_path: Path, monkeyp
 [store]
 enabled = false
 """, encoding="utf-8")
-        monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)  # the banner, not the server
-        assert main(["serve", "--config", str(cfg)]) == 0
+        monkeypatch.setattr(uvicorn.Server, "run", lambda *a, **k: None)  # the banner, not the server
+        assert main(["serve", "--config", str(cfg), "--port", "0"]) == 0
     err = capsys.readouterr().err
     assert "cheap=[small-a]" in err and "strong=[big-b]" in err, err

@@ -20,6 +20,7 @@ import pytest
 from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
+from gearshift.learning.commands import parse_params
 from gearshift.learning.retrain import simulate_logged_traffic
 from gearshift.policy.exploration import ExplorationPolicy
 from gearshift.routers.policy import TierPolicy
@@ -94,7 +95,7 @@ def _versions(db: Path) -> dict[str, dict[str, object]]:
 
 def _ope(db: Path, candidate: str, out: Path, *extra: str) -> tuple[int, dict[str, object]]:
     code = main(["ope", "--db", str(db), "--candidate", candidate, "--reward", "feedback", "--n-boot", "200",
-                 "--json", str(out), *extra])
+                 "--json-out", str(out), *extra])
     return code, json.loads(out.read_text()) if code == 0 else {}
 
 
@@ -196,3 +197,12 @@ def test_risk_controlled_calibration_from_labels_and_offline_data(logged: tuple[
                  "0.05", "--write", str(out2), "--db", str(tmp_path / "none.sqlite")]) == 0
     assert len(_written(out2)) == 1
     assert main(["calibrate", "--db", str(tmp_path / "missing.sqlite"), "--target-strong-share", "0.2"]) == 1
+
+
+def test_retrain_takes_router_parameters_as_eval_does(logged: tuple[Path, dict[str, float]]) -> None:
+    db, _ = logged
+    spec = "classifier:" + ",".join(HASHING[i + 1] for i in range(0, len(HASHING), 2))
+    assert main(["retrain", "--db", str(db), "--router", spec, "--reward", "feedback", "--name", "spec"]) == 0
+    trained_on = _versions(db)["spec/1"]["metrics"]["trained"]  # type: ignore[index]
+    assert trained_on["router"] == "classifier"
+    assert trained_on["params"] == parse_params(list(HASHING[1::2]))

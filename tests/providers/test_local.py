@@ -39,3 +39,22 @@ async def test_stream_yields_chunks_then_done(local: LocalProvider) -> None:
     deltas = [c.data for c in chunks[:-1] if c.data]
     assert deltas and deltas[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(d["choices"][0]["delta"]["content"] for d in deltas)
+
+
+def test_loading_the_model_keeps_the_backends_info_lines_out_of_the_server_log() -> None:
+    """mistralrs logs coloured INFO lines to stdout (even into a file) unless told otherwise; a user's
+    RUST_LOG still wins, which also proves the check can see those lines."""
+    import os
+    import subprocess
+    import sys
+
+    from support.cli_run import SRC
+
+    code = "from gearshift.providers.local import _default_runner; _default_runner()"
+    env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"} | {"PYTHONPATH": SRC}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "INFO" not in quiet.stdout + quiet.stderr and "\x1b[" not in quiet.stdout + quiet.stderr
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**env, "RUST_LOG": "info"})
+    assert "INFO" in chosen.stdout + chosen.stderr

@@ -8,14 +8,17 @@ outcomes (`--data gsm8k`: RouteLLM's GSM8K answers of both models with their cor
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.gateway.commands import DEFAULT_SINCE
+from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from gearshift.cascade.verifier_quality import Interval, QualityReport
     from gearshift.store.labels import LabelStore
 
@@ -27,13 +30,14 @@ def register(subparsers: Any) -> None:
     src.add_argument("--store-url", help="sqlite:///path or postgresql://... (shadow-labelled traffic)")
     p.add_argument("--config", type=Path,
                    help="gateway config: its [cascade] verifiers, and its [store] unless --db/--store-url")
-    p.add_argument("--since", default="7d", help="traffic labelled since this long ago (30m, 1h, 7d; default 7d)")
+    p.add_argument("--since", default=DEFAULT_SINCE,
+                   help=f"traffic labelled since this long ago (30m, 1h, 7d; default {DEFAULT_SINCE})")
     p.add_argument("--data", metavar="gsm8k|FILE.csv",
                    help="recorded outcomes instead of traffic: 'gsm8k' (shared data) or a gsm8k_responses.csv")
     p.add_argument("--model", choices=["cheap", "strong"], default="cheap", help="whose recorded answers (--data)")
     p.add_argument("--limit", type=int, default=None, help="at most this many items")
     p.add_argument("--offset", type=int, default=0, help="skip this many recorded rows first (--data)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the report as JSON here")
+    add_json_options(p, "the report")
     p.set_defaults(handler=_verifiers)
 
 
@@ -75,24 +79,29 @@ def _gsm8k_path(data: str) -> Path:
     return path
 
 
-def _recorded(args: argparse.Namespace) -> QualityReport:
+def _bar() -> Progress:
+    """A transient bar on stderr, drawn only in a terminal (a pipe gets neither the bar nor blank lines)."""
+    from rich.console import Console
     from rich.progress import Progress
 
+    err = Console(stderr=True)
+    return Progress(transient=True, console=err, disable=not err.is_terminal)
+
+
+def _recorded(args: argparse.Namespace) -> QualityReport:
     from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
     from gearshift.cascade.verifier_quality import evaluate, verifiers_for
 
     model = GSM8K_CHEAP_MODEL if args.model == "cheap" else GSM8K_STRONG_MODEL
     items = load_gsm8k_answers(_gsm8k_path(args.data), model, limit=args.limit, offset=args.offset)
     verifiers, combine, more = verifiers_for(_cascade_options(args.config), math=True)
-    with Progress(transient=True) as bar:
+    with _bar() as bar:
         task = bar.add_task("verifying", total=len(items))
         return evaluate(verifiers, items, source=f"gsm8k:{model}", combine=combine,
                         progress=lambda: bar.advance(task), notes=more)
 
 
 def _traffic(args: argparse.Namespace) -> QualityReport:
-    from rich.progress import Progress
-
     from gearshift.cascade.verifier_quality import traffic_verifier_quality, verifiers_for
     from gearshift.gateway.commands import parse_since
 
@@ -100,7 +109,7 @@ def _traffic(args: argparse.Namespace) -> QualityReport:
     verifiers, combine, notes = verifiers_for(_cascade_options(args.config))
     store = _open_store(args)
     try:
-        with Progress(transient=True) as bar:
+        with _bar() as bar:
             task = bar.add_task("verifying", total=None)
             return traffic_verifier_quality(store, verifiers, since=since, limit=args.limit, combine=combine,
                                             notes=notes, progress=lambda: bar.advance(task))
@@ -122,9 +131,15 @@ def _verifiers(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be > 0")
     if args.data is not None and (args.db is not None or args.store_url is not None):
         raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
+    from gearshift.terminal import emit_json, json_outputs
+
+    err = Console(stderr=True, soft_wrap=True)
+    json_stdout, json_path = json_outputs(args, err)
     report = _recorded(args) if args.data is not None else _traffic(args)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    if json_stdout or json_path:
+        emit_json(report.to_json(), json_stdout, json_path, err, "verifier report")
+    if json_stdout:
+        return 0
     console = Console(soft_wrap=True)
     if not console.is_terminal:  # pipes and logs: keep a row on one line rather than rich's 80 columns
         console.width = 120

@@ -40,6 +40,10 @@ _OPTION_KEYS = {
 }
 
 
+#: every key `[cascade]` accepts: the gateway's settings reject any other when the config is loaded
+CASCADE_KEYS = frozenset({"enabled", "verifiers", *_RUNNER_KEYS, *_OPTION_KEYS})
+
+
 def _builders(o: Mapping[str, Any], judge: CompletionFn | None) -> dict[str, Callable[[], Verifier]]:
     def make_judge() -> Verifier:
         if judge is None:

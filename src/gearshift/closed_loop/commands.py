@@ -8,9 +8,10 @@ budget, 3 at least one above, 1 on errors.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     from gearshift.closed_loop.probes import ProbeReport
@@ -38,7 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--strong", help="strong model for training labels (default: highest tier)")
     p.add_argument("--weak", help="weak model for training labels (default: lowest tier)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and perturbations (default 0)")
-    p.add_argument("--json", type=Path, help="write the probe report JSON here")
+    add_json_options(p, "the probe report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_probe)
 
@@ -90,8 +91,10 @@ def run_probe(args: argparse.Namespace) -> int:
     from gearshift.evaluation.labels import check_pair, default_pair, outcome_gaps
     from gearshift.evaluation.protocols import fixed_split
     from gearshift.routers.policy import TierPolicy
+    from gearshift.terminal import emit_json, json_outputs, stdout_console
 
-    console = Console()
+    console = Console(stderr=True, soft_wrap=True)  # progress and info; results go to stdout
+    json_stdout, json_path = json_outputs(args, console)
     if args.n < 1 or args.train_n < 2:
         raise ConfigError("--n must be at least 1 and --train-n at least 2")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else None
@@ -116,18 +119,17 @@ def run_probe(args: argparse.Namespace) -> int:
         router = _router(args, train_prompts, gaps)
     policy = TierPolicy(thresholds=(args.threshold,)) if args.threshold is not None \
         else policy_for_share(router, prompts, args.strong_share)
-    with Progress(console=console, transient=True, disable=args.no_progress) as progress:
+    with Progress(console=console, transient=True, disable=args.no_progress or not console.is_terminal) as progress:
         task = progress.add_task("probing", total=len(config.families or _all_families()))
 
         def step(family: str) -> None:
             progress.update(task, description=f"probing: {family}", advance=1)
 
         report = run_probes(router, prompts, policy, config, progress=step)
-    _print(report, console)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        console.print(f"probe report JSON: {args.json}", highlight=False)
+    if not json_stdout:
+        _print(report, stdout_console())
+    if json_stdout or json_path:
+        emit_json(report.to_json(), json_stdout, json_path, console, "probe report")
     return 0 if report.passed else EXIT_OVER_BUDGET
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.gateway.commands import DEFAULT_SINCE
 
 if TYPE_CHECKING:
     from gearshift.store.labels import LabelStore
@@ -30,24 +31,28 @@ def register(subparsers: Any) -> None:
     sub = tri.add_subparsers(dest="triage_command", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="show triage items")
     _source(ls)
-    ls.add_argument("--status", choices=["open", "labelled", "all"], default="open")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--status", choices=["open", "labelled", "all"], default="open",
+                    help="which items: open (not yet labelled, the default), labelled or all")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")
     ls.add_argument("--json", action="store_true", help="JSON lines (with both answers) instead of a table")
     ls.set_defaults(handler=_list)
     lb = sub.add_parser("label", help="label one item")
     _source(lb)
-    lb.add_argument("item_id", type=int, metavar="ID")
-    lb.add_argument("--label", required=True, choices=["strong_needed", "cheap_ok", "skip"])
+    lb.add_argument("item_id", type=int, metavar="ID", help="the item's id, as `triage list` shows it")
+    lb.add_argument("--label", required=True, choices=["strong_needed", "cheap_ok", "skip"],
+                    help="strong_needed: the cheap answer was not good enough; cheap_ok: it was; skip: cannot tell")
     lb.set_defaults(handler=_label)
     ex = sub.add_parser("export", help="write labelled items as canonical training data (JSONL + models table)")
     _source(ex)
-    ex.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl")
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE.jsonl",
+                    help="canonical outcome data to write (a models table is written beside it)")
     ex.add_argument("--include-judge", action="store_true", help="also unlabelled items, scored by the judge")
     ex.set_defaults(handler=_export)
 
     sig = subparsers.add_parser("signals", help="downstream signal rates per tier and segment")
     _source(sig)
-    sig.add_argument("--since", default="1h", help="decisions newer than this (30m, 1h, 7d; default 1h)")
+    sig.add_argument("--since", default=DEFAULT_SINCE, help=f"decisions newer than this (30m, 1h, 7d; default "
+                                                            f"{DEFAULT_SINCE})")
     sig.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     sig.set_defaults(handler=_signals)
 
@@ -63,6 +68,8 @@ def _store(args: argparse.Namespace) -> LabelStore:
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+
+    from gearshift.terminal import safe_cell
 
     store = _store(args)
     try:
@@ -80,9 +87,9 @@ def _list(args: argparse.Namespace) -> int:
     for it in items:
         scores = (it.get("judge") or {}).get("scores") or {}
         table.add_row(str(it["id"]), time.strftime("%m-%d %H:%M", time.localtime(it["time"])),
-                      str((it.get("routing") or {}).get("tier")),
-                      " ".join(f"{t}={s:.2f}" for t, s in scores.items()), f"{it.get('gap') or 0:.2f}",
-                      str(it.get("label") or ""), str(it.get("prompt") or "")[:80].replace("\n", " "))
+                      safe_cell((it.get("routing") or {}).get("tier")),
+                      safe_cell(" ".join(f"{t}={s:.2f}" for t, s in scores.items())), f"{it.get('gap') or 0:.2f}",
+                      safe_cell(it.get("label") or ""), safe_cell(str(it.get("prompt") or "")[:80].replace("\n", " ")))
     console.print(table)
     return 0
 
@@ -121,6 +128,7 @@ def _signals(args: argparse.Namespace) -> int:
 
     from gearshift.closed_loop.signals import signal_rates
     from gearshift.gateway.commands import parse_since
+    from gearshift.terminal import safe_cell
 
     since, until = parse_since(args.since), time.time() + 1.0
     store = _store(args)
@@ -137,6 +145,6 @@ def _signals(args: argparse.Namespace) -> int:
     for col in ("signal", "group", "hits", "decisions", "rate"):
         table.add_column(col, justify="left" if col in ("signal", "group") else "right")
     for r in rates:
-        table.add_row(r.signal, r.group, str(r.hits), str(r.decisions), f"{r.rate:.1%}")
+        table.add_row(safe_cell(r.signal), safe_cell(r.group), str(r.hits), str(r.decisions), f"{r.rate:.1%}")
     console.print(table)
     return 0

@@ -197,11 +197,25 @@ def read_jsonl(path: str | Path, name: str | None = None) -> Dataset:
                    models=models, notes=notes)
 
 
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)  # read the umask: setting it is the only portable way
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, chunks: Iterable[str]) -> None:
-    """Write via a temp file renamed into place: a failure leaves no half-written file behind."""
+    """Write via a temp file renamed into place: a failure leaves no half-written file behind.
+
+    The file gets the permissions a plain `open()` would give (0666 less the umask, or the replaced file's mode),
+    not the temp file's private 0600: a report or export is meant to be shared.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for chunk in chunks:
                 fh.write(chunk)

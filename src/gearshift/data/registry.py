@@ -48,7 +48,15 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
             from gearshift.config import default_data_dir
 
             data_dir = default_data_dir()
-        return _loaders()[name](Path(data_dir))
+        try:
+            return _loaders()[name](Path(data_dir))
+        except DataError as exc:
+            if exc.path is None or Path(exc.path).exists():
+                raise
+            raise DataError(f"recorded outcomes for {name!r} not found in {data_dir} (missing {exc.path}). The data "
+                            "directory is $GEARSHIFT_DATA_DIR, else ../shared/data above the working directory, "
+                            "else the cache: run `gearshift data fetch` to download the data there, or pass "
+                            "--data-dir DIR") from exc
     path = Path(name)
     if path.suffix == ".jsonl" or path.is_file():
         if not path.is_file():

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.status import Status
+from rich.text import Text
+
+from gearshift.terminal import add_json_options
+
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from gearshift.data.records import Dataset
     from gearshift.evaluation.runner import EvalResult
@@ -42,7 +50,7 @@ def register(subparsers: Any) -> None:
                         "cross: train on --train, test on --test (default when they differ, else split)")
     p.add_argument("--group-by", help="segment for --protocol group (default: the dataset's first segment)")
     p.add_argument("--folds", type=int, default=5, help="folds for kfold/group (default 5)")
-    p.add_argument("--json", type=Path, help="write metrics JSON here")
+    add_json_options(p, "the metrics")
     p.add_argument("--report", type=Path, help="write the HTML report here")
     p.add_argument("--scores", type=Path, help="write one JSONL line per test prompt (id, p_strong, label)")
     p.add_argument("--data-dir", type=Path, help="raw data directory (default: from config)")
@@ -104,7 +112,7 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     settings = MetricSettings(threshold=args.threshold, eps=args.eps) if args.threshold is not None else \
         MetricSettings(target_strong_share=args.target_strong_share, eps=args.eps)
     kw: dict[str, Any] = {"settings": settings,
-                          "n_boot": args.n_boot, "seed": args.seed, "progress": not args.no_progress,
+                          "n_boot": args.n_boot, "seed": args.seed, "progress": args.show_progress,
                           "console": console, "label": label,
                           "fit_cache": None if args.no_cache else default_fit_cache()}
 
@@ -130,11 +138,30 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     return evaluate_folds(make, test, folds, strong, weak, protocol=protocol, **kw)
 
 
+_COLUMNS = ("router", "APGR", "95% CI", "CPT50", "CPT80", "CPT95", "AIQ", "strong", "q-loss")
+#: narrow terminals lose these first: the router name, APGR and the operating point stay
+_DROP_ORDER = ("CPT95", "95% CI", "AIQ", "CPT80", "CPT50")
+
+
+def flag_line(r: EvalResult) -> str:
+    """The flagged segments of one router, each with its count of quality losses (not a bare name)."""
+    parts = []
+    for s in r.flagged:
+        c = s.metrics.confusion
+        parts.append(f"{s.segment}={s.value} ({c.quality_loss} of {s.metrics.n} lost)")
+    overall = r.metrics.confusion.quality_loss_rate
+    return (f"quality-loss hot spots for {r.router} (rate > 2x the overall {overall:.1%}, n >= 30, z >= 3, "
+            f">= 3 losses): " + ", ".join(parts))
+
+
 def _print_results(results: list[EvalResult], console: Console) -> None:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
+    from gearshift.evaluation.legend import REFERENCE_LABELS
     from gearshift.evaluation.metrics import clean
+    from gearshift.terminal import fit_table, print_fitted
 
     def f(v: float | None, d: int = 3) -> str:
         return "–" if v is None or clean(v) is None else f"{v:.{d}f}"
@@ -144,31 +171,48 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
         by_set.setdefault(r.dataset, []).append(r)
     for dataset, rs in by_set.items():
         first = rs[0]
-        table = Table(title=f"{dataset}: {first.strong} vs {first.weak}; {first.n_test} test prompts, "
-                            f"protocol {first.protocol}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                      collapse_padding=True)
-        table.add_column("router", overflow="fold", min_width=10)
-        for col in ("APGR", "95% CI", "CPT50", "CPT80", "CPT95", "AIQ", "strong", "q-loss"):
-            table.add_column(col, justify="right", no_wrap=True)
+        title = escape(f"{dataset}: {first.strong} vs {first.weak}; {first.n_test} test prompts, protocol "
+                       f"{first.protocol}")
+        rows: list[dict[str, str]] = []
         for r in rs:
             ci = r.ci.intervals["apgr"] if r.ci else None
             m = r.metrics
-            table.add_row(r.router, f(m.apgr), f"{f(ci.lo, 2)}–{f(ci.hi, 2)}" if ci else "–",
-                          *(f(m.cpt[t]) for t in sorted(m.cpt)), f(m.aiq, 4), f(m.confusion.strong_share, 2),
-                          f(m.confusion.quality_loss_rate, 2))
+            rows.append({"router": escape(r.router), "APGR": f(m.apgr),
+                         "95% CI": f"{f(ci.lo, 2)}–{f(ci.hi, 2)}" if ci else "–",
+                         **{f"CPT{round(t * 100)}": f(m.cpt[t]) for t in m.cpt}, "AIQ": f(m.aiq, 4),
+                         "strong": f(m.confusion.strong_share, 2), "q-loss": f(m.confusion.quality_loss_rate, 2)})
+        n_routers = len(rows)
         for name, ref in first.references.items():
-            cpts = [f(ref.cpt[t]) for t in sorted(ref.cpt)] if ref.cpt else ["–"] * 3
-            table.add_row(f"({name.removeprefix('all_')})", f(ref.apgr), "–", *cpts, f(ref.aiq, 4),
-                          f(ref.strong_share, 2), "–", style="dim")
-        console.print(table)
-        console.print("[dim]strong: share sent strong at p_strong >= threshold; q-loss: share sent cheap that "
-                      "needed strong[/]", highlight=False)
+            rows.append({"router": f"({REFERENCE_LABELS.get(name, name)})", "APGR": f(ref.apgr), "95% CI": "–",
+                         **{f"CPT{round(t * 100)}": f(ref.cpt[t]) if ref.cpt else "–" for t in first.metrics.cpt},
+                         "AIQ": f(ref.aiq, 4), "strong": f(ref.strong_share, 2), "q-loss": "–"})
+
+        def build(columns: Sequence[str], title: str = title, rows: list[dict[str, str]] = rows,
+                  n_routers: int = n_routers) -> Table:
+            table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                          collapse_padding=True)
+            for col in columns:
+                table.add_column(col, justify="left" if col == "router" else "right", no_wrap=True)
+            for i, row in enumerate(rows):
+                table.add_row(*(row.get(c, "–") for c in columns), style="dim" if i >= n_routers else None)
+            return table
+
+        print_fitted(console, fit_table(console, build, _COLUMNS, _DROP_ORDER), _COLUMNS)
         for r in rs:
             if r.flagged:
-                console.print(f"[yellow]flagged[/] ({r.router}): "
-                              + ", ".join(f"{s.segment}={s.value}" for s in r.flagged), highlight=False)
+                console.print(f"[yellow]{escape(flag_line(r))}[/]", highlight=False)
         for note in dict.fromkeys(n for r in rs for n in r.notes):
-            console.print(f"[dim]note:[/] {note}", highlight=False)
+            console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
+
+
+def _print_legend(results: list[EvalResult], console: Console) -> None:
+    """What the columns mean, last, under the operating points (the same words as the HTML report)."""
+    from rich.markup import escape
+
+    from gearshift.evaluation.legend import legend
+
+    for line in legend(results[0].settings):
+        console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
 
 def _print_operating_points(results: list[EvalResult], console: Console) -> None:
@@ -193,15 +237,36 @@ def _write_scores(results: list[EvalResult], path: Path) -> None:
                                      "gap": float(r.gaps[i]), "router": r.router, "dataset": r.dataset}) + "\n")
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
+class _Elapsed:
+    """A status text that shows its own running time (the spinner redraws it)."""
 
+    def __init__(self, text: str) -> None:
+        self.text, self.start = text, time.monotonic()
+
+    def __rich__(self) -> Text:
+        return Text(f"{self.text}  {time.monotonic() - self.start:.0f} s")
+
+
+class StepConsole(Console):
+    """The stderr console of `gearshift eval`: every spinner says which router of how many runs, and for how long."""
+
+    step = ""
+
+    def status(self, status: Any, **kw: Any) -> Status:
+        return super().status(_Elapsed(f"{self.step}{status}"), **kw)
+
+
+def run_eval(args: argparse.Namespace) -> int:
     from gearshift.data.registry import load_dataset
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair
     from gearshift.evaluation.report import write_report
+    from gearshift.terminal import emit_json, json_outputs, progress_enabled, stdout_console
 
-    console = Console()
+    # results on stdout; progress and info on stderr
+    out, console = stdout_console(), StepConsole(stderr=True, soft_wrap=True)
+    args.show_progress = progress_enabled(args.no_progress, console)
+    json_stdout, json_path = json_outputs(args, console)
     demo = args.test is None and args.train is None
     routers = args.router or _default_routers()
     if demo:
@@ -218,28 +283,32 @@ def run_eval(args: argparse.Namespace) -> int:
         jobs = [(args.train if protocol == "cross" else None, test_name, protocol)]
         report = args.report
     results: list[EvalResult] = []
+    labels = _labels(routers)
+    n_steps, step = len(jobs) * len(labels), 0
     for train_name, test_name, protocol in jobs:
-        with console.status(f"loading {test_name}"):
+        with console.status(f"loading {test_name}") if args.show_progress else nullcontext():
             test = load_dataset(test_name, args.data_dir)
             train = load_dataset(train_name, args.data_dir) if train_name else None
         strong, weak = default_pair(test)
         strong, weak = args.strong or strong, args.weak or weak
         check_pair(test, strong, weak)
-        for spec, label in _labels(routers).items():
+        for spec, label in labels.items():
+            step += 1
+            console.step = f"[{step}/{n_steps}] "
             result = _evaluate_one(spec, label, train, test, strong, weak, protocol, args, console)
             result.spec = spec
             results.append(result)
-    _print_results(results, console)
-    _print_operating_points(results, console)
-    if args.json:
+    if not json_stdout:
+        _print_results(results, out)
+        _print_operating_points(results, out)
+        _print_legend(results, out)
+    if json_stdout or json_path:
         payload: Any = results[0].to_json() if len(results) == 1 else {"results": [r.to_json() for r in results]}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        console.print(f"metrics JSON: {args.json}", highlight=False)
+        emit_json(payload, json_stdout, json_path, console, "metrics")
     if args.scores:
         _write_scores(results, args.scores)
-        console.print(f"per-prompt scores: {args.scores}", highlight=False)
+        console.print(f"per-prompt scores: {args.scores}", markup=False, highlight=False)
     if report:
         path = write_report(results, report)
-        console.print(f"HTML report: [bold]{path.resolve()}[/]", highlight=False)
+        console.print(f"HTML report: {path.resolve()}", markup=False, highlight=False)
     return 0

@@ -10,7 +10,8 @@ evaluation adds ``script``, the dominant script of the letters (``ascii``, ``lat
 Flag rule: a segment is flagged when its quality-loss rate (share of its prompts sent cheap that needed
 strong) exceeds ``ratio`` (2) times the overall rate, it has at least ``min_n`` (30) prompts, and the
 excess is significant: z >= ``z`` (3, conservative because dozens of segments are tested) under a
-binomial null at the overall rate. With an overall rate of 0, at least 3 losses suffice.
+binomial null at the overall rate, and it has at least ``min_losses`` (3) losses: with a tiny overall rate one
+loss in 70 prompts passes the z test, and a single prompt is an anecdote, not a segment problem.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ class FlagRule:
     ratio: float = 2.0
     min_n: int = 30
     z: float = 3.0
+    min_losses: int = 3
 
     def flags(self, losses: int, n: int, overall_rate: float) -> bool:
-        if n < self.min_n or n == 0:
+        if n < self.min_n or n == 0 or losses < self.min_losses:
             return False
         rate = losses / n
         if overall_rate <= 0:
-            return losses >= 3
+            return True
         if rate <= self.ratio * overall_rate:
             return False
         sd = np.sqrt(n * overall_rate * (1 - overall_rate))

@@ -44,7 +44,10 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+    """Three significant digits, never in exponent form (an axis reading 7.21e-05 is not read at a glance)."""
+    if v == 0 or not np.isfinite(v):
+        return "0" if v == 0 else str(v)
+    return str(np.format_float_positional(v, precision=3, unique=False, fractional=False, trim="-"))
 
 
 def line_plot(series: Sequence[Series], markers: Sequence[Marker], *, title: str, xlabel: str, ylabel: str,
@@ -98,8 +101,12 @@ def line_plot(series: Sequence[Series], markers: Sequence[Marker], *, title: str
     for m in markers:
         if not (np.isfinite(m.x) and np.isfinite(m.y)):
             continue
+        # a label near the right edge is written leftwards, so it stays inside the plot, clear of the legend
+        right_half = px(m.x) > left + pw / 2
+        tx, anchor = (px(m.x) - 6, "end") if right_half else (px(m.x) + 6, "start")
         out.append(f'<circle cx="{px(m.x):.1f}" cy="{py(m.y):.1f}" r="4" fill="{m.color}">'
                    f'<title>{escape(m.label)}</title></circle>'
-                   f'<text x="{px(m.x) + 6:.1f}" y="{py(m.y) - 6:.1f}" font-size="10">{escape(m.label)}</text>')
+                   f'<text x="{tx:.1f}" y="{py(m.y) - 6:.1f}" font-size="10" text-anchor="{anchor}">'
+                   f"{escape(m.label)}</text>")
     out.append("</svg>")
     return "".join(out)

@@ -58,7 +58,11 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({
         "status": "ok",
         "tiers": {name: [d.name for d in deps] for name, deps in zip(gw.tier_names, gw.tiers, strict=True)},
-        "router": gw.resolver.router.describe(),
+        # the router serving gearshift/auto: `algorithm` is its code's version (heuristic@2 on a fresh install),
+        # `version` the registry version it was loaded from (None: built from the config, not registered)
+        "router": {"name": gw.resolver.router.name, "algorithm": gw.resolver.router.describe(),
+                   "version": gw.resolver.live.ref,
+                   "source": "registry" if gw.resolver.live.ref is not None else "config"},
         "router_version": gw.resolver.live.ref,  # learning: the registered version serving (None: not one)
         "decisions": None if writer is None else {"written": writer.written, "queued": writer.queued,
                                                   "dropped": writer.dropped, "failed": writer.failed},

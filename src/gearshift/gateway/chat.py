@@ -84,7 +84,7 @@ async def chat_completions(request: Request) -> Response:
     facts = call.facts
     try:
         facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
-        raw = await read_body(request, gw.settings.limits.max_body_bytes)
+        raw = await read_body(request, gw.settings.limits.max_body_bytes, "[limits] max_body_bytes")
         if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
             require_json(request.headers.get("content-type"))
         payload = parse_json(raw)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import re
+import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gearshift.errors import ConfigError
+from gearshift.terminal import fit_table, print_fitted, safe_cell, stdout_console
 
+#: the one default look-back of every command that reads a window of traffic (`decisions` alone shows the
+#: newest --limit records of any age)
+DEFAULT_SINCE = "7d"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -22,24 +29,46 @@ def parse_since(value: str, now: float | None = None) -> float:
     return (time.time() if now is None else now) - float(m[1]) * _UNIT_S[m[2]]
 
 
+def port_number(value: str) -> int:
+    """argparse type: a TCP port, 1-65535, or 0 for any free one."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535, or 0 for any free port)")
+    return port
+
+
 def register(subparsers: Any) -> None:
-    serve = subparsers.add_parser("serve", help="run the OpenAI-compatible routing gateway")
-    serve.add_argument("--config", type=Path, help="gearshift.toml (default: local SmolLM2 on both tiers)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--log-level", default="info")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    serve = subparsers.add_parser("serve", help="run the OpenAI-compatible routing gateway", formatter_class=defaults,
+                                  description="Run the gateway: an OpenAI-compatible /v1 API that routes each "
+                                              "request to a tier, records the decision and serves /dashboard.")
+    serve.add_argument("--config", type=Path,
+                       help="gearshift.toml (none: the local SmolLM2 demo on both tiers, no API keys)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port (0: any free port)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                       help="server log level")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per HTTP request (client, method, path, status)")
     serve.set_defaults(handler=_serve)
 
-    dec = subparsers.add_parser("decisions", help="show recorded routing decisions")
+    dec = subparsers.add_parser("decisions", help="show recorded routing decisions", formatter_class=defaults,
+                                description="Show the gateway's recorded routing decisions, newest first. The "
+                                            "store is the one `gearshift serve` uses: the demo's by default, "
+                                            "or --config's, --db's or --store-url's.")
     src = dec.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="SQLite decision store")
+    src.add_argument("--db", type=Path, help="SQLite decision store (default: the no-config demo's store)")
     src.add_argument("--config", type=Path, help="read [store] (path or url) from this gateway config")
     src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
-    dec.add_argument("--since", help="only newer than this (30m, 1h, 7d)")
-    dec.add_argument("--tier")
-    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected"])
-    dec.add_argument("--limit", type=int, default=50)
-    dec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    dec.add_argument("--since", help="only decisions newer than this (30m, 1h, 7d; default: any age)")
+    dec.add_argument("--tier", help="only this tier (e.g. cheap, strong)")
+    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected"],
+                     help="only this outcome")
+    dec.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
+    dec.add_argument("--json", action="store_true", help="JSON lines on stdout instead of a table")
     dec.set_defaults(handler=_decisions)
 
     from gearshift.gateway.keys import register as register_keys
@@ -67,8 +96,48 @@ def existing_store_url(db: Path | None, config: Path | None, *, store_url: str |
     else:
         url = settings_url(_settings(config).store)
     if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        raise ConfigError(f"no gateway store at {sqlite_path(url)}")
+        raise ConfigError(f"no gateway store at {sqlite_path(url)}: nothing recorded there yet. Pass --db FILE, "
+                          "--config gearshift.toml (its [store]) or --store-url URL to read the store a gateway "
+                          "wrote; `gearshift serve` prints its store when it starts")
     return url
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything slow starts, so a port in use fails at once with a clear error."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: cannot resolve ({exc.strerror})") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = " (another gateway running? pick another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def banner(settings: Any, host: str, port: int) -> str:
+    """What `serve` says when it is up: where to send requests and look, and where decisions go."""
+    from gearshift.store.factory import settings_url, sqlite_path, store_kind
+    from gearshift.store.postgres import redact
+
+    root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    tiers = ", ".join(f"{t.name}=[{', '.join(d.display_name for d in t.deployments)}]" for t in settings.tiers)
+    url = settings_url(settings.store)
+    store = "off" if not settings.store.enabled else (
+        Path(sqlite_path(url)).resolve() if store_kind(url) == "sqlite" else redact(url))
+    lines = [f"gearshift gateway on {root}/v1 (OpenAI-compatible; model gearshift/auto routes)",
+             f"  tiers: {tiers}   router: {settings.router.name}"]
+    if settings.dashboard.enabled:
+        lines.append(f"  dashboard: {root}/dashboard")
+    lines.append(f"  decisions: {store}")
+    return "\n".join(lines)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,20 +147,24 @@ def _serve(args: argparse.Namespace) -> int:
     from gearshift.gateway.app import create_app
 
     settings = _settings(args.config)
-    app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
-    tiers = ", ".join(f"{t.name}=[{', '.join(d.display_name for d in t.deployments)}]" for t in settings.tiers)
-    Console(stderr=True).print(f"gearshift gateway on http://{args.host}:{args.port}/v1  tiers: {tiers}  "
-                               f"router: {settings.router.name}", highlight=False, markup=False)
-    from gearshift.gateway.origin import is_loopback_bind
+    sock = _listen(args.host, args.port)
+    try:
+        app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
+        port = sock.getsockname()[1]
+        Console(stderr=True, soft_wrap=True).print(banner(settings, args.host, port), highlight=False, markup=False)
+        from gearshift.gateway.origin import is_loopback_bind
 
-    if not settings.auth.keys and not is_loopback_bind(args.host):
-        Console(stderr=True).print(f"warning: no [[auth.keys]] and listening on {args.host}: anyone who can reach "
-                                   "this port spends your upstream budget; add keys (gearshift keys create)",
-                                   highlight=False, markup=False)
-    loop, http = server_speedups()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain in-flight, then flush
-                loop=loop, http=http)
+        if not settings.auth.keys and not is_loopback_bind(args.host):
+            Console(stderr=True).print(f"warning: no [[auth.keys]] and listening on {args.host}: anyone who can "
+                                       "reach this port spends your upstream budget; add keys (gearshift keys create)",
+                                       highlight=False, markup=False)
+        loop, http = server_speedups()
+        config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
+                                timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain, flush
+                                loop=loop, http=http)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
@@ -105,9 +178,7 @@ def server_speedups() -> tuple[str, str]:
 
 def _decisions(args: argparse.Namespace) -> int:
     import json
-
-    from rich.console import Console
-    from rich.table import Table
+    import sys
 
     from gearshift.store.base import DecisionQuery
     from gearshift.store.factory import open_decision_store, sqlite_path, store_kind
@@ -122,25 +193,51 @@ def _decisions(args: argparse.Namespace) -> int:
         rows = store.query(q)
     finally:
         store.close()
-    console = Console(soft_wrap=True)
     if args.json:
         for r in rows:
-            console.print(json.dumps(r, ensure_ascii=False), markup=False, highlight=False)
+            sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return 0
-    table = Table(title=f"{len(rows)} decision(s) from {path}")
-    for col in ("time", "request", "model", "router", "score", "tier", "deployment", "status", "tokens",
-                "cost $", "ms"):
-        table.add_column(col, justify="right" if col in ("score", "tokens", "cost $", "ms") else "left")
-    for r in rows:
-        score = r.get("score")
-        cost = r.get("cost_usd")
-        table.add_row(
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"])), str(r["request_id"])[-8:],
-            str(r.get("requested_model") or ""), str(r.get("router") or ""),
-            "" if score is None else f"{score:.3f}", str(r.get("tier") or ""), str(r.get("deployment") or ""),
-            str(r.get("status")) + (f" ({r['error_type']})" if r.get("error_type") else ""),
-            f"{r.get('tokens_in') or 0}/{r.get('tokens_out') or 0}", "" if cost is None else f"{cost:.6f}",
-            f"{r.get('latency_ms') or 0:.0f}",
-        )
-    console.print(table)
+    console = stdout_console()
+    print_fitted(console, decisions_table(rows, f"{len(rows)} decision(s) from {path}", console), _DECISION_COLUMNS)
     return 0
+
+
+#: the decisions table's columns, and the order a narrower terminal gives them up in: what was routed where
+#: (time, tier, deployment, status) stays, whole, at any width
+_DECISION_COLUMNS = ("date", "time", "request", "model", "router", "score", "tier", "deployment", "status", "tokens",
+                     "cost $", "ms")
+_DECISION_DROP = ("request", "router", "tokens", "ms", "model", "date", "cost $", "score")
+
+
+def decisions_table(rows: list[dict[str, Any]], title: str, console: Any) -> Any:
+    """Decision records as a rich table that fits `console`: whole columns are dropped, never cut to a few
+    characters; client-supplied text (the model name, errors) is shown inert (no markup, no escape codes)."""
+    from rich import box
+    from rich.table import Table
+
+    cells = []
+    for r in rows:
+        score, cost = r.get("score"), r.get("cost_usd")
+        cells.append({
+            "date": time.strftime("%Y-%m-%d", time.localtime(r["time"])),
+            "time": time.strftime("%H:%M:%S", time.localtime(r["time"])),
+            "request": safe_cell(str(r["request_id"])[-8:]), "model": safe_cell(r.get("requested_model") or ""),
+            "router": safe_cell(r.get("router") or ""), "score": "" if score is None else f"{score:.3f}",
+            "tier": safe_cell(r.get("tier") or ""), "deployment": safe_cell(r.get("deployment") or ""),
+            "status": safe_cell(str(r.get("status")) + (f" ({r['error_type']})" if r.get("error_type") else "")),
+            "tokens": f"{r.get('tokens_in') or 0}/{r.get('tokens_out') or 0}",
+            "cost $": "" if cost is None else f"{cost:.6f}", "ms": f"{r.get('latency_ms') or 0:.0f}",
+        })
+
+    def build(columns: Sequence[str]) -> Table:
+        table = Table(title=safe_cell(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)
+        for col in columns:
+            right = col in ("score", "tokens", "cost $", "ms")
+            table.add_column(col, justify="right" if right else "left", overflow="fold",
+                             no_wrap=col in ("date", "time", "score", "tokens", "cost $", "ms"))
+        for c in cells:
+            table.add_row(*(c[col] for col in columns))
+        return table
+
+    return fit_table(console, build, _DECISION_COLUMNS, _DECISION_DROP)

@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     create = sub.add_parser("create", help="mint a key: prints the raw key once and the config snippet")
     create.add_argument("--id", required=True, help="the name records and metrics show for this key")
     create.add_argument("--scopes", default="inference", help="comma-separated: inference, feedback, admin")
-    create.add_argument("--budget-usd-per-day", type=float)
+    create.add_argument("--budget-usd-per-day", type=float, help="spend cap per UTC day in USD (default: none)")
     create.add_argument("--rpm", type=int, help="requests per minute (token bucket)")
     create.add_argument("--max-strong-share", type=float, help="cap on the strong tier's share (0..1)")
     create.set_defaults(handler=_create)

@@ -149,4 +149,5 @@ class ModelResolver:
         if hit is not None:
             tier, dep = hit
             return Route("concrete", tier_index=self.tiers.index(tier), deployment=dep)
-        raise ModelNotFoundError(f"The model `{model}` does not exist", param="model")
+        raise ModelNotFoundError(f"The model `{model}` does not exist; available models: "
+                                 f"{', '.join(self.model_ids())}, or router-<router>-<threshold>", param="model")

@@ -8,12 +8,14 @@ cheap answers with at most 128 new tokens, strong with 512.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
 from gearshift.errors import ConfigError
@@ -29,6 +31,7 @@ from gearshift.policy.settings import RouteSettings as RouteSettings
 from gearshift.policy.settings import Strict as _Strict
 from gearshift.providers.registry import DeploymentSettings as DeploymentSettings
 from gearshift.store.settings import StoreSettings as StoreSettings
+from gearshift.store.settings import default_store_path as default_store_path
 from gearshift.tracing.settings import TracingSettings
 
 LOCAL_MODEL = "smollm2-135m-instruct"
@@ -40,11 +43,21 @@ class TierSettings(_Strict):
 
 
 class CascadeSettings(BaseModel):
-    """Passed as-is to the cascade runner; extra keys belong to it."""
+    """Passed as-is to the cascade runner; extra keys belong to it, and any key it does not know is an error
+    when the config is loaded (a typo such as `enabeld` must not leave the cascade silently off)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     enabled: bool = False
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> CascadeSettings:
+        from gearshift.cascade.factory import CASCADE_KEYS
+
+        unknown = sorted(set(self.model_extra or {}) - CASCADE_KEYS)
+        if unknown:
+            raise PydanticCustomError("unknown_keys", "unknown keys", {"keys": unknown, "known": sorted(CASCADE_KEYS)})
+        return self
 
 
 class SegmentSettings(_Strict):
@@ -221,11 +234,42 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
 
 
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at `loc` accepts (for a did-you-mean hint); [] when it cannot be told."""
+    model: Any = GatewaySettings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        while get_args(ann) and not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            ann = next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)),
+                       get_args(ann)[0])
+        model = ann
+    return list(getattr(model, "model_fields", {}))
+
+
+def _unknown_key(loc: tuple[Any, ...], key: str, known: list[str]) -> str:
+    where = ".".join(str(p) for p in (*loc, key))
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{where}: unknown key ({hint}known keys: {', '.join(known)})"
+
+
 def _describe(exc: ValidationError, source: str) -> str:
+    """One line per problem, `section.key: what is wrong`; an unknown key in any section reads the same."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{loc}: {err['msg']}")
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(_unknown_key(loc[:-1], str(loc[-1]), _fields_at(loc[:-1])))
+        elif err["type"] == "unknown_keys":
+            ctx = err.get("ctx") or {}
+            lines.extend(_unknown_key(loc, k, list(ctx.get("known", []))) for k in ctx.get("keys", []))
+        else:
+            lines.append(f"{'.'.join(str(p) for p in loc) or '(top level)'}: {err['msg']}")
     return f"{source}: invalid gateway config:\n  " + "\n  ".join(lines)
 
 
@@ -245,6 +289,9 @@ def load_settings(path: str | Path) -> GatewaySettings:
         raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
+    store = data.get("store")
+    if store is None or (isinstance(store, dict) and "path" not in store and "url" not in store):
+        data["store"] = {**(store or {}), "path": str(default_store_path(p))}
     return parse_settings(data, str(p))
 
 

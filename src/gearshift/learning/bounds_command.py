@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError, DataError
+from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--router", default="heuristic", help="offline: router spec or NAME[/VERSION] (default heuristic)")
     p.add_argument("--threshold", type=float, default=0.5, help="offline: p_strong needed for strong (default 0.5)")
     p.add_argument("--n", type=int, default=2000, help="offline: prompts sampled from --data (default 2000)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the report as JSON")
+    add_json_options(p, "the report")
     p.set_defaults(handler=run_bounds)
 
 
@@ -262,7 +262,6 @@ def _print(results: dict[str, SourceResult]) -> None:
 
 
 def run_bounds(args: argparse.Namespace) -> int:
-    import json
 
     if args.cost_per_bad_answer < 0:
         raise ConfigError("--cost-per-bad-answer must be >= 0")
@@ -280,8 +279,14 @@ def run_bounds(args: argparse.Namespace) -> int:
                   "served, so the bounds are biased; set [experiment] misroute_fraction")
         results = logged_results(log, arms, bad_answer_ids(url, since),
                                  cost_per_bad_answer=args.cost_per_bad_answer, n_boot=args.n_boot)
-    _print(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({k: v.to_json() for k, v in results.items()}, indent=2), encoding="utf-8")
+    from rich.console import Console
+
+    from gearshift.terminal import emit_json, json_outputs
+
+    err = Console(stderr=True, soft_wrap=True)
+    json_stdout, json_path = json_outputs(args, err)
+    if not json_stdout:
+        _print(results)
+    if json_stdout or json_path:
+        emit_json({k: v.to_json() for k, v in results.items()}, json_stdout, json_path, err, "bounds")
     return 0

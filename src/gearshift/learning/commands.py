@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError, GearshiftError
+from gearshift.gateway.commands import DEFAULT_SINCE
+from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +37,7 @@ REACH = ("gateways with [router] version = \"champion\" serve it after POST /v1/
 LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
 
 
-def _source(p: argparse.ArgumentParser, since: str | None = "7d") -> None:
+def _source(p: argparse.ArgumentParser, since: str | None = DEFAULT_SINCE) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--db", type=Path, help="the gateway's SQLite store")
     src.add_argument("--config", type=Path, help="read [store] and the tiers from this gateway config")
@@ -56,9 +58,10 @@ def register(subparsers: Any) -> None:
     _source(rt)
     _reward(rt)
     rt.add_argument("--name", required=True, help="version name; each retrain adds NAME/<next number>")
-    rt.add_argument("--router", default="classifier", help="trainable router (default classifier)")
+    rt.add_argument("--router", default="classifier", metavar="NAME[:k=v,...]",
+                    help="trainable router and its parameters, as in `gearshift eval --router` (default classifier)")
     rt.add_argument("--param", "--params", action="append", default=[], metavar="K=V", dest="params",
-                    help="router parameter, repeatable (e.g. embedder=hashing:dim=64)")
+                    help="one more router parameter, repeatable (the older spelling of NAME:k=v)")
     rt.add_argument("--weighting", choices=["ipw", "naive", "explored"], default="ipw",
                     help="ipw: inverse propensity (default); explored: exploration slice only; naive: biased baseline")
     rt.add_argument("--clip", type=float, help="cap importance weights (less variance, some bias)")
@@ -76,13 +79,13 @@ def register(subparsers: Any) -> None:
     ope.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
     ope.add_argument("--min-ess", type=float, default=30.0, help="smallest effective sample size (default 30)")
     ope.add_argument("--warn-only", action="store_true", help="warn instead of refusing on weak support")
-    ope.add_argument("--json", type=Path, metavar="OUT", help="write the estimates as JSON")
+    add_json_options(ope, "the estimates")
     ope.set_defaults(handler=_ope)
 
     pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
-    _source(pr, since="30d")
+    _source(pr)
     _reward(pr)
-    pr.add_argument("ref", metavar="NAME[/VERSION]")
+    pr.add_argument("ref", metavar="NAME[/VERSION]", help="the version to promote (NAME alone: its newest)")
     pr.add_argument("--margin", type=float, default=0.01, help="quality gain required over the champion (0.01)")
     pr.add_argument("--estimator", choices=["ips", "snips", "dr"], default="dr", help="estimate compared (dr)")
     pr.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples (default 300)")
@@ -300,9 +303,12 @@ def _retrain(args: argparse.Namespace) -> int:
     console = Console()
     log = read(args)
     traffic, rows = log.traffic(args.reward)
-    params = parse_params(args.params)
-    with console.status(f"training {args.router} on {len(traffic)} logged decisions ({args.weighting})"):
-        router = retrain(args.router, traffic, weighting=args.weighting, clip=args.clip, **params)
+    from gearshift.evaluation.commands import parse_router_spec
+
+    name, spec_params = parse_router_spec(args.router)  # `NAME[:k=v,...]`, as `gearshift eval --router` takes it
+    params = {**spec_params, **parse_params(args.params)}
+    with console.status(f"training {name} on {len(traffic)} logged decisions ({args.weighting})"):
+        router = retrain(name, traffic, weighting=args.weighting, clip=args.clip, **params)
     with_prompt = np.flatnonzero([p is not None for p in log.prompts])
     p_new = score_prompts(router, [str(log.prompts[i]) for i in with_prompt])
     share = args.target_strong_share
@@ -316,7 +322,7 @@ def _retrain(args: argparse.Namespace) -> int:
         router.save(out)
         metrics = {"trained": {"n": len(traffic), "explored": int(traffic.explored.sum()),
                                "labelled": int(np.isfinite(log.gaps[rows]).sum()), "weighting": args.weighting,
-                               "reward": args.reward, "since": args.since, "router": args.router, "params": params,
+                               "reward": args.reward, "since": args.since, "router": name, "params": params,
                                "strong_share": cal.shares[-1]}}
         v = reg.register(args.name, router.name, out, thresholds=cal.thresholds, metrics=metrics)
     finally:
@@ -331,6 +337,7 @@ def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.learning.ope import InsufficientSupportError
+    from gearshift.terminal import emit_json, json_outputs
 
     console = Console()
     log = read(args)
@@ -347,11 +354,13 @@ def _ope(args: argparse.Namespace) -> int:
             reg.update_metrics(version.ref, {"ope": {**result.to_json(), "reward": args.reward, "since": args.since}})
     finally:
         reg.close()
-    print_ope(console, f"off-policy estimate of {args.candidate} ({args.reward} reward, since {args.since})", result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"candidate": args.candidate, "reward": args.reward, **result.to_json()},
-                                        indent=2) + "\n", encoding="utf-8")
+    json_stdout, json_path = json_outputs(args, Console(stderr=True, soft_wrap=True))
+    if not json_stdout:
+        print_ope(console, f"off-policy estimate of {args.candidate} ({args.reward} reward, since {args.since})",
+                  result)
+    if json_stdout or json_path:
+        emit_json({"candidate": args.candidate, "reward": args.reward, **result.to_json()}, json_stdout, json_path,
+                  Console(stderr=True, soft_wrap=True), "estimates")
     return 0
 
 

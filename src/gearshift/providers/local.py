@@ -43,6 +43,9 @@ def find_bundled_gguf() -> tuple[str, str]:
 
 
 def _default_runner() -> Any:
+    from gearshift.config import quiet_native_logs
+
+    quiet_native_logs()  # before mistralrs sets up its logger
     try:
         import mistralrs
     except ImportError:

@@ -6,13 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gearshift.gateway.commands import DEFAULT_SINCE
+
 if TYPE_CHECKING:
     from gearshift.records.redaction import TextMode
 
 
 def register(subparsers: Any) -> None:
     exp = subparsers.add_parser("export", help="write decision records (labels, feedback joined) as Parquet")
-    exp.add_argument("--since", default="30d", help="only decisions newer than this (30m, 1h, 7d; default 30d)")
+    exp.add_argument("--since", default=DEFAULT_SINCE,
+                     help=f"only decisions newer than this (30m, 1h, 7d, 52w; default {DEFAULT_SINCE})")
     exp.add_argument("--out", type=Path, required=True, help="new directory; gets date=YYYY-MM-DD/ partitions")
     src = exp.add_mutually_exclusive_group()
     src.add_argument("--config", type=Path, help="read [store] url/path from this gateway config")

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def default_store_path(config: Path | None = None) -> Path:
+    """The decision store when `[store]` names none: in the per-user data dir, never the working directory.
+
+    One file per config (its name plus a hash of its full path), because a store holds one config's tiers
+    and prices: two configs sharing one would mix their rows (and the dashboard would price one's traffic
+    at the other's rates). No config (the local demo): `decisions.sqlite`.
+    """
+    from gearshift.config import default_state_dir
+
+    if config is None:
+        return default_state_dir() / "decisions.sqlite"
+    digest = hashlib.sha256(str(config.resolve()).encode("utf-8")).hexdigest()[:8]
+    return default_state_dir() / f"decisions-{config.stem}-{digest}.sqlite"
+
+
 class StoreSettings(BaseModel):
+    """The decision store. `path` defaults to `default_store_path()`, in `$XDG_DATA_HOME/gearshift` (else
+    `~/.local/share/gearshift`); `gearshift serve` prints where it is."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    path: Path = Path("gearshift-decisions.sqlite")
+    path: Path = Field(default_factory=lambda: default_store_path(None))
     queue_size: int = Field(default=10_000, gt=0)
     batch_size: int = Field(default=256, gt=0)
     # reliability: records the store refuses (locked, disk full) go to this fsync'd JSONL file, replayed later

@@ -1,0 +1,152 @@
+"""A newcomer's first run of `gearshift serve` and `gearshift decisions`, through the real commands.
+
+Each check is something a user sees: where the decisions go, what the banner says, how a bad port or a
+typo in the config is reported, and what the gateway answers for an unknown model or a large body.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.harness import GatewayServer, deployment
+from gearshift.cli import main
+from gearshift.gateway.app import create_app
+from gearshift.gateway.settings import load_settings, parse_settings
+from support.cli_run import SRC, run_cli
+from support.fake_upstream import FakeUpstream, closed_port
+from support.serve_process import stop_serve, two_tier_toml, wait_healthy
+
+
+def _config(tmp_path: Path, up: FakeUpstream, name: str = "gearshift.toml", extra: str = "") -> Path:
+    path = tmp_path / name
+    path.write_text(two_tier_toml(up.base_url, up.base_url) + extra, encoding="utf-8")
+    return path
+
+
+def test_decision_store_defaults_to_the_user_data_dir_one_file_per_config(tmp_path: Path) -> None:
+    xdg = Path(os.environ["XDG_DATA_HOME"])
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    with FakeUpstream() as up:
+        sa, sb = load_settings(_config(a, up)), load_settings(_config(b, up))
+    # never the working directory; two configs (even both called gearshift.toml) never share a store
+    assert sa.store.path.parent == xdg / "gearshift" and sb.store.path.parent == xdg / "gearshift"
+    assert sa.store.path != sb.store.path and sa.store.path.name.startswith("decisions-gearshift-")
+    assert parse_settings({"tiers": [{"name": "c", "deployments": [{"provider": "local", "model": "m"}]},
+                                     {"name": "s", "deployments": [{"provider": "local", "model": "n"}]}]}
+                          ).store.path == xdg / "gearshift" / "decisions.sqlite"
+    # an explicit [store] path still wins
+    with FakeUpstream() as up:
+        own = load_settings(_config(tmp_path, up, "own.toml", '\n[store]\npath = "/tmp/x.sqlite"\n'))
+    assert own.store.path == Path("/tmp/x.sqlite")
+
+
+def test_decisions_without_a_store_says_how_to_name_one(tmp_path: Path) -> None:
+    run = run_cli(["decisions"], cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert run.rc == 1
+    assert f"no gateway store at {tmp_path / 'xdg' / 'gearshift' / 'decisions.sqlite'}" in run.err
+    assert "--db FILE" in run.err and "--config" in run.err and "\n" not in run.err.strip()
+
+
+def test_serve_rejects_a_bad_port_and_a_busy_one_before_starting(tmp_path: Path) -> None:
+    run = run_cli(["serve", "--port", "99999"], cwd=tmp_path)
+    assert run.rc == 2 and "99999 is not a TCP port" in run.err
+    with FakeUpstream() as up, socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        run = run_cli(["serve", "--config", str(_config(tmp_path, up)), "--port", str(port)], cwd=tmp_path)
+    assert run.rc == 1 and time.monotonic() - started < 15
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in run.err
+    assert "startup complete" not in run.err and "gearshift gateway on" not in run.err
+
+
+def test_serve_help_shows_defaults_and_every_option_is_explained() -> None:
+    import argparse
+
+    from gearshift.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("serve", "decisions"):
+        undocumented = [a.dest for a in sub.choices[command]._actions if not a.help]
+        assert undocumented == [], f"{command}: {undocumented}"
+    serve_help = run_cli(["serve", "--help"], columns=200).out
+    assert "(default: 127.0.0.1)" in serve_help and "(default: 8000)" in serve_help
+
+
+def test_serve_banner_names_the_dashboard_and_the_store_and_access_log_is_opt_in(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": SRC, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    with FakeUpstream() as up:
+        cfg = _config(tmp_path, up)
+        for access_log in (False, True):
+            port = closed_port()
+            log = tmp_path / f"serve-{access_log}.log"
+            with log.open("wb") as fh:
+                proc = subprocess.Popen([sys.executable, "-c", "from gearshift.cli import entrypoint; entrypoint()",
+                                         "serve", "--config", str(cfg), "--port", str(port),
+                                         *(["--access-log"] if access_log else [])],
+                                        stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+                try:
+                    url = f"http://127.0.0.1:{port}"
+                    wait_healthy(proc, url, 60, lambda log=log: log.read_text())
+                    r = httpx.post(f"{url}/v1/chat/completions", timeout=10,
+                                   json={"model": "gearshift/auto", "messages": [{"role": "user", "content": "hi"}]})
+                    assert r.status_code == 200
+                finally:
+                    stop_serve(proc)
+            text = log.read_text()
+            store = load_settings(cfg).store.path
+            assert f"gearshift gateway on {url}/v1" in text and f"dashboard: {url}/dashboard" in text
+            assert f"decisions: {tmp_path / 'xdg' / 'gearshift'}" in text and store.name in text
+            assert ('"POST /v1/chat/completions HTTP/1.1" 200' in text) is access_log
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> GatewayServer:
+    up = FakeUpstream()
+    up.start()
+    settings = parse_settings({
+        "tiers": [{"name": "cheap", "deployments": [deployment("cheap-a", up)]},
+                  {"name": "strong", "deployments": [deployment("strong-b", up)]}],
+        "store": {"path": str(tmp_path / "d.sqlite")}, "limits": {"max_body_bytes": 2000}}, "test")
+    server = GatewayServer(create_app(settings)).start()
+    yield server  # type: ignore[misc]
+    server.stop()
+    up.stop()
+
+
+def test_errors_say_what_to_do(gateway: GatewayServer) -> None:
+    with gateway.client() as c:
+        r = c.post("/v1/chat/completions", json={"model": "gpt-5", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 404
+        message = r.json()["error"]["message"]
+        assert all(name in message for name in ("gearshift/auto", "cheap-a", "strong-b", "router-<router>-"))
+        r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                 "messages": [{"role": "user", "content": "x" * 5000}]})
+        assert r.status_code == 413 and "[limits] max_body_bytes" in r.json()["error"]["message"]
+        health = c.get("/healthz").json()
+    # the heuristic's algorithm version is not mistaken for a registered version
+    assert health["router"] == {"name": "heuristic", "algorithm": "heuristic@2", "version": None, "source": "config"}
+
+
+def test_a_typo_in_any_section_is_an_error_in_one_style(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeUpstream() as up:
+        cascade = _config(tmp_path, up, "c.toml", "\n[cascade]\nenabeld = true\n")
+        store = _config(tmp_path, up, "s.toml", "\n[store]\npth = 'x.sqlite'\n")
+        assert main(["decisions", "--config", str(cascade)]) == 1
+        err_cascade = capsys.readouterr().err
+        assert main(["decisions", "--config", str(store)]) == 1
+        err_store = capsys.readouterr().err
+    assert "cascade.enabeld: unknown key (did you mean 'enabled'?" in err_cascade
+    assert "store.pth: unknown key (did you mean 'path'?" in err_store

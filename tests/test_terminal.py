@@ -1,0 +1,54 @@
+"""The shared CLI output rules: one meaning of --json, inert client text, tables that drop whole columns."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gearshift.terminal import add_json_options, fit_table, json_outputs, safe_cell
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_json_options(p, "the thing")
+    return p.parse_args(argv)
+
+
+def test_json_is_stdout_json_out_is_a_file_and_the_old_spelling_still_works() -> None:
+    err = Console(file=io.StringIO())
+    assert json_outputs(_parse([]), err) == (False, None)
+    assert json_outputs(_parse(["--json"]), err) == (True, None)
+    assert json_outputs(_parse(["--json-out", "a.json"]), err) == (False, Path("a.json"))
+    assert json_outputs(_parse(["--json", "--json-out", "a.json"]), err) == (True, Path("a.json"))
+    assert err.file.getvalue() == ""  # type: ignore[attr-defined]
+    assert json_outputs(_parse(["--json", "old.json"]), err) == (False, Path("old.json"))
+    assert "deprecated; use `--json-out old.json`" in err.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_safe_cell_neutralises_markup_and_terminal_controls() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    console.print(safe_cell("[red]x[/] \x1b[2J \x07 \u202e ok"), highlight=False)
+    text = out.getvalue()
+    assert "[red]x[/]" in text and "\\x1b[2J" in text and "\\x07" in text and "\\u202e" in text
+    assert "\x1b[2J" not in text and "\x07" not in text and "\u202e" not in text
+
+
+def test_fit_table_drops_whole_columns_in_order() -> None:
+    def build(cols: list[str] | tuple[str, ...]) -> Table:
+        t = Table()
+        for c in cols:
+            t.add_column(c, no_wrap=True)
+        t.add_row(*(f"{c}-value-that-is-long" for c in cols))
+        return t
+
+    cols = ("keep", "a", "b", "c")
+    narrow = Console(file=io.StringIO(), width=60)
+    shown = [str(c.header) for c in fit_table(narrow, build, cols, ("c", "b", "a")).columns]
+    assert shown == ["keep", "a"]
+    wide = Console(file=io.StringIO(), width=300)
+    assert [str(c.header) for c in fit_table(wide, build, cols, ("c", "b", "a")).columns] == list(cols)
