@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from gearshift.policy.decide import Policy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.record import DecisionRecord
+from gearshift.records.redaction import Transform
 from gearshift.store.base import DecisionStore
 from gearshift.store.writer import BackgroundWriter
 
@@ -59,7 +60,7 @@ class Gateway:
     topics: TopicSegmenter | None = None  # closed loop: `[segments] topics`
     reloader: RouterReloader | None = None  # learning: router hot reload (gateway/reload.py)
     # the record as stored ([store] text, keys scrubbed): what extensions (spans) see; the writer applies its own
-    conceal: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    conceal: Transform | None = None
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 
