@@ -88,6 +88,19 @@ def test_out_must_not_clobber_a_directory_that_is_not_a_router(gsm8k_file: Path,
     assert (tmp_path / "docs" / "notes.txt").read_text() == "mine"
 
 
+def test_retraining_into_a_saved_router_needs_overwrite(gsm8k_file: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A version registered from a directory serves whatever is saved there: replacing it must be asked for."""
+    args = ["train", "--data", str(gsm8k_file), *FAST, "--out", str(tmp_path / "r"), "--no-register", "--no-progress"]
+    assert main(args) == 0
+    first = (tmp_path / "r" / "operating_point.json").read_text()
+    assert main([*args, "--target-strong-share", "0.5"]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "r" / "operating_point.json").read_text() == first
+    assert main([*args, "--target-strong-share", "0.5", "--overwrite"]) == 0
+    assert '"value": 0.5' in (tmp_path / "r" / "operating_point.json").read_text()
+
+
 def _gadget_bait(path: Path) -> Path:
     """240 English prompts whose hard half all end in an appended "think step by step, explain why" line: a router
     trained on them (no augmentation, a hashing embedder) learns boilerplate and one language, so some probe

@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--folds", type=int, default=3, help="out-of-fold splits for the calibration (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed for the folds and the router (default 0)")
     p.add_argument("--out", type=Path, required=True, help="directory to save the router in (created)")
+    p.add_argument("--overwrite", action="store_true", help="replace a router already saved in --out")
     p.add_argument("--name", help="version name in the registry (default: the router name)")
     p.add_argument("--no-register", action="store_true", help="only save the directory, do not register it")
     p.add_argument("--data-dir", type=Path, help="raw data directory for dataset names (default: from config)")
@@ -76,8 +77,12 @@ def run_train(args: argparse.Namespace) -> int:
         data = load_dataset(args.data, args.data_dir)
     strong, weak = default_pair(data)
     strong, weak = args.strong or strong, args.weak or weak
-    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "manifest.json").exists():
-        raise ConfigError(f"--out {args.out} exists and is not a saved router: choose an empty or new directory")
+    if args.out.exists() and any(args.out.iterdir()):
+        if not (args.out / "manifest.json").exists():
+            raise ConfigError(f"--out {args.out} exists and is not a saved router: choose an empty or new directory")
+        if not args.overwrite:  # a version registered from it would silently start serving the new fit
+            raise ConfigError(f"--out {args.out} already holds a saved router (a registered version may point at it): "
+                              "choose a new directory, or pass --overwrite to replace it")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=args.no_progress) as bar:
         task = bar.add_task(f"fitting {args.router} on {len(data)} prompts: fold 1 of {args.folds}",
