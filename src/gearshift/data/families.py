@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord
+from gearshift.data.records import Dataset, ModelInfo, PromptRecord
 from gearshift.data.text import dedupe_key
 from gearshift.errors import DataError
 
@@ -70,9 +70,8 @@ def pool(datasets: Sequence[Dataset], name: str = "pooled") -> Dataset:
             segs = dict(r.segments)
             segs["family"] = family_of(ds.name, r)
             segs["source"] = ds.name
-            out = {STRONG: r.outcomes[strong], WEAK: r.outcomes[weak]}
             records.append(PromptRecord(id=f"{ds.name}/{r.id}", prompt=r.prompt, segments=segs,
-                                        outcomes={k: Outcome.model_validate(v.model_dump()) for k, v in out.items()}))
+                                        outcomes={STRONG: r.outcomes[strong], WEAK: r.outcomes[weak]}))
         if dropped:
             notes.append(f"{ds.name}: {dropped} prompts dropped as copies of earlier ones (same normalised text)")
     return Dataset(name=name, records=records, models={WEAK: weak_info, STRONG: strong_info}, notes=notes)

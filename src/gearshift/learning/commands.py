@@ -375,6 +375,7 @@ def _promote(args: argparse.Namespace) -> int:
     try:
         candidate = reg.get(args.ref)
         champion = reg.champion()
+        log: DecisionLog | None = None
         if not args.force:
             log = read(args)
             base_ref = champion.ref if champion is not None else LIVE
@@ -397,7 +398,7 @@ def _promote(args: argparse.Namespace) -> int:
                               highlight=False)
                 return EXIT_REFUSED
         note = "forced" if args.force else f"{args.estimator} margin {args.margin}"
-        probes = _probe_gate(args, candidate, console)
+        probes = _probe_gate(args, candidate, console, log)
         reg.update_metrics(candidate.ref, {"probes": probes})
         if not probes["passed"]:
             if not args.skip_probes:
@@ -417,8 +418,10 @@ def _promote(args: argparse.Namespace) -> int:
 PROBE_PROMPTS = 300  #: prompts the promotion gate probes (logged ones when the store has that many)
 
 
-def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any) -> dict[str, Any]:
-    """Run the routing probes on the candidate at its own thresholds; a summary for the registry."""
+def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any,
+                log: DecisionLog | None) -> dict[str, Any]:
+    """Run the routing probes on the candidate at its own thresholds; a summary for the registry. `log`: the
+    decision log when the off-policy check already read it (read here only under --force)."""
     import numpy as np
 
     from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
@@ -427,10 +430,11 @@ def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any
 
     router = load_router(candidate.path)
     prompts: list[str] = []
-    if store_exists(args):
+    if log is None and store_exists(args):
         with contextlib.suppress(GearshiftError):  # no log, or nothing logged in the window: built-in prompts
             log = read(args)
-            prompts = [str(p) for p in log.prompts if p][-PROBE_PROMPTS:]
+    if log is not None:
+        prompts = [str(p) for p in log.prompts if p][-PROBE_PROMPTS:]
     source = "logged prompts"
     if len(prompts) < 50:
         from gearshift.data.registry import load_dataset

@@ -178,9 +178,10 @@ class TfidfEmbedder:
         self._vecs = vecs
         self._scales = None
         if not self.row_norm:
+            from scipy.sparse.linalg import norm as row_norms
+
             sample = texts[:: max(len(texts) // 2000, 1)]
-            norms = [np.sqrt(np.asarray(v.transform(sample).multiply(v.transform(sample)).sum(axis=1)).ravel())
-                     for v in vecs]
+            norms = [row_norms(v.transform(sample), axis=1) for v in vecs]
             self._scales = [float(np.median(n[n > 0])) if np.any(n > 0) else 1.0 for n in norms]
         if self._dim == 0:
             self._set_components(np.zeros((0, 0), dtype=np.float32))
