@@ -26,13 +26,15 @@ def test_feedback_regeneration_and_correction_end_to_end(tmp_path: Path, capsys:
         cfg = settings(cheap, strong, db)
         with GatewayServer(create_app(cfg, router=KeywordRouter())) as gw, gw.client() as c:
             first = [{"role": "user", "content": "Where is Paris?"}]
+            c.post("/v1/chat/completions", json=_chat(first))
+            # the same first-turn prompt again, no conversation: another user (or a benchmark), not a regeneration
             r1 = c.post("/v1/chat/completions", json=_chat(first))
-            r2 = c.post("/v1/chat/completions", json=_chat(first))  # the user hit "regenerate"
-            rid1, rid2 = r1.headers["x-gearshift-request-id"], r2.headers["x-gearshift-request-id"]
+            rid1 = r1.headers["x-gearshift-request-id"]
             follow = [*first, {"role": "assistant", "content": "Paris is in Germany."},
                       {"role": "user", "content": "No, that's wrong. Paris is in France, right?"}]
-            r3 = c.post("/v1/chat/completions", json=_chat(follow))
-            rid3 = r3.headers["x-gearshift-request-id"]
+            r2 = c.post("/v1/chat/completions", json=_chat(follow))
+            r3 = c.post("/v1/chat/completions", json=_chat(follow))  # same prior turns: the user hit "regenerate"
+            rid2, rid3 = r2.headers["x-gearshift-request-id"], r3.headers["x-gearshift-request-id"]
             hard = c.post("/v1/chat/completions", json=_chat([{"role": "user", "content": "HARD proof"}]))
             rid_hard = hard.headers["x-gearshift-request-id"]
 
@@ -50,13 +52,13 @@ def test_feedback_regeneration_and_correction_end_to_end(tmp_path: Path, capsys:
     store = SQLiteLabelStore(db)
     wait_until(lambda: len(store.signals()) == 4)
     got = {(e["signal"], e["request_id"], e["source"]) for e in store.signals()}
-    assert got == {("regeneration", rid1, "implicit"), ("correction", rid2, "implicit"),
+    assert got == {("correction", rid1, "implicit"), ("regeneration", rid2, "implicit"),
                    ("thumbs_down", rid3, "explicit"), ("handoff", rid_hard, "explicit")}
     rates = {(r.signal, r.group): r for r in signal_rates(store, 0.0, 2e9)}
     store.close()
-    assert rates[("regeneration", "tier=cheap")].decisions == 3 and rates[("regeneration", "tier=cheap")].hits == 1
+    assert rates[("regeneration", "tier=cheap")].decisions == 4 and rates[("regeneration", "tier=cheap")].hits == 1
     assert rates[("handoff", "tier=strong")].rate == 1.0
-    assert rates[("correction", "*")].rate == pytest.approx(1 / 4)
+    assert rates[("correction", "*")].rate == pytest.approx(1 / 5)
     capsys.readouterr()
     assert main(["signals", "--db", str(db), "--since", "1h", "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.strip()]
@@ -92,7 +94,23 @@ def test_regeneration_only_within_the_window_and_same_key() -> None:
     def rec(rid: str, t: float, key: str | None = None) -> dict[str, object]:
         return {"request_id": rid, "time": t, "tier": "cheap", "status": "ok", "api_key_id": key}
 
-    assert sig.observe(rec("a", 0.0), msgs, None, "joke") == []
-    assert sig.observe(rec("b", 30.0, "other-key"), msgs, None, "joke") == []  # another client's identical prompt
-    assert [e.request_id for e in sig.observe(rec("c", 200.0), msgs, None, "joke")] == []  # too late
-    assert [e.request_id for e in sig.observe(rec("d", 210.0), msgs, None, "joke")] == ["c"]
+    conv = "chat-42"  # the client's conversation header: the identity a regeneration needs
+    assert sig.observe(rec("a", 0.0), msgs, conv, "joke") == []
+    assert sig.observe(rec("b", 30.0, "other-key"), msgs, conv, "joke") == []  # another client's identical prompt
+    assert [e.request_id for e in sig.observe(rec("c", 200.0), msgs, conv, "joke")] == []  # too late
+    assert [e.request_id for e in sig.observe(rec("d", 210.0), msgs, conv, "joke")] == ["c"]
+    assert sig.observe(rec("e", 220.0), msgs, "chat-43", "joke") == []  # same text, another conversation
+
+
+def test_a_repeated_first_turn_without_a_conversation_is_not_a_regeneration() -> None:
+    """A benchmark (or two users) sending one prompt many times under one key: no signal per request."""
+    sig = ImplicitSignals()
+    first = [{"role": "user", "content": "What is the capital of France?"}]
+    rec = {"tier": "cheap", "status": "ok", "api_key_id": "k1"}
+    assert all(sig.observe({**rec, "request_id": f"r{i}", "time": float(i)}, first, None, "Paris") == []
+               for i in range(20))
+    # the same prior turns and the same last message again: the user asked for another answer
+    turn2 = [*first, {"role": "assistant", "content": "Paris"}, {"role": "user", "content": "And of Spain?"}]
+    assert sig.observe({**rec, "request_id": "t1", "time": 30.0}, turn2, None, "Madrid") == []
+    events = sig.observe({**rec, "request_id": "t2", "time": 31.0}, turn2, None, "Madrid.")
+    assert [(e.signal, e.request_id) for e in events] == [("regeneration", "t1")]

@@ -5,6 +5,10 @@ message sent again in the same conversation) and a *correction* ("no, I meant...
 both point at the previous answer; *abandonment* (client gone before the stream ended) at the
 request itself. Conversations are keyed like the gateway's stickiness (`policy.conversations`):
 the client's conversation header, else hashes of the message history.
+
+A regeneration needs a conversation identity: the header, or earlier turns whose hash matches. The same
+first-turn prompt sent twice under one key with neither is two users (or a benchmark, or a batch job)
+asking the same thing, not a user rejecting an answer, and writes no signal.
 """
 
 from __future__ import annotations
@@ -95,7 +99,9 @@ class ImplicitSignals:
         if not users:
             return None
         lookup, _ = conversation_keys(header, messages)
-        raw = json.dumps([scope, lookup or "", _content(users[-1])], ensure_ascii=False)
+        if lookup is None:  # a first turn without a conversation header: no identity to regenerate within
+            return None
+        raw = json.dumps([scope, lookup, _content(users[-1])], ensure_ascii=False)
         return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
 
     def observe(self, record: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], header: str | None,
