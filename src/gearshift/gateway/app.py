@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
     return JSONResponse({
         "status": "ok",
+        "pid": os.getpid(),  # which process answered: one of several under `gearshift serve --workers N`
         "tiers": {name: [d.name for d in deps] for name, deps in zip(gw.tier_names, gw.tiers, strict=True)},
         # the router serving gearshift/auto: `algorithm` is its code's version (heuristic@2 on a fresh install),
         # `version` the registry version it was loaded from (None: built from the config, not registered)

@@ -40,6 +40,17 @@ def port_number(value: str) -> int:
     return port
 
 
+def worker_count(value: str) -> int:
+    """argparse type: how many gateway processes, 1-256."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes, got {value!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{n}: --workers must be 1-256 (about one per core)")
+    return n
+
+
 def register(subparsers: Any) -> None:
     defaults = argparse.ArgumentDefaultsHelpFormatter
     serve = subparsers.add_parser("serve", help="run the OpenAI-compatible routing gateway", formatter_class=defaults,
@@ -53,6 +64,11 @@ def register(subparsers: Any) -> None:
                        help="server log level")
     serve.add_argument("--access-log", action="store_true",
                        help="log one line per HTTP request (client, method, path, status)")
+    serve.add_argument("--workers", type=worker_count, default=1,
+                       help="gateway processes sharing the port (about one per core; see docs/scale-out.md for "
+                            "what is shared without [redis] url)")
+    for hidden in ("--worker-fd", "--worker-index", "--worker-count"):  # set by the --workers supervisor
+        serve.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     dec = subparsers.add_parser("decisions", help="show recorded routing decisions", formatter_class=defaults,
@@ -141,31 +157,68 @@ def banner(settings: Any, host: str, port: int) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
     from rich.console import Console
 
-    from gearshift.gateway.app import create_app
-
     settings = _settings(args.config)
+    if args.worker_fd is not None:  # one worker of `--workers N`: the supervisor printed the banner
+        from gearshift.gateway.workers import die_with_parent, per_worker_settings, worker_socket
+
+        die_with_parent()
+        sock = worker_socket(args.worker_fd)
+        count = args.worker_count or 1
+        return _run_server(per_worker_settings(settings, args.worker_index or 0, count), sock, args)
     sock = _listen(args.host, args.port)
     try:
-        app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
         port = sock.getsockname()[1]
-        Console(stderr=True, soft_wrap=True).print(banner(settings, args.host, port), highlight=False, markup=False)
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(banner(settings, args.host, port), highlight=False, markup=False)
         from gearshift.gateway.origin import is_loopback_bind
 
         if not settings.auth.keys and not is_loopback_bind(args.host):
-            Console(stderr=True).print(f"warning: no [[auth.keys]] and listening on {args.host}: anyone who can "
-                                       "reach this port spends your upstream budget; add keys (gearshift keys create)",
-                                       highlight=False, markup=False)
+            err.print(f"warning: no [[auth.keys]] and listening on {args.host}: anyone who can "
+                      "reach this port spends your upstream budget; add keys (gearshift keys create)",
+                      highlight=False, markup=False)
+        if args.workers > 1:
+            return _supervise(settings, sock, args, err)
+        return _run_server(settings, sock, args)
+    finally:
+        sock.close()
+
+
+def _run_server(settings: Any, sock: socket.socket, args: argparse.Namespace) -> int:
+    """One gateway process serving `sock` until SIGTERM (drain, flush) or SIGINT."""
+    import uvicorn
+
+    from gearshift.gateway.app import create_app
+
+    try:
+        app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
         loop, http = server_speedups()
-        config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
+        config = uvicorn.Config(app, host=args.host, port=sock.getsockname()[1], log_level=args.log_level,
+                                access_log=args.access_log,
                                 timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain, flush
                                 loop=loop, http=http)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _supervise(settings: Any, sock: socket.socket, args: argparse.Namespace, err: Any) -> int:
+    """`--workers N`: this process only supervises; each worker is a `gearshift serve --worker-fd` process."""
+    import sys
+
+    from gearshift.gateway.workers import Supervisor, per_worker_note
+
+    note = per_worker_note(settings, args.workers)
+    err.print(f"  workers: {args.workers} processes" if note is None else note, highlight=False, markup=False)
+    command = [sys.executable, "-c", "import sys; from gearshift.cli import entrypoint; sys.exit(entrypoint())",
+               "serve", "--host", args.host, "--log-level", args.log_level]
+    if args.config is not None:
+        command += ["--config", str(args.config.resolve())]
+    if args.access_log:
+        command.append("--access-log")
+    return Supervisor(sock, command, args.workers, settings.limits.drain_timeout_s).run()
 
 
 def server_speedups() -> tuple[str, str]:
