@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +105,34 @@ def test_stack_single_prompt_path_matches_batch_path(mmlu_stack: tuple[StackRout
     np.testing.assert_allclose([s.ood for s in single], [b.ood for b in batch], rtol=0, atol=1e-5)
     for key in ("ngram_logit", "shape_trees"):
         np.testing.assert_allclose([s.features[key] for s in single], [b.features[key] for b in batch], atol=1e-9)
+
+
+def test_a_saved_stack_serves_one_prompt_without_scikit_learn_or_scipy(
+        mmlu_stack: tuple[StackRouter, list[str]], tmp_path: Path) -> None:
+    """What `[router] path` loads into the gateway: scoring one prompt at a time must not pull in scikit-learn
+    and scipy (~50 MB of RSS per worker), and must score exactly what the fitted router scores."""
+    router, texts = mmlu_stack
+    saved = router.save(tmp_path / "stack")
+    sample = texts[::40]
+    script = (
+        "import json, sys\n"
+        "from gearshift.routers.registry import load_router\n"
+        f"r = load_router({str(saved)!r})\n"
+        f"scores = [[s.p_strong, s.ood] for s in map(r.score, {sample!r})]\n"
+        "heavy = sorted(m for m in ('sklearn', 'scipy') if m in sys.modules)\n"
+        "print(json.dumps({'scores': scores, 'heavy': heavy}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    got = json.loads(out.stdout)
+    assert got["heavy"] == []
+    want = [[s.p_strong, s.ood] for s in map(router.score, sample)]
+    np.testing.assert_allclose(got["scores"], want, rtol=0, atol=1e-9)
+
+
+def test_the_stack_scores_short_prompts_on_the_event_loop_and_long_ones_in_a_thread() -> None:
+    from gearshift.routers.heuristic import HeuristicRouter
+
+    stack = StackRouter()
+    assert stack.scores_inline([{"role": "user", "content": "What is 2 + 2?"}])
+    assert not stack.scores_inline([{"role": "user", "content": "word " * 1000}])
+    assert HeuristicRouter().scores_inline("word " * 100_000)

@@ -18,10 +18,6 @@ from gearshift.routers.policy import TierPolicy
 if TYPE_CHECKING:
     from gearshift.store.versions import RouterVersion
 
-#: Routers cheap enough (microseconds) to score on the event loop instead of a worker thread.
-_INLINE_ROUTERS = frozenset({"heuristic", "random"})
-
-
 @dataclass(frozen=True, slots=True)
 class Route:
     """How one request is served. `router`/`policy` are set for routed models; `deployment` for concrete ones."""
@@ -56,8 +52,8 @@ class LiveRouter:
 
 
 async def score_prompt(router: Router, prompt: PromptLike) -> RoutingScore:
-    """Score on the loop for microsecond routers, in a worker thread for embedding ones."""
-    if router.name in _INLINE_ROUTERS:
+    """Score on the loop where that is cheaper than a thread hop (`Router.scores_inline`), else in a thread."""
+    if router.scores_inline(prompt):
         return router.score(prompt)
     return await asyncio.to_thread(router.score, prompt)
 

@@ -66,6 +66,24 @@ def prompt_text(prompt: PromptLike) -> str:
     return "\n".join(parts)
 
 
+def prompt_chars(prompt: PromptLike) -> int:
+    """About `len(prompt_text(prompt))` without building the text: string contents of every message."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    n = 0
+    for msg in prompt:
+        content = msg.get("content")
+        if isinstance(content, str):
+            n += len(content)
+        elif isinstance(content, list):
+            n += sum(len(p["text"]) for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return n
+
+
+#: `Router.inline_max_chars` of routers that always score on the event loop
+INLINE_ALWAYS = 1 << 62
+
+
 def router_text(prompt: PromptLike) -> str:
     """What a learned router reads: `prompt_text` made canonical (case, markup, blank runs and politeness
     removed; `data.text.canonical`), so a prompt's formatting can neither move its tier nor be learned."""
@@ -79,6 +97,16 @@ class Router(ABC):
     name: ClassVar[str] = "router"
     #: Bumped when the scoring logic changes in a way that alters scores for the same state.
     version: ClassVar[str] = "1"
+    #: Prompts up to this many characters are scored on the gateway's event loop. A worker thread costs a
+    #: hand-off and GIL contention, and frees the loop only while scoring releases the GIL (a neural
+    #: embedder does; Python and small-numpy scoring does not), so it pays for slow routers and long
+    #: prompts only. 0: always a thread; INLINE_ALWAYS: never one (microsecond routers).
+    inline_max_chars: ClassVar[int] = 0
+
+    def scores_inline(self, prompt: PromptLike) -> bool:
+        """Whether `score(prompt)` is cheap enough for the event loop (see `inline_max_chars`)."""
+        limit = self.inline_max_chars
+        return limit >= INLINE_ALWAYS or (limit > 0 and prompt_chars(prompt) <= limit)
 
     @abstractmethod
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:

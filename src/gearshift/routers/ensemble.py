@@ -102,28 +102,35 @@ def _unit_rows(x: Any) -> Any:
 class _RefIndex:
     """The OOD reference rows laid out for one-prompt similarity: column-major, with the columns most
     reference rows share (common char n-grams) held dense, so a prompt costs a small gather + matvec
-    (~0.3 ms) instead of touching ~200k sparse entries (~1 ms)."""
+    (~0.3 ms) instead of touching ~200k sparse entries (~1 ms). Built from the CSR arrays with numpy
+    alone: serving one prompt at a time never imports scipy."""
 
     DENSE_DF = 32  # a column present in at least this many reference rows is held dense
     MATVEC_NNZ = 2500  # longer rows: one pass over all reference rows (~0.7 ms flat) beats gathering
 
-    def __init__(self, ref: Any) -> None:
-        self.ref = ref
-        csc = ref.tocsc()
-        df = np.diff(csc.indptr)
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> None:
+        n, n_cols = shape
+        self.n = n
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        self.csr_rows, self.csr_cols, self.csr_data = rows, np.asarray(indices, dtype=np.int64), data
+        order = np.argsort(self.csr_cols, kind="stable")  # CSC: entries by column, rows ascending within one
+        df = np.bincount(self.csr_cols, minlength=n_cols)
+        self.indptr = np.r_[0, np.cumsum(df)].astype(np.int64)
+        self.indices, self.data = rows[order], data[order]
         frequent = np.flatnonzero(df >= self.DENSE_DF)
-        self.n = ref.shape[0]
-        self.slot = np.full(ref.shape[1], -1, dtype=np.int64)
+        self.slot = np.full(n_cols, -1, dtype=np.int64)
         self.slot[frequent] = np.arange(len(frequent))
-        self.dense = np.ascontiguousarray(csc[:, frequent].toarray().T, dtype=np.float32)
-        self.indptr, self.indices, self.data = csc.indptr, csc.indices, csc.data
+        self.dense = np.zeros((len(frequent), n), dtype=np.float32)
+        hot = self.slot[self.csr_cols] >= 0
+        self.dense[self.slot[self.csr_cols[hot]], rows[hot]] = data[hot]
 
     def sims(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """Dot products of one sparse row (cols, vals) with every reference row, as float64 (n,)."""
         if len(cols) > self.MATVEC_NNZ:
-            q = np.zeros(self.ref.shape[1], dtype=self.ref.dtype)
+            q = np.zeros(len(self.slot), dtype=np.float64)
             q[cols] = vals
-            return np.asarray(self.ref @ q, dtype=np.float64)
+            return np.bincount(self.csr_rows, weights=self.csr_data.astype(np.float64) * q[self.csr_cols],
+                               minlength=self.n)
         slot = self.slot[cols]
         hot = slot >= 0
         out = np.asarray(vals[hot].astype(np.float32) @ self.dense[slot[hot]], dtype=np.float64)
@@ -146,6 +153,8 @@ class StackRouter(TrainableRouter):
 
     name = "stack"
     version = "2"  # reads canonical text (data.text.canonical)
+    #: ~1-2 ms of GIL-bound scoring at this length on the benchmark machine; longer prompts go to a thread
+    inline_max_chars = 2000
     C_GRID = (0.1, 0.3, 1.0)
 
     def __init__(self, C: float = 0.3, tune_C: bool = False, shape_weight: float = 0.1, word_features: int = 50000,
@@ -173,6 +182,33 @@ class StackRouter(TrainableRouter):
         self.ngram_norm = ngram_norm
         self.seed = seed
         self._ref_idx: _RefIndex | None = None
+        self._ref: Any = None  # the OOD reference rows as scipy CSR, built on first batch use
+        self._ref_raw: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]] | None = None
+
+    @property
+    def ref_(self) -> Any:
+        """The OOD reference rows (scipy CSR, float32, unit rows); a loaded router keeps only their arrays
+        until a batch needs the matrix."""
+        if self._ref is None:
+            import scipy.sparse as sp
+
+            if self._ref_raw is None:
+                raise RouterError("stack: not fitted")
+            data, indices, indptr, shape = self._ref_raw
+            self._ref = sp.csr_matrix((data, indices, indptr), shape=shape)
+        return self._ref
+
+    @ref_.setter
+    def ref_(self, value: Any) -> None:
+        self._ref = value
+        self._ref_raw = (value.data, value.indices, value.indptr, (int(value.shape[0]), int(value.shape[1])))
+        self._ref_idx = None
+
+    @property
+    def _n_ref(self) -> int:
+        if self._ref_raw is None:
+            raise RouterError("stack: not fitted")
+        return self._ref_raw[3][0]
 
     def _tfidf(self) -> TfidfEmbedder:
         if self.ngram_norm not in ("global", "row"):
@@ -245,12 +281,12 @@ class StackRouter(TrainableRouter):
 
     def _top_k(self, sims: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         """The `ood_neighbours` largest similarities of each row of (n, reference) `sims`."""
-        k = max(1, min(self.ood_neighbours, self.ref_.shape[0] - int(exclude_self)))
+        k = max(1, min(self.ood_neighbours, self._n_ref - int(exclude_self)))
         part = np.partition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else -sims
         return np.asarray(-part, dtype=np.float64)
 
     def _ood_scale(self) -> float:
-        if self.ref_.shape[0] < 2:
+        if self._n_ref < 2:
             return 1.0
         d = float(np.median(1.0 - self._top_sims(self.ref_, exclude_self=True).mean(axis=1)))
         return max(d, 1e-6)
@@ -264,7 +300,9 @@ class StackRouter(TrainableRouter):
 
     def _ref_index(self) -> _RefIndex:
         if self._ref_idx is None:
-            self._ref_idx = _RefIndex(self.ref_)
+            if self._ref_raw is None:
+                raise RouterError("stack: not fitted")
+            self._ref_idx = _RefIndex(*self._ref_raw)
         return self._ref_idx
 
     def _parts_one(self, text: str) -> tuple[float, float, np.ndarray]:
@@ -274,9 +312,22 @@ class StackRouter(TrainableRouter):
         nv = len(self.coef_) - len(SHAPE_FEATURES)
         zs = (s - self.shape_mean_) / self.shape_scale_ * self.shape_weight
         lin = float(vals @ self.coef_[cols]) + float(zs @ self.coef_[nv:]) + self.intercept_
-        tree = float(self.trees_.predict(s[None, :])[0])
+        tree = self.trees_.predict_one(s)
         norm = float(np.sqrt(vals @ vals))
         return lin, tree, self._ref_index().sims(cols, vals / norm if norm > 0 else vals)
+
+    def score(self, prompt: PromptLike) -> RoutingScore:
+        """One prompt (the request path): `score_batch`'s arithmetic on scalars, no per-call arrays beyond the
+        prompt's own n-grams and similarities."""
+        self._check_fitted()
+        lin, tree, sims = self._parts_one(router_text(prompt))
+        k = max(1, min(self.ood_neighbours, self._n_ref))
+        top = float(np.partition(sims, len(sims) - k)[len(sims) - k:].mean()) if k < len(sims) else float(sims.mean())
+        z = min(max(float(self.meta_[0]) * lin + float(self.meta_[1]) * tree + float(self.meta_[2]), -30.0), 30.0)
+        p = 1.0 / (1.0 + math.exp(-z))
+        return RoutingScore(p_strong=p, confidence=max(p, 1 - p),
+                            reason=f"stack (n-grams + shape trees): calibrated p_strong={p:.3f}",
+                            features={"ngram_logit": lin, "shape_trees": tree}, ood=(1.0 - top) / self.ood_scale_)
 
     def score_batch(self, prompts: Sequence[PromptLike]) -> list[RoutingScore]:
         self._check_fitted()
@@ -301,18 +352,18 @@ class StackRouter(TrainableRouter):
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         vmeta, varrays = self._vec.get_state()
-        ref = self.ref_
+        if self._ref_raw is None:
+            raise RouterError("stack: not fitted")
+        data, indices, indptr, shape = self._ref_raw
         arrays = {"coef": self.coef_, "meta": self.meta_, "shape_mean": self.shape_mean_,
-                  "shape_scale": self.shape_scale_, "ref_data": ref.data, "ref_indices": ref.indices,
-                  "ref_indptr": ref.indptr, **{f"tfidf.{k}": v for k, v in varrays.items()},
+                  "shape_scale": self.shape_scale_, "ref_data": data, "ref_indices": indices,
+                  "ref_indptr": indptr, **{f"tfidf.{k}": v for k, v in varrays.items()},
                   **self.trees_.arrays("trees.")}
         meta = {"C": self.C_, "intercept": self.intercept_, "ood_scale": self.ood_scale_, "tfidf": vmeta,
-                "ref_shape": list(ref.shape), "tfidf_key": self._vec.key}
+                "ref_shape": list(shape), "tfidf_key": self._vec.key}
         return meta, arrays
 
     def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        import scipy.sparse as sp
-
         try:
             vec = self._tfidf()
             vec.set_state(meta["tfidf"], {k[6:]: v for k, v in arrays.items() if k.startswith("tfidf.")})
@@ -326,11 +377,16 @@ class StackRouter(TrainableRouter):
             self.meta_ = arrays["meta"]
             self.shape_mean_ = arrays["shape_mean"]
             self.shape_scale_ = arrays["shape_scale"]
-            self.ref_ = sp.csr_matrix((arrays["ref_data"], arrays["ref_indices"], arrays["ref_indptr"]),
-                                      shape=tuple(meta["ref_shape"]))
+            rows, cols = (int(x) for x in meta["ref_shape"])
+            indptr = np.asarray(arrays["ref_indptr"])
+            indices = np.asarray(arrays["ref_indices"])
+            if len(indptr) != rows + 1 or (len(indices) and int(indices.max()) >= cols) or \
+                    int(indptr[-1]) != len(indices) or len(arrays["ref_data"]) != len(indices):
+                raise RouterError("stack: saved OOD reference rows are inconsistent")
+            self._ref, self._ref_raw = None, (np.asarray(arrays["ref_data"]), indices, indptr, (rows, cols))
             self.trees_ = TreeEnsemble.from_arrays(arrays, "trees.")
             self._ref_idx = None
         except KeyError as exc:
             raise RouterError(f"stack: saved state lacks {exc}") from exc
-        if self.coef_.shape != (self.ref_.shape[1] + len(SHAPE_FEATURES),):
+        if self.coef_.shape != (self._ref_raw[3][1] + len(SHAPE_FEATURES),):
             raise RouterError("stack: saved coefficients do not match the saved vocabulary")

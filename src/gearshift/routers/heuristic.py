@@ -24,7 +24,15 @@ from typing import Any, Self
 import numpy as np
 
 from gearshift.errors import RouterError
-from gearshift.routers.base import PromptLike, RoutingScore, TrainableRouter, as_gaps, as_weights, prompt_text
+from gearshift.routers.base import (
+    INLINE_ALWAYS,
+    PromptLike,
+    RoutingScore,
+    TrainableRouter,
+    as_gaps,
+    as_weights,
+    prompt_text,
+)
 from gearshift.routers.heuristic_evidence import (
     ARITHMETIC,
     CODE_FENCE,
@@ -91,6 +99,7 @@ class HeuristicRouter(TrainableRouter):
     """
 
     name = "heuristic"
+    inline_max_chars = INLINE_ALWAYS  # microseconds: never worth a thread
     version = "2"
 
     def __init__(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from gearshift.routers.base import PromptLike, Router, RoutingScore, router_text
+from gearshift.routers.base import INLINE_ALWAYS, PromptLike, Router, RoutingScore, router_text
 
 _SCALE = float(2**64)
 
@@ -18,6 +18,7 @@ class RandomRouter(Router):
     """p_strong uniform on [0, 1), fixed per (seed, prompt text). Confidence is 0: it knows nothing."""
 
     name = "random"
+    inline_max_chars = INLINE_ALWAYS  # microseconds: never worth a thread
     version = "2"  # reads canonical text (data.text.canonical)
 
     def __init__(self, seed: int = 0) -> None:

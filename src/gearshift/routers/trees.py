@@ -7,6 +7,7 @@ matter and a linear model cannot see them. All trees are walked together, one le
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,35 @@ class TreeEnsemble:
                    left=nodes["left"].astype(np.int64) + base, right=nodes["right"].astype(np.int64) + base,
                    leaf=nodes["is_leaf"].astype(bool), value=nodes["value"].astype(np.float64),
                    roots=np.asarray(roots, dtype=np.int64), baseline=float(np.ravel(model._baseline_prediction)[0]))
+
+    @cached_property
+    def _max_depth(self) -> int:
+        """Levels of the deepest tree (breadth-first over every node)."""
+        depth, frontier = 0, self.roots
+        while True:
+            inner = frontier[~self.leaf[frontier]]
+            if not len(inner):
+                return depth
+            frontier = np.concatenate([self.left[inner], self.right[inner]])
+            depth += 1
+
+    def predict_one(self, x: np.ndarray) -> float:
+        """`predict` of one row (features,), by pointer doubling: every node's comparison at once, then each
+        node's successor composed with itself ceil(log2(depth)) times; ~20x fewer numpy calls than walking
+        all trees level by level (the request path scores one prompt at a time)."""
+        left, right, hops = self._doubling
+        nxt = np.where(np.asarray(x, dtype=np.float64)[self.feature] <= self.threshold, left, right)
+        for _ in range(hops):
+            nxt = nxt[nxt]
+        return float(self.baseline + self.value[nxt[self.roots]].sum())
+
+    @cached_property
+    def _doubling(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Children with every leaf its own child (so a leaf stays put), and the hops that reach any leaf."""
+        me = np.arange(len(self.leaf), dtype=np.intp)
+        left = np.where(self.leaf, me, self.left).astype(np.intp)
+        right = np.where(self.leaf, me, self.right).astype(np.intp)
+        return left, right, max(1, int(np.ceil(np.log2(self._max_depth + 1))))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Sum of leaf values plus the baseline, for each row of x (n, features)."""

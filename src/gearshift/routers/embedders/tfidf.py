@@ -28,6 +28,10 @@ import numpy as np
 from gearshift.errors import NotFittedError, RouterError
 from gearshift.routers.embedding import l2_normalise
 
+_TOKEN_PATTERN = r"(?u)\b\w+\b"
+#: `sparse_row` counts n-grams of texts up to this long in plain dicts (fewer, cheaper calls); longer texts
+#: merge per-word arrays with numpy, whose fixed cost per call is then the smaller one
+DICT_MAX_CHARS = 300
 #: Texts up to this many go through the pure-Python analyzers instead of scikit-learn's transform.
 FAST_MAX_TEXTS = 8
 _WORD_CACHE_MAX = 50_000  # memoised words -> char n-gram columns (cleared when full; a few MB)
@@ -67,20 +71,27 @@ def _vocabulary(vec: Any) -> dict[str, int]:
 class _Block:
     """One fitted vectoriser reduced to what scoring needs: analyzer settings, vocabulary, idf."""
 
-    def __init__(self, vec: Any, offset: int, scale: float | None = None) -> None:
-        self.analyzer: str = vec.analyzer
-        if self.analyzer not in ("word", "char_wb") or not vec.lowercase or vec.strip_accents or vec.stop_words \
+    def __init__(self, analyzer: str, ngram_range: tuple[int, int], token_pattern: str, sublinear: bool,
+                 vocab: dict[str, int], idf: np.ndarray, offset: int, scale: float | None = None) -> None:
+        self.analyzer = analyzer
+        self.scale = scale  # None: each row L2-normalised; else every row divided by this one fitted constant
+        self.lo, self.hi = ngram_range
+        self.pattern = re.compile(token_pattern)
+        self.sublinear = sublinear
+        self.vocab = vocab
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.offset = offset
+        self._words: dict[str, np.ndarray] = {}
+        self._word_counts: dict[str, dict[int, int]] = {}
+
+    @classmethod
+    def of(cls, vec: Any, offset: int, scale: float | None = None) -> _Block:
+        if vec.analyzer not in ("word", "char_wb") or not vec.lowercase or vec.strip_accents or vec.stop_words \
                 or vec.preprocessor or vec.tokenizer or vec.norm not in ("l2", None) or not vec.use_idf \
                 or (vec.norm is None) != (scale is not None):
             raise RouterError("tfidf fast path: vectoriser settings it does not reproduce")
-        self.scale = scale  # None: each row L2-normalised; else every row divided by this one fitted constant
-        self.lo, self.hi = vec.ngram_range
-        self.pattern = re.compile(vec.token_pattern)
-        self.sublinear = bool(vec.sublinear_tf)
-        self.vocab: dict[str, int] = _vocabulary(vec)
-        self.idf = np.asarray(vec.idf_, dtype=np.float64)
-        self.offset = offset
-        self._words: dict[str, np.ndarray] = {}
+        return cls(vec.analyzer, vec.ngram_range, vec.token_pattern, bool(vec.sublinear_tf), _vocabulary(vec),
+                   vec.idf_, offset, scale)
 
     def _word_cols(self, word: str) -> np.ndarray:
         cols = self._words.get(word)
@@ -110,6 +121,34 @@ class _Block:
         uniq, inv = np.unique(cols, return_inverse=True)
         return uniq, np.bincount(inv, weights=reps, minlength=len(uniq)).astype(np.float64)
 
+    def add_counts(self, text: str, acc: dict[int, int]) -> None:
+        """Add this block's in-vocabulary n-gram counts of one text to `acc`, keyed by global column.
+
+        Plain dict arithmetic: a prompt has a few hundred distinct n-grams, where a dozen small numpy calls
+        (unique, bincount, repeat) cost more than the counting itself."""
+        off = self.offset
+        if self.analyzer == "word":
+            get = self.vocab.get
+            for gram in word_ngrams(text, self.pattern, self.lo, self.hi):
+                c = get(gram)
+                if c is not None:
+                    acc[c + off] = acc.get(c + off, 0) + 1
+            return
+        for word, k in Counter(text.lower().split()).items():
+            per = self._word_counts.get(word)
+            if per is None:
+                per = {}
+                get = self.vocab.get
+                for gram in char_wb_ngrams(word, self.lo, self.hi):
+                    c = get(gram)
+                    if c is not None:
+                        per[c + off] = per.get(c + off, 0) + 1
+                if len(self._word_counts) >= _WORD_CACHE_MAX:
+                    self._word_counts = {}
+                self._word_counts[word] = per
+            for c, n in per.items():
+                acc[c] = acc.get(c, 0) + n * k
+
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """TfidfVectorizer.transform of one text as (columns + offset, values)."""
         cols, tf = self.counts(text)
@@ -137,9 +176,13 @@ class TfidfEmbedder:
         self.min_df = int(min_df)
         self.seed = int(seed)
         self._vecs: list[Any] | None = None
+        # a loaded state: (vocabulary, idf) per block; scikit-learn's vectorisers are built from it only when a
+        # batch needs them, so serving one prompt at a time never imports scikit-learn (~50 MB of RSS)
+        self._loaded: list[tuple[dict[str, int], np.ndarray]] | None = None
         self._components: np.ndarray | None = None
         self._projection: np.ndarray | None = None
         self._blocks: list[_Block] | None = None
+        self._colscale: np.ndarray | None = None
         self._digest = "unfitted"
 
     @property
@@ -157,7 +200,7 @@ class TfidfEmbedder:
 
         common: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "dtype": np.float64,
                                   "norm": "l2" if self.row_norm else None}
-        word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+        word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=_TOKEN_PATTERN,
                                max_features=self.word_features, min_df=self.min_df, vocabulary=vocabs[0], **common)
         char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, self.char_max), max_features=self.char_features,
                                min_df=self.min_df, vocabulary=vocabs[1], **common)
@@ -176,6 +219,7 @@ class TfidfEmbedder:
         for v in vecs:
             v.fit(texts)
         self._vecs = vecs
+        self._loaded = None
         self._scales = None
         if not self.row_norm:
             from scipy.sparse.linalg import norm as row_norms
@@ -201,10 +245,29 @@ class TfidfEmbedder:
         # transposed view made scipy copy the whole matrix per call (20 ms per prompt, measured).
         self._projection = np.ascontiguousarray(self._components.T)
         h = hashlib.sha256(self._components.tobytes())
-        for v in self._vecs or []:
-            h.update(np.asarray(v.idf_, dtype=np.float32).tobytes())
+        for _, idf in self._vocab_idf():
+            h.update(np.asarray(idf, dtype=np.float32).tobytes())
         self._digest = h.hexdigest()[:12]
         self._blocks = None
+        self._colscale = None
+
+    def _vocab_idf(self) -> list[tuple[dict[str, int], np.ndarray]]:
+        if self._vecs is not None:
+            return [(_vocabulary(v), np.asarray(v.idf_, dtype=np.float64)) for v in self._vecs]
+        if self._loaded is not None:
+            return self._loaded
+        raise NotFittedError("tfidf embedder is not fitted")
+
+    def _sk(self) -> list[Any]:
+        """The scikit-learn vectorisers (built from a loaded state on first use)."""
+        if self._vecs is None:
+            if self._loaded is None:
+                raise NotFittedError("tfidf embedder is not fitted")
+            vecs = self._vectorizers([vocab for vocab, _ in self._loaded])
+            for v, (_, idf) in zip(vecs, self._loaded, strict=True):
+                v.idf_ = idf
+            self._vecs = vecs
+        return self._vecs
 
     @property
     def n_features(self) -> int:
@@ -213,19 +276,36 @@ class TfidfEmbedder:
 
     def _fast_blocks(self) -> list[_Block]:
         if self._blocks is None:
-            if self._vecs is None:
-                raise NotFittedError("tfidf embedder is not fitted")
+            parts = self._vocab_idf()
             blocks, offset = [], 0
-            scales: list[float | None] = [*self._scales] if self._scales else [None] * len(self._vecs)
-            for v, scale in zip(self._vecs, scales, strict=True):
-                blocks.append(_Block(v, offset, scale))
-                offset += len(blocks[-1].vocab)
+            scales: list[float | None] = [*self._scales] if self._scales else [None] * len(parts)
+            if self._vecs is not None:
+                for v, scale in zip(self._vecs, scales, strict=True):
+                    blocks.append(_Block.of(v, offset, scale))
+                    offset += len(blocks[-1].vocab)
+            else:
+                specs = [("word", (1, 2)), ("char_wb", (2, self.char_max))]
+                for (analyzer, ngrams), (vocab, idf), scale in zip(specs, parts, scales, strict=True):
+                    blocks.append(_Block(analyzer, ngrams, _TOKEN_PATTERN, True, vocab, idf, offset, scale))
+                    offset += len(vocab)
             self._blocks = blocks
+            if all(b.scale is not None and b.sublinear for b in blocks):
+                # global scaling: a column's value is (1 + log tf) times this constant, precomputed once
+                k = 1 / np.sqrt(len(blocks))
+                self._colscale = np.concatenate([b.idf / float(b.scale or 1.0) * k for b in blocks])
         return self._blocks
 
     def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One text's row of `sparse` as (sorted column indices, float64 values), without scikit-learn."""
         blocks = self._fast_blocks()
+        if self._colscale is not None and len(text) <= DICT_MAX_CHARS:
+            acc: dict[int, int] = {}
+            for b in blocks:
+                b.add_counts(text, acc)
+            keys = sorted(acc)
+            cols = np.array(keys, dtype=np.int64)
+            tf = np.array([acc[c] for c in keys], dtype=np.float64)
+            return cols, (np.log(tf) + 1.0) * self._colscale[cols]
         rows = [b.row(text) for b in blocks]
         scale = 1 / np.sqrt(len(blocks))
         return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows]) * scale
@@ -234,7 +314,7 @@ class TfidfEmbedder:
         """(n, vocabulary) float64 scipy CSR: word and char blocks, each L2-normalised, scaled to unit rows."""
         import scipy.sparse as sp
 
-        if self._vecs is None:
+        if self._vecs is None and self._loaded is None:
             raise NotFittedError("tfidf embedder is not fitted")
         if len(texts) <= FAST_MAX_TEXTS:
             rows = [self.sparse_row(t) for t in texts]
@@ -242,7 +322,7 @@ class TfidfEmbedder:
             data = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
             idx = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, dtype=np.int64)
             return sp.csr_matrix((data, idx, indptr), shape=(len(rows), self.n_features))
-        blocks = [v.transform(list(texts)) for v in self._vecs]
+        blocks = [v.transform(list(texts)) for v in self._sk()]
         if self._scales is not None:
             blocks = [b * (1.0 / scale) for b, scale in zip(blocks, self._scales, strict=True)]
         return sp.hstack(blocks, format="csr", dtype=np.float64) * (1 / np.sqrt(len(blocks)))
@@ -256,15 +336,15 @@ class TfidfEmbedder:
         return l2_normalise(np.asarray(x @ self._projection, dtype=np.float32))
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        if self._vecs is None or self._components is None:
+        if self._components is None:
             raise NotFittedError("tfidf embedder is not fitted")
         arrays: dict[str, np.ndarray] = {"components": self._components}
-        for name, v in zip(("word", "char"), self._vecs, strict=True):
-            terms = np.empty(len(v.vocabulary_), dtype=object)
-            for term, i in v.vocabulary_.items():
+        for name, (vocab, idf) in zip(("word", "char"), self._vocab_idf(), strict=True):
+            terms = np.empty(len(vocab), dtype=object)
+            for term, i in vocab.items():
                 terms[i] = term
             arrays[f"{name}_terms"] = np.array(terms.tolist(), dtype=np.str_)
-            arrays[f"{name}_idf"] = np.asarray(v.idf_, dtype=np.float64)
+            arrays[f"{name}_idf"] = np.asarray(idf, dtype=np.float64)
         meta: dict[str, Any] = {"dim": self._dim, "char_max": self.char_max}
         if self._scales is not None:
             meta["block_scales"] = list(self._scales)
@@ -277,10 +357,11 @@ class TfidfEmbedder:
             self.row_norm = scales is None
             self._scales = [float(x) for x in scales] if scales is not None else None
             vocabs = [{str(t): i for i, t in enumerate(arrays[f"{n}_terms"].tolist())} for n in ("word", "char")]
-            vecs = self._vectorizers(vocabs)
-            for name, v in zip(("word", "char"), vecs, strict=True):
-                v.idf_ = arrays[f"{name}_idf"]
-            self._vecs = vecs
+            idfs = [np.asarray(arrays[f"{n}_idf"], dtype=np.float64) for n in ("word", "char")]
+            if any(len(idf) != len(vocab) for vocab, idf in zip(vocabs, idfs, strict=True)):
+                raise ValueError("idf and vocabulary sizes differ")
+            self._loaded = list(zip(vocabs, idfs, strict=True))
+            self._vecs = None
             self._set_components(arrays["components"] if self._dim else np.zeros((0, 0), dtype=np.float32))
         except (KeyError, ValueError) as exc:
             raise RouterError(f"tfidf state does not load: {exc}") from exc
