@@ -13,7 +13,7 @@ import pytest
 
 from gearshift.cli import main
 from gearshift.gateway.settings import hash_key, parse_settings
-from gearshift.records.redaction import record_transform
+from gearshift.records.redaction import Concealment, record_transform
 from gearshift.routers.base import PromptLike, Router, RoutingScore
 from reliability.conftest import PROMPT, assert_openai_error, dep, records, running, settings_for
 from reliability.test_store_faults import DiskFullStore
@@ -180,10 +180,10 @@ def test_provider_key_never_leaks(ups: tuple[FakeUpstream, FakeUpstream], tmp_pa
 def test_record_text_modes_hash_or_redact_prompt_and_answer() -> None:
     row = {"request_id": "r", "prompt": "tell me a secret", "answer": "the answer", "tier": "cheap",
            "shadow": {"answer": "other answer"}, "error_message": "upstream said sk-abcdefgh1234"}
-    hashed = record_transform("hash")(row)
-    assert hashed["prompt"].startswith("sha256:") and hashed["tier"] == "cheap"
-    assert hashed["shadow"]["answer"].startswith("sha256:") and "secret" not in str(hashed)
-    redacted = record_transform("redact", ["sk-abcdefgh1234"])(row)
+    hashed = record_transform(Concealment("hash", b"k" * 32))(row)
+    assert hashed["prompt"].startswith("hmac-sha256:") and hashed["tier"] == "cheap"
+    assert hashed["shadow"]["answer"].startswith("hmac-sha256:") and "secret" not in str(hashed)
+    redacted = record_transform(Concealment("redact"), ["sk-abcdefgh1234"])(row)
     assert redacted["answer"] == "[redacted 10 chars]" and "sk-abcdefgh1234" not in str(redacted)
-    full = record_transform("full")(row)
+    full = record_transform(Concealment())(row)
     assert full["prompt"] == "tell me a secret" and full["error_message"] == "upstream said ***"
