@@ -117,7 +117,7 @@ def test_keys_create_prints_the_key_once_and_a_loadable_snippet(ups: tuple[FakeU
                                                                  tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "create", "--id", "team-a", "--scopes", "inference,feedback",
-                 "--budget-usd-per-day", "5", "--rpm", "60"]) == 0
+                 "--budget-usd-per-day", "5", "--rpm", "60", "--models", "gearshift/auto"]) == 0
     out = capsys.readouterr().out
     raw = re.search(r"(gs-[A-Za-z0-9_-]{40,})", out)
     assert raw is not None
@@ -127,11 +127,14 @@ def test_keys_create_prints_the_key_once_and_a_loadable_snippet(ups: tuple[FakeU
 
     key = tomllib.loads(snippet)["auth"]["keys"][0]
     assert key["scopes"] == ["inference", "feedback"] and key["rpm"] == 60 and key["budget_usd_per_day"] == 5.0
+    assert key["models"] == ["gearshift/auto"]
     _, healthy = ups
     settings = settings_for([dep("cheap", healthy.base_url, 5.0)], healthy.base_url, tmp_path / "d.sqlite",
                             auth={"keys": [key]})
     with running(settings) as gw, gw.client() as c:
         assert _post(c, raw[1]).status_code == 200
+        refused = _post(c, raw[1], model="cheap")  # a deployment by name would sidestep routing and caps
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
     assert main(["keys", "create", "--id", "x", "--scopes", "root"]) == 1
 
 
