@@ -1,22 +1,31 @@
-"""Gateway overhead: direct-to-upstream vs through `gearshift serve` vs through LiteLLM's proxy, same run.
+"""Gateway overhead: direct vs a trivial pass-through vs `gearshift serve` (heuristic, stack) vs LiteLLM, one run.
 
 One zero-delay upstream (benchmarks/_upstream.py, its own process). Each gateway runs as a subprocess
 pinned to core 0 (`taskset -c 0`); the upstream and this script (the aiohttp load generator) share the
-other core, so the gateway never competes with them for a CPU. gearshift runs the heuristic router with
-the decision record ON (SQLite, the default `[store]`); LiteLLM runs one worker, logging off, one
-`openai/` model entry pointing at the same upstream.
+other core, so the gateway never competes with them for a CPU. Paths, all against that upstream:
 
-Two measurements per path:
+  direct        no gateway: the floor every "added" figure is measured from;
+  passthrough   a trivial Starlette + aiohttp pass-through (benchmarks/_passthrough.py): the Python floor;
+  gearshift     `gearshift serve`, heuristic router, decision record ON (SQLite), API key checked;
+  stack         the same with a saved stack router served through `[router] path` (trained here on a
+                400-prompt GSM8K sample, as in the README walkthrough, unless --stack-router DIR is given);
+  litellm       LiteLLM's proxy, one worker, logging off, one `openai/` model entry (when installable).
+
+Three measurements:
   1. concurrency 1: N sequential requests after a warm-up, interleaved across paths in rounds so drift
-     hits all paths alike -> added latency p50/p99 = path percentile - direct percentile;
-  2. a concurrency ladder (1, 8, 32, 64 clients, fixed duration each) -> sustained requests/s.
+     hits all paths alike -> added latency p50/p99 = path percentile - direct percentile; gateway RSS after;
+  2. a concurrency ladder (1, 8, 32 clients, fixed duration each) -> sustained requests/s, pinned;
+  3. scaling: `gearshift serve --workers 1` vs `--workers 2`, unpinned (the gateway, the upstream and the
+     load generator share both cores, as on a real 2-core host), 32 clients, alternating rounds.
 
     .venv/bin/python benchmarks/gateway_overhead.py                 # full run, LiteLLM installed on demand
-    .venv/bin/python benchmarks/gateway_overhead.py --quick --no-litellm   # smoke run, seconds
+    .venv/bin/python benchmarks/gateway_overhead.py --quick --no-litellm   # smoke run
     .venv/bin/python benchmarks/gateway_overhead.py --json out.json --litellm-venv /tmp/litellm-venv
 
-Targets (issue): gearshift added p50 <= 1 ms and p99 <= 3 ms at concurrency 1, and >= 10x LiteLLM's
-requests/s on one worker. Only 127.0.0.1 is ever contacted; every loop is bounded in count and time.
+Targets (issue 17): gearshift's added p50 within 0.2 ms and p99 within 0.5 ms of the pass-through's; the
+stack router <= 0.3 ms more p50 and <= 60 MB more RSS than the heuristic; 2 workers >= 1.5x the req/s of
+one at 32 clients; >= 15x LiteLLM's req/s at 1, 8 and 32 clients. Only 127.0.0.1 is ever contacted; every
+loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -48,7 +57,9 @@ HERE = Path(__file__).resolve().parent
 MODEL = "bench-model"
 PROMPT = ("Explain briefly what the capital of France is and name two famous museums there. "
           "Answer in two sentences.")
-TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 1.0, 3.0, 10.0
+#: gearshift added latency minus the pass-through's; stack minus heuristic p50 and RSS; workers and LiteLLM ratios
+TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 0.2, 0.5, 15.0
+TARGET_STACK_P50_MS, TARGET_STACK_RSS_MB, TARGET_WORKERS = 0.3, 60.0, 1.5
 DEFAULT_LITELLM_VENV = Path(tempfile.gettempdir()) / "gearshift-bench-litellm-venv"
 #: Both gateways authenticate this key (LiteLLM refuses to start without a master key; fair to make both check).
 API_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
@@ -77,6 +88,7 @@ class Result:
     rps_per_cpu: dict[int, float] = field(default_factory=dict)
     errors: int = 0
     note: str = ""
+    rss_mb: float | None = None  # gateway resident memory after the latency phase (all its processes)
 
 
 # -- processes ---------------------------------------------------------------------------------------
@@ -136,6 +148,25 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and its descendants (Linux /proc), MiB; 0.0 where unavailable."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
 def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -147,7 +178,9 @@ def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> Non
         proc.wait(5)
 
 
-def gearshift_toml(upstream: str, db: Path, record: bool = True) -> str:
+def gearshift_toml(upstream: str, db: Path, record: bool = True, router: Path | None = None) -> str:
+    """The benchmark gateway: two tiers on the one upstream; the heuristic, or the saved router at `router`."""
+    chooser = 'name = "heuristic"\nthresholds = [0.5]' if router is None else f'path = "{router}"'
     return f"""
 [[tiers]]
 name = "cheap"
@@ -168,8 +201,7 @@ input_price_per_m = 2.5
 output_price_per_m = 10.0
 
 [router]
-name = "heuristic"
-thresholds = [0.5]
+{chooser}
 
 [store]
 enabled = {"true" if record else "false"}
@@ -195,12 +227,14 @@ def gearshift_exe() -> list[str]:
 
 
 def start_gearshift(upstream: str, tmp: Path, core: int | None, log: Path, *, env: dict[str, str],
-                    profile: Path | None, py_spy: str, record: bool = True) -> Path_:
+                    profile: Path | None, py_spy: str, record: bool = True, name: str = "gearshift",
+                    router: Path | None = None, workers: int = 1) -> Path_:
     """`gearshift serve` pinned to `core`; with `profile`, under `py-spy record` (itself on the other core)."""
-    cfg = tmp / "gearshift.toml"
-    cfg.write_text(gearshift_toml(upstream, tmp / "decisions.sqlite", record))
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(gearshift_toml(upstream, tmp / f"{name}.sqlite", record, router))
     port = free_port()
-    cmd = [*pin(core), *gearshift_exe(), "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning"]
+    cmd = [*pin(core), *gearshift_exe(), "serve", "--config", str(cfg), "--port", str(port), "--log-level", "warning",
+           "--workers", str(workers)]
     if profile is not None:
         fmt = "flamegraph" if profile.suffix == ".svg" else "raw"
         cmd = [*pin(None if core is None else 1 - core), py_spy, "record", "-r", "250", "--nonblocking", "--gil",
@@ -209,8 +243,33 @@ def start_gearshift(upstream: str, tmp: Path, core: int | None, log: Path, *, en
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **env})
     root = f"http://127.0.0.1:{port}"
-    wait_ready(root + "/healthz", proc, 60, "gearshift serve")
-    return Path_("gearshift", root + "/v1/chat/completions", "gearshift/auto", proc)
+    wait_ready(root + "/healthz", proc, 120, f"gearshift serve ({name})")
+    return Path_(name, root + "/v1/chat/completions", "gearshift/auto", proc)
+
+
+def start_passthrough(upstream: str, core: int | None, log: Path) -> Path_:
+    """benchmarks/_passthrough.py pinned to `core`: the trivial Python gateway baseline."""
+    port = free_port()
+    cmd = [*pin(core), sys.executable, str(HERE / "_passthrough.py"), "--upstream", upstream, "--port", str(port),
+           "--key", API_KEY]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    wait_ready(root + "/healthz", proc, 60, "pass-through")
+    return Path_("passthrough", root + "/v1/chat/completions", MODEL, proc)
+
+
+def train_stack(tmp: Path) -> Path:
+    """A saved stack router as the README walkthrough makes one: 400 GSM8K prompts, 30 % strong."""
+    out, data = tmp / "stack-router", tmp / "outcomes.jsonl"
+    gs = gearshift_exe()
+    t = time.perf_counter()
+    for argv in (["data", "export", "--dataset", "gsm8k", "--sample", "400", "--out", str(data)],
+                 ["train", "--data", str(data), "--router", "stack", "--target-strong-share", "0.3", "--out",
+                  str(out)]):
+        subprocess.run([*gs, *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800)
+    print(f"trained a stack router for the benchmark in {time.perf_counter() - t:.0f}s", flush=True)
+    return out
 
 
 def ensure_litellm(venv: Path, install: bool) -> Path | None:
@@ -359,6 +418,8 @@ async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Res
                 res.cpu_us_per_request = cpu[p.name] / len(xs) * 1e6
             res.added_ms = {"p50": res.latency_ms["p50"] - statistics.median(base),
                             "p99": res.latency_ms["p99"] - pct(base, 99)}
+            if p.proc is not None:
+                res.rss_mb = rss_mb(p.proc.pid)
         for c in args.concurrency:
             for p in paths:
                 c0, w0 = (cpu_seconds(p.proc.pid) if p.proc is not None else 0.0), time.perf_counter()
@@ -375,66 +436,115 @@ async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Res
     return results
 
 
+async def scaling(one: Path_, two: Path_, args: argparse.Namespace) -> dict[str, Any]:
+    """req/s at `args.scale_clients` clients through `--workers 1` and `--workers 2`, alternating rounds."""
+    rps: dict[str, list[float]] = {one.name: [], two.name: []}
+    errors = 0
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+        for p in (one, two):  # warm-up: both workers of `two` import, connect and open SQLite
+            errors += await sequential(session, p, args.warmup, [], args.same_prompt)
+            await sustained(session, p, args.scale_clients, 1.0, args.same_prompt)
+        for r in range(args.scale_rounds):
+            for p in ((one, two) if r % 2 == 0 else (two, one)):
+                got, errs = await sustained(session, p, args.scale_clients, args.duration, args.same_prompt)
+                rps[p.name].append(got)
+                errors += errs
+                print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {got:9.1f} req/s", flush=True)
+    mean = {k: statistics.fmean(v) for k, v in rps.items()}
+    return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors,
+            "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf")}
+
+
 # -- report --------------------------------------------------------------------------------------------
 
-def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+def _verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str, Any],
+           scale: dict[str, Any] | None) -> dict[str, Any]:
     names = list(results)
     print()
     print(f"gateway overhead  (zero-delay upstream; gateways pinned to core 0: {meta['pinned']}; "
           f"{args.requests} sequential requests, {args.duration:g}s per concurrency step)")
-    print(f"{'path':10s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s} {'added p50':>10s} {'added p99':>10s} "
-          f"{'CPU us/req':>10s}  " + "  ".join(f"{'c=' + str(c) + ' req/s':>12s}" for c in args.concurrency)
-          + "  errors")
+    print(f"{'path':12s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s} {'added p50':>10s} {'added p99':>10s} "
+          f"{'CPU us/req':>10s} {'RSS MB':>7s}  "
+          + "  ".join(f"{'c=' + str(c) + ' req/s':>12s}" for c in args.concurrency) + "  errors")
     for n in names:
         r = results[n]
         added = ("" if n == names[0] else f"{r.added_ms['p50']:10.3f} {r.added_ms['p99']:10.3f}")
         cpu = "" if r.cpu_us_per_request is None else f"{r.cpu_us_per_request:10.0f}"
-        print(f"{n:10s} {r.latency_ms['p50']:8.3f} {r.latency_ms['p99']:8.3f} {r.latency_ms['mean']:8.3f} "
-              f"{added or ' ' * 21:21s} {cpu:>10s}  "
+        rss = "" if r.rss_mb is None else f"{r.rss_mb:7.1f}"
+        print(f"{n:12s} {r.latency_ms['p50']:8.3f} {r.latency_ms['p99']:8.3f} {r.latency_ms['mean']:8.3f} "
+              f"{added or ' ' * 21:21s} {cpu:>10s} {rss:>7s}  "
               + "  ".join(f"{r.rps[c]:12.1f}" for c in args.concurrency) + f"  {r.errors}")
     ratios: dict[str, float] = {}
     verdict: dict[str, bool] = {}
-    gs = results.get("gearshift")
-    ll = results.get("litellm")
+    figures: dict[str, float] = {}
+    gs, pt, st, ll = (results.get(k) for k in ("gearshift", "passthrough", "stack", "litellm"))
     print()
-    if gs is not None:
-        verdict["added_p50"] = gs.added_ms["p50"] <= TARGET_P50_MS
-        verdict["added_p99"] = gs.added_ms["p99"] <= TARGET_P99_MS
-        print(f"gearshift added latency: p50 {gs.added_ms['p50']:.3f} ms (target <= {TARGET_P50_MS:g}: "
-              f"{'MET' if verdict['added_p50'] else 'MISSED'}), p99 {gs.added_ms['p99']:.3f} ms "
-              f"(target <= {TARGET_P99_MS:g}: {'MET' if verdict['added_p99'] else 'MISSED'})")
-    if gs is not None and gs.cpu_share:
-        print("gearshift share of its core during the ladder: "
-              + ", ".join(f"c={c}: {gs.cpu_share[c] * 100:.0f}% ({gs.rps_per_cpu.get(c, 0):.0f} req per CPU-s)"
-                          for c in args.concurrency))
+    if gs is not None and pt is not None:
+        figures["over_passthrough_p50_ms"] = gs.added_ms["p50"] - pt.added_ms["p50"]
+        figures["over_passthrough_p99_ms"] = gs.added_ms["p99"] - pt.added_ms["p99"]
+        verdict["over_passthrough_p50"] = figures["over_passthrough_p50_ms"] <= TARGET_P50_MS
+        verdict["over_passthrough_p99"] = figures["over_passthrough_p99_ms"] <= TARGET_P99_MS
+        print(f"gearshift (heuristic) added latency beyond the pass-through's: p50 "
+              f"{figures['over_passthrough_p50_ms']:+.3f} ms (target <= {TARGET_P50_MS:g}: "
+              f"{_verdict(verdict['over_passthrough_p50'])}), p99 {figures['over_passthrough_p99_ms']:+.3f} ms "
+              f"(target <= {TARGET_P99_MS:g}: {_verdict(verdict['over_passthrough_p99'])})")
+        for c in args.concurrency:
+            ratios[f"gearshift_over_passthrough_{c}"] = gs.rps[c] / pt.rps[c] if pt.rps[c] > 0 else float("inf")
+        print("gearshift req/s / pass-through req/s: "
+              + ", ".join(f"c={c}: {ratios[f'gearshift_over_passthrough_{c}']:.2f}x" for c in args.concurrency))
+    if gs is not None and st is not None:
+        figures["stack_minus_heuristic_p50_ms"] = st.latency_ms["p50"] - gs.latency_ms["p50"]
+        figures["stack_minus_heuristic_p99_ms"] = st.latency_ms["p99"] - gs.latency_ms["p99"]
+        figures["stack_minus_heuristic_rss_mb"] = (st.rss_mb or 0.0) - (gs.rss_mb or 0.0)
+        verdict["stack_p50"] = figures["stack_minus_heuristic_p50_ms"] <= TARGET_STACK_P50_MS
+        verdict["stack_rss"] = figures["stack_minus_heuristic_rss_mb"] <= TARGET_STACK_RSS_MB
+        cpu = ""
+        if st.cpu_us_per_request and gs.cpu_us_per_request:
+            figures["stack_minus_heuristic_cpu_us"] = st.cpu_us_per_request - gs.cpu_us_per_request
+            cpu = f"; CPU per request {figures['stack_minus_heuristic_cpu_us']:+.0f} us"
+        print(f"stack router vs heuristic: p50 {figures['stack_minus_heuristic_p50_ms']:+.3f} ms (target <= "
+              f"{TARGET_STACK_P50_MS:g}: {_verdict(verdict['stack_p50'])}), p99 "
+              f"{figures['stack_minus_heuristic_p99_ms']:+.3f} ms, "
+              f"RSS {figures['stack_minus_heuristic_rss_mb']:+.1f} MB "
+              f"(target <= {TARGET_STACK_RSS_MB:g}: {_verdict(verdict['stack_rss'])}){cpu}")
+        for c in args.concurrency:
+            ratios[f"stack_over_heuristic_{c}"] = st.rps[c] / gs.rps[c] if gs.rps[c] > 0 else float("inf")
+        print("stack req/s / heuristic req/s: "
+              + ", ".join(f"c={c}: {ratios[f'stack_over_heuristic_{c}']:.2f}x" for c in args.concurrency))
+    if scale is not None:
+        verdict["workers"] = scale["ratio"] >= TARGET_WORKERS
+        m = scale["mean_rps"]
+        print(f"workers (unpinned, {scale['clients']} clients): 1 worker {m['workers-1']:.0f} req/s, 2 workers "
+              f"{m['workers-2']:.0f} req/s -> {scale['ratio']:.2f}x (target >= {TARGET_WORKERS:g}: "
+              f"{_verdict(verdict['workers'])})")
     if ll is not None:
         print(f"LiteLLM added latency:   p50 {ll.added_ms['p50']:.3f} ms, p99 {ll.added_ms['p99']:.3f} ms  "
               f"(LiteLLM {meta.get('litellm_version', '?')})")
     if gs is not None and ll is not None:
         for c in args.concurrency:
-            ratios[str(c)] = gs.rps[c] / ll.rps[c] if ll.rps[c] > 0 else float("inf")
-        verdict["rps_ratio"] = all(ratios[str(c)] >= TARGET_RATIO for c in args.concurrency)
-        print("gearshift req/s / LiteLLM req/s: " + ", ".join(f"c={c}: {v:.1f}x" for c, v in ratios.items())
-              + f"  (target >= {TARGET_RATIO:g}x: {'MET' if verdict['rps_ratio'] else 'MISSED'})")
-        print(f"LiteLLM added p50 / gearshift added p50: "
-              f"{ll.added_ms['p50'] / max(gs.added_ms['p50'], 1e-6):.1f}x")
-        if all(gs.rps_per_cpu.get(c) and ll.rps_per_cpu.get(c) for c in args.concurrency):
-            for c in args.concurrency:
-                ratios[f"per_cpu_{c}"] = gs.rps_per_cpu[c] / ll.rps_per_cpu[c]
-            print("req per CPU-second (= req/s with a core to itself; robust to other load on the core): "
-                  + ", ".join(f"c={c}: gearshift {gs.rps_per_cpu[c]:.0f} / LiteLLM {ll.rps_per_cpu[c]:.0f} = "
-                              f"{ratios[f'per_cpu_{c}']:.1f}x" for c in args.concurrency))
+            ratios[f"litellm_{c}"] = gs.rps[c] / ll.rps[c] if ll.rps[c] > 0 else float("inf")
+        verdict["litellm_ratio"] = all(ratios[f"litellm_{c}"] >= TARGET_RATIO for c in args.concurrency)
+        print("gearshift req/s / LiteLLM req/s: " + ", ".join(f"c={c}: {ratios[f'litellm_{c}']:.1f}x"
+                                                             for c in args.concurrency)
+              + f"  (target >= {TARGET_RATIO:g}x: {_verdict(verdict['litellm_ratio'])})")
         if gs.cpu_us_per_request and ll.cpu_us_per_request:
-            ratios["cpu_per_request"] = ll.cpu_us_per_request / gs.cpu_us_per_request
-            print(f"gateway CPU per request (load-robust): gearshift {gs.cpu_us_per_request:.0f} us, LiteLLM "
-                  f"{ll.cpu_us_per_request:.0f} us -> LiteLLM/gearshift {ratios['cpu_per_request']:.1f}x "
-                  f"(one-core ceilings ~{1e6 / gs.cpu_us_per_request:.0f} vs ~{1e6 / ll.cpu_us_per_request:.0f} req/s)")
+            ratios["litellm_cpu_per_request"] = ll.cpu_us_per_request / gs.cpu_us_per_request
+            print(f"gateway CPU per request: gearshift {gs.cpu_us_per_request:.0f} us, LiteLLM "
+                  f"{ll.cpu_us_per_request:.0f} us -> {ratios['litellm_cpu_per_request']:.1f}x")
     return {"meta": meta, "config": {"requests": args.requests, "warmup": args.warmup, "duration_s": args.duration,
                                      "concurrency": args.concurrency, "prompt": PROMPT,
                                      "same_prompt": args.same_prompt, "decision_record": not args.no_record,
                                      "gearshift_env": args.gearshift_env},
-            "paths": {n: asdict(r) for n, r in results.items()}, "ratios_rps_gearshift_over_litellm": ratios,
-            "targets": {"added_p50_ms": TARGET_P50_MS, "added_p99_ms": TARGET_P99_MS, "rps_ratio": TARGET_RATIO},
+            "paths": {n: asdict(r) for n, r in results.items()}, "figures": figures, "ratios": ratios,
+            "scaling": scale,
+            "targets": {"over_passthrough_p50_ms": TARGET_P50_MS, "over_passthrough_p99_ms": TARGET_P99_MS,
+                        "stack_p50_ms": TARGET_STACK_P50_MS, "stack_rss_mb": TARGET_STACK_RSS_MB,
+                        "workers_ratio": TARGET_WORKERS, "litellm_ratio": TARGET_RATIO},
             "met": verdict}
 
 
@@ -443,7 +553,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests per path (concurrency 1)")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up requests per path, not measured")
     ap.add_argument("--rounds", type=int, default=4, help="interleave the sequential requests in this many rounds")
-    ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64],
+    ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32],
                     help="comma-separated client counts for the throughput ladder")
     ap.add_argument("--duration", type=float, default=8.0, help="seconds measured per concurrency step and path")
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 requests, 2s steps, ladder 1,8,32")
@@ -463,11 +573,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile", type=Path, help="run gearshift under `py-spy record`: .svg flame graph, else "
                     "collapsed stacks")
     ap.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy executable for --profile")
+    ap.add_argument("--stack-router", type=Path, help="a saved stack router directory for the `stack` path "
+                    "(default: train one on 400 GSM8K prompts, ~1 min)")
+    ap.add_argument("--no-stack", action="store_true", help="skip the stack-router path")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the --workers 1 vs 2 measurement")
+    ap.add_argument("--scale-clients", type=int, default=32, help="clients for the workers measurement")
+    ap.add_argument("--scale-rounds", type=int, default=4, help="alternating rounds of the workers measurement")
     args = ap.parse_args(argv)
     if args.quick:
         args.requests, args.warmup, args.duration = min(args.requests, 300), min(args.warmup, 50), 2.0
-        if args.concurrency == [1, 8, 32, 64]:
-            args.concurrency = [1, 8, 32]
+        args.scale_rounds = min(args.scale_rounds, 2)
     if args.requests < 10 or args.duration <= 0 or any(c < 1 or c > 256 for c in args.concurrency):
         ap.error("need --requests >= 10, --duration > 0 and concurrency in 1..256")
     return args
@@ -488,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pinned = not args.no_pin and bool(pin(0))
     gw_core, client_core = (0, 1) if pinned else (None, None)
+    every_core = os.sched_getaffinity(0)
     if pinned:
         os.sched_setaffinity(0, {1})  # this process = load generator, on the non-gateway core
     meta: dict[str, Any] = {"pinned": pinned, "python": sys.version.split()[0], "loadavg": os.getloadavg(),
@@ -500,14 +616,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         litellm_exe = ensure_litellm(venv, not args.no_install)
         if litellm_exe is None:
-            print(f"note: LiteLLM not available in {venv}; measuring direct and gearshift only", flush=True)
+            print(f"note: LiteLLM not available in {venv}; measuring without it", flush=True)
         else:
             meta["litellm_version"] = litellm_version(venv)
+    scale: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmpdir, processes() as procs:
         tmp = Path(tmpdir)
+        stack_dir = None if args.no_stack else (args.stack_router.resolve() if args.stack_router else train_stack(tmp))
         up_proc, upstream = start_upstream(client_core)
         procs.append(up_proc)
         paths = [Path_("direct", upstream + "/chat/completions", MODEL)]
+        pt = start_passthrough(upstream, gw_core, tmp / "passthrough.log")
+        procs.append(pt.proc)  # type: ignore[arg-type]
+        paths.append(pt)
         env = dict(kv.split("=", 1) for kv in args.gearshift_env)
         if args.profile is not None:
             args.profile = args.profile.resolve()
@@ -515,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
                              py_spy=args.py_spy, record=not args.no_record)
         procs.append(gs.proc)  # type: ignore[arg-type]
         paths.append(gs)
+        if stack_dir is not None:
+            st = start_gearshift(upstream, tmp, gw_core, tmp / "stack.log", env=env, profile=None, py_spy=args.py_spy,
+                                 record=not args.no_record, name="stack", router=stack_dir)
+            procs.append(st.proc)  # type: ignore[arg-type]
+            paths.append(st)
         if litellm_exe is not None:
             try:
                 ll = start_litellm(litellm_exe, upstream, tmp, gw_core, tmp / "litellm.log")
@@ -528,23 +654,45 @@ def main(argv: list[str] | None = None) -> int:
         health = gs.url.rsplit("/v1/", 1)[0] + "/healthz"
         with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=5) as r:
             meta["gearshift_decisions"] = json.loads(r.read()).get("decisions")
+        for p in paths[1:]:  # the scaling phase has the machine to itself
+            stop(p.proc)
+        if not args.no_scaling:
+            os.sched_setaffinity(0, every_core)  # unpinned: load generator, upstream and workers share the cores
+            os.sched_setaffinity(up_proc.pid, every_core)
+            w1 = start_gearshift(upstream, tmp, None, tmp / "workers-1.log", env=env, profile=None, py_spy=args.py_spy,
+                                 record=not args.no_record, name="workers-1")
+            procs.append(w1.proc)  # type: ignore[arg-type]
+            w2 = start_gearshift(upstream, tmp, None, tmp / "workers-2.log", env=env, profile=None, py_spy=args.py_spy,
+                                 record=not args.no_record, name="workers-2", workers=2)
+            procs.append(w2.proc)  # type: ignore[arg-type]
+            scale = asyncio.run(scaling(w1, w2, args))
+            time.sleep(1.0)  # let both writers drain before counting
+            scale["records"] = {p.name: _count_records(tmp / f"{p.name}.sqlite") for p in (w1, w2)}
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for f in tmp.iterdir():
                 if f.suffix in (".log", ".toml", ".yaml"):
                     shutil.copy(f, args.keep_logs / f.name)
     meta["loadavg_end"] = os.getloadavg()
-    out = report(results, args, meta)
+    out = report(results, args, meta, scale)
     print(f"decision record: {meta.get('gearshift_decisions')}; load average start {meta['loadavg']}, "
           f"end {meta['loadavg_end']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
         print(f"wrote {args.json}")
-    bad = sum(r.errors for r in results.values())
+    bad = sum(r.errors for r in results.values()) + (scale["errors"] if scale else 0)
     if bad:
         print(f"error: {bad} failed requests", file=sys.stderr)
         return 1
     return 0
+
+
+def _count_records(db: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (n,) = conn.execute("SELECT COUNT(*) FROM decisions").fetchone()
+    return int(n)
 
 
 if __name__ == "__main__":
