@@ -307,7 +307,7 @@ class StackRouter(TrainableRouter):
 
     def _parts_one(self, text: str) -> tuple[float, float, np.ndarray]:
         """(n-gram logit, tree output, similarities to the reference rows) of one prompt, without scipy."""
-        cols, vals = self._vec.sparse_row(text)
+        cols, vals = self._vec.sparse_row(text, sort=False)
         s = shape_features(text)
         nv = len(self.coef_) - len(SHAPE_FEATURES)
         zs = (s - self.shape_mean_) / self.shape_scale_ * self.shape_weight

@@ -29,9 +29,9 @@ from gearshift.errors import NotFittedError, RouterError
 from gearshift.routers.embedding import l2_normalise
 
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
-#: `sparse_row` counts n-grams of texts up to this long in plain dicts (fewer, cheaper calls); longer texts
+#: `sparse_row` counts n-grams of texts up to this long with a Counter (fewer, cheaper calls); longer texts
 #: merge per-word arrays with numpy, whose fixed cost per call is then the smaller one
-DICT_MAX_CHARS = 300
+DICT_MAX_CHARS = 800
 #: Texts up to this many go through the pure-Python analyzers instead of scikit-learn's transform.
 FAST_MAX_TEXTS = 8
 _WORD_CACHE_MAX = 50_000  # memoised words -> char n-gram columns (cleared when full; a few MB)
@@ -82,7 +82,7 @@ class _Block:
         self.idf = np.asarray(idf, dtype=np.float64)
         self.offset = offset
         self._words: dict[str, np.ndarray] = {}
-        self._word_counts: dict[str, dict[int, int]] = {}
+        self._word_tuples: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def of(cls, vec: Any, offset: int, scale: float | None = None) -> _Block:
@@ -121,33 +121,26 @@ class _Block:
         uniq, inv = np.unique(cols, return_inverse=True)
         return uniq, np.bincount(inv, weights=reps, minlength=len(uniq)).astype(np.float64)
 
-    def add_counts(self, text: str, acc: dict[int, int]) -> None:
-        """Add this block's in-vocabulary n-gram counts of one text to `acc`, keyed by global column.
+    def add_columns(self, text: str, out: list[int]) -> None:
+        """Append the global column of every in-vocabulary n-gram occurrence of one text to `out`.
 
-        Plain dict arithmetic: a prompt has a few hundred distinct n-grams, where a dozen small numpy calls
-        (unique, bincount, repeat) cost more than the counting itself."""
+        `collections.Counter(out)` then counts them in C: a short prompt has a few hundred n-gram occurrences,
+        where a dozen small numpy calls per block (unique, bincount, repeat) cost more than the counting."""
         off = self.offset
         if self.analyzer == "word":
             get = self.vocab.get
-            for gram in word_ngrams(text, self.pattern, self.lo, self.hi):
-                c = get(gram)
-                if c is not None:
-                    acc[c + off] = acc.get(c + off, 0) + 1
+            out.extend(c + off for c in map(get, word_ngrams(text, self.pattern, self.lo, self.hi)) if c is not None)
             return
-        for word, k in Counter(text.lower().split()).items():
-            per = self._word_counts.get(word)
-            if per is None:
-                per = {}
+        memo = self._word_tuples
+        for word in text.lower().split():
+            cols = memo.get(word)
+            if cols is None:
                 get = self.vocab.get
-                for gram in char_wb_ngrams(word, self.lo, self.hi):
-                    c = get(gram)
-                    if c is not None:
-                        per[c + off] = per.get(c + off, 0) + 1
-                if len(self._word_counts) >= _WORD_CACHE_MAX:
-                    self._word_counts = {}
-                self._word_counts[word] = per
-            for c, n in per.items():
-                acc[c] = acc.get(c, 0) + n * k
+                cols = tuple(c + off for c in map(get, char_wb_ngrams(word, self.lo, self.hi)) if c is not None)
+                if len(memo) >= _WORD_CACHE_MAX:
+                    memo.clear()
+                memo[word] = cols
+            out.extend(cols)
 
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """TfidfVectorizer.transform of one text as (columns + offset, values)."""
@@ -295,16 +288,20 @@ class TfidfEmbedder:
                 self._colscale = np.concatenate([b.idf / float(b.scale or 1.0) * k for b in blocks])
         return self._blocks
 
-    def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """One text's row of `sparse` as (sorted column indices, float64 values), without scikit-learn."""
+    def sparse_row(self, text: str, *, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """One text's row of `sparse` as (column indices, float64 values), without scikit-learn; the columns
+        ascending unless `sort=False` (a dot product or a gather does not need them in order)."""
         blocks = self._fast_blocks()
         if self._colscale is not None and len(text) <= DICT_MAX_CHARS:
-            acc: dict[int, int] = {}
+            found: list[int] = []
             for b in blocks:
-                b.add_counts(text, acc)
-            keys = sorted(acc)
-            cols = np.array(keys, dtype=np.int64)
-            tf = np.array([acc[c] for c in keys], dtype=np.float64)
+                b.add_columns(text, found)
+            acc = Counter(found)
+            cols = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
+            tf = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
+            if sort and len(cols) > 1:
+                order = np.argsort(cols)
+                cols, tf = cols[order], tf[order]
             return cols, (np.log(tf) + 1.0) * self._colscale[cols]
         rows = [b.row(text) for b in blocks]
         scale = 1 / np.sqrt(len(blocks))
