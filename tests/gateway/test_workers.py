@@ -159,3 +159,45 @@ def test_without_redis_each_worker_enforces_its_share_of_per_key_caps(tmp_path: 
 def test_workers_must_be_a_sane_count(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--workers", bad]) == 2
     assert "argument --workers" in capsys.readouterr().err
+
+
+def test_sighup_reloads_the_router_of_every_worker(tmp_path: Path) -> None:
+    from gateway.test_router_reload import _register, _registry_do
+
+    db, port, log = tmp_path / "gw.sqlite", closed_port(), tmp_path / "serve.log"
+    v1, v2 = _register(db)
+    url = f"http://127.0.0.1:{port}"
+    with FakeUpstream() as up:
+        cfg = tmp_path / "gearshift.toml"
+        cfg.write_text(two_tier_toml(up.base_url, up.base_url) + f'\n[router]\nversion = "champion"\n\n'
+                                                                    f'[store]\npath = "{db}"\n')
+        proc = _start(cfg, port, 2, log)
+        try:
+            wait_healthy(proc, url, 30, log.read_text)
+
+            def versions(tries: int = 80) -> dict[int, str]:
+                seen: dict[int, str] = {}
+                for _ in range(tries):
+                    h = httpx.get(f"{url}/healthz", timeout=5).json()
+                    seen[h["pid"]] = h["router_version"]
+                    if len(seen) > 1:
+                        break
+                return seen
+
+            before = versions()
+            assert len(before) == 2 and set(before.values()) == {v1}, before
+            _registry_do(db, "promote", v2)
+            proc.send_signal(signal.SIGHUP)
+            deadline, after = time.monotonic() + 30, before
+            while time.monotonic() < deadline:
+                after = {**after, **versions(10)}
+                if set(after.values()) == {v2}:
+                    break
+                time.sleep(0.1)
+            assert set(after) == set(before) and set(after.values()) == {v2}, (after, log.read_text())
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
