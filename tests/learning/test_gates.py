@@ -47,7 +47,8 @@ def test_quality_gate_wants_the_lower_bound_and_cost_gate_the_budget() -> None:
     assert stricter[0].passed is False
     all_strong = np.tile([0.0, 1.0], (len(log), 1))
     pricier = quality_and_cost_gates(paired_gain(log, all_strong, good, n_boot=300), GateSettings(), "champ")
-    assert pricier[1].passed is False and pricier[1].figures["cost_gain_usd"] > pricier[1].figures["allowed_increase_usd"]
+    figures = pricier[1].figures
+    assert pricier[1].passed is False and figures["cost_gain_usd"] > figures["allowed_increase_usd"]
     assert quality_and_cost_gates(paired_gain(log, all_strong, good, n_boot=300),
                                   GateSettings(max_cost_increase=10.0), "champ")[1].passed is True
 
