@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -99,14 +98,13 @@ def worker_socket(fd: int) -> socket.socket:
 
 def die_with_parent() -> None:
     """Linux: a worker gets SIGTERM (and drains) if its supervisor is killed outright, instead of holding the
-    port as an orphan; elsewhere a no-op."""
+    port as an orphan; elsewhere a no-op. (Not `getppid() == 1` checks: in a container the supervisor may be
+    PID 1 itself.)"""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
