@@ -353,8 +353,13 @@ async def sequential(session: aiohttp.ClientSession, path: Path_, n: int, out: l
         t = time.perf_counter()
         ok = await one(session, path.url, body)
         out.append((time.perf_counter() - t) * 1000.0)
+        ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
         errors += not ok
     return errors
+
+
+#: answered requests per gateway over the whole run (warm-ups included): what its decision log must hold
+ANSWERED: dict[str, int] = {}
 
 
 async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, duration_s: float,
@@ -369,6 +374,7 @@ async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, d
                 ok = await one(session, path.url, body_for(path, same))
             except (TimeoutError, aiohttp.ClientError):
                 ok = False
+            ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
             if measuring:
                 counts[0 if ok else 1] += 1
 
@@ -522,6 +528,10 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
         print(f"workers (unpinned, {scale['clients']} clients): 1 worker {m['workers-1']:.0f} req/s, 2 workers "
               f"{m['workers-2']:.0f} req/s -> {scale['ratio']:.2f}x (target >= {TARGET_WORKERS:g}: "
               f"{_verdict(verdict['workers'])})")
+        if "records" in scale:
+            verdict["records_once"] = scale["records"] == scale["answered"]
+            print(f"decision records vs answered requests (each once): {scale['records']} vs {scale['answered']} "
+                  f"({_verdict(verdict['records_once'])})")
     if ll is not None:
         print(f"LiteLLM added latency:   p50 {ll.added_ms['p50']:.3f} ms, p99 {ll.added_ms['p99']:.3f} ms  "
               f"(LiteLLM {meta.get('litellm_version', '?')})")
@@ -666,8 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                                  record=not args.no_record, name="workers-2", workers=2)
             procs.append(w2.proc)  # type: ignore[arg-type]
             scale = asyncio.run(scaling(w1, w2, args))
-            time.sleep(1.0)  # let both writers drain before counting
+            for p in (w1, w2):
+                stop(p.proc)  # SIGTERM: drain, flush the writers
             scale["records"] = {p.name: _count_records(tmp / f"{p.name}.sqlite") for p in (w1, w2)}
+            scale["answered"] = {p.name: ANSWERED.get(p.name, 0) for p in (w1, w2)}
         if args.keep_logs:
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for f in tmp.iterdir():
