@@ -22,7 +22,7 @@ def _full_rec() -> dict[str, Any]:
         "explored": True, "deployment": "cheap", "attempts": [{"deployment": "cheap", "outcome": "error"}, {}],
         "tokens_in": np.int64(20), "tokens_out": 10, "cost_usd": 1e-5, "status": "error", "http_status": 502,
         "error_type": "upstream_error", "error_message": "boom", "usage_estimated": True, "finish_reason": "stop",
-        "cascade": [{"tier": "cheap", "deployment": None, "shipped": True, "verdicts": []}],
+        "cascade": [{"tier": "cheap", "deployment": None, "shipped": True, "verdicts": [], "cost_usd": 0.0001}],
     }
 
 
