@@ -77,3 +77,32 @@ def test_judge_verifier_without_a_judge_says_how_to_configure_one(tmp_path: Path
         tier = make_settings([cheap], strong, tmp_path / "d.sqlite",
                              cascade={"enabled": True, "verifiers": ["judge"], "judge_tier": "strong"})
         create_app(tier)  # the strong tier can judge the cheap one
+
+
+def test_logprob_verifier_asks_the_upstream_for_logprobs_and_hides_them_from_the_client(tmp_path: Path) -> None:
+    with FakeUpstream(answer="a hesitant cheap answer") as cheap, FakeUpstream(answer="strong answer") as strong:
+        for ask, tier in ((True, "strong"), (False, "cheap")):
+            cheap.reset()
+            settings = make_settings([cheap], strong, tmp_path / f"{ask}.sqlite", cascade={
+                "enabled": True, "verifiers": ["empty", "logprob"], "min_mean_logprob": -0.1,
+                "request_logprobs": ask})
+            server = serve(settings)
+            try:
+                with server.client() as c:
+                    r = c.post("/v1/chat/completions", json={
+                        "model": "gearshift/auto", "messages": [{"role": "user", "content": "hi"}]})
+                server.flush()
+                store = server.gateway.store
+                assert store is not None
+                (rec,) = store.query(DecisionQuery(limit=None))
+            finally:
+                server.stop()
+            assert r.status_code == 200 and r.headers["x-gearshift-tier"] == tier
+            assert "logprobs" not in r.json()["choices"][0]  # the client did not ask for them
+            assert bool(cheap.chat_requests[0].json.get("logprobs")) is ask
+            names = [v["name"] for v in rec["cascade"][0]["verdicts"]]
+            if ask:  # the fake's tokens have logprob -0.25, under the -0.1 floor: the cheap answer escalates
+                logprob = next(v for v in rec["cascade"][0]["verdicts"] if v["name"] == "logprob")
+                assert logprob["passed"] is False and "-0.250" in logprob["reason"]
+            else:  # no logprobs asked, none sent: the verifier gives no verdict and the cheap answer ships
+                assert "logprob" not in names
