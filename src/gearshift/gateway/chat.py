@@ -80,13 +80,20 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
 
 
+def cascades(gw: Gateway, decision: Decision) -> bool:
+    """Whether the cascade runs: routed requests only, and never inside a misroute-experiment arm, whose point is
+    to measure what the forced tier's answers are worth (the cascade would rescue `all_cheap`'s failures)."""
+    return (gw.cascade is not None and decision.route != "concrete" and decision.category is None
+            and decision.experiment_arm is None)
+
+
 def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:
     """The most this request can cost on the tiers it may reach: the decision's deployments, and with the
     cascade every tier above too (each step is paid). Input tokens are bounded by the body's `size` in bytes."""
     settings = gw.deployment_settings
     tiers = [[settings[d.name] for d in decision.deployments if d.name in settings]]
     caps = [gw.output_cap(gw.upstream_request(payload, decision.tier))]
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if cascades(gw, decision):
         for t in range(decision.tier + 1, len(gw.tiers)):
             tiers.append([settings[d.name] for d in gw.tiers[t] if d.name in settings])
             caps.append(gw.output_cap(gw.upstream_request(payload, t)))
@@ -139,7 +146,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     body_out = gw.upstream_request(payload, idx)
     t0 = time.perf_counter()
     rejected_usd = 0.0
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if gw.cascade is not None and cascades(gw, decision):
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
