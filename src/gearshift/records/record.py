@@ -129,6 +129,16 @@ def _default(name: str) -> Any:
 _DEFAULTS = {n: _default(n) for n in _FIELDS if n not in ("request_id", "time")}
 _DEFAULTS["segment"] = Segment().model_dump()
 _MUTABLE = tuple(n for n, v in _DEFAULTS.items() if isinstance(v, list | dict))
+_STEP_FIELDS = tuple(CascadeStep.model_fields)
+_STEP_DEFAULTS = {n: f.default for n, f in CascadeStep.model_fields.items() if not f.is_required()}
+
+
+def _step(step: Any) -> Any:
+    """A cascade rung as the model dumps it: every field, in field order (`verdicts` fresh per row)."""
+    if not isinstance(step, Mapping) or list(step) == list(_STEP_FIELDS):
+        return step
+    full = {**_STEP_DEFAULTS, "verdicts": [], **step}
+    return {n: full[n] for n in _STEP_FIELDS if n in full}
 
 
 def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +168,8 @@ def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
         v = row[n]
         if v is not None and type(v) is not int:
             row[n] = int(v)
+    if row["cascade"]:
+        row["cascade"] = [_step(s) for s in row["cascade"]]
     seg = row["segment"]
     if isinstance(seg, Segment):
         row["segment"] = seg.model_dump()
