@@ -87,7 +87,7 @@ async def chat_completions(request: Request) -> Response:
         raw = await read_body(request, gw.settings.limits.max_body_bytes, "[limits] max_body_bytes")
         if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
             require_json(request.headers.get("content-type"))
-        payload = parse_json(raw)
+        payload = parse_json(raw, max_depth=gw.settings.limits.max_json_depth)
         req = validate_chat(payload)
         if (req.n or 1) > gw.settings.limits.max_n:
             raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")

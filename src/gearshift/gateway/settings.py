@@ -89,6 +89,7 @@ class RedisSettings(_Strict):
 
 class LimitSettings(_Strict):
     max_body_bytes: int = Field(default=2_000_000, gt=0)
+    max_json_depth: int = Field(default=64, ge=2, le=512)  # deeper request bodies get a 400 (http_body.py)
     request_timeout_s: float = Field(default=120.0, gt=0.0)
     max_in_flight: int | None = Field(default=None, gt=0)  # more concurrent chat requests -> 503
     drain_timeout_s: float = Field(default=30.0, ge=0.0)  # SIGTERM: how long in-flight requests may finish

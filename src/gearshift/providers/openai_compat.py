@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from gearshift.errors import ProviderError
+from gearshift.http_body import replace_surrogates
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
 from gearshift.providers.sse import SSEParser
@@ -55,11 +56,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _loads(raw: bytes | str) -> Any:
-    """orjson first (~3x faster); the json module for what orjson refuses (NaN, UTF-16, huge integers)."""
+    """orjson first (~3x faster); the json module for what orjson refuses (NaN, UTF-16, huge integers,
+    \\ud800 escapes: a lone surrogate becomes U+FFFD, so the paid answer can be hashed, recorded and sent)."""
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+    except orjson.JSONDecodeError:  # the json module's result may hold lone surrogates: made encodable here
+        try:
+            return replace_surrogates(json.loads(raw))
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _redact(text: str, deployment: Deployment) -> str:
@@ -70,7 +75,7 @@ def _error_message(body: bytes, deployment: Deployment) -> str:
     """A short human message from an upstream error body (OpenAI shape if possible, else a prefix), with
     credentials scrubbed *before* it is cut short (a key cut at the limit would no longer be found)."""
     try:
-        obj = json.loads(body)
+        obj = _loads(body)
     except ValueError:
         return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
     err = obj.get("error") if isinstance(obj, dict) else None
