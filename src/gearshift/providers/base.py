@@ -25,6 +25,7 @@ class Deployment:
     output_price_per_m: float = 0.0
     context_window: int | None = None
     timeout_s: float = 60.0
+    max_response_bytes: int | None = None  # None: the provider's default (16 MiB for HTTP upstreams)
 
 
 @dataclass(frozen=True, slots=True)

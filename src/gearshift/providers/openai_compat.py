@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gearshift.errors import ProviderError
+from gearshift.errors import ProviderError, ProviderResponseTooLargeError, ProviderTimeoutError
 from gearshift.http_body import replace_surrogates
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
@@ -155,21 +155,31 @@ class OpenAICompatProvider:
         kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"connection failed ({type(exc).__name__})"
         if not isinstance(exc, asyncio.TimeoutError):
             log.warning("upstream %r: %s", deployment.name, _redact(f"{type(exc).__name__}: {exc}", deployment))
-        return ProviderError(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
-                             after_first_token=after_first_token)
+        cls = ProviderTimeoutError if isinstance(exc, asyncio.TimeoutError) else ProviderError
+        return cls(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
+                   after_first_token=after_first_token)
+
+    def _limit(self, deployment: Deployment) -> int:
+        """The deployment's `max_response_bytes`, else this provider's."""
+        return deployment.max_response_bytes or self.max_response_bytes
+
+    def _too_large(self, deployment: Deployment, what: str, status: int, *, after_first_token: bool = False
+                   ) -> ProviderResponseTooLargeError:
+        return ProviderResponseTooLargeError(
+            f"upstream {deployment.name!r} {what} exceeds the deployment's max_response_bytes limit "
+            f"({self._limit(deployment)} bytes)", upstream_status=status, retryable=False,
+            after_first_token=after_first_token)
 
     async def _read_limited(self, deployment: Deployment, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self.max_response_bytes
+        limit = self._limit(deployment)
         if resp.content_length is not None and resp.content_length > limit:
-            raise ProviderError(f"upstream {deployment.name!r} response of {resp.content_length} bytes exceeds the "
-                                f"{limit}-byte limit", upstream_status=resp.status, retryable=False)
+            raise self._too_large(deployment, f"response of {resp.content_length} bytes", resp.status)
         parts: list[bytes] = []
         size = 0
         async for part in resp.content.iter_any():
             size += len(part)
             if size > limit:
-                raise ProviderError(f"upstream {deployment.name!r} response exceeds the {limit}-byte limit",
-                                    upstream_status=resp.status, retryable=False)
+                raise self._too_large(deployment, "response", resp.status)
             parts.append(part)
         return b"".join(parts)
 
@@ -231,17 +241,16 @@ class OpenAICompatProvider:
                     body = await self._read_limited(deployment, resp)
                     raise self._invalid(deployment, f"expected an event stream, got {ctype or 'no content type'}: "
                                         f"{_error_message(body, deployment)}", resp.status)
-                parser = SSEParser(max_line_bytes=self.max_response_bytes)
+                limit = self._limit(deployment)
+                parser = SSEParser(max_line_bytes=limit)
                 size = 0
                 eof = False
                 while not eof:
                     part = await resp.content.readany()
                     eof = not part
                     size += len(part)
-                    if size > self.max_response_bytes:
-                        raise ProviderError(f"upstream {deployment.name!r} stream exceeds the "
-                                            f"{self.max_response_bytes}-byte limit", upstream_status=resp.status,
-                                            retryable=False, after_first_token=seen_content)
+                    if size > limit:
+                        raise self._too_large(deployment, "stream", resp.status, after_first_token=seen_content)
                     for event in parser.close() if eof else parser.feed(part):
                         if event.data.strip() == "[DONE]":
                             yield StreamChunk(None, done=True)

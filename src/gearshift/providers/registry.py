@@ -37,6 +37,9 @@ class DeploymentSettings(BaseModel):
     context_window: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
+    # the largest answer (body or whole stream) read from here (unset: the provider's, 16 MiB over HTTP); past
+    # it the request fails with `upstream_response_too_large`, never silently replaced by another's answer
+    max_response_bytes: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSettings:
@@ -68,6 +71,7 @@ class DeploymentSettings(BaseModel):
             name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
             api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
             context_window=self.context_window, timeout_s=self.timeout_s,
+            max_response_bytes=self.max_response_bytes,
         )
 
 

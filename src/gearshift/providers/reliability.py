@@ -16,8 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gearshift.errors import ProviderError, UpstreamError
-from gearshift.providers.attempts import Attempt, RetryPolicy, attempt_timeout_error, make_attempt
+from gearshift.errors import (
+    UPSTREAM_FAILURES,
+    ProviderError,
+    ProviderResponseTooLargeError,
+    UpstreamError,
+    UpstreamRateLimitedError,
+)
+from gearshift.providers.attempts import Attempt, RetryPolicy, attempt_timeout_error, failure_kind, make_attempt
 from gearshift.providers.base import ChatProvider, ChatResult, Deployment
 from gearshift.providers.breaker import BreakerRegistry
 from gearshift.providers.streaming import StreamExecution, open_stream
@@ -66,15 +72,23 @@ class FailoverExecutor:
         return True
 
     def fail(self, attempts: list[Attempt], deadline_hit: bool) -> UpstreamError:
+        """The error the client gets, by the status table `errors.UPSTREAM_FAILURES`."""
+        kind = failure_kind(attempts, deadline_hit)
         tried = [a for a in attempts if a.outcome != "skipped_open_circuit"]
+        rows = [a.to_dict() for a in attempts]
         if not tried:
             msg = "every deployment's circuit is open"
+        elif kind == "bad_request":  # the upstream's own words: the client has something to fix
+            msg = tried[-1].error_message or "the upstream refused the request"
         else:
             last = tried[-1]
             msg = f"all deployments failed ({len(tried)} attempts); last: {last.error_message}"
         if deadline_hit:
             msg += " (request deadline reached)"
-        return UpstreamError(msg, attempts=[a.to_dict() for a in attempts])
+        if kind == "rate_limited":
+            waits = [a.retry_after_s for a in tried if a.retry_after_s is not None]
+            return UpstreamRateLimitedError(msg, attempts=rows, retry_after_s=min(waits) if waits else None)
+        return UPSTREAM_FAILURES[kind](msg, attempts=rows)
 
     async def complete(self, deployments: Sequence[Deployment], request: dict[str, Any], *,
                        deadline_s: float) -> ExecutionResult:
@@ -104,6 +118,8 @@ class FailoverExecutor:
                     return ExecutionResult(result, dep, attempts)
                 attempts.append(make_attempt(dep, "error", retry, start, err))
                 await self.record_outcome(dep, err)
+                if isinstance(err, ProviderResponseTooLargeError):  # never replaced silently by another answer
+                    raise self.fail(attempts, False)
                 if not err.retryable or retry == self.retry.max_retries:
                     break
                 if not await self.backoff(retry, err, deadline):

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gearshift.errors import ProviderError, UpstreamError
+from gearshift.errors import ProviderError, ProviderResponseTooLargeError, ProviderTimeoutError, UpstreamError
 from gearshift.providers.attempts import (
     Attempt,
     Outcome,
@@ -115,8 +115,9 @@ class StreamExecution:
                     async with asyncio.timeout(max(remaining, 0.0)):
                         chunk = await anext(self._upstream)
                 except TimeoutError:
-                    err = ProviderError(f"upstream {self.deployment.name!r} stream passed the request deadline",
-                                        retryable=True, after_first_token=True)
+                    err: ProviderError = ProviderTimeoutError(
+                        f"upstream {self.deployment.name!r} stream passed the request deadline", retryable=True,
+                        after_first_token=True)
                     await self._finish(err)
                     raise err from None
                 except StopAsyncIteration:
@@ -190,6 +191,8 @@ async def open_stream(executor: FailoverExecutor, deployments: Sequence[Deployme
             await _close(upstream)
             attempts.append(make_attempt(dep, "error", retry, start, err))
             await executor.record_outcome(dep, err)
+            if isinstance(err, ProviderResponseTooLargeError):  # never replaced silently by another answer
+                raise executor.fail(attempts, False)
             if not err.retryable or retry == executor.retry.max_retries:
                 break
             if not await executor.backoff(retry, err, deadline):
