@@ -164,6 +164,14 @@ UPSTREAM_FAILURES: dict[str, type[UpstreamError]] = {
 }
 
 
+class RequestTimeoutError(GearshiftError):
+    """The whole request (policy, retries, failover, cascade) passed its deadline."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    code = "request_deadline_exceeded"
+
+
 class OverloadedError(GearshiftError):
     status_code = 503
     error_type = "server_error"

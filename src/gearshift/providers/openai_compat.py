@@ -144,10 +144,35 @@ class OpenAICompatProvider:
             return json.dumps(body, separators=(",", ":")).encode()
 
     def _timeout(self, deployment: Deployment, *, stream: bool) -> aiohttp.ClientTimeout:
-        # A stream may legitimately outlast timeout_s; there it bounds the wait for each read instead.
-        if stream:
-            return aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout_s, sock_read=deployment.timeout_s)
-        return aiohttp.ClientTimeout(total=deployment.timeout_s)
+        # the first byte and the silences between reads are bounded in `_send`/`_read`, per phase; a stream may
+        # legitimately outlast timeout_s (the request deadline bounds it as a whole, providers/streaming.py)
+        connect = deployment.connect_timeout_s or deployment.timeout_s
+        return aiohttp.ClientTimeout(total=None if stream else deployment.timeout_s, sock_connect=connect)
+
+    async def _send(self, deployment: Deployment, request: dict[str, Any], *, stream: bool
+                    ) -> aiohttp.ClientResponse:
+        """POST the request; the response once its headers arrived within the deployment's first-byte limit."""
+        limit = deployment.first_byte_timeout_s or deployment.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await self._get_session().post(
+                    self._url(deployment), data=self._payload(deployment, request, stream=stream),
+                    headers=self._headers(deployment, stream=stream), timeout=self._timeout(deployment, stream=stream))
+        except TimeoutError:
+            raise ProviderTimeoutError(f"upstream {deployment.name!r} timed out: no response within {limit:g}s "
+                                       "(first_byte_timeout_s)", retryable=True) from None
+
+    async def _read(self, deployment: Deployment, resp: aiohttp.ClientResponse, *, seen_content: bool = False
+                    ) -> bytes:
+        """The next part of the body (b"" at its end), within the deployment's idle limit."""
+        limit = deployment.idle_timeout_s or deployment.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await resp.content.readany()
+        except TimeoutError:
+            raise ProviderTimeoutError(f"upstream {deployment.name!r} timed out: silent for {limit:g}s mid-answer "
+                                       "(idle_timeout_s)", upstream_status=resp.status, retryable=True,
+                                       after_first_token=seen_content) from None
 
     def _network_error(self, deployment: Deployment, exc: BaseException, *, after_first_token: bool = False
                        ) -> ProviderError:
@@ -176,7 +201,7 @@ class OpenAICompatProvider:
             raise self._too_large(deployment, f"response of {resp.content_length} bytes", resp.status)
         parts: list[bytes] = []
         size = 0
-        async for part in resp.content.iter_any():
+        while part := await self._read(deployment, resp):
             size += len(part)
             if size > limit:
                 raise self._too_large(deployment, "response", resp.status)
@@ -201,11 +226,8 @@ class OpenAICompatProvider:
 
     # -- ChatProvider --------------------------------------------------------------------------------
     async def complete(self, deployment: Deployment, request: dict[str, Any]) -> ChatResult:
-        session = self._get_session()
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=False),
-                                    headers=self._headers(deployment, stream=False),
-                                    timeout=self._timeout(deployment, stream=False)) as resp:
+            async with await self._send(deployment, request, stream=False) as resp:
                 body = await self._read_limited(deployment, resp)
                 status = resp.status
                 if status >= 400:
@@ -228,12 +250,9 @@ class OpenAICompatProvider:
         return ChatResult(body=obj, status=status)
 
     async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
-        session = self._get_session()
         seen_content = False
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=True),
-                                    headers=self._headers(deployment, stream=True),
-                                    timeout=self._timeout(deployment, stream=True)) as resp:
+            async with await self._send(deployment, request, stream=True) as resp:
                 if resp.status >= 400:
                     raise self._status_error(deployment, resp, await self._read_limited(deployment, resp))
                 ctype = resp.headers.get("Content-Type", "")
@@ -246,7 +265,7 @@ class OpenAICompatProvider:
                 size = 0
                 eof = False
                 while not eof:
-                    part = await resp.content.readany()
+                    part = await self._read(deployment, resp, seen_content=seen_content)
                     eof = not part
                     size += len(part)
                     if size > limit:

@@ -91,10 +91,11 @@ class FailoverExecutor:
         return UPSTREAM_FAILURES[kind](msg, attempts=rows)
 
     async def complete(self, deployments: Sequence[Deployment], request: dict[str, Any], *,
-                       deadline_s: float) -> ExecutionResult:
+                       deadline_s: float, attempts: list[Attempt] | None = None) -> ExecutionResult:
+        """`attempts`: the caller's list, appended to as tries end, so they survive a cancellation."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_s
-        attempts: list[Attempt] = []
+        attempts = [] if attempts is None else attempts
         for dep in deployments:
             if not await self.breakers.get(dep.name).allow_request():
                 attempts.append(make_attempt(dep, "skipped_open_circuit", 0, None))
@@ -112,6 +113,9 @@ class FailoverExecutor:
                     err = exc
                 except TimeoutError:
                     err = attempt_timeout_error(dep, limit)
+                except asyncio.CancelledError:  # the client left, the deadline passed, or shutdown
+                    attempts.append(make_attempt(dep, "cancelled", retry, start))
+                    raise
                 else:
                     attempts.append(make_attempt(dep, "ok", retry, start))
                     await self.record_outcome(dep, None)
@@ -127,12 +131,12 @@ class FailoverExecutor:
         raise self.fail(attempts, loop.time() >= deadline)
 
     async def stream(self, deployments: Sequence[Deployment], request: dict[str, Any], *,
-                     deadline_s: float) -> StreamExecution:
+                     deadline_s: float, attempts: list[Attempt] | None = None) -> StreamExecution:
         """Fail over until one deployment produced its first content chunk (or a complete empty answer).
 
         Raises `UpstreamError` when none did, so the caller can still answer with an HTTP error status.
         """
-        return await open_stream(self, deployments, request, deadline_s=deadline_s)
+        return await open_stream(self, deployments, request, deadline_s=deadline_s, attempts=attempts)
 
 
 __all__ = ["Attempt", "ExecutionResult", "FailoverExecutor", "RetryPolicy", "StreamExecution"]

@@ -159,11 +159,11 @@ async def _first_content(upstream: AsyncIterator[StreamChunk], limit: float) -> 
 
 
 async def open_stream(executor: FailoverExecutor, deployments: Sequence[Deployment], request: dict[str, Any], *,
-                      deadline_s: float) -> StreamExecution:
+                      deadline_s: float, attempts: list[Attempt] | None = None) -> StreamExecution:
     """See `FailoverExecutor.stream`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
-    attempts: list[Attempt] = []
+    attempts = [] if attempts is None else attempts
     for dep in deployments:
         if not await executor.breakers.get(dep.name).allow_request():
             attempts.append(make_attempt(dep, "skipped_open_circuit", 0, None))
@@ -182,7 +182,9 @@ async def open_stream(executor: FailoverExecutor, deployments: Sequence[Deployme
                 err = exc
             except TimeoutError:
                 err = attempt_timeout_error(dep, limit)
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):  # the client left, the deadline passed, or shutdown
+                    attempts.append(make_attempt(dep, "cancelled", retry, start))
                 await _close(upstream)
                 raise
             else:
