@@ -82,13 +82,20 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
 
 
+def cascades(gw: Gateway, decision: Decision) -> bool:
+    """Whether the cascade runs: routed requests only, and never inside a misroute-experiment arm, whose point is
+    to measure what the forced tier's answers are worth (the cascade would rescue `all_cheap`'s failures)."""
+    return (gw.cascade is not None and decision.route != "concrete" and decision.category is None
+            and decision.experiment_arm is None)
+
+
 def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:
     """The most this request can cost on the tiers it may reach: the decision's deployments, and with the
     cascade every tier above too (each step is paid). Input tokens are bounded by the body's `size` in bytes."""
     settings = gw.deployment_settings
     tiers = [[settings[d.name] for d in decision.deployments if d.name in settings]]
     caps = [gw.output_cap(gw.upstream_request(payload, decision.tier))]
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if cascades(gw, decision):
         for t in range(decision.tier + 1, len(gw.tiers)):
             tiers.append([settings[d.name] for d in gw.tiers[t] if d.name in settings])
             caps.append(gw.output_cap(gw.upstream_request(payload, t)))
@@ -156,17 +163,18 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     body_out = gw.upstream_request(payload, idx)
     t0 = time.perf_counter()
     rejected_usd = 0.0
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if gw.cascade is not None and cascades(gw, decision):
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
                       if s.response is not None and s.deployment is not None else None for s in outcome.steps]
         out.cascade = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,
                                    shipped=(s is outcome.steps[-1]), cost_usd=c,
-                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason}
-                                             for v in s.verdicts]).model_dump()
+                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason,
+                                              "cost_usd": v.cost_usd} for v in s.verdicts]).model_dump()
                        for s, c in zip(outcome.steps, step_costs, strict=True)]
-        rejected_usd = sum(c for c in step_costs[:-1] if c is not None)
+        checks_usd = sum(v.cost_usd or 0.0 for s in outcome.steps for v in s.verdicts)  # e.g. the judge's calls
+        rejected_usd = sum(c for c in step_costs[:-1] if c is not None) + checks_usd
         attempts = [a.to_dict() for s in outcome.steps for a in (s.attempts or [])]
         if outcome.tier_index != idx:
             out.escalation = f"cascade escalated to {gw.tier_names[outcome.tier_index]}"
@@ -184,7 +192,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     out.attempts = attempts
     out.deployment = dep.name
     record_usage(call, body, gw.deployment_settings.get(dep.name), text)
-    if rejected_usd and out.cost_usd is not None:  # the rungs the verifiers rejected were paid for too
+    if rejected_usd and out.cost_usd is not None:  # rejected rungs and the checks' own calls were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx)
