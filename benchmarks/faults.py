@@ -4,12 +4,15 @@ gateway; what the client saw against what the decision log recorded.
     python benchmarks/faults.py [--requests 3] [--deadline 2.0] [--json out.json]
 
 For each scenario x {json, stream} x {plain (the faulty deployment alone), failover (a healthy one behind
-it)} it sends `--requests` requests and classifies each response as the client sees it: `answer` (the
-complete text), `error` (an OpenAI error body; its status), `cut` (a stream that ended with an error event
-after text) or `hung` (no answer within the deadline + 1 s). It then reads the decision log: one record per
-request, and whether each record's status agrees with the client's view (ok<->answer, error<->error with
-the same HTTP status, truncated<->cut). The `healthy` row is the baseline of the same run.
-Upstreams are `tests/support/fake_upstream.py` servers on 127.0.0.1; the gateway runs in-process (uvicorn).
+it), midstream (the same, with `[reliability] midstream_failover` on and the healthy deployment able to
+continue a prefix)} it sends `--requests` requests and classifies each response as the client sees it:
+`answer` (the complete, exact text), `error` (an OpenAI error body; its status), `cut` (a stream that ended
+with an error event after text) or `hung` (no answer within the deadline + 1 s). Both upstreams give the
+same answer (replicas of one model), so a continued answer can be checked word for word. It then reads the
+decision log: one record per request, and whether each record's status agrees with the client's view
+(ok<->answer, error<->error with the same HTTP status, truncated<->cut). The `healthy` rows are the
+baseline of the same run. Upstreams are `tests/support/fake_upstream.py` servers on 127.0.0.1; the
+gateway runs in-process (uvicorn).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from gearshift.store.base import DecisionQuery
 from gearshift.store.sqlite import SQLiteDecisionStore
 from support.fake_upstream import Behaviour, FakeUpstream, closed_port
 
-ANSWER = "the healthy fallback answer"
+ANSWER = "one answer of several words from either replica"
 SCENARIOS: dict[str, Behaviour] = {
     "healthy": Behaviour(),
     "refused": Behaviour(kind="refused"),
@@ -65,16 +68,21 @@ def _modes(name: str) -> tuple[bool, ...]:
     return (False,) if name in JSON_ONLY else (False, True)
 
 
-def _settings(faulty_url: str, healthy_url: str, db: Path, failover: bool, deadline: float) -> Any:
+MODES = ("plain", "failover", "midstream")
+
+
+def _settings(faulty_url: str, healthy_url: str, db: Path, mode: str, deadline: float) -> Any:
     def dep(name: str, url: str) -> dict[str, Any]:  # an attempt may take a third of the deadline
         return {"name": name, "provider": "openai", "model": name, "base_url": url, "timeout_s": deadline / 3,
-                "max_response_bytes": 200_000}
+                "idle_timeout_s": deadline / 4, "max_response_bytes": 200_000,
+                "continuation": "prefill" if mode == "midstream" else "none"}
 
-    cheap = [dep("faulty", faulty_url)] + ([dep("healthy", healthy_url)] if failover else [])
+    cheap = [dep("faulty", faulty_url)] + ([dep("healthy", healthy_url)] if mode != "plain" else [])
     return parse_settings({"tiers": [{"name": "cheap", "deployments": cheap},
                                      {"name": "strong", "deployments": [dep("strong", healthy_url)]}],
                            "router": {"name": "heuristic", "thresholds": [0.99]}, "store": {"path": str(db)},
-                           "reliability": {"max_retries": 0, "base_delay_s": 0.0},
+                           "reliability": {"max_retries": 0, "base_delay_s": 0.0,
+                                           "midstream_failover": mode == "midstream"},
                            "limits": {"request_timeout_s": deadline}}, "bench")
 
 
@@ -90,10 +98,12 @@ def _send(root: str, stream: bool, deadline: float) -> tuple[str, int]:
     if r.status_code != 200:
         return "error", r.status_code
     if not stream:
-        return ("answer" if json.loads(raw)["choices"][0]["message"]["content"] else "error"), 200
+        return ("answer" if json.loads(raw)["choices"][0]["message"]["content"] == ANSWER else "wrong"), 200
     events = [line[6:] for line in raw.splitlines() if line.startswith("data: ")]
     if events and events[-1] == "[DONE]":
-        return "answer", 200
+        text = "".join((json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+                       for e in events[:-1])
+        return ("answer" if text == ANSWER else "wrong"), 200
     return ("cut" if len(events) > 1 else "error"), 200
 
 
@@ -104,17 +114,17 @@ def _agrees(view: str, status: int, rec: dict[str, Any]) -> bool:
 
 def run(requests: int, deadline: float) -> list[dict[str, Any]]:
     rows = []
-    with FakeUpstream(answer="faulty upstream answer with several words") as faulty, \
+    with FakeUpstream(answer=ANSWER) as faulty, \
             FakeUpstream(answer=ANSWER) as healthy, tempfile.TemporaryDirectory() as tmp:
         for name, behaviour in SCENARIOS.items():
             for stream in _modes(name):
-                for failover in (False, True):
+                for mode in MODES:
                     b = STREAM_ONLY.get(name, behaviour) if stream else behaviour
                     faulty.reset()
                     faulty.default = b
                     url = f"http://127.0.0.1:{closed_port()}/v1" if b.kind == "refused" else faulty.base_url
-                    db = Path(tmp) / f"{name}-{stream}-{failover}.sqlite"
-                    server = serve(_settings(url, healthy.base_url, db, failover, deadline))
+                    db = Path(tmp) / f"{name}-{stream}-{mode}.sqlite"
+                    server = serve(_settings(url, healthy.base_url, db, mode, deadline))
                     try:
                         views = [_send(server.root, stream, deadline) for _ in range(requests)]
                         server.flush()
@@ -123,7 +133,7 @@ def run(requests: int, deadline: float) -> list[dict[str, Any]]:
                     store = SQLiteDecisionStore(db)
                     recs = list(reversed(store.query(DecisionQuery(limit=None))))
                     store.close()
-                    rows.append({"scenario": name, "stream": stream, "failover": failover,
+                    rows.append({"scenario": name, "stream": stream, "mode": mode,
                                  "client": dict(Counter(v for v, _ in views)),
                                  "statuses": sorted({s for _, s in views}), "records": len(recs),
                                  "agree": sum(_agrees(v, s, r) for (v, s), r in zip(views, recs, strict=False))})
@@ -138,21 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(args.requests, args.deadline)
-    print(f"{'scenario':31} {'mode':6} {'deploys':8} {'client saw':28} {'status':10} records agree")
+    print(f"{'scenario':27} {'kind':6} {'mode':9} {'client saw':24} {'status':10} records agree")
     for r in rows:
         saw = ", ".join(f"{k} {v}" for k, v in sorted(r["client"].items()))
-        mode, deploys = "stream" if r["stream"] else "json", "failover" if r["failover"] else "plain"
-        statuses = "/".join(map(str, r["statuses"]))
-        print(f"{r['scenario']:31} {mode:6} {deploys:8} {saw:28} {statuses:10} {r['records']:>3}/{args.requests} "
+        kind, statuses = "stream" if r["stream"] else "json", "/".join(map(str, r["statuses"]))
+        print(f"{r['scenario']:27} {kind:6} {r['mode']:9} {saw:24} {statuses:10} {r['records']:>3}/{args.requests} "
               f"{r['agree']:>3}/{args.requests}")
     cells = [r for r in rows if r["scenario"] != "healthy"]
-    n = len(cells) * args.requests
-    answered = sum(r["client"].get("answer", 0) for r in cells if r["failover"])
-    healthy = sum(r["client"].get("answer", 0) for r in rows if r["scenario"] == "healthy")
-    print(f"\nfault cells: {len(cells)}; hung: {sum(r['client'].get('hung', 0) for r in cells)}/{n}; "
-          f"records: {sum(r['records'] for r in rows)}/{len(rows) * args.requests} requests; record agrees with "
-          f"client: {sum(r['agree'] for r in rows)}/{len(rows) * args.requests}; with failover, a complete answer: "
-          f"{answered}/{n // 2} (baseline, healthy: {healthy}/{4 * args.requests}); {time.perf_counter() - t0:.0f} s")
+    total = len(rows) * args.requests
+    print(f"\nrequests {total}: records {sum(r['records'] for r in rows)}, record agrees with the client "
+          f"{sum(r['agree'] for r in rows)}, hung {sum(r['client'].get('hung', 0) for r in rows)}, "
+          f"wrong text {sum(r['client'].get('wrong', 0) for r in rows)}")
+    for mode in MODES:
+        mine = [r for r in cells if r["mode"] == mode]
+        base = sum(r["client"].get("answer", 0) for r in rows if r["scenario"] == "healthy" and r["mode"] == mode)
+        print(f"{mode:9}: fault cells answered in full {sum(r['client'].get('answer', 0) for r in mine)}/"
+              f"{len(mine) * args.requests} (baseline, no fault: {base}/{2 * args.requests})")
+    print(f"{time.perf_counter() - t0:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -108,6 +108,10 @@ class ReliabilitySettings(_Strict):
     max_retries: int = Field(default=2, ge=0)
     base_delay_s: float = Field(default=0.2, ge=0.0)
     max_delay_s: float = Field(default=5.0, ge=0.0)
+    # a stream cut after text was sent continues on the next deployment that can continue a prefix
+    # (its `continuation`), re-asked with the partial answer as an assistant prefix; off: the stream ends
+    # with an error event (`truncated`)
+    midstream_failover: bool = False
 
 
 Scope = Literal["inference", "feedback", "admin"]

@@ -125,4 +125,6 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
     out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost_usd(tin, tout, in_price, out_price)
     out.upstream_latency_ms = round(upstream_s * 1000.0, 3)
     out.attempts = [a.to_dict() for a in execution.attempts]
+    if execution.continued:  # mid-stream failover: the answer was finished by another deployment
+        out.deployment, out.upstream_model = execution.deployment.name, execution.deployment.model
     finish(gw, call, status=status, exc=error, http_status=200)

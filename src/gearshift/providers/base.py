@@ -28,6 +28,7 @@ class Deployment:
     connect_timeout_s: float | None = None  # TCP (+TLS) connect; None: timeout_s
     first_byte_timeout_s: float | None = None  # request sent -> response headers; None: timeout_s
     idle_timeout_s: float | None = None  # the longest silence between two reads of the body/stream; None: timeout_s
+    continuation: str = "none"  # how it continues a cut answer (providers/continuation.py): none, prefill, vllm
     max_response_bytes: int | None = None  # None: the provider's default (16 MiB for HTTP upstreams)
 
 

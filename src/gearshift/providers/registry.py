@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,6 +45,10 @@ class DeploymentSettings(BaseModel):
     # the largest answer (body or whole stream) read from here (unset: the provider's, 16 MiB over HTTP); past
     # it the request fails with `upstream_response_too_large`, never silently replaced by another's answer
     max_response_bytes: int | None = Field(default=None, gt=0)
+    # mid-stream failover (`[reliability] midstream_failover`) continues a cut answer only on a deployment that
+    # can continue an assistant prefix: "prefill" (a final assistant message is continued) or "vllm"
+    # (`continue_final_message`); "none" never receives a continuation
+    continuation: Literal["none", "prefill", "vllm"] = "none"
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSettings:
@@ -75,8 +80,9 @@ class DeploymentSettings(BaseModel):
             name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
             api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
             context_window=self.context_window, timeout_s=self.timeout_s,
-            max_response_bytes=self.max_response_bytes, connect_timeout_s=self.connect_timeout_s,
-            first_byte_timeout_s=self.first_byte_timeout_s, idle_timeout_s=self.idle_timeout_s,
+            max_response_bytes=self.max_response_bytes, continuation=self.continuation,
+            connect_timeout_s=self.connect_timeout_s, first_byte_timeout_s=self.first_byte_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
         )
 
 

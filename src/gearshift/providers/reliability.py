@@ -42,8 +42,10 @@ class FailoverExecutor:
     """Runs one request against an ordered list of deployments. See the module docstring."""
 
     def __init__(self, providers: Mapping[str, ChatProvider], retry: RetryPolicy | None = None,
-                 breakers: BreakerRegistry | None = None, *, rng: random.Random | None = None) -> None:
+                 breakers: BreakerRegistry | None = None, *, rng: random.Random | None = None,
+                 midstream_failover: bool = False) -> None:
         self.providers = dict(providers)
+        self.midstream_failover = midstream_failover  # see providers/continuation.py
         self.retry = retry or RetryPolicy()
         self.breakers = breakers or BreakerRegistry()
         self.rng = rng or random.Random()
