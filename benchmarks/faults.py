@@ -43,7 +43,7 @@ SCENARIOS: dict[str, Behaviour] = {
     "timeout_before_headers": Behaviour(latency_s=30.0),
     "stalled_body": Behaviour.stall_body(),
     "malformed_json_or_sse": Behaviour.malformed_json(),
-    "error_event_or_200_error_body": Behaviour.error_body_200(),
+    "error_body_or_event": Behaviour.error_body_200(),
     "429_retry_after": Behaviour.status_code(429, retry_after="1"),
     "400_bad_request": Behaviour.status_code(400),
     "500": Behaviour.status_code(500),
@@ -57,7 +57,7 @@ SCENARIOS: dict[str, Behaviour] = {
     "stream_dropped_after_text": Behaviour.cut_stream(after_chunks=3, abort=True),
 }
 STREAM_ONLY = {"malformed_json_or_sse": Behaviour.malformed_sse(),
-               "error_event_or_200_error_body": Behaviour.error_event()}  # the stream's version of the fault
+               "error_body_or_event": Behaviour.error_event()}  # the stream's version of the fault
 JSON_ONLY = {"oversized", "trickle"}  # the fake upstream streams these normally
 
 
