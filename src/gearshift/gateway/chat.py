@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
@@ -27,6 +28,7 @@ from gearshift.gateway.service import Gateway
 from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
+from gearshift.records.builder import Outcome
 from gearshift.records.record import CascadeStep, segment_row
 from gearshift.records.usage import answer_text, completion_tokens_estimate, cost_usd, estimated_usage
 from gearshift.routers.base import prompt_text
@@ -117,7 +119,8 @@ async def chat_completions(request: Request) -> Response:
         if (req.n or 1) > gw.settings.limits.max_n:
             raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")
         # everything from here runs within the deadline, and stops if the client leaves (gateway/deadline.py)
-        return await answer_within(request.receive, call.remaining_s(), _answer(gw, call, request, raw, payload, req))
+        work = _route_and_answer(gw, call, request, raw, payload, req)
+        return await answer_within(request.receive, call.remaining_s(), work)
     except ClientGone:  # nobody to answer: the record says so, with the attempts cancelled on the way
         finish(gw, call, status="client_disconnected", http_status=499)
         return Response(status_code=499)
@@ -128,8 +131,8 @@ async def chat_completions(request: Request) -> Response:
         return error_response(gw, call, exc)
 
 
-async def _answer(gw: Gateway, call: Call, request: Request, raw: bytes, payload: dict[str, Any], req: ChatRequest
-                  ) -> Response:
+async def _route_and_answer(gw: Gateway, call: Call, request: Request, raw: bytes, payload: dict[str, Any],
+                            req: ChatRequest) -> Response:
     """Segments, policy, budget, then the upstream (or the cascade): the part bounded by the deadline."""
     facts = call.facts
     call.payload = payload
@@ -153,11 +156,43 @@ async def _answer(gw: Gateway, call: Call, request: Request, raw: bytes, payload
     if req.stream:
         from gearshift.gateway.streaming import stream_completion
 
+        if gw.cascade is not None and gw.cascade.config.stream_mode == "buffer" and cascades(gw, decision):
+            return await _buffered(gw, gw.cascade.config.buffer_max_s, call, req, payload, decision, text)
         return await stream_completion(gw, call, req, payload, decision, text)
     return await _complete(gw, call, payload, decision, text)
 
 
+async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, payload: dict[str, Any],
+                    decision: Decision, text: str) -> Response:
+    """`stream_mode = "buffer"`: the cascade verifies the whole answer before the first byte, which then
+    streams as SSE chunks; past `buffer_max_s` the request streams from the router's tier unverified, and the
+    record's reason says so."""
+    from gearshift.cascade.runner import replay_chunks, unstreamed
+    from gearshift.gateway.streaming import stream_completion
+
+    try:
+        body = await asyncio.wait_for(_answer(gw, call, unstreamed(payload), decision, text), budget)
+    except TimeoutError:  # the cascade's upstream calls are cancelled with it
+        call.outcome = Outcome(note=f"cascade buffer of {budget:g} s exceeded: streamed unverified")
+        return await stream_completion(gw, call, req, payload, decision, text)
+    wants_usage = bool(req.stream_options and req.stream_options.include_usage)
+    chunks = [c for c in replay_chunks(body) if wants_usage or c.get("choices")]
+
+    async def events() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield b"data: " + orjson.dumps(c) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={**call.headers, "cache-control": "no-cache"})
+
+
 async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> Response:
+    return json_response(await _answer(gw, call, payload, decision, text), call.headers)
+
+
+async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> dict[str, Any]:
+    """The whole answer (through the cascade when it runs), recorded; the caller sends it."""
     idx = decision.tier
     out = call.outcome
     body_out = gw.upstream_request(payload, idx)
@@ -197,7 +232,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx)
     finish(gw, call)
-    return json_response(body, call.headers)
+    return body
 
 
 def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:

@@ -22,10 +22,8 @@ import numpy as np
 from gearshift.errors import DataError
 from gearshift.learning.ope import LoggedBandit, RewardMode, combine_rewards
 from gearshift.learning.retrain import LoggedTraffic
+from gearshift.learning.signal_model import signal_reward
 
-#: Value of a downstream signal as a reward (None: carries no quality information).
-SIGNAL_REWARD: dict[str, float | None] = {"thumbs_up": 1.0, "thumbs_down": 0.0, "handoff": 0.0,
-                                          "regeneration": 0.0, "correction": 0.0, "abandonment": None}
 #: Only for rows written before records said how they were concealed (`text_mode`).
 _LEGACY_CONCEALED = ("sha256:", "hmac-sha256:", "[redacted")
 
@@ -166,14 +164,11 @@ def _feedback_rewards(signals: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     explicit: dict[str, list[float]] = {}
     implicit: dict[str, list[float]] = {}
     for ev in signals:
-        name = str(ev.get("signal"))
-        value = ev.get("value") if name == "rating" else SIGNAL_REWARD.get(name)
-        if name in ("thumbs_up", "thumbs_down") and ev.get("value") is not None:
-            value = float(ev["value"])
+        value = signal_reward(ev)  # the one signal model (learning/signal_model.py)
         if value is None:
             continue
         bucket = explicit if ev.get("source") == "explicit" else implicit
-        bucket.setdefault(str(ev["request_id"]), []).append(float(np.clip(float(value), 0.0, 1.0)))
+        bucket.setdefault(str(ev["request_id"]), []).append(value)
     return {rid: float(np.mean(explicit.get(rid) or implicit[rid])) for rid in {*explicit, *implicit}}
 
 
