@@ -29,14 +29,14 @@ def test_client_leaving_before_a_json_answer_cancels_the_upstream_call_and_is_re
             with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.5) as c:
                 c.post(gw.root + "/v1/chat/completions", json={"model": "slow", "messages": PROMPT})
             left = time.monotonic()
-            assert up.closed_early.wait(2.0), "the upstream call went on after the client left"
-            assert time.monotonic() - left < 1.0
+            assert up.closed_early.wait(3.0), "the upstream call went on after the client left"
+            assert time.monotonic() - left < 2.5  # the answer would take 5 s
             time.sleep(0.2)
             recs = records(gw, db)
     assert up.completed == 0
     assert [(r["status"], r["http_status"]) for r in recs] == [("client_disconnected", 499)]
     assert [a["outcome"] for a in recs[0]["attempts"]] == ["cancelled"]
-    assert recs[0]["latency_ms"] < 1500
+    assert recs[0]["latency_ms"] < 3000
 
 
 def test_timeout_header_sets_the_deadline_within_the_configured_bound(
@@ -51,7 +51,7 @@ def test_timeout_header_sets_the_deadline_within_the_configured_bound(
         too_long = chat(gw, "slow", headers={"x-gearshift-timeout": "25"})
         garbage = chat(gw, "slow", headers={"x-gearshift-timeout": "soon"})
         recs = records(gw, db)
-    assert out.status == 504 and out.elapsed_s < 1.0
+    assert out.status == 504 and out.elapsed_s < 2.0  # not the upstream's 3 s
     assert assert_openai_error(out.body)["code"] == "upstream_timeout"
     for bad in (too_long, garbage):
         assert bad.status == 400 and assert_openai_error(bad.body)["param"] == "x-gearshift-timeout"
@@ -68,7 +68,7 @@ def test_retries_never_outlive_the_deadline(ups: tuple[FakeUpstream, FakeUpstrea
     with running(settings) as gw:
         out = chat(gw, "down")
         recs = records(gw, db)
-    assert out.status == 502 and out.elapsed_s < 1.2
+    assert out.status == 502 and out.elapsed_s < 2.0  # ten retries would take 4 s
     assert 1 < len(recs[0]["attempts"]) <= 3  # retried while the next try still fitted, then stopped
 
 
@@ -82,7 +82,7 @@ def test_first_byte_limit_per_deployment_fails_over_fast(stream: bool, ups: tupl
     with running(settings_for(cheap, healthy.base_url, db, deadline_s=10.0)) as gw:
         out = chat(gw, "gearshift/auto", stream=stream)
         recs = records(gw, db)
-    assert out.status == 200 and out.elapsed_s < 1.5
+    assert out.status == 200 and out.elapsed_s < 2.5  # not the 3 s wait for headers
     assert [(a["deployment"], a["outcome"]) for a in recs[0]["attempts"]] == [("thinking", "error"), ("healthy", "ok")]
     assert "first_byte_timeout_s" in recs[0]["attempts"][0]["error_message"]
 
@@ -96,7 +96,7 @@ def test_idle_limit_per_deployment_ends_a_stalled_stream(ups: tuple[FakeUpstream
                               db, deadline_s=10.0)) as gw:
         out = chat(gw, "stalling", stream=True)
         recs = records(gw, db)
-    assert out.status == 200 and out.elapsed_s < 1.5
+    assert out.status == 200 and out.elapsed_s < 3.0  # not the 10 s attempt limit
     assert assert_openai_error(out.events[-1])
     assert recs[0]["status"] == "truncated" and "idle_timeout_s" in recs[0]["error_message"]
 

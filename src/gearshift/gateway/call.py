@@ -45,6 +45,7 @@ class Call:
     reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
     timeout_s: float = 60.0  # the whole-request deadline, from `started` (gateway/deadline.py)
     attempts: list[Attempt] = field(default_factory=list)  # upstream tries so far, kept if the work is cancelled
+    recorded: bool = False  # `finish` ran: one record per request
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
@@ -70,7 +71,12 @@ def _decision_fields(call: Call) -> dict[str, Any] | None:
 
 def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,
            http_status: int = 200) -> None:
-    """Build the record once, update metrics, hand it to the writer and the extensions. Never raises."""
+    """Build the record once, update metrics, hand it to the writer and the extensions. Never raises.
+
+    A second call for the same request (work that finished as it was being cancelled) does nothing."""
+    if call.recorded:
+        return
+    call.recorded = True
     cost: float | None = None
     try:
         ending = Ending(status, http_status, call.elapsed_ms())
