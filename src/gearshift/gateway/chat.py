@@ -199,7 +199,7 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
     t0 = time.perf_counter()
     rejected_usd = 0.0
     if gw.cascade is not None and cascades(gw, decision):
-        outcome = await gw.cascade.run(body_out, start_tier=idx)
+        outcome = await gw.cascade.run(body_out, start_tier=idx, segment=call.facts.segment)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
                       if s.response is not None and s.deployment is not None else None for s in outcome.steps]
