@@ -4,6 +4,7 @@ mid-request on a real `gearshift serve` process (records counted against request
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -167,3 +168,30 @@ drain_timeout_s = 1
         ("cancelled_shutdown", False)] * 3 + [("cancelled_shutdown", True)] * 2 + [("ok", False)]
     cut = [r for r in rows if r["status"] == "cancelled_shutdown"]
     assert all(r["attempts"] and r["attempts"][-1]["outcome"] == "cancelled" for r in cut)
+
+
+def test_the_deadline_bounds_work_before_the_upstream_too(ups: tuple[FakeUpstream, FakeUpstream],
+                                                           tmp_path: Path) -> None:
+    """A routing step that hangs (here the policy, as an LLM router or a stuck shared store would) ends at the
+    deadline with a 504 and a record, and no upstream call."""
+    up, _ = ups
+    db = tmp_path / "d.sqlite"
+    with running(settings_for([dep("cheap", up.base_url, 5.0)], up.base_url, db, deadline_s=10.0)) as gw:
+        policy = gw.gateway.policy
+        decide = policy.decide
+
+        async def hanging(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(5.0)
+            return await decide(*args, **kwargs)
+
+        policy.decide = hanging  # type: ignore[method-assign]
+        try:
+            out = chat(gw, "gearshift/auto", headers={"x-gearshift-timeout": "0.5"})
+        finally:
+            policy.decide = decide  # type: ignore[method-assign]
+        recs = records(gw, db)
+    assert out.status == 504 and out.elapsed_s < 2.5
+    assert assert_openai_error(out.body)["code"] == "request_deadline_exceeded"
+    assert [(r["status"], r["http_status"], r["error_type"]) for r in recs] == [
+        ("error", 504, "request_deadline_exceeded")]
+    assert up.chat_requests == []
