@@ -127,7 +127,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     metrics = GatewayMetrics()
     errors = FailOpenLog(lambda op: metrics.shared_state_errors.labels(op=op).inc())
     shared = _shared_state(settings, errors)
-    execu = executor or FailoverExecutor(provs, retry, _breakers(shared))
+    execu = executor or FailoverExecutor(provs, retry, _breakers(shared), midstream_failover=rel.midstream_failover)
     if store is None and settings.store.enabled:
         from gearshift.store.factory import open_decision_store, settings_url, store_options  # sqlite or postgresql
 

@@ -8,13 +8,15 @@ exploration will lower it), what ran upstream and what it cost.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gearshift.data.segments import has_code, language_of, length_bucket
 
-Status = Literal["ok", "error", "truncated", "client_disconnected"]
+#: `client_disconnected`: the client left before its answer ended (the upstream call is cancelled);
+#: `cancelled_shutdown`: the gateway's SIGTERM grace ran out while the request was in flight.
+Status = Literal["ok", "error", "truncated", "client_disconnected", "cancelled_shutdown"]
 
 #: The record's shape. Bump it when a field is renamed, dropped or changes meaning, so readers of stored rows can
 #: tell old rows from new; rows written before the field existed read back as version 1.
@@ -118,7 +120,7 @@ _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
 _FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
 _INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
-_STATUSES = frozenset(("ok", "error", "truncated", "client_disconnected"))
+_STATUSES = frozenset(get_args(Status))
 
 
 def _default(name: str) -> Any:
