@@ -184,3 +184,13 @@ class ProviderError(GearshiftError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.after_first_token = after_first_token
+
+
+class UntranslatableError(ProviderError):
+    """The request uses something a deployment's wire format cannot express (n > 1 to Anthropic, an image URL
+    to Gemini): that deployment cannot serve it, retrying would not help, the next one (of another kind) may."""
+
+    code = "untranslatable_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

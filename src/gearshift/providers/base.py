@@ -17,7 +17,7 @@ class Deployment:
     """One concrete upstream model endpoint, as configured. `api_key` is resolved, never logged."""
 
     name: str
-    provider: str  # "openai" (any OpenAI-compatible API) or "local" (in-process SmolLM2)
+    provider: str  # a registered kind: "openai", "azure", "anthropic", "gemini", "local" (providers/registry.py)
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -25,6 +25,9 @@ class Deployment:
     output_price_per_m: float = 0.0
     context_window: int | None = None
     timeout_s: float = 60.0
+    cached_input_price_per_m: float | None = None  # prompt tokens read from the provider's cache (None: input price)
+    cache_write_price_per_m: float | None = None  # prompt tokens written to it (Anthropic; None: input price)
+    api_version: str | None = None  # Azure `api-version`, Anthropic `anthropic-version`, Gemini API version
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -22,7 +22,7 @@ import orjson
 from gearshift.errors import ProviderError
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
-from gearshift.providers.sse import SSEParser
+from gearshift.providers.sse import SSEEvent, SSEParser
 from gearshift.providers.streaming import has_content
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,19 @@ def _error_message(body: bytes, deployment: Deployment) -> str:
     return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
 
 
+class StreamTranslator(Protocol):
+    """Turns one upstream stream's SSE events into OpenAI chunks; holds that stream's state."""
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """The chunks this event stands for (the last one `done` when the answer is complete)."""
+        ...
+
+    def end(self) -> list[StreamChunk]:
+        """At the end of the body: final chunks for formats whose streams end at EOF (Gemini), else none
+        (the stream was cut)."""
+        ...
+
+
 class OpenAICompatProvider:
     """`ChatProvider` for OpenAI and compatible APIs (vLLM, llama.cpp server, Ollama, Together...)."""
 
@@ -110,22 +123,19 @@ class OpenAICompatProvider:
         self._session = None
 
     # -- request building ----------------------------------------------------------------------------
-    @staticmethod
-    def _url(deployment: Deployment) -> str:
+    def _url(self, deployment: Deployment, *, stream: bool) -> str:
         if not deployment.base_url:
             raise ProviderError(f"deployment {deployment.name!r} has no base_url", retryable=False)
         return deployment.base_url.rstrip("/") + "/chat/completions"
 
-    @staticmethod
-    def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
+    def _headers(self, deployment: Deployment, *, stream: bool) -> dict[str, str]:
         headers = {"Content-Type": "application/json",
                    "Accept": "text/event-stream" if stream else "application/json"}
         if deployment.api_key:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
         return headers
 
-    @staticmethod
-    def _payload(deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
+    def _payload(self, deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
         body = dict(request)
         body["model"] = deployment.model
         if stream:
@@ -188,7 +198,8 @@ class OpenAICompatProvider:
     async def complete(self, deployment: Deployment, request: dict[str, Any]) -> ChatResult:
         session = self._get_session()
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=False),
+            async with session.post(self._url(deployment, stream=False),
+                                    data=self._payload(deployment, request, stream=False),
                                     headers=self._headers(deployment, stream=False),
                                     timeout=self._timeout(deployment, stream=False)) as resp:
                 body = await self._read_limited(deployment, resp)
@@ -205,18 +216,23 @@ class OpenAICompatProvider:
             raise self._invalid(deployment, "body is not JSON", status) from None
         if not isinstance(obj, dict):
             raise self._invalid(deployment, "body is not a JSON object", status)
+        return ChatResult(body=self._answer(deployment, obj, body, status), status=status)
+
+    def _answer(self, deployment: Deployment, obj: dict[str, Any], body: bytes, status: int) -> dict[str, Any]:
+        """The OpenAI chat completion in an upstream's JSON answer (other wire formats translate it here)."""
         if obj.get("error"):
             raise self._invalid(deployment, f"error object: {_error_message(body, deployment)}", status)
         choices = obj.get("choices")
         if not isinstance(choices, list) or not choices:
             raise self._invalid(deployment, "no choices", status)
-        return ChatResult(body=obj, status=status)
+        return obj
 
     async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
         session = self._get_session()
         seen_content = False
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=True),
+            async with session.post(self._url(deployment, stream=True),
+                                    data=self._payload(deployment, request, stream=True),
                                     headers=self._headers(deployment, stream=True),
                                     timeout=self._timeout(deployment, stream=True)) as resp:
                 if resp.status >= 400:
@@ -227,6 +243,7 @@ class OpenAICompatProvider:
                     raise self._invalid(deployment, f"expected an event stream, got {ctype or 'no content type'}: "
                                         f"{_error_message(body, deployment)}", resp.status)
                 parser = SSEParser(max_line_bytes=self.max_response_bytes)
+                translator = self._translator(deployment, request, resp.status)
                 size = 0
                 eof = False
                 while not eof:
@@ -237,13 +254,15 @@ class OpenAICompatProvider:
                         raise ProviderError(f"upstream {deployment.name!r} stream exceeds the "
                                             f"{self.max_response_bytes}-byte limit", upstream_status=resp.status,
                                             retryable=False, after_first_token=seen_content)
-                    for event in parser.close() if eof else parser.feed(part):
-                        if event.data.strip() == "[DONE]":
-                            yield StreamChunk(None, done=True)
+                    events = parser.close() if eof else parser.feed(part)
+                    chunks = [c for ev in events for c in translator.feed(ev)]
+                    if eof:
+                        chunks += translator.end()
+                    for chunk in chunks:
+                        seen_content = seen_content or has_content(chunk.data)
+                        yield chunk
+                        if chunk.done:
                             return
-                        chunk = self._parse_event(deployment, event.data, event.event, seen_content, resp.status)
-                        seen_content = seen_content or has_content(chunk)
-                        yield StreamChunk(chunk)
                 raise ProviderError(f"upstream {deployment.name!r} stream ended without [DONE]",
                                     upstream_status=resp.status, retryable=True, after_first_token=seen_content)
         except ProviderError as exc:
@@ -252,18 +271,40 @@ class OpenAICompatProvider:
         except _NETWORK_ERRORS as exc:
             raise self._network_error(deployment, exc, after_first_token=seen_content) from None
 
-    def _parse_event(self, deployment: Deployment, data: str, event: str, seen_content: bool, status: int
-                     ) -> dict[str, Any]:
+    def _translator(self, deployment: Deployment, request: dict[str, Any], status: int) -> StreamTranslator:
+        """One stream's translation of upstream SSE events into OpenAI chunks (other wire formats: their own)."""
+        return _OpenAIStream(self, deployment, status)
+
+    def _event_object(self, deployment: Deployment, event: SSEEvent, status: int) -> dict[str, Any]:
+        """The JSON object of one SSE event; an error event (or one carrying `error`) raises."""
         try:
-            obj = _loads(data)  # once per streamed chunk: the orjson fast path matters here most
+            obj = _loads(event.data)  # once per streamed chunk: the orjson fast path matters here most
         except ValueError:
             raise ProviderError(f"upstream {deployment.name!r} sent a malformed SSE event (not JSON)",
-                                upstream_status=status, retryable=True, after_first_token=seen_content) from None
+                                upstream_status=status, retryable=True) from None
         if not isinstance(obj, dict):
             raise ProviderError(f"upstream {deployment.name!r} sent an SSE event that is not a JSON object",
-                                upstream_status=status, retryable=True, after_first_token=seen_content)
-        if event == "error" or obj.get("error"):
-            msg = _error_message(data.encode(), deployment)
-            raise ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
-                                upstream_status=status, retryable=True, after_first_token=seen_content)
+                                upstream_status=status, retryable=True)
+        if event.event == "error" or obj.get("error"):
+            raise self._stream_error(deployment, event.data, status)
         return obj
+
+    def _stream_error(self, deployment: Deployment, data: str, status: int) -> ProviderError:
+        msg = _error_message(data.encode(), deployment)
+        return ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
+                             upstream_status=status, retryable=True)
+
+
+class _OpenAIStream:
+    """OpenAI's own events: each `data:` is a chunk; `[DONE]` ends the answer."""
+
+    def __init__(self, provider: OpenAICompatProvider, deployment: Deployment, status: int) -> None:
+        self._provider, self._deployment, self._status = provider, deployment, status
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        if event.data.strip() == "[DONE]":
+            return [StreamChunk(None, done=True)]
+        return [StreamChunk(self._provider._event_object(self._deployment, event, self._status))]
+
+    def end(self) -> list[StreamChunk]:
+        return []
