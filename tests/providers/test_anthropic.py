@@ -64,7 +64,8 @@ async def test_request_carries_system_headers_sampling_and_tools(provider: Anthr
 
 
 async def test_images_become_base64_and_url_sources(provider: AnthropicProvider, anthropic_up: FakeAnthropic) -> None:
-    await provider.complete(dep(anthropic_up), {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+    await provider.complete(dep(anthropic_up), {"model": "m", "max_tokens": 10, "messages": [{"role": "user",
+                                                                                             "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]})
@@ -75,9 +76,11 @@ async def test_images_become_base64_and_url_sources(provider: AnthropicProvider,
 
 
 async def test_tool_results_go_back_in_one_user_turn(provider: AnthropicProvider, anthropic_up: FakeAnthropic) -> None:
-    calls = [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-             {"id": "toolu_2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]
-    result = await provider.complete(dep(anthropic_up), {"model": "m", "max_tokens": 10, "tools": [WEATHER], "messages": [
+    calls = [{"id": f"toolu_{i}", "type": "function",
+              "function": {"name": "get_weather", "arguments": json.dumps({"city": city}, separators=(",", ":"))}}
+             for i, city in ((1, "Paris"), (2, "Oslo"))]
+    result = await provider.complete(dep(anthropic_up), {"model": "m", "max_tokens": 10, "tools": [WEATHER],
+                                                         "messages": [
         {"role": "user", "content": "weather in Paris and Oslo?"},
         {"role": "assistant", "content": None, "tool_calls": calls},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
@@ -85,8 +88,9 @@ async def test_tool_results_go_back_in_one_user_turn(provider: AnthropicProvider
         {"role": "user", "content": "and tomorrow?"}]})
     msgs = anthropic_up.requests[-1].json["messages"]  # the fake refuses roles that do not alternate
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
-    assert msgs[1]["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
-                                  {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Oslo"}}]
+    assert msgs[1]["content"] == [
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Oslo"}}]
     assert msgs[2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
                                   {"type": "tool_result", "tool_use_id": "toolu_2", "content": "4C"},
                                   {"type": "text", "text": "and tomorrow?"}]
@@ -161,7 +165,8 @@ async def test_stream_tool_use_becomes_tool_call_deltas(provider: AnthropicProvi
                 slot["arguments"] += tc.get("function", {}).get("arguments") or ""
     assert calls == {0: {"id": "toolu_0", "name": "get_weather", "arguments": '{"city": "Paris"}'},
                      1: {"id": "toolu_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}}
-    finishes = [ch["finish_reason"] for c in chunks for ch in (c.data or {}).get("choices") or [] if ch["finish_reason"]]
+    finishes = [ch["finish_reason"] for c in chunks for ch in (c.data or {}).get("choices") or []
+                if ch["finish_reason"]]
     assert finishes == ["tool_calls"]
 
 
@@ -198,6 +203,7 @@ async def test_cut_stream_after_text_is_truncation_not_success(provider: Anthrop
 async def test_what_anthropic_cannot_express_is_refused_before_sending(provider: AnthropicProvider,
                                                                        anthropic_up: FakeAnthropic) -> None:
     with pytest.raises(UntranslatableError) as info:
-        await provider.complete(dep(anthropic_up), {"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]})
+        await provider.complete(dep(anthropic_up), {"model": "m", "n": 2,
+                                                    "messages": [{"role": "user", "content": "x"}]})
     assert not info.value.retryable and "n > 1" in info.value.message
     assert anthropic_up.requests == []

@@ -14,6 +14,7 @@ so a wrong translation fails the test. `tool_calls = [(name, args), ...]` makes 
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -92,7 +93,7 @@ class FakeAnthropic(_FormatUpstream):
         msgs = req.get("messages")
         if not isinstance(msgs, list) or not msgs or msgs[0].get("role") != "user":
             return "messages: first message must use the user role"
-        for a, b in zip(msgs, msgs[1:], strict=False):
+        for a, b in itertools.pairwise(msgs):
             if a.get("role") == b.get("role") or b.get("role") not in ("user", "assistant"):
                 return "messages: roles must alternate between user and assistant"
         for m in msgs:
@@ -247,3 +248,26 @@ class FakeGemini(_FormatUpstream):
                                             "finishReason": finish, "index": 0}],
                             "usageMetadata": usage, "modelVersion": model, "responseId": "resp-fake"}))
         return await self._stream_out(request, events, b)
+
+
+class FakeAzure(_FormatUpstream):
+    """Azure OpenAI at `root_url`: `/openai/deployments/{deployment}/chat/completions?api-version=...` with an
+    `api-key` header; the answers are FakeUpstream's OpenAI ones."""
+
+    def __init__(self, *, deployments: tuple[str, ...] = ("gpt-4o-mini-prod",), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deployments = deployments
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_chat)
+
+    async def _azure_chat(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("api-key"):
+            return web.json_response({"error": {"code": "401", "message": "Access denied: missing api-key"}},
+                                     status=401)
+        if not request.query.get("api-version"):
+            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
+        if request.match_info["deployment"] not in self.deployments:
+            return web.json_response({"error": {"code": "DeploymentNotFound", "message": "no such deployment"}},
+                                     status=404)
+        return await self._chat(request)
