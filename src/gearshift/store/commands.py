@@ -21,7 +21,11 @@ def register(subparsers: Any) -> None:
     src.add_argument("--config", type=Path, help="read [store] url/path from this gateway config")
     src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
     exp.add_argument("--text", choices=["full", "hash", "redact"],
-                     help="conceal prompt/answer text in the export (default: --config's [store] text, else as stored)")
+                     help="conceal prompt/answer text in the export (default: --config's [store] text, else as "
+                          "stored); hash reads its HMAC key from --hash-key-env")
+    exp.add_argument("--hash-key-env", default=None, metavar="VAR",
+                     help="--text hash: the variable holding the HMAC key (default: --config's [store] "
+                          "hash_key_env, else GEARSHIFT_HASH_KEY); the gateway's key gives the gateway's digests")
     exp.set_defaults(handler=_export)
 
 
@@ -30,11 +34,13 @@ def _export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gearshift.gateway.commands import parse_since
+    from gearshift.records.redaction import HASH_KEY_ENV, Concealment
     from gearshift.store.export import export_parquet
     from gearshift.store.factory import settings_url
 
     since = parse_since(args.since)
-    text: TextMode = args.text or "full"
+    mode: TextMode = args.text or "full"
+    key_env = args.hash_key_env or HASH_KEY_ENV
     if args.store_url:
         url = args.store_url
     else:
@@ -42,7 +48,9 @@ def _export(args: argparse.Namespace) -> int:
 
         settings = load_settings(args.config) if args.config is not None else default_settings()
         url = settings_url(settings.store)
-        text = args.text or settings.store.text
+        mode = args.text or settings.store.text
+        key_env = args.hash_key_env or settings.store.hash_key_env
+    text = Concealment.from_env(mode, key_env)
     console = Console(stderr=True)
     with Progress(TextColumn("exporting decisions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
