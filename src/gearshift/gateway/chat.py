@@ -26,7 +26,12 @@ from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
 from gearshift.records.record import CascadeStep, segment_row
-from gearshift.records.usage import answer_text, completion_tokens_estimate, cost_usd, estimated_usage
+from gearshift.records.usage import (
+    answer_text,
+    completion_tokens_estimate,
+    estimated_usage,
+    usage_cost,
+)
 from gearshift.routers.base import prompt_text
 
 
@@ -60,8 +65,7 @@ def answer_cost(body: dict[str, Any], dep: DeploymentSettings | None, prompt: st
     usage, _ = _usage(body, prompt)
     if dep is None:
         return None
-    return cost_usd(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
-                    dep.input_price_per_m, dep.output_price_per_m)
+    return usage_cost(usage, dep)
 
 
 def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | None, prompt: str) -> None:
@@ -77,7 +81,7 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
         out.finish_reason = str(choices[0]["finish_reason"])
     out.tokens_in, out.tokens_out = tin, tout
     out.upstream_model = dep.model if dep else None
-    out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
+    out.cost_usd = usage_cost(usage, dep) if dep else None  # cached prompt tokens at their own price
 
 
 def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:

@@ -23,8 +23,9 @@ from gearshift.gateway.call import Call, finish, pin_conversation
 from gearshift.gateway.requests import ChatRequest
 from gearshift.gateway.service import Gateway
 from gearshift.policy.decide import Decision
+from gearshift.providers.registry import DeploymentSettings
 from gearshift.providers.streaming import StreamExecution
-from gearshift.records.usage import cost_usd, estimated_usage
+from gearshift.records.usage import estimated_usage, usage_cost
 
 
 class _SSEResponse(StreamingResponse):
@@ -59,13 +60,12 @@ async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: 
     settings = gw.deployment_settings.get(dep.name)
     call.outcome.deployment, call.outcome.upstream_model = dep.name, dep.model
     headers = {**call.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-    events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0,
-                     settings.input_price_per_m if settings else 0.0, settings.output_price_per_m if settings else 0.0)
+    events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0, settings)
     return _SSEResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wants_usage: bool, prompt: str,
-                  idx: int, t0: float, in_price: float, out_price: float) -> AsyncGenerator[bytes, None]:
+                  idx: int, t0: float, prices: DeploymentSettings | None) -> AsyncGenerator[bytes, None]:
     status = "client_disconnected"
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
@@ -108,12 +108,12 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
     finally:
         with anyio.CancelScope(shield=True):
             await execution.aclose()
-        _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, in_price, out_price)
+        _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, prices)
 
 
 def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, error: BaseException | None,
-            usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
-            out_price: float) -> None:
+            usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float,
+            prices: DeploymentSettings | None) -> None:
     out = call.outcome
     call.answer = answer
     if usage is None:
@@ -122,7 +122,8 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
     tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     upstream_s = time.perf_counter() - t0
     gw.metrics.upstream_latency.labels(deployment=execution.deployment.name, kind="stream").observe(upstream_s)
-    out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost_usd(tin, tout, in_price, out_price)
+    out.tokens_in, out.tokens_out = tin, tout
+    out.cost_usd = usage_cost(usage, prices) if prices is not None else 0.0
     out.upstream_latency_ms = round(upstream_s * 1000.0, 3)
     out.attempts = [a.to_dict() for a in execution.attempts]
     finish(gw, call, status=status, exc=error, http_status=200)
