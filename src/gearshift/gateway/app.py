@@ -23,6 +23,7 @@ from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundE
 from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
+from gearshift.gateway.messages import messages
 from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.service import Gateway
@@ -101,7 +102,8 @@ async def openapi_json(request: Request) -> Response:
 
 async def _direct_chat(scope: Scope, receive: Receive, send: Send) -> None:
     """The chat route without the router and exception layers (it turns every error into a response itself)."""
-    response = await chat_completions(Request(scope, receive, send))
+    handler = messages if scope["path"] == "/v1/messages" else chat_completions
+    response = await handler(Request(scope, receive, send))
     await response(scope, receive, send)
 
 
@@ -153,6 +155,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),  # the Anthropic SDK's surface (gateway/messages.py)
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.service import Gateway
+from gearshift.gateway.surface import OPENAI, Surface
 from gearshift.policy.conversations import next_key, scoped
 from gearshift.policy.decide import Decision
 from gearshift.policy.route import Route, describe_route
@@ -42,6 +43,7 @@ class Call:
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
     reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
+    surface: Surface = OPENAI  # the client's wire format: chat completions, or Anthropic's messages
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
@@ -96,7 +98,7 @@ def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
     retry_after = retry_after_header(exc)
     if retry_after is not None:
         call.headers["retry-after"] = retry_after
-    return JSONResponse(body, status_code=status, headers=call.headers)
+    return JSONResponse(call.surface.error_body(status, body), status_code=status, headers=call.headers)
 
 
 async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int) -> None:

@@ -22,6 +22,7 @@ from gearshift.gateway.call import Call, error_response, finish, new_call, pin_c
 from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import validate_chat
 from gearshift.gateway.service import Gateway
+from gearshift.gateway.surface import OPENAI, Surface
 from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
@@ -98,15 +99,21 @@ def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decisi
 
 
 async def chat_completions(request: Request) -> Response:
+    return await handle_chat(request, OPENAI)
+
+
+async def handle_chat(request: Request, surface: Surface) -> Response:
+    """Every chat surface's one path: the surface translates the request in and the answer out (surface.py)."""
     gw: Gateway = request.app.state.gateway
     call = new_call(request)
+    call.surface = surface
     facts = call.facts
     try:
-        facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
+        facts.api_key_id = await gw.keys.admit(surface.authorization(request.headers), "inference")
         raw = await read_body(request, gw.settings.limits.max_body_bytes, "[limits] max_body_bytes")
         if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
             require_json(request.headers.get("content-type"))
-        payload = parse_json(raw)
+        payload = surface.chat_request(parse_json(raw))
         req = validate_chat(payload)
         if (req.n or 1) > gw.settings.limits.max_n:
             raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")
@@ -176,7 +183,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx)
     finish(gw, call)
-    return json_response(body, call.headers)
+    return json_response(call.surface.answer(body), call.headers)
 
 
 def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:

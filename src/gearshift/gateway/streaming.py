@@ -9,7 +9,6 @@ client that goes away cancels the upstream read and is recorded as "client_disco
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -41,10 +40,6 @@ class _SSEResponse(StreamingResponse):
                     await close()
 
 
-def _sse(data: Any) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-
-
 async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any], decision: Decision,
                             prompt: str) -> Response:
     idx = decision.tier
@@ -67,6 +62,7 @@ async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: 
 async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wants_usage: bool, prompt: str,
                   idx: int, t0: float, prices: DeploymentSettings | None) -> AsyncGenerator[bytes, None]:
     status = "client_disconnected"
+    encoder = call.surface.encoder(call.request_id)
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
     pieces: list[str] = []
@@ -87,21 +83,21 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])
-            yield _sse(data)
+            yield encoder.chunk(data)
         if usage is None and client_wants_usage:
             usage = estimated_usage(prompt, "".join(pieces))
             call.outcome.usage_estimated = True
-            yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
+            yield encoder.chunk({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
         await pin_conversation(gw, call, "".join(pieces), idx)  # before [DONE]: the next turn may go anywhere
-        yield b"data: [DONE]\n\n"
+        yield encoder.done()
         status = "ok"
     except ProviderError as exc:
         status = "truncated" if exc.after_first_token else "error"
         error = exc
-        _, err_body = openai_error_body(exc)
-        yield _sse(err_body)
+        err_status, err_body = openai_error_body(exc)
+        yield encoder.error(err_status, err_body)
     except (asyncio.CancelledError, GeneratorExit):
         status = "client_disconnected"
         raise
