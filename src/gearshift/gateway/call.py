@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.surface import OPENAI, Surface
-from gearshift.policy.conversations import next_key, scoped
+from gearshift.policy.conversations import next_key, scoped, tool_call_keys
 from gearshift.policy.decide import Decision
 from gearshift.policy.route import Route, describe_route
 from gearshift.records.builder import Ending, Outcome, RequestFacts, build_row
@@ -101,13 +102,27 @@ def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
     return JSONResponse(call.surface.error_body(status, body), status_code=status, headers=call.headers)
 
 
-async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int) -> None:
-    """Store the tier a served answer came from under the key its conversation's next turn looks up.
+async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int,
+                           tool_call_ids: Sequence[str] = ()) -> None:
+    """Store the tier a served answer came from under the key its conversation's next turn looks up, and
+    under each tool call it made (the turn returning their results goes back there: policy/decide.py).
 
     Awaited before the answer reaches the client, so a next turn sent to any gateway of the fleet finds it.
     """
-    if gw.policy.conversations is None:
+    store = gw.policy.conversations
+    if store is None:
         return
     key = scoped(next_key(call.conv_header, call.messages, answer), call.facts.api_key_id)
     if key is not None:
-        await gw.policy.conversations.set(key, idx)
+        await store.set(key, idx)
+    for tool_key in tool_call_keys(tool_call_ids):
+        await store.set(scoped(tool_key, call.facts.api_key_id) or tool_key, idx)
+
+
+def tool_call_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of the tool calls in a chat completion's first choice."""
+    choices = body.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    msg = first.get("message") if isinstance(first.get("message"), dict) else {}
+    calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+    return [str(c["id"]) for c in calls or [] if isinstance(c, dict) and c.get("id")]

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
-from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
+from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation, tool_call_ids
 from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import validate_chat
 from gearshift.gateway.service import Gateway
@@ -181,7 +181,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     if rejected_usd and out.cost_usd is not None:  # the rungs the verifiers rejected were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
-    await pin_conversation(gw, call, call.answer, idx)
+    await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
     finish(gw, call)
     return json_response(call.surface.answer(body), call.headers)
 

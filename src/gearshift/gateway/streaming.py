@@ -66,6 +66,7 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
     pieces: list[str] = []
+    calls: list[str] = []  # tool call ids: the turn with their results comes back to this tier
     try:
         async for chunk in execution:
             if chunk.done:
@@ -83,6 +84,8 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])
+                if i == 0 and isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                    calls += [str(tc["id"]) for tc in delta["tool_calls"] if isinstance(tc, dict) and tc.get("id")]
             yield encoder.chunk(data)
         if usage is None and client_wants_usage:
             usage = estimated_usage(prompt, "".join(pieces))
@@ -90,7 +93,7 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
             yield encoder.chunk({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
-        await pin_conversation(gw, call, "".join(pieces), idx)  # before [DONE]: the next turn may go anywhere
+        await pin_conversation(gw, call, "".join(pieces), idx, calls)  # before [DONE]: the next turn may go anywhere
         yield encoder.done()
         status = "ok"
     except ProviderError as exc:
