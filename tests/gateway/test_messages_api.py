@@ -205,3 +205,16 @@ def test_limits_apply_as_for_chat_completions(gateway: GatewayServer) -> None:
     statuses = [(r["status"], r["http_status"]) for r in ordered]
     assert statuses[0] == ("error", 413) and statuses[-1] == ("error", 429)
     assert set(statuses[1:-1]) == {("ok", 200)}
+
+
+def test_models_are_listed_in_each_surfaces_shape(gateway: GatewayServer) -> None:
+    listed = [m.id for m in sdk(gateway).models.list()]
+    assert listed[0] == "gearshift/auto" and {"gpt-mini", "gemini-flash", "claude-opus"} <= set(listed)
+    with httpx.Client(base_url=gateway.root, timeout=10) as c:
+        openai_shape = c.get("/v1/models", headers={"authorization": f"Bearer {APP_KEY}"}).json()
+        refused = c.get("/v1/models", headers={"x-api-key": "gs-wrong-000000000", "anthropic-version": "2023-06-01"})
+    assert [m["id"] for m in openai_shape["data"]] == listed
+    owners = {m["id"]: m["owned_by"] for m in openai_shape["data"]}
+    assert owners["claude-opus"] == "anthropic" and owners["gemini-flash"] == "gemini"
+    assert owners["gearshift/auto"] == "gearshift"
+    assert refused.status_code == 401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundE
 from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
-from gearshift.gateway.messages import messages
+from gearshift.gateway.messages import MESSAGES, messages
 from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.service import Gateway
@@ -41,11 +42,22 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def list_models(request: Request) -> Response:
+    """The model names both chat surfaces route (`gearshift/auto`, router names, deployments), in the shape of the
+    client asking: Anthropic's (the SDK sends `anthropic-version`) or OpenAI's. `owned_by` is a deployment's
+    provider kind, "gearshift" for routed names."""
     gw = _gateway(request)
-    gw.keys.check(request.headers.get("authorization"))
+    anthropic = "anthropic-version" in request.headers
+    gw.keys.check(MESSAGES.authorization(request.headers) if anthropic else request.headers.get("authorization"))
     created = int(gw.started_at)
-    data = [{"id": mid, "object": "model", "created": created, "owned_by": "gearshift"}
-            for mid in gw.resolver.model_ids()]
+    kinds = {name: d.provider for name, d in gw.deployment_settings.items()}
+    ids = gw.resolver.model_ids()
+    if anthropic:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+        models = [{"id": mid, "type": "model", "display_name": mid, "created_at": when} for mid in ids]
+        return JSONResponse({"data": models, "has_more": False, "first_id": ids[0] if ids else None,
+                             "last_id": ids[-1] if ids else None})
+    data = [{"id": mid, "object": "model", "created": created, "owned_by": kinds.get(mid, "gearshift")}
+            for mid in ids]
     return JSONResponse({"object": "list", "data": data})
 
 
