@@ -27,6 +27,7 @@ from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.messages import MESSAGES, messages
 from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.origin import KeylessGuard
+from gearshift.gateway.responses import responses
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
 from gearshift.providers.base import ChatProvider
@@ -114,7 +115,8 @@ async def openapi_json(request: Request) -> Response:
 
 async def _direct_chat(scope: Scope, receive: Receive, send: Send) -> None:
     """The chat route without the router and exception layers (it turns every error into a response itself)."""
-    handler = messages if scope["path"] == "/v1/messages" else chat_completions
+    path = scope["path"]
+    handler = messages if path == "/v1/messages" else responses if path == "/v1/responses" else chat_completions
     response = await handler(Request(scope, receive, send))
     await response(scope, receive, send)
 
@@ -168,6 +170,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # the Anthropic SDK's surface (gateway/messages.py)
+        Route("/v1/responses", responses, methods=["POST"]),  # the Responses API, stateless (gateway/responses.py)
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

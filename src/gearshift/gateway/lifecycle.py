@@ -30,7 +30,7 @@ from gearshift.store.writer import BackgroundWriter
 if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages"})
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses"})
 
 
 @dataclass(frozen=True)
