@@ -77,16 +77,28 @@ class DecisionLog:
         return np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else int(a)
                          for t, s, a in zip(self.thresholds, self.scores, self.actions, strict=True)], dtype=np.int64)
 
+    def known_rewards(self) -> np.ndarray:
+        """(n, K) every tier's judge reward where the shadow judge scored all tiers of the request (a reviewer's
+        label of a two-tier request says the same), NaN elsewhere: counterfactuals OPE need not estimate."""
+        out = np.full((len(self), len(self.tiers)), np.nan)
+        for i, s in enumerate(self.tier_scores):
+            if all(t in s for t in self.tiers):
+                out[i] = [s[t] for t in self.tiers]
+        return out
+
     def bandit(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedBandit, np.ndarray]:
-        """(the labelled rows as a `LoggedBandit`, their row indices into this log)."""
+        """(the labelled rows as a `LoggedBandit`, their row indices into this log). With judge rewards, rows
+        whose every tier was judged carry those rewards as observed counterfactuals (`known_rewards`)."""
         r = self.rewards(mode, judge_weight)
         keep = np.flatnonzero(np.isfinite(r))
         if keep.size == 0:
             raise DataError(f"no logged decision has a {mode} reward: enable [shadow] judging, collect "
                             f"feedback, or label triage items")
+        known = self.known_rewards()[keep] if mode == "judge" else None
         log = LoggedBandit.from_arrays(self.actions[keep], self.propensities[keep], r[keep], self.costs[keep],
                                        n_actions=len(self.tiers), features=self.scores[keep],
-                                       logging_probs=None if self.logging_probs is None else self.logging_probs[keep])
+                                       logging_probs=None if self.logging_probs is None else self.logging_probs[keep],
+                                       known_rewards=known)
         return log, keep
 
     def traffic(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedTraffic, np.ndarray]:
@@ -212,9 +224,10 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
         if cheap in s and strong in s:
             gaps[i] = s[strong] - s[cheap]
         label = human.get(rid)
-        if label is not None:  # a reviewer's label beats the judge
+        if label is not None:  # a reviewer's label beats the judge, for every tier it speaks of
             judge[i] = 0.0 if (label == "strong_needed" and tier == cheap) else 1.0
             gaps[i] = 1.0 if label == "strong_needed" else 0.0
+            s = {cheap: 1.0 - gaps[i], strong: 1.0}
         tier_scores.append(s)
         if rid in feedback:
             fb[i] = feedback[rid]
