@@ -260,6 +260,12 @@ class FakeAzure(_FormatUpstream):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_chat)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self._azure_embed)
+
+    async def _azure_embed(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("api-key") or not request.query.get("api-version"):
+            return web.json_response({"error": {"code": "401", "message": "Access denied"}}, status=401)
+        return await embeddings_answer(self, request)
 
     async def _azure_chat(self, request: web.Request) -> web.StreamResponse:
         if not request.headers.get("api-key"):
@@ -271,3 +277,34 @@ class FakeAzure(_FormatUpstream):
             return web.json_response({"error": {"code": "DeploymentNotFound", "message": "no such deployment"}},
                                      status=404)
         return await self._chat(request)
+
+
+async def embeddings_answer(up: FakeUpstream, request: web.Request) -> web.StreamResponse:
+    """An OpenAI embeddings answer: one 3-number vector per input string, usage = words in the input."""
+    req = await up._record(request)
+    b = up._next()
+    if b.kind == "status":
+        return up._status(b)
+    inputs = req.get("input") if isinstance(req, dict) else None
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs:
+        return web.json_response({"error": {"message": "'input' is required", "type": "invalid_request_error"}},
+                                 status=400)
+    data = [{"object": "embedding", "index": i, "embedding": [float(len(str(x))), 0.5, -0.5]}
+            for i, x in enumerate(inputs)]
+    words = sum(len(str(x).split()) for x in inputs)
+    return web.json_response({"object": "list", "data": data, "model": req["model"],
+                              "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+
+class FakeEmbeddings(_FormatUpstream):
+    """An OpenAI-compatible `POST /v1/embeddings` at `base_url` (Bearer key required)."""
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/embeddings", self._embed)
+
+    async def _embed(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.json_response({"error": {"message": "no key", "type": "invalid_request_error"}}, status=401)
+        return await embeddings_answer(self, request)

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
 from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
+from gearshift.gateway.embeddings import embeddings
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.messages import MESSAGES, messages
 from gearshift.gateway.metrics import CONTENT_TYPE
@@ -171,6 +172,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),  # the Anthropic SDK's surface (gateway/messages.py)
         Route("/v1/responses", responses, methods=["POST"]),  # the Responses API, stateless (gateway/responses.py)
+        Route("/v1/embeddings", embeddings, methods=["POST"]),  # pass-through to [[embeddings]] (gateway/embeddings.py)
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

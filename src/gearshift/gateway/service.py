@@ -61,6 +61,7 @@ class Gateway:
     reloader: RouterReloader | None = None  # learning: router hot reload (gateway/reload.py)
     # the record as stored ([store] text, keys scrubbed): what extensions (spans) see; the writer applies its own
     conceal: Transform | None = None
+    embeddings: dict[str, Deployment] = field(default_factory=dict)  # `[[embeddings]]`: /v1/embeddings targets
     records_emitted: int = field(default=0)
     started_at: float = field(default_factory=time.time)
 

@@ -25,6 +25,10 @@ class AzureOpenAIProvider(OpenAICompatProvider):
         return (f"{deployment.base_url.rstrip('/')}/openai/deployments/{quote(deployment.model, safe='')}"
                 f"/chat/completions?api-version={quote(deployment.api_version, safe='')}")
 
+    def _embeddings_url(self, deployment: Deployment) -> str:
+        url = self._url(deployment, stream=False)
+        return url.replace("/chat/completions?", "/embeddings?", 1)
+
     def _headers(self, deployment: Deployment, *, stream: bool) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         if deployment.api_key:

@@ -58,3 +58,10 @@ class ChatProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """Sends one embeddings request (OpenAI shape, passed through) to one deployment; `/v1/embeddings` uses it."""
+
+    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> dict[str, Any]: ...

@@ -227,6 +227,33 @@ class OpenAICompatProvider:
             raise self._invalid(deployment, "no choices", status)
         return obj
 
+    def _embeddings_url(self, deployment: Deployment) -> str:
+        return self._url(deployment, stream=False).removesuffix("/chat/completions") + "/embeddings"
+
+    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> dict[str, Any]:
+        """`POST .../embeddings`, passed through (the deployment's model replaces the client's name)."""
+        session = self._get_session()
+        body = {**request, "model": deployment.model}
+        try:
+            async with session.post(self._embeddings_url(deployment), data=orjson.dumps(body),
+                                    headers=self._headers(deployment, stream=False),
+                                    timeout=self._timeout(deployment, stream=False)) as resp:
+                raw = await self._read_limited(deployment, resp)
+                if resp.status >= 400:
+                    raise self._status_error(deployment, resp, raw)
+                status = resp.status
+        except ProviderError:
+            raise
+        except _NETWORK_ERRORS as exc:
+            raise self._network_error(deployment, exc) from None
+        try:
+            obj = _loads(raw)
+        except ValueError:
+            raise self._invalid(deployment, "body is not JSON", status) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
+            raise self._invalid(deployment, "no embeddings data", status)
+        return obj
+
     async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
         session = self._get_session()
         seen_content = False
