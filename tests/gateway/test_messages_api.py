@@ -218,3 +218,41 @@ def test_models_are_listed_in_each_surfaces_shape(gateway: GatewayServer) -> Non
     assert owners["claude-opus"] == "anthropic" and owners["gemini-flash"] == "gemini"
     assert owners["gearshift/auto"] == "gearshift"
     assert refused.status_code == 401
+
+
+def test_failure_after_the_first_token_ends_with_an_error_event(
+        gateway: GatewayServer, ups: tuple[FakeUpstream, FakeAnthropic, FakeGemini]) -> None:
+    _, a, _ = ups
+    a.script(Behaviour.cut_stream(after_chunks=5))  # message_start, ping, block start, two words: then EOF
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIError, match="stream ended"), sdk(gateway).messages.stream(
+            model="claude-opus", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
+        for text in stream.text_stream:
+            seen.append(text)
+    assert "".join(seen) == "claude says"  # the two words that arrived, then Anthropic's error event
+    row = rows(gateway)[-1]
+    assert row["status"] == "truncated" and row["deployment"] == "claude-opus"
+
+
+def test_shed_load_answers_in_anthropics_shape(tmp_path: Path) -> None:
+    import threading
+
+    with FakeUpstream(default=Behaviour(latency_s=1.0)) as slow:
+        dep = {"model": "m", "base_url": slow.base_url, "timeout_s": 5.0}
+        server = serve(parse_settings({
+            "tiers": [{"name": "cheap", "deployments": [{**dep, "name": "a"}]},
+                      {"name": "strong", "deployments": [{**dep, "name": "b"}]}],
+            "router": {"thresholds": [0.5]}, "store": {"path": str(tmp_path / "d.sqlite")},
+            "limits": {"max_in_flight": 1}}, "test"))
+        try:
+            body = {"model": "a", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            busy = threading.Thread(target=lambda: httpx.post(server.root + "/v1/messages", json=body, timeout=10))
+            busy.start()
+            while slow.chat_requests == []:  # the first request holds the one slot
+                threading.Event().wait(0.01)
+            r = httpx.post(server.root + "/v1/messages", json=body, timeout=10)
+            busy.join()
+        finally:
+            server.stop()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "overloaded_error"

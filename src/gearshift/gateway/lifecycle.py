@@ -117,7 +117,7 @@ class AdmissionControl:
         if refusal is not None:
             reason, message = refusal
             adm.metrics.rejected.labels(reason=reason).inc()
-            await _send_overloaded(send, message)
+            await _send_overloaded(send, message, scope["path"])
             return
         adm.in_flight += 1
         try:
@@ -129,8 +129,12 @@ class AdmissionControl:
             adm.in_flight -= 1
 
 
-async def _send_overloaded(send: Send, message: str) -> None:
+async def _send_overloaded(send: Send, message: str, path: str) -> None:
     status, body = openai_error_body(OverloadedError(message))
+    if path == "/v1/messages":  # the Anthropic SDK's surface answers in Anthropic's error shape
+        from gearshift.gateway.messages_format import error_body
+
+        body = error_body(status, body)
     raw = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
