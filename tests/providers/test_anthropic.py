@@ -207,3 +207,16 @@ async def test_what_anthropic_cannot_express_is_refused_before_sending(provider:
                                                     "messages": [{"role": "user", "content": "x"}]})
     assert not info.value.retryable and "n > 1" in info.value.message
     assert anthropic_up.requests == []
+
+
+@pytest.mark.parametrize("assistant", [
+    {"role": "assistant", "tool_calls": 5},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 3}}]},
+    {"role": "assistant", "content": [7]}])
+async def test_malformed_fields_are_untranslatable_not_a_crash(provider: AnthropicProvider,
+                                                               anthropic_up: FakeAnthropic,
+                                                               assistant: dict[str, Any]) -> None:
+    with pytest.raises(UntranslatableError):
+        await provider.complete(dep(anthropic_up), {"model": "m", "messages": [
+            {"role": "user", "content": "x"}, assistant, {"role": "user", "content": "y"}]})
+    assert anthropic_up.requests == []

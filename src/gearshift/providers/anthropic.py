@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gearshift.errors import ProviderError
+from gearshift.errors import ProviderError, UntranslatableError
 from gearshift.providers.anthropic_format import (
     CLIENT_ERROR_TYPES,
     DEFAULT_VERSION,
@@ -50,7 +50,11 @@ class AnthropicProvider(OpenAICompatProvider):
         return headers
 
     def _payload(self, deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
-        body = to_anthropic(request, deployment.model, stream=stream)
+        try:
+            body = to_anthropic(request, deployment.model, stream=stream)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a malformed field the chat schema let by
+            raise UntranslatableError(f"request cannot be sent to Anthropic: malformed field ({type(exc).__name__})"
+                                      ) from None
         try:
             return orjson.dumps(body)
         except (TypeError, orjson.JSONEncodeError):

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
+from gearshift.errors import UntranslatableError
 from gearshift.providers.base import Deployment, StreamChunk
 from gearshift.providers.gemini_format import (
     BLOCKED,
@@ -52,7 +53,11 @@ class GeminiProvider(OpenAICompatProvider):
         return headers
 
     def _payload(self, deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
-        body = to_gemini(request)
+        try:
+            body = to_gemini(request)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a malformed field the chat schema let by
+            raise UntranslatableError(f"request cannot be sent to Gemini: malformed field ({type(exc).__name__})"
+                                      ) from None
         try:
             return orjson.dumps(body)
         except (TypeError, orjson.JSONEncodeError):
