@@ -73,6 +73,9 @@ class CascadeConfig:
     escalate_on_error: bool = True
     skip_costly_after_failure: bool = True
     stream_mode: Literal["skip", "buffer"] = "skip"
+    #: ask the upstream for token logprobs when the logprob verifier runs (False for servers that refuse them);
+    #: a client that did not ask for them does not get them back
+    request_logprobs: bool = True
 
     def __post_init__(self) -> None:
         if self.max_escalations is not None and self.max_escalations < 0:
@@ -189,6 +192,16 @@ class CascadeRunner:
 
     async def run(self, request: dict[str, Any], *, start_tier: int | None = None) -> CascadeOutcome:
         """Cheapest allowed tier first; `start_tier` overrides the config (e.g. the router's choice)."""
+        asked = "logprobs" in request
+        if not asked and self.config.request_logprobs and any(v.name == "logprob" for v in self.verifiers):
+            outcome = await self._run({**request, "logprobs": True}, start_tier)
+            for choice in outcome.response.get("choices") or []:
+                if isinstance(choice, dict):
+                    choice.pop("logprobs", None)  # asked for the verifier, not by the client
+            return outcome
+        return await self._run(request, start_tier)
+
+    async def _run(self, request: dict[str, Any], start_tier: int | None) -> CascadeOutcome:
         start = self.config.start_tier if start_tier is None else start_tier
         if not 0 <= start < len(self.tiers):
             raise ConfigError(f"start tier {start} out of range for {len(self.tiers)} tiers")

@@ -157,10 +157,11 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
                       if s.response is not None and s.deployment is not None else None for s in outcome.steps]
         out.cascade = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,
                                    shipped=(s is outcome.steps[-1]), cost_usd=c,
-                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason}
-                                             for v in s.verdicts]).model_dump()
+                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason,
+                                              "cost_usd": v.cost_usd} for v in s.verdicts]).model_dump()
                        for s, c in zip(outcome.steps, step_costs, strict=True)]
-        rejected_usd = sum(c for c in step_costs[:-1] if c is not None)
+        checks_usd = sum(v.cost_usd or 0.0 for s in outcome.steps for v in s.verdicts)  # e.g. the judge's calls
+        rejected_usd = sum(c for c in step_costs[:-1] if c is not None) + checks_usd
         attempts = [a.to_dict() for s in outcome.steps for a in (s.attempts or [])]
         if outcome.tier_index != idx:
             out.escalation = f"cascade escalated to {gw.tier_names[outcome.tier_index]}"
@@ -178,7 +179,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     out.attempts = attempts
     out.deployment = dep.name
     record_usage(call, body, gw.deployment_settings.get(dep.name), text)
-    if rejected_usd and out.cost_usd is not None:  # the rungs the verifiers rejected were paid for too
+    if rejected_usd and out.cost_usd is not None:  # rejected rungs and the checks' own calls were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
