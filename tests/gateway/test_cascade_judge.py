@@ -106,3 +106,63 @@ def test_logprob_verifier_asks_the_upstream_for_logprobs_and_hides_them_from_the
                 assert logprob["passed"] is False and "-0.250" in logprob["reason"]
             else:  # no logprobs asked, none sent: the verifier gives no verdict and the cheap answer ships
                 assert "logprob" not in names
+
+
+def _sse_text(r: Any) -> tuple[str, list[dict[str, Any]]]:
+    import json
+
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    text = "".join((c.get("delta") or {}).get("content") or "" for e in events for c in e.get("choices") or [])
+    assert r.text.rstrip().endswith("data: [DONE]")
+    return text, events
+
+
+def test_stream_buffer_mode_verifies_before_the_first_byte(tmp_path: Path) -> None:
+    from support.fake_upstream import Behaviour
+
+    with FakeUpstream(answer="a cut off cheap answer", default=Behaviour(finish_reason="length")) as cheap, \
+            FakeUpstream(answer="the strong answer is 42") as strong:
+        settings = make_settings([cheap], strong, tmp_path / "d.sqlite", cascade={
+            "enabled": True, "verifiers": ["empty", "truncation"], "stream_mode": "buffer"})
+        server = serve(settings)
+        try:
+            with server.client() as c:
+                r = c.post("/v1/chat/completions", json={
+                    "model": "gearshift/auto", "stream": True, "stream_options": {"include_usage": True},
+                    "messages": [{"role": "user", "content": "hi"}]})
+            server.flush()
+            store = server.gateway.store
+            assert store is not None
+            (rec,) = store.query(DecisionQuery(limit=None))
+        finally:
+            server.stop()
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    text, events = _sse_text(r)
+    assert text == "the strong answer is 42" and r.headers["x-gearshift-tier"] == "strong"
+    assert events[-1]["usage"]["completion_tokens"] > 0  # asked for with include_usage
+    assert not any(req.json.get("stream") for req in cheap.chat_requests)  # verified whole, then replayed
+    assert rec["escalated"] and [s["tier"] for s in rec["cascade"]] == ["cheap", "strong"]
+
+
+def test_stream_buffer_past_its_time_budget_streams_unverified_and_says_so(tmp_path: Path) -> None:
+    from support.fake_upstream import Behaviour
+
+    with FakeUpstream(answer="a slow cheap answer", default=Behaviour(latency_s=1.5)) as cheap, \
+            FakeUpstream(answer="strong") as strong:
+        settings = make_settings([cheap], strong, tmp_path / "d.sqlite", cascade={
+            "enabled": True, "verifiers": ["empty"], "stream_mode": "buffer", "buffer_max_s": 0.3})
+        server = serve(settings)
+        try:
+            with server.client() as c:
+                r = c.post("/v1/chat/completions", json={
+                    "model": "gearshift/auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+            server.flush()
+            store = server.gateway.store
+            assert store is not None
+            (rec,) = store.query(DecisionQuery(limit=None))
+        finally:
+            server.stop()
+    text, _ = _sse_text(r)
+    assert text == "a slow cheap answer" and rec["tier"] == "cheap" and not rec["cascade"]
+    assert "streamed unverified" in rec["reason"] and not rec["escalated"]
+    assert [bool(req.json.get("stream")) for req in cheap.chat_requests] == [False, True]  # the buffer, then stream

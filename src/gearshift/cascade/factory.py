@@ -33,7 +33,7 @@ DEFAULT_VERIFIERS: tuple[str, ...] = ("shape", "empty", "truncation", "refusal",
 VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge")
 
 _RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode",
-                "request_logprobs"}
+                "request_logprobs", "buffer_max_s"}
 _OPTION_KEYS = {
     "refusal_phrases", "refusal_window", "empty_min_chars", "truncation_reasons", "json_allow_code_fence",
     "min_mean_logprob", "final_answer_markers", "arithmetic_rel_tol", "judge_model", "judge_min_rating",

@@ -9,23 +9,26 @@ Errors are raised as `GearshiftError`s and turned into the OpenAI error shape by
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
 from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation, tool_call_ids
 from gearshift.gateway.origin import require_json
-from gearshift.gateway.requests import validate_chat
+from gearshift.gateway.requests import ChatRequest, validate_chat
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.surface import OPENAI, Surface
 from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
+from gearshift.records.builder import Outcome
 from gearshift.records.record import CascadeStep, segment_row
 from gearshift.records.usage import (
     answer_text,
@@ -85,13 +88,20 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     out.cost_usd = usage_cost(usage, dep) if dep else None  # cached prompt tokens at their own price
 
 
+def cascades(gw: Gateway, decision: Decision) -> bool:
+    """Whether the cascade runs: routed requests only, and never inside a misroute-experiment arm, whose point is
+    to measure what the forced tier's answers are worth (the cascade would rescue `all_cheap`'s failures)."""
+    return (gw.cascade is not None and decision.route != "concrete" and decision.category is None
+            and decision.experiment_arm is None)
+
+
 def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:
     """The most this request can cost on the tiers it may reach: the decision's deployments, and with the
     cascade every tier above too (each step is paid). Input tokens are bounded by the body's `size` in bytes."""
     settings = gw.deployment_settings
     tiers = [[settings[d.name] for d in decision.deployments if d.name in settings]]
     caps = [gw.output_cap(gw.upstream_request(payload, decision.tier))]
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if cascades(gw, decision):
         for t in range(decision.tier + 1, len(gw.tiers)):
             tiers.append([settings[d.name] for d in gw.tiers[t] if d.name in settings])
             caps.append(gw.output_cap(gw.upstream_request(payload, t)))
@@ -138,19 +148,53 @@ async def handle_chat(request: Request, surface: Surface) -> Response:
         if req.stream:
             from gearshift.gateway.streaming import stream_completion
 
+            if gw.cascade is not None and gw.cascade.config.stream_mode == "buffer" and cascades(gw, decision):
+                return await _buffered(gw, gw.cascade.config.buffer_max_s, call, req, payload, decision, text)
             return await stream_completion(gw, call, req, payload, decision, text)
         return await _complete(gw, call, payload, decision, text)
     except Exception as exc:
         return error_response(gw, call, exc)
 
 
+async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, payload: dict[str, Any],
+                    decision: Decision, text: str) -> Response:
+    """`stream_mode = "buffer"`: the cascade verifies the whole answer before the first byte, which then
+    streams as SSE chunks; past `buffer_max_s` the request streams from the router's tier unverified, and the
+    record's reason says so."""
+    from gearshift.cascade.runner import replay_chunks, unstreamed
+    from gearshift.gateway.streaming import stream_completion
+
+    try:
+        body = await asyncio.wait_for(_answer(gw, call, unstreamed(payload), decision, text), budget)
+    except TimeoutError:  # the cascade's upstream calls are cancelled with it
+        call.outcome = Outcome(note=f"cascade buffer of {budget:g} s exceeded: streamed unverified")
+        return await stream_completion(gw, call, req, payload, decision, text)
+    wants_usage = bool(req.stream_options and req.stream_options.include_usage)
+    chunks = [c for c in replay_chunks(body) if wants_usage or c.get("choices")]
+
+    encoder = call.surface.encoder(call.request_id)  # SSE in the client's format (gateway/surface.py)
+
+    async def events() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield encoder.chunk(c)
+        yield encoder.done()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={**call.headers, "cache-control": "no-cache"})
+
+
 async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> Response:
+    return json_response(call.surface.answer(await _answer(gw, call, payload, decision, text)), call.headers)
+
+
+async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> dict[str, Any]:
+    """The whole answer (through the cascade when it runs), recorded; the caller sends it."""
     idx = decision.tier
     out = call.outcome
     body_out = gw.upstream_request(payload, idx)
     t0 = time.perf_counter()
     rejected_usd = 0.0
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if gw.cascade is not None and cascades(gw, decision):
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
@@ -184,7 +228,7 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
     finish(gw, call)
-    return json_response(call.surface.answer(body), call.headers)
+    return body
 
 
 def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:

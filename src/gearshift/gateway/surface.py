@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import orjson
+
 
 class StreamEncoder(Protocol):
     """One streamed answer's bytes on the wire, from the internal OpenAI chunks (holds that stream's state)."""
@@ -44,7 +46,12 @@ class Surface(Protocol):
 
 
 def sse_data(data: Any) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    """One `data:` event: compact UTF-8 JSON by orjson, the json module for what orjson refuses (huge integers)."""
+    try:
+        raw = orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):
+        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return b"data: " + raw + b"\n\n"
 
 
 class _OpenAIEncoder:

@@ -3,7 +3,8 @@
 On logged traffic (`--db`, `--config`, `--store-url`; run `[experiment] misroute_fraction` and/or
 `[exploration]` so both tiers are served on every kind of prompt) the three policies are self-normalised
 inverse-propensity estimates over the whole log, once with quality from judge labels (shadow/triage) and
-once from downstream signals (a thumbs down, regeneration, correction or abandonment makes an answer bad).
+once from downstream signals (learning/signal_model.py: a thumbs down, low rating, hand-off, regeneration or
+correction makes an answer bad; abandonment says nothing about the answer).
 Offline, `--data mmlu|gsm8k|FILE --router NAME` reads them off recorded outcomes of both models.
 
 "Real work" means beating a random router with the same strong share (the straight line from all-cheap
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from gearshift.learning.logs import DecisionLog
 
 #: downstream signals that mark the answer they follow as bad
-BAD_SIGNALS = frozenset({"thumbs_down", "regeneration", "correction", "abandonment"})
 CI_KEYS = ("gain_over_cheap", "lift_over_random", "headroom", "net_per_request")
 
 
@@ -176,11 +176,12 @@ def _money_word(worth_it: bool, lo: float, hi: float) -> str:
 
 # -- reading -------------------------------------------------------------------------------------------------
 def bad_answer_ids(url: str, since: float | None) -> set[str]:
+    from gearshift.learning.signal_model import is_bad
     from gearshift.store.factory import open_label_store
 
     labels = open_label_store(url)
     try:
-        return {str(ev["request_id"]) for ev in labels.signals(since=since) if ev.get("signal") in BAD_SIGNALS}
+        return {str(ev["request_id"]) for ev in labels.signals(since=since) if is_bad(ev)}
     finally:
         labels.close()
 
