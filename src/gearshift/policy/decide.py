@@ -50,7 +50,7 @@ class Decision:
     deployments: tuple[Deployment, ...]
     probabilities: tuple[float, ...] | None  # the served tier's distribution over tiers; None: deterministic
     propensity: float
-    rule: str | None  # routing rules: "category", "gate", "router", "policy", or CAP_RULE; None without rules
+    rule: str | None  # routing rules: "category", "gate", "router", "policy"; CAP_RULE or TOOL_RULE; else None
     reason: str
     flags: frozenset[str]  # "escalated", "explored", CAP_RULE
     router_ref: str | None  # NAME@VERSION of the deciding scorer (x-gearshift-router); None: no router
