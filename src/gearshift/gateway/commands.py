@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
     dec.add_argument("--since", help="only decisions newer than this (30m, 1h, 7d; default: any age)")
     dec.add_argument("--tier", help="only this tier (e.g. cheap, strong)")
-    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected"],
+    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected", "cancelled_shutdown"],
                      help="only this outcome")
     dec.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
     dec.add_argument("--json", action="store_true", help="JSON lines on stdout instead of a table")
@@ -145,6 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.gateway.app import create_app
+    from gearshift.gateway.lifecycle import drain_on_exit_signal
 
     settings = _settings(args.config)
     sock = _listen(args.host, args.port)
@@ -162,7 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
                                 timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain, flush
                                 loop=loop, http=http)
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        drain_on_exit_signal(server, app.state.gateway)  # SIGTERM: draining first (gateway/lifecycle.py)
+        server.run(sockets=[sock])
     finally:
         sock.close()
     return 0

@@ -63,6 +63,9 @@ class Gateway:
     conceal: Transform | None = None
     embeddings: dict[str, Deployment] = field(default_factory=dict)  # `[[embeddings]]`: /v1/embeddings targets
     records_emitted: int = field(default=0)
+    # shutdown has begun (SIGTERM, or the app's lifespan ending): new chat requests get a 503, and a request
+    # cancelled from now on is recorded `cancelled_shutdown` rather than `client_disconnected`
+    draining: bool = False
     started_at: float = field(default_factory=time.time)
 
     @property
