@@ -230,7 +230,12 @@ def test_failure_after_the_first_token_ends_with_an_error_event(
         for text in stream.text_stream:
             seen.append(text)
     assert "".join(seen) == "claude says"  # the two words that arrived, then Anthropic's error event
-    row = rows(gateway)[-1]
+    import time
+
+    deadline = time.monotonic() + 5  # the record is written as the stream's generator closes, just after the event
+    while not (recorded := rows(gateway)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    row = recorded[-1]
     assert row["status"] == "truncated" and row["deployment"] == "claude-opus"
 
 
