@@ -242,6 +242,16 @@ class ProviderError(GearshiftError):
         self.after_first_token = after_first_token
 
 
+class UntranslatableError(ProviderError):
+    """The request uses something a deployment's wire format cannot express (n > 1 to Anthropic, an image URL
+    to Gemini): that deployment cannot serve it, retrying would not help, the next one (of another kind) may."""
+
+    code = "untranslatable_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class ProviderTimeoutError(ProviderError):
     """One attempt ran out of time (connect, first byte, between chunks, or the request deadline)."""
 

@@ -99,8 +99,9 @@ def test_the_kind_settings_model_checks_its_deployments(echo: list[EchoProvider]
 
 
 def test_an_unknown_provider_names_the_known_ones() -> None:
-    with pytest.raises(ValidationError, match=r"unknown provider 'anthropic' \(known: local, openai\)"):
-        DeploymentSettings(provider="anthropic", model="claude")
+    with pytest.raises(ValidationError,
+                       match=r"unknown provider 'bedrock' \(known: anthropic, azure, gemini, local, openai\)"):
+        DeploymentSettings(provider="bedrock", model="claude")
 
 
 def test_openai_deployments_still_need_a_base_url() -> None:

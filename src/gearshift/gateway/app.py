@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -23,9 +24,12 @@ from starlette.types import Receive, Scope, Send
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError, openai_error_body
 from gearshift.gateway.build import build_gateway
 from gearshift.gateway.chat import chat_completions
+from gearshift.gateway.embeddings import embeddings
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
+from gearshift.gateway.messages import MESSAGES, messages
 from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.origin import KeylessGuard
+from gearshift.gateway.responses import responses
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
 from gearshift.providers.base import ChatProvider
@@ -41,11 +45,22 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def list_models(request: Request) -> Response:
+    """The model names both chat surfaces route (`gearshift/auto`, router names, deployments), in the shape of the
+    client asking: Anthropic's (the SDK sends `anthropic-version`) or OpenAI's. `owned_by` is a deployment's
+    provider kind, "gearshift" for routed names."""
     gw = _gateway(request)
-    gw.keys.check(request.headers.get("authorization"))
+    anthropic = "anthropic-version" in request.headers
+    gw.keys.check(MESSAGES.authorization(request.headers) if anthropic else request.headers.get("authorization"))
     created = int(gw.started_at)
-    data = [{"id": mid, "object": "model", "created": created, "owned_by": "gearshift"}
-            for mid in gw.resolver.model_ids()]
+    kinds = {name: d.provider for name, d in gw.deployment_settings.items()}
+    ids = gw.resolver.model_ids()
+    if anthropic:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+        models = [{"id": mid, "type": "model", "display_name": mid, "created_at": when} for mid in ids]
+        return JSONResponse({"data": models, "has_more": False, "first_id": ids[0] if ids else None,
+                             "last_id": ids[-1] if ids else None})
+    data = [{"id": mid, "object": "model", "created": created, "owned_by": kinds.get(mid, "gearshift")}
+            for mid in ids]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -103,7 +118,9 @@ async def openapi_json(request: Request) -> Response:
 
 async def _direct_chat(scope: Scope, receive: Receive, send: Send) -> None:
     """The chat route without the router and exception layers (it turns every error into a response itself)."""
-    response = await chat_completions(Request(scope, receive, send))
+    path = scope["path"]
+    handler = messages if path == "/v1/messages" else responses if path == "/v1/responses" else chat_completions
+    response = await handler(Request(scope, receive, send))
     await response(scope, receive, send)
 
 
@@ -156,6 +173,9 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
     routes: list[BaseRoute] = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),  # the Anthropic SDK's surface (gateway/messages.py)
+        Route("/v1/responses", responses, methods=["POST"]),  # the Responses API, stateless (gateway/responses.py)
+        Route("/v1/embeddings", embeddings, methods=["POST"]),  # pass-through to [[embeddings]] (gateway/embeddings.py)
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -107,6 +107,7 @@ def default_providers(settings: GatewaySettings) -> dict[str, ChatProvider]:
     """Only the providers the config uses (the local one loads a model, so it is never built needlessly)."""
     used = {d.provider for t in settings.tiers for d in t.deployments}
     used |= {d.provider for d in settings.extra_deployments}  # routing rules: category-route targets
+    used |= {d.provider for d in settings.embeddings}  # /v1/embeddings pass-through
     return build_providers(used)
 
 
@@ -116,10 +117,12 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     """Everything but the HTTP layer. A `store` given here overrides `[store]`; the writer starts later."""
     tiers = [[d.resolve() for d in t.deployments] for t in settings.tiers]
     extra = [d.resolve() for d in settings.extra_deployments]  # routing rules: deployments outside the tiers
+    embed = {d.display_name: d.resolve() for d in settings.embeddings}  # /v1/embeddings, no routing
     dep_settings = {d.display_name: d for t in settings.tiers for d in t.deployments}
     dep_settings.update({d.display_name: d for d in settings.extra_deployments})
+    dep_settings.update({d.display_name: d for d in settings.embeddings})
     provs = dict(providers) if providers is not None else default_providers(settings)
-    missing = ({d.provider for t in tiers for d in t} | {d.provider for d in extra}) - set(provs)
+    missing = ({d.provider for t in [*tiers, extra, embed.values()] for d in t}) - set(provs)
     if missing:
         raise ConfigError(f"no provider for {sorted(missing)}")
     rel = settings.reliability
@@ -134,7 +137,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         store = open_decision_store(settings_url(settings.store), **store_options(settings.store))
     resolver = ModelResolver(settings, router)
     writer = None
-    secrets = [d.api_key for t in [*tiers, extra] for d in t if d.api_key]
+    secrets = [d.api_key for t in [*tiers, extra, embed.values()] for d in t if d.api_key]
     if store is not None:
         from gearshift.gateway.lifecycle import build_writer  # spool + record redaction (reliability)
 
@@ -155,8 +158,8 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         settings=settings, resolver=resolver, executor=execu, providers=provs, tiers=tiers,
         deployment_settings=dep_settings, metrics=metrics, keys=keys, policy=policy, writer=writer,
         store=store, shared=shared, cascade=_build_cascade(settings, tiers, extra, execu,
-                                                                    settings.limits.request_timeout_s),
-        conceal=record_transform(settings.store.concealment(), secrets, resolver.model_ids()),
+                                                            settings.limits.request_timeout_s),
+        conceal=record_transform(settings.store.concealment(), secrets, resolver.model_ids()), embeddings=embed,
     )
     if settings.segments.topics is not None:
         from gearshift.closed_loop.topics import load_segmenter

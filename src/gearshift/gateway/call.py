@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 from gearshift.errors import GearshiftError, openai_error_body
 from gearshift.gateway.auth import retry_after_header
 from gearshift.gateway.service import Gateway
-from gearshift.policy.conversations import next_key, scoped
+from gearshift.gateway.surface import OPENAI, Surface
+from gearshift.policy.conversations import next_key, scoped, tool_call_keys
 from gearshift.policy.decide import Decision
 from gearshift.policy.route import Route, describe_route
 from gearshift.providers.attempts import Attempt
@@ -43,6 +45,7 @@ class Call:
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
     reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
+    surface: Surface = OPENAI  # the client's wire format: chat completions, or Anthropic's messages
     timeout_s: float = 60.0  # the whole-request deadline, from `started` (gateway/deadline.py)
     attempts: list[Attempt] = field(default_factory=list)  # upstream tries so far, kept if the work is cancelled
     recorded: bool = False  # `finish` ran: one record per request
@@ -111,16 +114,30 @@ def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
     retry_after = retry_after_header(exc)
     if retry_after is not None:
         call.headers["retry-after"] = retry_after
-    return JSONResponse(body, status_code=status, headers=call.headers)
+    return JSONResponse(call.surface.error_body(status, body), status_code=status, headers=call.headers)
 
 
-async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int) -> None:
-    """Store the tier a served answer came from under the key its conversation's next turn looks up.
+async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int,
+                           tool_call_ids: Sequence[str] = ()) -> None:
+    """Store the tier a served answer came from under the key its conversation's next turn looks up, and
+    under each tool call it made (the turn returning their results goes back there: policy/decide.py).
 
     Awaited before the answer reaches the client, so a next turn sent to any gateway of the fleet finds it.
     """
-    if gw.policy.conversations is None:
+    store = gw.policy.conversations
+    if store is None:
         return
     key = scoped(next_key(call.conv_header, call.messages, answer), call.facts.api_key_id)
     if key is not None:
-        await gw.policy.conversations.set(key, idx)
+        await store.set(key, idx)
+    for tool_key in tool_call_keys(tool_call_ids):
+        await store.set(scoped(tool_key, call.facts.api_key_id) or tool_key, idx)
+
+
+def tool_call_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of the tool calls in a chat completion's first choice."""
+    choices = body.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    msg = first.get("message") if isinstance(first.get("message"), dict) else {}
+    calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+    return [str(c["id"]) for c in calls or [] if isinstance(c, dict) and c.get("id")]

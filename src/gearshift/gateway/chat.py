@@ -20,17 +20,23 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
-from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
+from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation, tool_call_ids
 from gearshift.gateway.deadline import TIMEOUT_HEADER, ClientGone, answer_within, request_timeout_s
 from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import ChatRequest, validate_chat
 from gearshift.gateway.service import Gateway
+from gearshift.gateway.surface import OPENAI, Surface
 from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
 from gearshift.records.builder import Outcome
 from gearshift.records.record import CascadeStep, segment_row
-from gearshift.records.usage import answer_text, completion_tokens_estimate, cost_usd, estimated_usage
+from gearshift.records.usage import (
+    answer_text,
+    completion_tokens_estimate,
+    estimated_usage,
+    usage_cost,
+)
 from gearshift.routers.base import prompt_text
 
 
@@ -64,8 +70,7 @@ def answer_cost(body: dict[str, Any], dep: DeploymentSettings | None, prompt: st
     usage, _ = _usage(body, prompt)
     if dep is None:
         return None
-    return cost_usd(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
-                    dep.input_price_per_m, dep.output_price_per_m)
+    return usage_cost(usage, dep)
 
 
 def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | None, prompt: str) -> None:
@@ -81,7 +86,7 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
         out.finish_reason = str(choices[0]["finish_reason"])
     out.tokens_in, out.tokens_out = tin, tout
     out.upstream_model = dep.model if dep else None
-    out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
+    out.cost_usd = usage_cost(usage, dep) if dep else None  # cached prompt tokens at their own price
 
 
 def cascades(gw: Gateway, decision: Decision) -> bool:
@@ -105,16 +110,22 @@ def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decisi
 
 
 async def chat_completions(request: Request) -> Response:
+    return await handle_chat(request, OPENAI)
+
+
+async def handle_chat(request: Request, surface: Surface) -> Response:
+    """Every chat surface's one path: the surface translates the request in and the answer out (surface.py)."""
     gw: Gateway = request.app.state.gateway
     call = new_call(request)
+    call.surface = surface
     facts = call.facts
     try:
-        facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
+        facts.api_key_id = await gw.keys.admit(surface.authorization(request.headers), "inference")
         call.timeout_s = request_timeout_s(request.headers.get(TIMEOUT_HEADER), gw.settings.limits)
         raw = await read_body(request, gw.settings.limits.max_body_bytes, "[limits] max_body_bytes")
         if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
             require_json(request.headers.get("content-type"))
-        payload = parse_json(raw, max_depth=gw.settings.limits.max_json_depth)
+        payload = surface.chat_request(parse_json(raw, max_depth=gw.settings.limits.max_json_depth))
         req = validate_chat(payload)
         if (req.n or 1) > gw.settings.limits.max_n:
             raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")
@@ -178,17 +189,19 @@ async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, pa
     wants_usage = bool(req.stream_options and req.stream_options.include_usage)
     chunks = [c for c in replay_chunks(body) if wants_usage or c.get("choices")]
 
+    encoder = call.surface.encoder(call.request_id)  # SSE in the client's format (gateway/surface.py)
+
     async def events() -> AsyncIterator[bytes]:
         for c in chunks:
-            yield b"data: " + orjson.dumps(c) + b"\n\n"
-        yield b"data: [DONE]\n\n"
+            yield encoder.chunk(c)
+        yield encoder.done()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={**call.headers, "cache-control": "no-cache"})
 
 
 async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> Response:
-    return json_response(await _answer(gw, call, payload, decision, text), call.headers)
+    return json_response(call.surface.answer(await _answer(gw, call, payload, decision, text)), call.headers)
 
 
 async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> dict[str, Any]:
@@ -230,7 +243,7 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
     if rejected_usd and out.cost_usd is not None:  # rejected rungs and the checks' own calls were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
-    await pin_conversation(gw, call, call.answer, idx)
+    await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
     finish(gw, call)
     return body
 

@@ -35,7 +35,7 @@ from gearshift.store.writer import BackgroundWriter
 if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses"})
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class AdmissionControl:
         if refusal is not None:
             reason, message = refusal
             adm.metrics.rejected.labels(reason=reason).inc()
-            await _send_overloaded(send, message)
+            await _send_overloaded(send, message, scope["path"])
             return
         adm.in_flight += 1
         try:
@@ -161,8 +161,12 @@ def drain_on_exit_signal(server: Any, gateway: Gateway) -> None:
     server.handle_exit = handle_exit
 
 
-async def _send_overloaded(send: Send, message: str) -> None:
+async def _send_overloaded(send: Send, message: str, path: str) -> None:
     status, body = openai_error_body(OverloadedError(message))
+    if path == "/v1/messages":  # the Anthropic SDK's surface answers in Anthropic's error shape
+        from gearshift.gateway.messages_format import error_body
+
+        body = error_body(status, body)
     raw = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),

@@ -61,6 +61,7 @@ class Gateway:
     reloader: RouterReloader | None = None  # learning: router hot reload (gateway/reload.py)
     # the record as stored ([store] text, keys scrubbed): what extensions (spans) see; the writer applies its own
     conceal: Transform | None = None
+    embeddings: dict[str, Deployment] = field(default_factory=dict)  # `[[embeddings]]`: /v1/embeddings targets
     records_emitted: int = field(default=0)
     # shutdown has begun (SIGTERM, or the app's lifespan ending): new chat requests get a 503, and a request
     # cancelled from now on is recorded `cancelled_shutdown` rather than `client_disconnected`

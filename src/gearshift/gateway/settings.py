@@ -167,6 +167,7 @@ class GatewaySettings(_Strict):
     experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)  # closed loop: misroute bounds
     routes: list[RouteSettings] = Field(default_factory=list)  # routing rules: category routes, checked in order
     extra_deployments: list[DeploymentSettings] = Field(default_factory=list)  # routing rules: outside the tiers
+    embeddings: list[DeploymentSettings] = Field(default_factory=list)  # /v1/embeddings pass-through targets
     segments: SegmentSettings = Field(default_factory=SegmentSettings)  # closed loop: topic segment
 
     @model_validator(mode="after")
@@ -187,6 +188,12 @@ class GatewaySettings(_Strict):
             if d.display_name in seen:
                 raise ValueError(f"deployment name {d.display_name!r} is used twice; set `name`")
             seen.add(d.display_name)
+        for d in self.embeddings:
+            if d.display_name in seen:
+                raise ValueError(f"deployment name {d.display_name!r} is used twice; set `name`")
+            if d.provider not in ("openai", "azure"):
+                raise ValueError(f"embeddings deployment {d.display_name!r}: provider must be openai or azure "
+                                 f"(an OpenAI-compatible /embeddings API), got {d.provider!r}")
         self._check_routing_rules(seen)
         return self
 

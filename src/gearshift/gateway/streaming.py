@@ -9,7 +9,6 @@ client that goes away cancels the upstream read and is recorded as "client_disco
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -23,8 +22,9 @@ from gearshift.gateway.call import Call, finish, pin_conversation
 from gearshift.gateway.requests import ChatRequest
 from gearshift.gateway.service import Gateway
 from gearshift.policy.decide import Decision
+from gearshift.providers.registry import DeploymentSettings
 from gearshift.providers.streaming import StreamExecution
-from gearshift.records.usage import cost_usd, estimated_usage
+from gearshift.records.usage import estimated_usage, usage_cost
 
 
 class _SSEResponse(StreamingResponse):
@@ -38,10 +38,6 @@ class _SSEResponse(StreamingResponse):
             if close is not None:
                 with anyio.CancelScope(shield=True):
                     await close()
-
-
-def _sse(data: Any) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: dict[str, Any], decision: Decision,
@@ -59,17 +55,18 @@ async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: 
     settings = gw.deployment_settings.get(dep.name)
     call.outcome.deployment, call.outcome.upstream_model = dep.name, dep.model
     headers = {**call.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-    events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0,
-                     settings.input_price_per_m if settings else 0.0, settings.output_price_per_m if settings else 0.0)
+    events = _events(gw, call, execution, client_wants_usage, prompt, idx, t0, settings)
     return _SSEResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wants_usage: bool, prompt: str,
-                  idx: int, t0: float, in_price: float, out_price: float) -> AsyncGenerator[bytes, None]:
+                  idx: int, t0: float, prices: DeploymentSettings | None) -> AsyncGenerator[bytes, None]:
     status = "client_disconnected"
+    encoder = call.surface.encoder(call.request_id)
     error: BaseException | None = None
     usage: dict[str, Any] | None = None
     pieces: list[str] = []
+    calls: list[str] = []  # tool call ids: the turn with their results comes back to this tier
     try:
         async for chunk in execution:
             if chunk.done:
@@ -87,33 +84,35 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                 delta = choice.get("delta") if isinstance(choice, dict) else None
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])
-            yield _sse(data)
+                if i == 0 and isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
+                    calls += [str(tc["id"]) for tc in delta["tool_calls"] if isinstance(tc, dict) and tc.get("id")]
+            yield encoder.chunk(data)
         if usage is None and client_wants_usage:
             usage = estimated_usage(prompt, "".join(pieces))
             call.outcome.usage_estimated = True
-            yield _sse({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
+            yield encoder.chunk({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
-        await pin_conversation(gw, call, "".join(pieces), idx)  # before [DONE]: the next turn may go anywhere
-        yield b"data: [DONE]\n\n"
+        await pin_conversation(gw, call, "".join(pieces), idx, calls)  # before [DONE]: the next turn may go anywhere
+        yield encoder.done()
         status = "ok"
     except ProviderError as exc:
         status = "truncated" if exc.after_first_token else "error"
         error = exc
-        _, err_body = openai_error_body(exc)
-        yield _sse(err_body)
+        err_status, err_body = openai_error_body(exc)
+        yield encoder.error(err_status, err_body)
     except (asyncio.CancelledError, GeneratorExit):  # the client left, or the SIGTERM grace ran out
         status = "cancelled_shutdown" if gw.draining else "client_disconnected"
         raise
     finally:
         with anyio.CancelScope(shield=True):
             await execution.aclose()
-        _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, in_price, out_price)
+        _record(gw, call, execution, status, error, usage, prompt, "".join(pieces), idx, t0, prices)
 
 
 def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, error: BaseException | None,
-            usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float, in_price: float,
-            out_price: float) -> None:
+            usage: dict[str, Any] | None, prompt: str, answer: str, idx: int, t0: float,
+            prices: DeploymentSettings | None) -> None:
     out = call.outcome
     call.answer = answer
     if usage is None:
@@ -122,7 +121,8 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
     tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     upstream_s = time.perf_counter() - t0
     gw.metrics.upstream_latency.labels(deployment=execution.deployment.name, kind="stream").observe(upstream_s)
-    out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost_usd(tin, tout, in_price, out_price)
+    out.tokens_in, out.tokens_out = tin, tout
+    out.cost_usd = usage_cost(usage, prices) if prices is not None else 0.0
     out.upstream_latency_ms = round(upstream_s * 1000.0, 3)
     out.attempts = [a.to_dict() for a in execution.attempts]
     if execution.continued:  # mid-stream failover: the answer was finished by another deployment

@@ -116,3 +116,25 @@ def next_key(header: str | None, messages: Sequence[Mapping[str, Any]], answer: 
     if answer is None:
         return None
     return _digest([*messages, {"role": "assistant", "content": answer}])
+
+
+TOOL_PREFIX = "tool:"
+
+
+def tool_result_key(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """The pin key of the tool call this turn returns a result for: the last `tool` message after the last
+    assistant turn (None when the request carries no tool results). Tool-call ids are unique per call, so
+    this finds the tier that issued the call even without a conversation header or a verbatim history."""
+    for m in reversed(messages):
+        role = m.get("role")
+        if role == "tool":
+            cid = m.get("tool_call_id")
+            return TOOL_PREFIX + cid[:200] if isinstance(cid, str) and cid else None
+        if role == "assistant":
+            return None
+    return None
+
+
+def tool_call_keys(ids: Sequence[str]) -> list[str]:
+    """The pin keys under which a served answer's tool calls are remembered (see `tool_result_key`)."""
+    return [TOOL_PREFIX + i[:200] for i in ids if i]

@@ -16,7 +16,7 @@ from typing import Any
 
 from gearshift.errors import GearshiftError, InvalidRequestError
 from gearshift.policy import draw
-from gearshift.policy.conversations import ConversationStore, conversation_keys, scoped
+from gearshift.policy.conversations import ConversationStore, conversation_keys, scoped, tool_result_key
 from gearshift.policy.route import Route, describe_route, score_prompt
 from gearshift.policy.rules import GatewayRules, RuleDecision, estimate_tokens, nearest_fitting_tier
 from gearshift.policy.settings import PolicyConfig
@@ -26,6 +26,7 @@ from gearshift.routers.base import RoutingScore
 from gearshift.routers.policy import TierPolicy
 
 CAP_RULE = "strong_share_cap"  # the record's `rule` when the cap, not the matched rule, chose the tier
+TOOL_RULE = "tool_result"  # the record's `rule` when tool results went back to the tier that issued the calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Decision:
     deployments: tuple[Deployment, ...]
     probabilities: tuple[float, ...] | None  # the served tier's distribution over tiers; None: deterministic
     propensity: float
-    rule: str | None  # routing rules: "category", "gate", "router", "policy", or CAP_RULE; None without rules
+    rule: str | None  # routing rules: "category", "gate", "router", "policy"; CAP_RULE or TOOL_RULE; else None
     reason: str
     flags: frozenset[str]  # "escalated", "explored", CAP_RULE
     router_ref: str | None  # NAME@VERSION of the deciding scorer (x-gearshift-router); None: no router
@@ -181,6 +182,14 @@ class Policy:
             escalated = True
             reason += f"; conversation escalated from {self.tier_names[prior]}"
             events.append(("escalation", "conversation"))
+        tool_tier = await self._tool_tier(req)
+        if tool_tier is not None and tool_tier >= idx:  # a prompt-cache-friendly stay, unless routing escalated
+            kept = "stay on" if tool_tier == idx else "moved back to"
+            reason += f"; tool results {kept} tier {self.tier_names[tool_tier]}, which issued the call"
+            idx, rule = tool_tier, TOOL_RULE
+            events.append(("rule", TOOL_RULE))
+        elif tool_tier is not None:
+            reason += f"; tool results escalated from tier {self.tier_names[tool_tier]}, which issued the call"
         tokens = estimate_tokens(req.payload)
         idx, deps, fit_note = self.fit(idx, tokens)
         if fit_note:
@@ -198,7 +207,12 @@ class Policy:
             reason += cap.note
         propensity = decision.propensity
         if probs is not None:  # learning: the served tier's probability over every draw that ends on it
-            sticky = draw.sticky_move(prior, self.allow_downgrade)
+            convo = draw.sticky_move(prior, self.allow_downgrade)
+            tool = draw.sticky_move(tool_tier, False)
+
+            def sticky(j: int) -> int:
+                return tool(convo(j))
+
             probs = draw.remap(probs, self._served(lambda j: self.fit(sticky(j), tokens)[0], cap, strong))
             propensity = probs[idx]
             if explored:
@@ -218,6 +232,15 @@ class Policy:
         if prior is not None and not 0 <= prior < len(self.tiers):
             prior = None
         return prior, lookup
+
+    async def _tool_tier(self, req: PolicyRequest) -> int | None:
+        """The tier that issued the tool calls this request returns results for (None: no tool results, or
+        the call is unknown here: pins live as long as conversation pins)."""
+        key = tool_result_key(req.messages)
+        if self.conversations is None or key is None:
+            return None
+        tier = await self.conversations.get(scoped(key, req.api_key_id) or key)
+        return tier if tier is not None and 0 <= tier < len(self.tiers) else None
 
     def fit(self, idx: int, tokens: int) -> tuple[int, tuple[Deployment, ...], str | None]:
         """The nearest tier (up first, then down) with deployments whose context window fits `tokens`.

@@ -17,7 +17,7 @@ class Deployment:
     """One concrete upstream model endpoint, as configured. `api_key` is resolved, never logged."""
 
     name: str
-    provider: str  # "openai" (any OpenAI-compatible API) or "local" (in-process SmolLM2)
+    provider: str  # a registered kind: "openai", "azure", "anthropic", "gemini", "local" (providers/registry.py)
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -30,6 +30,9 @@ class Deployment:
     idle_timeout_s: float | None = None  # the longest silence between two reads of the body/stream; None: timeout_s
     continuation: str = "none"  # how it continues a cut answer (providers/continuation.py): none, prefill, vllm
     max_response_bytes: int | None = None  # None: the provider's default (16 MiB for HTTP upstreams)
+    cached_input_price_per_m: float | None = None  # prompt tokens read from the provider's cache (None: input price)
+    cache_write_price_per_m: float | None = None  # prompt tokens written to it (Anthropic; None: input price)
+    api_version: str | None = None  # Azure `api-version`, Anthropic `anthropic-version`, Gemini API version
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +63,10 @@ class ChatProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """Sends one embeddings request (OpenAI shape, passed through) to one deployment; `/v1/embeddings` uses it."""
+
+    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> dict[str, Any]: ...

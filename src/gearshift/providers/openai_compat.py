@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -23,7 +23,7 @@ from gearshift.errors import ProviderError, ProviderResponseTooLargeError, Provi
 from gearshift.http_body import replace_surrogates
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
-from gearshift.providers.sse import SSEParser
+from gearshift.providers.sse import SSEEvent, SSEParser
 from gearshift.providers.streaming import has_content
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,19 @@ def _error_message(body: bytes, deployment: Deployment) -> str:
     return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
 
 
+class StreamTranslator(Protocol):
+    """Turns one upstream stream's SSE events into OpenAI chunks; holds that stream's state."""
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """The chunks this event stands for (the last one `done` when the answer is complete)."""
+        ...
+
+    def end(self) -> list[StreamChunk]:
+        """At the end of the body: final chunks for formats whose streams end at EOF (Gemini), else none
+        (the stream was cut)."""
+        ...
+
+
 class OpenAICompatProvider:
     """`ChatProvider` for OpenAI and compatible APIs (vLLM, llama.cpp server, Ollama, Together...)."""
 
@@ -115,22 +128,19 @@ class OpenAICompatProvider:
         self._session = None
 
     # -- request building ----------------------------------------------------------------------------
-    @staticmethod
-    def _url(deployment: Deployment) -> str:
+    def _url(self, deployment: Deployment, *, stream: bool) -> str:
         if not deployment.base_url:
             raise ProviderError(f"deployment {deployment.name!r} has no base_url", retryable=False)
         return deployment.base_url.rstrip("/") + "/chat/completions"
 
-    @staticmethod
-    def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
+    def _headers(self, deployment: Deployment, *, stream: bool) -> dict[str, str]:
         headers = {"Content-Type": "application/json",
                    "Accept": "text/event-stream" if stream else "application/json"}
         if deployment.api_key:
             headers["Authorization"] = f"Bearer {deployment.api_key}"
         return headers
 
-    @staticmethod
-    def _payload(deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
+    def _payload(self, deployment: Deployment, request: dict[str, Any], *, stream: bool) -> bytes:
         body = dict(request)
         body["model"] = deployment.model
         if stream:
@@ -156,7 +166,7 @@ class OpenAICompatProvider:
         try:
             async with asyncio.timeout(limit):
                 return await self._get_session().post(
-                    self._url(deployment), data=self._payload(deployment, request, stream=stream),
+                    self._url(deployment, stream=stream), data=self._payload(deployment, request, stream=stream),
                     headers=self._headers(deployment, stream=stream), timeout=self._timeout(deployment, stream=stream))
         except TimeoutError:
             raise ProviderTimeoutError(f"upstream {deployment.name!r} timed out: no response within {limit:g}s "
@@ -242,12 +252,43 @@ class OpenAICompatProvider:
             raise self._invalid(deployment, "body is not JSON", status) from None
         if not isinstance(obj, dict):
             raise self._invalid(deployment, "body is not a JSON object", status)
+        return ChatResult(body=self._answer(deployment, obj, body, status), status=status)
+
+    def _answer(self, deployment: Deployment, obj: dict[str, Any], body: bytes, status: int) -> dict[str, Any]:
+        """The OpenAI chat completion in an upstream's JSON answer (other wire formats translate it here)."""
         if obj.get("error"):
             raise self._invalid(deployment, f"error object: {_error_message(body, deployment)}", status)
         choices = obj.get("choices")
         if not isinstance(choices, list) or not choices:
             raise self._invalid(deployment, "no choices", status)
-        return ChatResult(body=obj, status=status)
+        return obj
+
+    def _embeddings_url(self, deployment: Deployment) -> str:
+        return self._url(deployment, stream=False).removesuffix("/chat/completions") + "/embeddings"
+
+    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> dict[str, Any]:
+        """`POST .../embeddings`, passed through (the deployment's model replaces the client's name)."""
+        session = self._get_session()
+        body = {**request, "model": deployment.model}
+        try:
+            async with session.post(self._embeddings_url(deployment), data=orjson.dumps(body),
+                                    headers=self._headers(deployment, stream=False),
+                                    timeout=self._timeout(deployment, stream=False)) as resp:
+                raw = await self._read_limited(deployment, resp)
+                if resp.status >= 400:
+                    raise self._status_error(deployment, resp, raw)
+                status = resp.status
+        except ProviderError:
+            raise
+        except _NETWORK_ERRORS as exc:
+            raise self._network_error(deployment, exc) from None
+        try:
+            obj = _loads(raw)
+        except ValueError:
+            raise self._invalid(deployment, "body is not JSON", status) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
+            raise self._invalid(deployment, "no embeddings data", status)
+        return obj
 
     async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
         seen_content = False
@@ -262,6 +303,7 @@ class OpenAICompatProvider:
                                         f"{_error_message(body, deployment)}", resp.status)
                 limit = self._limit(deployment)
                 parser = SSEParser(max_line_bytes=limit)
+                translator = self._translator(deployment, request, resp.status)
                 size = 0
                 eof = False
                 while not eof:
@@ -270,13 +312,15 @@ class OpenAICompatProvider:
                     size += len(part)
                     if size > limit:
                         raise self._too_large(deployment, "stream", resp.status, after_first_token=seen_content)
-                    for event in parser.close() if eof else parser.feed(part):
-                        if event.data.strip() == "[DONE]":
-                            yield StreamChunk(None, done=True)
+                    events = parser.close() if eof else parser.feed(part)
+                    chunks = [c for ev in events for c in translator.feed(ev)]
+                    if eof:
+                        chunks += translator.end()
+                    for chunk in chunks:
+                        seen_content = seen_content or has_content(chunk.data)
+                        yield chunk
+                        if chunk.done:
                             return
-                        chunk = self._parse_event(deployment, event.data, event.event, seen_content, resp.status)
-                        seen_content = seen_content or has_content(chunk)
-                        yield StreamChunk(chunk)
                 raise ProviderError(f"upstream {deployment.name!r} stream ended without [DONE]",
                                     upstream_status=resp.status, retryable=True, after_first_token=seen_content)
         except ProviderError as exc:
@@ -285,18 +329,40 @@ class OpenAICompatProvider:
         except _NETWORK_ERRORS as exc:
             raise self._network_error(deployment, exc, after_first_token=seen_content) from None
 
-    def _parse_event(self, deployment: Deployment, data: str, event: str, seen_content: bool, status: int
-                     ) -> dict[str, Any]:
+    def _translator(self, deployment: Deployment, request: dict[str, Any], status: int) -> StreamTranslator:
+        """One stream's translation of upstream SSE events into OpenAI chunks (other wire formats: their own)."""
+        return _OpenAIStream(self, deployment, status)
+
+    def _event_object(self, deployment: Deployment, event: SSEEvent, status: int) -> dict[str, Any]:
+        """The JSON object of one SSE event; an error event (or one carrying `error`) raises."""
         try:
-            obj = _loads(data)  # once per streamed chunk: the orjson fast path matters here most
+            obj = _loads(event.data)  # once per streamed chunk: the orjson fast path matters here most
         except ValueError:
             raise ProviderError(f"upstream {deployment.name!r} sent a malformed SSE event (not JSON)",
-                                upstream_status=status, retryable=True, after_first_token=seen_content) from None
+                                upstream_status=status, retryable=True) from None
         if not isinstance(obj, dict):
             raise ProviderError(f"upstream {deployment.name!r} sent an SSE event that is not a JSON object",
-                                upstream_status=status, retryable=True, after_first_token=seen_content)
-        if event == "error" or obj.get("error"):
-            msg = _error_message(data.encode(), deployment)
-            raise ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
-                                upstream_status=status, retryable=True, after_first_token=seen_content)
+                                upstream_status=status, retryable=True)
+        if event.event == "error" or obj.get("error"):
+            raise self._stream_error(deployment, event.data, status)
         return obj
+
+    def _stream_error(self, deployment: Deployment, data: str, status: int) -> ProviderError:
+        msg = _error_message(data.encode(), deployment)
+        return ProviderError(_redact(f"upstream {deployment.name!r} stream error: {msg}", deployment),
+                             upstream_status=status, retryable=True)
+
+
+class _OpenAIStream:
+    """OpenAI's own events: each `data:` is a chunk; `[DONE]` ends the answer."""
+
+    def __init__(self, provider: OpenAICompatProvider, deployment: Deployment, status: int) -> None:
+        self._provider, self._deployment, self._status = provider, deployment, status
+
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        if event.data.strip() == "[DONE]":
+            return [StreamChunk(None, done=True)]
+        return [StreamChunk(self._provider._event_object(self._deployment, event, self._status))]
+
+    def end(self) -> list[StreamChunk]:
+        return []

@@ -42,6 +42,10 @@ class DeploymentSettings(BaseModel):
     first_byte_timeout_s: float = Field(default=30.0, gt=0.0)  # request sent -> response headers
     idle_timeout_s: float = Field(default=30.0, gt=0.0)  # the longest silence between two chunks of the answer
     max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
+    # prompt tokens served from the provider's prompt cache, and (Anthropic) written to it; None: input price
+    cached_input_price_per_m: float | None = Field(default=None, ge=0.0)
+    cache_write_price_per_m: float | None = Field(default=None, ge=0.0)
+    api_version: str | None = Field(default=None, min_length=1)  # azure: api-version; anthropic, gemini: optional
     # the largest answer (body or whole stream) read from here (unset: the provider's, 16 MiB over HTTP); past
     # it the request fails with `upstream_response_too_large`, never silently replaced by another's answer
     max_response_bytes: int | None = Field(default=None, gt=0)
@@ -80,6 +84,8 @@ class DeploymentSettings(BaseModel):
             name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
             api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
             context_window=self.context_window, timeout_s=self.timeout_s,
+            cached_input_price_per_m=self.cached_input_price_per_m,
+            cache_write_price_per_m=self.cache_write_price_per_m, api_version=self.api_version,
             max_response_bytes=self.max_response_bytes, continuation=self.continuation,
             connect_timeout_s=self.connect_timeout_s, first_byte_timeout_s=self.first_byte_timeout_s,
             idle_timeout_s=self.idle_timeout_s,
@@ -96,6 +102,19 @@ class OpenAIDeploymentSettings(DeploymentSettings):
         return self
 
 
+class AzureDeploymentSettings(DeploymentSettings):
+    """Azure OpenAI: `base_url` is the resource endpoint, `model` the Azure deployment name, and the
+    `api-version` query parameter is required by the service."""
+
+    @model_validator(mode="after")
+    def _needs_url_and_version(self) -> AzureDeploymentSettings:
+        if not self.base_url:
+            raise ValueError("base_url (https://RESOURCE.openai.azure.com) is required for provider 'azure'")
+        if not self.api_version:
+            raise ValueError("api_version (e.g. '2024-10-21') is required for provider 'azure'")
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderKind:
     factory: Callable[[], ChatProvider]
@@ -108,6 +127,24 @@ def _openai() -> ChatProvider:
     return OpenAICompatProvider()
 
 
+def _azure() -> ChatProvider:
+    from gearshift.providers.azure import AzureOpenAIProvider
+
+    return AzureOpenAIProvider()
+
+
+def _anthropic() -> ChatProvider:
+    from gearshift.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider()
+
+
+def _gemini() -> ChatProvider:
+    from gearshift.providers.gemini import GeminiProvider
+
+    return GeminiProvider()
+
+
 def _local() -> ChatProvider:
     from gearshift.providers.local import LocalProvider
 
@@ -116,6 +153,9 @@ def _local() -> ChatProvider:
 
 _KINDS: dict[str, ProviderKind] = {
     "openai": ProviderKind(_openai, OpenAIDeploymentSettings),  # any OpenAI-compatible HTTP API
+    "azure": ProviderKind(_azure, AzureDeploymentSettings),  # Azure OpenAI: deployment URL, api-version, api-key
+    "anthropic": ProviderKind(_anthropic),  # the Messages API (base_url defaults to https://api.anthropic.com)
+    "gemini": ProviderKind(_gemini),  # generateContent (base_url defaults to generativelanguage.googleapis.com)
     "local": ProviderKind(_local),  # in-process SmolLM2
 }
 

@@ -6,7 +6,8 @@ The gateway's one token estimate for answers it was not told the size of (~4 cha
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 def estimate_tokens(text: str) -> int:
@@ -46,3 +47,30 @@ def cost_usd(tokens_in: int | None, tokens_out: int | None, input_price_per_m: f
     if tokens_in is None and tokens_out is None:
         return None
     return ((tokens_in or 0) * input_price_per_m + (tokens_out or 0) * output_price_per_m) / 1e6
+
+
+class Prices(Protocol):
+    """A deployment's prices per million tokens (`Deployment`, `DeploymentSettings`)."""
+
+    @property
+    def input_price_per_m(self) -> float: ...
+    @property
+    def output_price_per_m(self) -> float: ...
+    @property
+    def cached_input_price_per_m(self) -> float | None: ...
+    @property
+    def cache_write_price_per_m(self) -> float | None: ...
+
+
+def usage_cost(usage: Mapping[str, Any], prices: Prices) -> float:
+    """What an OpenAI `usage` cost: prompt tokens read from (or, Anthropic, written to) the provider's prompt
+    cache at their own prices when the deployment has them (`prompt_tokens_details`), the rest at the input price."""
+    tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, Mapping) else {}
+    cached = min(tin, int(details.get("cached_tokens") or 0))
+    written = min(tin - cached, int(details.get("cache_creation_tokens") or 0))
+    read_p = prices.input_price_per_m if prices.cached_input_price_per_m is None else prices.cached_input_price_per_m
+    write_p = prices.input_price_per_m if prices.cache_write_price_per_m is None else prices.cache_write_price_per_m
+    return ((tin - cached - written) * prices.input_price_per_m + cached * read_p + written * write_p
+            + tout * prices.output_price_per_m) / 1e6
