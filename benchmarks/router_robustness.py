@@ -64,7 +64,7 @@ HELD_OUT: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _spec(spec: str) -> tuple[str, dict[str, Any]]:
-    from gearshift.evaluation.commands import parse_router_spec
+    from gearshift.routers.registry import parse_router_spec
 
     return parse_router_spec(spec)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gearshift.cli import main
-from gearshift.closed_loop.commands import EXIT_OVER_BUDGET
+from gearshift.cli.probe import EXIT_OVER_BUDGET
 from gearshift.closed_loop.probes import ProbeConfig, run_probes
 from gearshift.data.records import Dataset, write_jsonl
 from gearshift.data.registry import load_dataset

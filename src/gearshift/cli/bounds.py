@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gearshift.cli.common import add_log_source
+from gearshift.cli.terminal import add_json_options
 from gearshift.errors import ConfigError, DataError
-from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,11 +34,9 @@ CI_KEYS = ("gain_over_cheap", "lift_over_random", "headroom", "net_per_request")
 
 
 def register(subparsers: Any) -> None:
-    from gearshift.learning.commands import _source
-
     p = subparsers.add_parser("bounds", help="live router vs forced all-cheap / all-strong, with a money check",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _source(p)
+    add_log_source(p)
     p.add_argument("--cost-per-bad-answer", type=float, default=0.05, help="USD a bad answer costs downstream "
                                                                             "(default 0.05)")
     p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples for the intervals (default 500)")
@@ -221,10 +220,11 @@ def _warn(text: str) -> None:
 def _offline(args: argparse.Namespace) -> dict[str, SourceResult]:
     import numpy as np
 
+    from gearshift.cli.common import score_prompts
+    from gearshift.cli.learn import resolve_candidate
     from gearshift.data.registry import load_dataset
     from gearshift.evaluation.labels import default_pair
     from gearshift.evaluation.metrics import Outcomes
-    from gearshift.learning.commands import resolve_candidate, score_prompts
 
     router, _, _ = resolve_candidate(args.router, None)
     if router is None:
@@ -268,8 +268,7 @@ def run_bounds(args: argparse.Namespace) -> int:
     if args.data:
         results = _offline(args)
     else:
-        from gearshift.gateway.commands import parse_since
-        from gearshift.learning.commands import read, store_url
+        from gearshift.cli.common import parse_since, read, store_url
 
         log = read(args)
         since, url = parse_since(args.since), store_url(args)
@@ -281,7 +280,7 @@ def run_bounds(args: argparse.Namespace) -> int:
                                  cost_per_bad_answer=args.cost_per_bad_answer, n_boot=args.n_boot)
     from rich.console import Console
 
-    from gearshift.terminal import emit_json, json_outputs
+    from gearshift.cli.terminal import emit_json, json_outputs
 
     err = Console(stderr=True, soft_wrap=True)
     json_stdout, json_path = json_outputs(args, err)

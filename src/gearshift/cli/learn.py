@@ -15,12 +15,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gearshift.cli.common import (
+    add_json_lines,
+    add_log_source,
+    parse_params,
+    read,
+    registry,
+    saved_versions_dir,
+    score_prompts,
+    store_exists,
+)
+from gearshift.cli.terminal import add_json_options
 from gearshift.errors import ConfigError, GearshiftError
-from gearshift.gateway.commands import DEFAULT_SINCE
-from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,17 +45,6 @@ REACH = ("gateways with [router] version = \"champion\" serve it after POST /v1/
 LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
 
 
-def _source(p: argparse.ArgumentParser, since: str | None = DEFAULT_SINCE) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="the gateway's SQLite store")
-    src.add_argument("--config", type=Path, help="read [store] and the tiers from this gateway config")
-    src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
-    p.add_argument("--tiers", help="tier names cheap to strong, comma-separated (default: --config, else inferred)")
-    p.add_argument("--versions-dir", type=Path, help="where versions are saved (default: <db stem>-versions/)")
-    if since is not None:
-        p.add_argument("--since", default=since, help=f"decisions newer than this (30m, 1h, 7d; default {since})")
-
-
 def _reward(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", choices=["judge", "feedback", "both"], default="judge",
                    help="judge: shadow/triage labels; feedback: user signals; both: their mean (default judge)")
@@ -55,7 +52,7 @@ def _reward(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     rt = subparsers.add_parser("retrain", help="train a challenger router version from logged traffic")
-    _source(rt)
+    add_log_source(rt)
     _reward(rt)
     rt.add_argument("--name", required=True, help="version name; each retrain adds NAME/<next number>")
     rt.add_argument("--router", default="classifier", metavar="NAME[:k=v,...]",
@@ -70,7 +67,7 @@ def register(subparsers: Any) -> None:
     rt.set_defaults(handler=_retrain)
 
     ope = subparsers.add_parser("ope", help="off-policy estimate of a candidate's quality and cost on logged traffic")
-    _source(ope)
+    add_log_source(ope)
     _reward(ope)
     ope.add_argument("--candidate", required=True,
                      help=f"NAME[/VERSION], 'champion', '{LIVE}' (the logging policy without exploration), "
@@ -83,7 +80,7 @@ def register(subparsers: Any) -> None:
     ope.set_defaults(handler=_ope)
 
     pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
-    _source(pr)
+    add_log_source(pr)
     _reward(pr)
     pr.add_argument("ref", metavar="NAME[/VERSION]", help="the version to promote (NAME alone: its newest)")
     pr.add_argument("--margin", type=float, default=0.01, help="quality gain required over the champion (0.01)")
@@ -97,133 +94,22 @@ def register(subparsers: Any) -> None:
     pr.set_defaults(handler=_promote)
 
     rb = subparsers.add_parser("rollback", help="restore the previous champion")
-    _source(rb, since=None)
+    add_log_source(rb, since=None)
     rb.set_defaults(handler=_rollback)
 
     vs = subparsers.add_parser("versions", help="list router versions (champion, challengers, retired)")
-    _source(vs, since=None)
-    vs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_log_source(vs, since=None)
+    add_json_lines(vs, "the versions")
     vs.set_defaults(handler=_versions)
-    # `calibrate` and `train` (learning/calibrate_command.py, train_command.py) register themselves (cli.py)
+    # `calibrate`, `train` and `bounds` (cli/calibrate.py, train.py, bounds.py) register themselves (cli/app.py)
 
 
-# -- shared ----------------------------------------------------------------------------------------------------
-def store_url(args: argparse.Namespace) -> str:
-    """The store the command reads: `--store-url`, `--db`, else `[store]` of `--config` (or the defaults)."""
-    from gearshift.store.factory import settings_url
-
-    if getattr(args, "store_url", None):
-        return str(args.store_url)
-    if args.db is not None:
-        return f"sqlite:///{args.db}"
-    from gearshift.gateway.settings import default_settings, load_settings
-
-    settings = load_settings(args.config) if args.config is not None else default_settings()
-    return settings_url(settings.store)
-
-
-def store_exists(args: argparse.Namespace) -> bool:
-    """False for a SQLite file that is not there yet (a PostgreSQL store is always "there")."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    url = store_url(args)
-    return store_kind(url) != "sqlite" or Path(sqlite_path(url)).exists()
-
-
-def db_path(args: argparse.Namespace) -> Path:
-    """The SQLite file of the store; a ConfigError for PostgreSQL (which has none)."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    url = store_url(args)
-    if store_kind(url) != "sqlite":
-        raise ConfigError("the store is PostgreSQL: there is no SQLite file (pass --versions-dir for saved routers)")
-    return Path(sqlite_path(url))
-
-
-def saved_versions_dir(args: argparse.Namespace) -> Path:
-    """Where a new version is saved: `--versions-dir`, else `<db stem>-versions/` beside a SQLite store."""
-    from gearshift.store.factory import store_kind
-    from gearshift.store.versions import versions_dir
-
-    if args.versions_dir is not None:
-        return Path(args.versions_dir)
-    if store_kind(store_url(args)) != "sqlite":
-        raise ConfigError("with a PostgreSQL store, pass --versions-dir: a directory every gateway can read")
-    return versions_dir(db_path(args))
-
-
-def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
-    if args.tiers:
-        return tuple(t.strip() for t in args.tiers.split(",") if t.strip())
-    if args.config is not None:
-        from gearshift.gateway.settings import load_settings
-
-        return load_settings(args.config).tier_names
-    return None
-
-
-def registry(args: argparse.Namespace) -> VersionRegistry:
-    from gearshift.store.factory import open_version_registry, sqlite_path
-
-    if not store_exists(args):
-        raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
-    return open_version_registry(store_url(args))
-
-
-def registry_for_write(args: argparse.Namespace) -> VersionRegistry:
-    """The registry of the store the command names (or the default one), created if there is none yet."""
-    from gearshift.store.factory import open_version_registry, sqlite_path, store_kind
-
-    url = store_url(args)
-    if store_kind(url) == "sqlite" and sqlite_path(url) != ":memory:":
-        Path(sqlite_path(url)).parent.mkdir(parents=True, exist_ok=True)
-    return open_version_registry(url)
-
-
-def read(args: argparse.Namespace) -> DecisionLog:
-    from rich.console import Console
-
-    from gearshift.gateway.commands import parse_since
-    from gearshift.learning.logs import read_log
-
-    with Console(stderr=True).status("reading the decision log"):
-        return read_log(store_url(args), parse_since(args.since), tier_names(args))
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"--param {item!r} is not K=V")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def score_prompts(router: Router, prompts: list[str], what: str = "scoring logged prompts") -> np.ndarray:
-    """p_strong in batches, with a progress bar (embedding routers take a while on big logs)."""
-    import numpy as np
-    from rich.console import Console
-    from rich.progress import Progress
-
-    out: list[np.ndarray] = []
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=len(prompts))
-        for i in range(0, len(prompts), 512):
-            out.append(router.p_strong(prompts[i:i + 512]))
-            bar.advance(task, len(prompts[i:i + 512]))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
+# -- candidates ------------------------------------------------------------------------------------------------
 def resolve_candidate(ref: str, reg: VersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
                                                                         RouterVersion | None]:
     """(router or None for the live policy, its thresholds or None, the version when registered)."""
-    from gearshift.evaluation.commands import parse_router_spec
     from gearshift.routers.base import TrainableRouter
-    from gearshift.routers.registry import load_router, make_router
+    from gearshift.routers.registry import load_router, make_router, parse_router_spec
 
     if ref == LIVE:
         return None, None, None
@@ -303,7 +189,7 @@ def _retrain(args: argparse.Namespace) -> int:
     console = Console()
     log = read(args)
     traffic, rows = log.traffic(args.reward)
-    from gearshift.evaluation.commands import parse_router_spec
+    from gearshift.routers.registry import parse_router_spec
 
     name, spec_params = parse_router_spec(args.router)  # `NAME[:k=v,...]`, as `gearshift eval --router` takes it
     params = {**spec_params, **parse_params(args.params)}
@@ -336,8 +222,8 @@ def _retrain(args: argparse.Namespace) -> int:
 def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from gearshift.cli.terminal import emit_json, json_outputs
     from gearshift.learning.ope import InsufficientSupportError
-    from gearshift.terminal import emit_json, json_outputs
 
     console = Console()
     log = read(args)
