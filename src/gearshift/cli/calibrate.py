@@ -159,7 +159,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.cli.common import read, registry, score_prompts, store_exists
-    from gearshift.cli.learn import resolve_candidate
+    from gearshift.learning.candidates import resolve_candidate
 
     console = Console()
     if args.max_quality_loss is not None and args.per_segment:

@@ -28,21 +28,18 @@ from gearshift.cli.common import (
     store_exists,
 )
 from gearshift.cli.terminal import add_json_options
-from gearshift.errors import ConfigError, GearshiftError
+from gearshift.errors import GearshiftError
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from gearshift.learning.logs import DecisionLog
     from gearshift.learning.ope import OPEResult
-    from gearshift.routers.base import Router
-    from gearshift.store.versions import RouterVersion, VersionRegistry
+    from gearshift.store.versions import RouterVersion
 
 EXIT_REFUSED = 3
 #: how a champion change reaches running gateways (printed by promote and rollback)
 REACH = ("gateways with [router] version = \"champion\" serve it after POST /v1/admin/router/reload (admin key), "
          "SIGHUP to `gearshift serve`, or within [router] reload_interval_s when set")
-LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
 
 
 def _reward(p: argparse.ArgumentParser) -> None:
@@ -70,7 +67,7 @@ def register(subparsers: Any) -> None:
     add_log_source(ope)
     _reward(ope)
     ope.add_argument("--candidate", required=True,
-                     help=f"NAME[/VERSION], 'champion', '{LIVE}' (the logging policy without exploration), "
+                     help="NAME[/VERSION], 'champion', 'live' (the logging policy without exploration), "
                           "or a router spec like heuristic")
     ope.add_argument("--thresholds", help="thresholds for a router spec (default: the logged ones)")
     ope.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
@@ -102,62 +99,6 @@ def register(subparsers: Any) -> None:
     add_json_lines(vs, "the versions")
     vs.set_defaults(handler=_versions)
     # `calibrate`, `train` and `bounds` (cli/calibrate.py, train.py, bounds.py) register themselves (cli/app.py)
-
-
-# -- candidates ------------------------------------------------------------------------------------------------
-def resolve_candidate(ref: str, reg: VersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
-                                                                        RouterVersion | None]:
-    """(router or None for the live policy, its thresholds or None, the version when registered)."""
-    from gearshift.routers.base import TrainableRouter
-    from gearshift.routers.registry import load_router, make_router, parse_router_spec
-
-    if ref == LIVE:
-        return None, None, None
-    version = None
-    if reg is not None and ":" not in ref:
-        version = reg.find(ref) if ref != "champion" else reg.get(ref)
-    if version is not None:
-        return load_router(version.path), version.thresholds, version
-    name, params = parse_router_spec(ref)
-    router = make_router(name, **params)
-    if isinstance(router, TrainableRouter) and not router.is_fitted():
-        raise ConfigError(f"{ref!r} is neither a registered version nor a router usable without training")
-    return router, None, None
-
-
-def candidate_probs(log: DecisionLog, rows: np.ndarray, router: Router | None,
-                    thresholds: tuple[float, ...] | None) -> np.ndarray:
-    """The candidate's (deterministic) tier distribution on the logged rows `rows`."""
-    import numpy as np
-
-    k = len(log.tiers)
-    if router is None:  # the live policy: each row's own thresholds on its logged score
-        scores, per_row = log.scores[rows], [log.thresholds[i] for i in rows]
-    else:
-        missing = [int(i) for i in rows if log.prompts[i] is None]
-        if missing:
-            raise ConfigError(f"{len(missing)} of {len(rows)} labelled decisions have no prompt text to re-score "
-                              "(keep [store] text = \"full\" and [exploration] record_prompts = true)")
-        scores = score_prompts(router, [str(log.prompts[i]) for i in rows])
-        per_row = [thresholds or log.thresholds[i] for i in rows]
-    idx = np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else 0
-                    for t, s in zip(per_row, scores, strict=True)], dtype=np.int64)
-    out = np.zeros((len(rows), k))
-    out[np.arange(len(rows)), np.minimum(idx, k - 1)] = 1.0
-    return out
-
-
-def run_ope(log: DecisionLog, ref: str, reg: VersionRegistry | None, reward: str, *, n_boot: int,
-            min_ess: float = 30.0, warn_only: bool = False, thresholds: tuple[float, ...] | None = None,
-            ) -> tuple[OPEResult, RouterVersion | None]:
-    from gearshift.learning.ope import evaluate_policy
-
-    router, ths, version = resolve_candidate(ref, reg)
-    bandit, rows = log.bandit(reward)  # type: ignore[arg-type]
-    target = candidate_probs(log, rows, router, thresholds or ths)
-    result = evaluate_policy(bandit, target, n_boot=n_boot, min_ess=min_ess,
-                             on_violation="warn" if warn_only else "raise")
-    return result, version
 
 
 def print_ope(console: Any, title: str, result: OPEResult) -> None:
@@ -223,6 +164,7 @@ def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.cli.terminal import emit_json, json_outputs
+    from gearshift.learning.candidates import run_ope
     from gearshift.learning.ope import InsufficientSupportError
 
     console = Console()
@@ -231,7 +173,7 @@ def _ope(args: argparse.Namespace) -> int:
     reg = registry(args)
     try:
         try:
-            result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot,
+            result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot, score=score_prompts,
                                       min_ess=args.min_ess, warn_only=args.warn_only, thresholds=thresholds)
         except InsufficientSupportError as exc:
             console.print(f"[bold red]refused:[/] {exc.message}", highlight=False)
@@ -254,6 +196,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from gearshift.learning.candidates import LIVE, run_ope
     from gearshift.learning.ope import InsufficientSupportError
 
     console = Console()
@@ -266,8 +209,8 @@ def _promote(args: argparse.Namespace) -> int:
             log = read(args)
             base_ref = champion.ref if champion is not None else LIVE
             try:
-                new, _ = run_ope(log, candidate.ref, reg, args.reward, n_boot=args.n_boot)
-                old, _ = run_ope(log, base_ref, reg, args.reward, n_boot=args.n_boot)
+                new, _ = run_ope(log, candidate.ref, reg, args.reward, n_boot=args.n_boot, score=score_prompts)
+                old, _ = run_ope(log, base_ref, reg, args.reward, n_boot=args.n_boot, score=score_prompts)
             except InsufficientSupportError as exc:
                 console.print(f"[bold red]refused:[/] {exc.message} (use --force to promote anyway)", highlight=False)
                 return EXIT_REFUSED
@@ -310,7 +253,7 @@ def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any
     decision log when the off-policy check already read it (read here only under --force)."""
     import numpy as np
 
-    from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
+    from gearshift.evaluation.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.routers.policy import TierPolicy
     from gearshift.routers.registry import load_router
 

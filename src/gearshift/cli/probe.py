@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.cli.terminal import add_json_options
 
 if TYPE_CHECKING:
-    from gearshift.closed_loop.probes import ProbeReport
+    from gearshift.evaluation.probes import ProbeReport
     from gearshift.routers.base import Router
 
 EXIT_OVER_BUDGET = 3
@@ -84,11 +84,11 @@ def run_probe(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from gearshift.cli.terminal import emit_json, json_outputs, stdout_console
-    from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.data.registry import load_dataset
     from gearshift.data.text import dedupe_key
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair, outcome_gaps
+    from gearshift.evaluation.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.evaluation.protocols import fixed_split
     from gearshift.routers.policy import TierPolicy
 
@@ -133,7 +133,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def _all_families() -> tuple[str, ...]:
-    from gearshift.closed_loop.probes import FAMILIES
+    from gearshift.evaluation.probes import FAMILIES
 
     return FAMILIES
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gearshift.closed_loop.topics import TopicModel
+from gearshift.routers.topics import TopicModel
 from gearshift.data.language import UNKNOWN, detect_language
 from gearshift.data.segments import estimated_tokens, has_code, length_bucket, yes_no
 from gearshift.routers.base import PromptLike, prompt_text
