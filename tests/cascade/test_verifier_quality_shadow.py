@@ -143,12 +143,14 @@ def test_cli_on_traffic_uses_the_configs_cascade_verifiers(traffic_db: Path, tmp
 
 
 def test_hashed_text_makes_traffic_quality_unavailable_and_says_why(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEARSHIFT_HASH_KEY", "a key for the hashed store test")
     db = tmp_path / "hashed.sqlite"
     _run_gateway(db, text="hash")
     store = SQLiteLabelStore(db)
     try:
-        assert all(lab["cheap_answer"]["content"].startswith("sha256:") for lab in store.labels())
+        assert all(lab["cheap_answer"]["content"].startswith("hmac-sha256:") for lab in store.labels())
         report = traffic_verifier_quality(store, verifiers_for(None)[0])
     finally:
         store.close()

@@ -140,8 +140,15 @@ def test_promote_needs_the_margin_and_rollback_restores(trained: Path, tmp_path:
     # the off-policy gate is under test here; the probe gate has its own test (tests/learning/test_train.py)
     args = ["--db", str(trained), "--since", "7d", "--reward", "feedback", "--skip-probes"]
     assert main(["promote", "ch/1", "--margin", f"{gain + 0.01:.6f}", *args]) == 3
-    assert _versions(trained)["ch/1"]["status"] == "challenger"
-    assert main(["promote", "ch/1", "--margin", f"{gain - 0.01:.6f}", *args]) == 0
+    version = _versions(trained)["ch/1"]
+    assert version["status"] == "challenger"
+    gates = {g["name"]: g for g in version["metrics"]["gates"]}  # type: ignore[index]
+    quality = gates["quality"]["figures"]
+    # the gate reads the paired gain's lower bound: a margin between it and the point gain still refuses
+    assert quality["gain"] == pytest.approx(gain, abs=1e-9) and quality["lo"] < gain < quality["hi"]
+    assert gates["quality"]["passed"] is False and {"cost", "calibration", "probes"} <= set(gates)
+    assert main(["promote", "ch/1", "--margin", f"{(quality['lo'] + gain) / 2:.6f}", *args]) == 3
+    assert main(["promote", "ch/1", "--margin", f"{quality['lo'] - 0.005:.6f}", *args]) == 0
     assert _versions(trained)["ch/1"]["status"] == "champion"
     assert main(["retrain", "--db", str(trained), *HASHING, "--reward", "both", "--name", "ch"]) == 0
     assert main(["promote", "ch/2", "--force", *args]) == 0

@@ -167,3 +167,32 @@ def test_position_biased_judge_cancels_out_and_unparseable_replies_are_counted(t
             else:
                 assert lab["unparseable"] == 2 and lab["label"] is None
                 assert 'gearshift_judge_replies_total{outcome="unparseable"} 2.0' in metrics
+
+
+def test_judge_agreement_with_reviewers_in_the_cli_and_on_the_dashboard(upstreams: Any, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The test judge always prefers the strong answer: it agrees with reviewers on 2 of 3 items, and kappa
+    (agreement beyond what always answering "strong_needed" gets by chance) is 0."""
+    import json
+
+    db = tmp_path / "gw.sqlite"
+    with _gateway(upstreams, db, every_n=1) as gw, gw.client() as c:
+        ids = [_ask(c, f"judge me {i}").headers["x-gearshift-request-id"] for i in range(4)]
+        assert wait_until(lambda: len(c.get("/v1/triage").json()["data"]) == 4)
+        by_request = {it["request_id"]: it["id"] for it in c.get("/v1/triage").json()["data"]}
+        for rid, label in zip(ids, ["strong_needed", "strong_needed", "cheap_ok", "skip"], strict=True):
+            assert c.post(f"/v1/triage/{by_request[rid]}/label", json={"label": label}).status_code == 200
+        shown = c.get("/dashboard/api/summary").json()["judge_agreement"]
+        page = c.get("/dashboard").text
+    assert shown["overall"]["n"] == 3 and shown["overall"]["agreement"] == pytest.approx(2 / 3)
+    assert shown["overall"]["kappa"] == pytest.approx(0.0) and shown["skipped"] == 1
+    assert "Judge vs reviewers" in page and "66.7%" in page
+    capsys.readouterr()
+    assert main(["judge-agreement", "--db", str(db), "--segment", "language", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"]["confusion"] == {"cheap_ok": {"cheap_ok": 0, "strong_needed": 1},
+                                              "strong_needed": {"cheap_ok": 0, "strong_needed": 2}}
+    (lang,) = report["by_segment"]["language"].values()
+    assert lang["n"] == 3
+    assert main(["judge-agreement", "--db", str(db)]) == 0
+    assert "kappa" in capsys.readouterr().out

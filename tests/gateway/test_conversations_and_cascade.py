@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.conftest import Upstreams
 from gateway.harness import GatewayServer, make_settings, serve
 from gearshift.store.base import DecisionQuery
@@ -79,5 +81,11 @@ def test_cascade_escalates_when_a_verifier_rejects_the_cheap_answer(upstreams: U
         assert verdicts["truncation"] is False and rec["escalated"] and rec["tier"] == "strong"
         assert [(s["tier"], s["shipped"]) for s in by_id[shipped.headers["x-gearshift-request-id"]]["cascade"]] \
             == [("cheap", True)]
+        # the rejected cheap answer was paid for too: the record (and the key's budget) books both rungs
+        cheap_usd, strong_usd = (s["cost_usd"] for s in rec["cascade"])
+        assert cheap_usd > 0 and strong_usd > 0
+        assert rec["cost_usd"] == pytest.approx(cheap_usd + strong_usd)
+        usage = escalated.json()["usage"]  # the strong answer's own tokens, at 1 $/M in and 2 $/M out
+        assert strong_usd == pytest.approx((usage["prompt_tokens"] + 2 * usage["completion_tokens"]) / 1e6)
     finally:
         server.stop()

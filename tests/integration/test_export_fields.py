@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -22,7 +23,16 @@ def _read(out: Path) -> dict[str, dict[str, object]]:
     return {str(r["request_id"]): r for r in table.to_pylist()}
 
 
-def test_export_includes_exploration_prompt_and_finish_reason(tmp_path: Path) -> None:
+KEY = "an export key shared with the gateway"
+
+
+def _digest(text: str) -> str:
+    return "hmac-sha256:" + hmac.new(KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_export_includes_exploration_prompt_and_finish_reason(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEARSHIFT_HASH_KEY", KEY)
     db = tmp_path / "gw.sqlite"
     with FakeUpstream(answer="cheap") as cheap, FakeUpstream(answer="strong") as strong:
         cfg = settings(cheap, strong, db, exploration={"epsilon": 0.4, "seed": 1})
@@ -47,7 +57,7 @@ def test_export_includes_exploration_prompt_and_finish_reason(tmp_path: Path) ->
     hashed = tmp_path / "hashed"
     assert main(["export", "--store-url", f"sqlite:///{db}", "--out", str(hashed), "--text", "hash"]) == 0
     for rid, r in _read(hashed).items():
-        digest = "sha256:" + hashlib.sha256(f"HARD question {ids[rid]}".encode()).hexdigest()
+        digest = _digest(f"HARD question {ids[rid]}")
         assert r["prompt"] == digest and json.loads(str(r["record_json"]))["prompt"] == digest
         assert "HARD question" not in str(r["record_json"])
     # a gateway that already hashed its records: hashing again on export must not change the digests
@@ -61,4 +71,5 @@ def test_export_includes_exploration_prompt_and_finish_reason(tmp_path: Path) ->
             gw.flush()
     assert main(["export", "--store-url", f"sqlite:///{db2}", "--out", str(again), "--text", "hash"]) == 0
     (row,) = _read(again).values()
-    assert row["prompt"] == "sha256:" + hashlib.sha256(b"secret words").hexdigest()
+    assert row["prompt"] == _digest("secret words")
+    assert row["prompt"] != "hmac-sha256:" + hashlib.sha256(b"secret words").hexdigest()  # keyed, not a plain hash

@@ -13,7 +13,7 @@ import pytest
 
 from gearshift.cli import main
 from gearshift.gateway.settings import hash_key, parse_settings
-from gearshift.records.redaction import record_transform
+from gearshift.records.redaction import Concealment, record_transform
 from gearshift.routers.base import PromptLike, Router, RoutingScore
 from reliability.conftest import PROMPT, assert_openai_error, dep, records, running, settings_for
 from reliability.test_store_faults import DiskFullStore
@@ -117,7 +117,7 @@ def test_keys_create_prints_the_key_once_and_a_loadable_snippet(ups: tuple[FakeU
                                                                  tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "create", "--id", "team-a", "--scopes", "inference,feedback",
-                 "--budget-usd-per-day", "5", "--rpm", "60"]) == 0
+                 "--budget-usd-per-day", "5", "--rpm", "60", "--models", "gearshift/auto"]) == 0
     out = capsys.readouterr().out
     raw = re.search(r"(gs-[A-Za-z0-9_-]{40,})", out)
     assert raw is not None
@@ -127,11 +127,14 @@ def test_keys_create_prints_the_key_once_and_a_loadable_snippet(ups: tuple[FakeU
 
     key = tomllib.loads(snippet)["auth"]["keys"][0]
     assert key["scopes"] == ["inference", "feedback"] and key["rpm"] == 60 and key["budget_usd_per_day"] == 5.0
+    assert key["models"] == ["gearshift/auto"]
     _, healthy = ups
     settings = settings_for([dep("cheap", healthy.base_url, 5.0)], healthy.base_url, tmp_path / "d.sqlite",
                             auth={"keys": [key]})
     with running(settings) as gw, gw.client() as c:
         assert _post(c, raw[1]).status_code == 200
+        refused = _post(c, raw[1], model="cheap")  # a deployment by name would sidestep routing and caps
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
     assert main(["keys", "create", "--id", "x", "--scopes", "root"]) == 1
 
 
@@ -180,10 +183,10 @@ def test_provider_key_never_leaks(ups: tuple[FakeUpstream, FakeUpstream], tmp_pa
 def test_record_text_modes_hash_or_redact_prompt_and_answer() -> None:
     row = {"request_id": "r", "prompt": "tell me a secret", "answer": "the answer", "tier": "cheap",
            "shadow": {"answer": "other answer"}, "error_message": "upstream said sk-abcdefgh1234"}
-    hashed = record_transform("hash")(row)
-    assert hashed["prompt"].startswith("sha256:") and hashed["tier"] == "cheap"
-    assert hashed["shadow"]["answer"].startswith("sha256:") and "secret" not in str(hashed)
-    redacted = record_transform("redact", ["sk-abcdefgh1234"])(row)
+    hashed = record_transform(Concealment("hash", b"k" * 32))(row)
+    assert hashed["prompt"].startswith("hmac-sha256:") and hashed["tier"] == "cheap"
+    assert hashed["shadow"]["answer"].startswith("hmac-sha256:") and "secret" not in str(hashed)
+    redacted = record_transform(Concealment("redact"), ["sk-abcdefgh1234"])(row)
     assert redacted["answer"] == "[redacted 10 chars]" and "sk-abcdefgh1234" not in str(redacted)
-    full = record_transform("full")(row)
+    full = record_transform(Concealment())(row)
     assert full["prompt"] == "tell me a secret" and full["error_message"] == "upstream said ***"

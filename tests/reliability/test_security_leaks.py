@@ -55,7 +55,9 @@ def test_a_key_echoed_near_the_cut_reaches_no_client_record_or_span(tmp_path: Pa
 
 
 @pytest.mark.parametrize("mode", ["redact", "hash"])
-def test_store_text_mode_covers_triage_judge_reasoning_and_feedback_comments(tmp_path: Path, mode: str) -> None:
+def test_store_text_mode_covers_triage_judge_reasoning_and_feedback_comments(
+        tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEARSHIFT_HASH_KEY", "a key for the leak test, 32 bytes")
     from closed_loop.shadow_harness import JudgeUpstream, KeywordRouter, judge_endpoint, settings, wait_until
     from gearshift.store.labels import SQLiteLabelStore
 

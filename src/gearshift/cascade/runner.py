@@ -98,6 +98,7 @@ class CascadeStep:
     attempts: Any = None
     error: str | None = None
     error_attempts: list[dict[str, Any]] | None = None
+    response: dict[str, Any] | None = None  # the answer this tier gave: a rejected one was paid for too
 
     @property
     def passed(self) -> bool:
@@ -212,7 +213,7 @@ class CascadeRunner:
             escalate = bool(failed) and tier < last
             steps.append(CascadeStep(tier, deployment, tuple(verdicts), (t1 - t0) * 1000,
                                      escalated_because=because if escalate else None,
-                                     verify_ms=verify_ms, attempts=attempts))
+                                     verify_ms=verify_ms, attempts=attempts, response=response))
             if not escalate:
                 return CascadeOutcome(response, tier, deployment, verified=not failed, steps=steps)
         raise AssertionError("unreachable: the last tier always ships or raises")  # pragma: no cover

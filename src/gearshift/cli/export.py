@@ -18,7 +18,11 @@ def register(subparsers: Any) -> None:
     exp.add_argument("--out", type=Path, required=True, help="new directory; gets date=YYYY-MM-DD/ partitions")
     add_store_source(exp, db=False)
     exp.add_argument("--text", choices=["full", "hash", "redact"],
-                     help="conceal prompt/answer text in the export (default: --config's [store] text, else as stored)")
+                     help="conceal prompt/answer text in the export (default: --config's [store] text, else as "
+                          "stored); hash reads its HMAC key from --hash-key-env")
+    exp.add_argument("--hash-key-env", default=None, metavar="VAR",
+                     help="--text hash: the variable holding the HMAC key (default: --config's [store] "
+                          "hash_key_env, else GEARSHIFT_HASH_KEY); the gateway's key gives the gateway's digests")
     exp.set_defaults(handler=_export)
 
 
@@ -27,17 +31,21 @@ def _export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gearshift.cli.common import gateway_settings, parse_since
+    from gearshift.records.redaction import HASH_KEY_ENV, Concealment
     from gearshift.store.export import export_parquet
     from gearshift.store.factory import settings_url
 
     since = parse_since(args.since)
-    text: TextMode = args.text or "full"
+    mode: TextMode = args.text or "full"
+    key_env = args.hash_key_env or HASH_KEY_ENV
     if args.store_url:
         url = args.store_url
     else:
         settings = gateway_settings(args.config)
         url = settings_url(settings.store)
-        text = args.text or settings.store.text
+        mode = args.text or settings.store.text
+        key_env = args.hash_key_env or settings.store.hash_key_env
+    text = Concealment.from_env(mode, key_env)
     console = Console(stderr=True)
     with Progress(TextColumn("exporting decisions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -34,7 +34,8 @@ def parse_scopes(value: str) -> list[str]:
 
 
 def toml_snippet(key_id: str, raw_key: str, scopes: list[str], *, budget_usd_per_day: float | None = None,
-                 rpm: int | None = None, max_strong_share: float | None = None) -> str:
+                 rpm: int | None = None, max_strong_share: float | None = None,
+                 models: list[str] | None = None) -> str:
     """The `[[auth.keys]]` table for the config (values JSON-quoted, which is valid TOML for these types)."""
     from gearshift.gateway.settings import hash_key
 
@@ -46,6 +47,8 @@ def toml_snippet(key_id: str, raw_key: str, scopes: list[str], *, budget_usd_per
         lines.append(f"rpm = {rpm}")
     if max_strong_share is not None:
         lines.append(f"max_strong_share = {max_strong_share!r}")
+    if models is not None:
+        lines.append(f"models = {json.dumps(models)}")
     return "\n".join(lines) + "\n"
 
 
@@ -58,6 +61,8 @@ def register(subparsers: Any) -> None:
     create.add_argument("--budget-usd-per-day", type=float, help="spend cap per UTC day in USD (default: none)")
     create.add_argument("--rpm", type=int, help="requests per minute (token bucket)")
     create.add_argument("--max-strong-share", type=float, help="cap on the strong tier's share (0..1)")
+    create.add_argument("--models", help="comma-separated model names this key may ask for, e.g. gearshift/auto "
+                                         "(default: any; a concrete deployment name bypasses routing)")
     create.set_defaults(handler=_create)
 
 
@@ -72,9 +77,12 @@ def _create(args: argparse.Namespace) -> int:
         raise ConfigError("--budget-usd-per-day must not be negative")
     if args.max_strong_share is not None and not 0.0 <= args.max_strong_share <= 1.0:
         raise ConfigError("--max-strong-share must lie in [0, 1]")
+    models = None if args.models is None else [m.strip() for m in args.models.split(",") if m.strip()]
+    if models is not None and not models:
+        raise ConfigError("--models: give at least one model name, e.g. --models gearshift/auto")
     raw = generate_key()
     snippet = toml_snippet(args.id, raw, parse_scopes(args.scopes), budget_usd_per_day=args.budget_usd_per_day,
-                           rpm=args.rpm, max_strong_share=args.max_strong_share)
+                           rpm=args.rpm, max_strong_share=args.max_strong_share, models=models)
     out = Console(highlight=False, soft_wrap=True)
     out.print(f"API key (shown once, store it now): {raw}", markup=False)
     out.print("\nAdd to the gateway config:\n", markup=False)

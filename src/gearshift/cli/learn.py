@@ -7,7 +7,7 @@ serves the champion when its config says `[router] version = "champion"`; `promo
 the registry only, and a running gateway swaps routers without a restart on `POST /v1/admin/router/reload`,
 on SIGHUP (`gearshift serve`), or by itself with `[router] reload_interval_s` (gateway/reload.py).
 
-Exit codes: 0 done; 1 error; 3 refused (no off-policy support, or a challenger short of the margin).
+Exit codes: 0 done; 1 error; 3 refused (no off-policy support, or a challenger failing a promotion gate).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from gearshift.errors import GearshiftError
 
 if TYPE_CHECKING:
 
+    from gearshift.learning.gates import Gate
     from gearshift.learning.logs import DecisionLog
     from gearshift.learning.ope import OPEResult
-    from gearshift.store.versions import RouterVersion
+    from gearshift.store.versions import RouterVersion, VersionRegistry
 
 EXIT_REFUSED = 3
 #: how a champion change reaches running gateways (printed by promote and rollback)
@@ -80,10 +81,16 @@ def register(subparsers: Any) -> None:
     add_log_source(pr)
     _reward(pr)
     pr.add_argument("ref", metavar="NAME[/VERSION]", help="the version to promote (NAME alone: its newest)")
-    pr.add_argument("--margin", type=float, default=0.01, help="quality gain required over the champion (0.01)")
+    pr.add_argument("--margin", type=float, default=0.0,
+                    help="the paired quality gain's lower confidence bound must reach this (default 0: better than "
+                         "the champion with 95%% confidence; negative: allowed to be that much worse)")
+    pr.add_argument("--max-cost-increase", type=float, default=0.05,
+                    help="estimated cost per request at most this fraction above the champion's (default 0.05)")
+    pr.add_argument("--ece-tolerance", type=float, default=0.02,
+                    help="p_strong's calibration error against judged hardness at most the champion's + this (0.02)")
     pr.add_argument("--estimator", choices=["ips", "snips", "dr"], default="dr", help="estimate compared (dr)")
-    pr.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples (default 300)")
-    pr.add_argument("--force", action="store_true", help="promote without the off-policy check")
+    pr.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    pr.add_argument("--force", action="store_true", help="promote without the gates (recorded as forced)")
     pr.add_argument("--skip-probes", action="store_true",
                     help="promote even if the candidate fails the routing probes (recorded in the promotion note)")
     pr.add_argument("--probe-budget", type=float, default=0.1,
@@ -196,7 +203,8 @@ def _promote(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from gearshift.learning.candidates import LIVE, run_ope
+    from gearshift.learning.candidates import LIVE
+    from gearshift.learning.gates import Gate
     from gearshift.learning.ope import InsufficientSupportError
 
     console = Console()
@@ -205,30 +213,27 @@ def _promote(args: argparse.Namespace) -> int:
         candidate = reg.get(args.ref)
         champion = reg.champion()
         log: DecisionLog | None = None
+        gates: list[Gate] = []
         if not args.force:
             log = read(args)
             base_ref = champion.ref if champion is not None else LIVE
             try:
-                new, _ = run_ope(log, candidate.ref, reg, args.reward, n_boot=args.n_boot, score=score_prompts)
-                old, _ = run_ope(log, base_ref, reg, args.reward, n_boot=args.n_boot, score=score_prompts)
+                gates = _ope_gates(args, log, candidate.ref, base_ref, reg, console)
             except InsufficientSupportError as exc:
                 console.print(f"[bold red]refused:[/] {exc.message} (use --force to promote anyway)", highlight=False)
                 return EXIT_REFUSED
-            q_new, q_old = new.estimates[args.estimator].quality, old.estimates[args.estimator].quality
-            c_new, c_old = new.estimates[args.estimator].cost.value, old.estimates[args.estimator].cost.value
-            gain = q_new.value - q_old.value
-            console.print(f"{args.estimator}: {candidate.ref} quality {q_new.value:.4f} "
-                          f"[{q_new.lo:.4f}, {q_new.hi:.4f}] cost {c_new:.6f}  vs  {base_ref} quality "
-                          f"{q_old.value:.4f} [{q_old.lo:.4f}, {q_old.hi:.4f}] cost {c_old:.6f}  "
-                          f"(gain {gain:+.4f}, margin {args.margin})", highlight=False)
-            reg.update_metrics(candidate.ref, {"ope": {**new.to_json(), "reward": args.reward, "since": args.since}})
-            if gain < args.margin:
-                console.print(f"[bold red]refused:[/] {candidate.ref} does not beat {base_ref} by {args.margin}",
-                              highlight=False)
-                return EXIT_REFUSED
-        note = "forced" if args.force else f"{args.estimator} margin {args.margin}"
+        note = "forced" if args.force else f"gates: {args.estimator} lower bound >= {args.margin:+g}, cost, calibration"
         probes = _probe_gate(args, candidate, console, log)
-        reg.update_metrics(candidate.ref, {"probes": probes})
+        gates.append(Gate("probes", bool(probes["passed"]), f"tier flips at most {args.probe_budget:.0%} per family",
+                          probes))
+        reg.update_metrics(candidate.ref, {"probes": probes, "gates": [g.to_json() for g in gates],
+                                           "forced": bool(args.force)})
+        failed = [g for g in gates if g.passed is False and g.name != "probes"]
+        if failed:
+            for g in failed:
+                console.print(f"[bold red]refused:[/] {candidate.ref} fails the {g.name} gate: {escape(g.rule)}",
+                              highlight=False)
+            return EXIT_REFUSED
         if not probes["passed"]:
             if not args.skip_probes:
                 console.print(f"[bold red]refused:[/] {candidate.ref} fails the routing probes "
@@ -242,6 +247,40 @@ def _promote(args: argparse.Namespace) -> int:
         reg.close()
     console.print(f"[green]{v.ref} is the champion[/] in the registry; {escape(REACH)}", highlight=False)
     return 0
+
+
+def _ope_gates(args: argparse.Namespace, log: DecisionLog, ref: str, base_ref: str, reg: VersionRegistry,
+               console: Any) -> list[Gate]:
+    """The quality, cost and calibration gates of `ref` against `base_ref` on the logged traffic, printed."""
+    from rich.table import Table
+
+    from gearshift.learning.candidates import candidate_probs, policy_scores, resolve_candidate, run_ope
+    from gearshift.learning.gates import GateSettings, calibration_gate, paired_gain, quality_and_cost_gates
+
+    new, _ = run_ope(log, ref, reg, args.reward, n_boot=args.n_boot,  # support check; kept with the version
+                     score=score_prompts)
+    reg.update_metrics(ref, {"ope": {**new.to_json(), "reward": args.reward, "since": args.since}})
+    settings = GateSettings(args.estimator, args.margin, args.max_cost_increase, args.ece_tolerance,
+                            n_boot=args.n_boot)
+    bandit, rows = log.bandit(args.reward)
+    probs, scores = [], []
+    for r in (ref, base_ref):
+        router, ths, _ = resolve_candidate(r, reg)
+        s = policy_scores(log, rows, router, score_prompts)
+        scores.append(s)
+        probs.append(candidate_probs(log, rows, router, ths, scores=s))
+    gain = paired_gain(bandit, probs[0], probs[1], estimator=args.estimator, n_boot=args.n_boot)
+    gates = [*quality_and_cost_gates(gain, settings, base_ref),
+             calibration_gate(scores[0], scores[1], log.gaps[rows], settings, base_ref)]
+    table = Table(title=f"promotion gates: {ref} against {base_ref} on {len(rows)} labelled requests")
+    for col in ("gate", "result", "figures", "rule"):
+        table.add_column(col)
+    for g in gates:
+        figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in g.figures.items())
+        table.add_row(g.name, {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "n/a"}[g.passed], figures,
+                      g.rule)
+    console.print(table)
+    return gates
 
 
 PROBE_PROMPTS = 300  #: prompts the promotion gate probes (logged ones when the store has that many)

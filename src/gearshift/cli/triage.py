@@ -1,4 +1,4 @@
-"""`gearshift triage list|label|export` and `gearshift signals`: the closed loop's tables from the shell.
+"""`gearshift triage list|label|export`, `judge-agreement` and `signals`: the closed loop's tables from the shell.
 
 Both read the gateway's store (`--db` for a SQLite file, `--store-url`, or `[store]` of `--config`: SQLite
 path or PostgreSQL url), where the gateway keeps decisions, shadow labels, the triage queue and downstream
@@ -46,6 +46,15 @@ def register(subparsers: Any) -> None:
                     help="canonical outcome data to write (a models table is written beside it)")
     ex.add_argument("--include-judge", action="store_true", help="also unlabelled items, scored by the judge")
     ex.set_defaults(handler=_export)
+
+    ag = subparsers.add_parser("judge-agreement",
+                               help="how often the shadow judge agrees with reviewers' triage labels (kappa)")
+    _source(ag)
+    ag.add_argument("--segment", action="append", default=[], metavar="NAME",
+                    help="also per value of this segment (language, length_bucket, has_code, topic, client); "
+                         "repeatable")
+    ag.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    ag.set_defaults(handler=_agreement)
 
     sig = subparsers.add_parser("signals", help="downstream signal rates per tier and segment")
     _source(sig)
@@ -116,6 +125,43 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         store.close()
     Console().print(f"wrote {n} record(s) to {args.out}", highlight=False)
+    return 0
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gearshift.cli.terminal import safe_cell
+    from gearshift.learning.judge_agreement import judge_agreement
+
+    store = _store(args)
+    try:
+        report = judge_agreement(store.triage_items(status="labelled", limit=None), args.segment)
+    finally:
+        store.close()
+    console = Console(soft_wrap=True)
+    if args.json:
+        console.print(json.dumps(report.to_json()), markup=False, highlight=False)
+        return 0
+    if report.overall.n == 0:
+        console.print(f"no labelled triage item with a judge label yet ({report.skipped} skipped): label some "
+                      "with `gearshift triage label ID --label strong_needed|cheap_ok`", highlight=False)
+        return 0
+
+    def fmt(x: float | None, f: str) -> str:
+        return "n/a" if x is None else format(x, f)
+
+    table = Table(title=f"judge vs reviewers on {report.overall.n} labelled triage item(s) "
+                        f"({report.skipped} skipped or unjudged)")
+    for col in ("group", "n", "agreement", "kappa", "judge strong / reviewer cheap", "judge cheap / reviewer strong"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    groups = [("all", report.overall)] + [(f"{s}={v}", a) for s, vals in report.by_segment.items()
+                                         for v, a in vals.items()]
+    for name, a in groups:
+        table.add_row(safe_cell(name), str(a.n), fmt(a.agreement, ".1%"), fmt(a.kappa, ".2f"),
+                      str(a.confusion["cheap_ok"]["strong_needed"]), str(a.confusion["strong_needed"]["cheap_ok"]))
+    console.print(table)
     return 0
 
 

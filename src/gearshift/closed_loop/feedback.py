@@ -22,7 +22,7 @@ from starlette.routing import Route
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError, InvalidRequestError, ModelNotFoundError
 from gearshift.http_body import parse_json, read_body
-from gearshift.records.redaction import TextMode, conceal
+from gearshift.records.redaction import Concealment
 from gearshift.store.labels import TRIAGE_LABELS, LabelStore, SignalEvent
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Loop(Protocol):
 
     store: LabelStore
     signal_counts: dict[str, int]
-    text_mode: TextMode
+    concealment: Concealment
 
     async def find_decision(self, request_id: str) -> dict[str, Any] | None: ...
 
@@ -88,7 +88,7 @@ async def post_feedback(request: Request, loop: Loop, key_id: str | None = None)
     if decision is None:
         raise NotFoundError(f"no decision with request id {fb.request_id!r}", param="request_id")
     value = fb.value if fb.value is not None else (0.0 if fb.signal == "thumbs_down" else 1.0)
-    event = explicit_event(decision, fb.signal, value, conceal(fb.comment, loop.text_mode), time.time())
+    event = explicit_event(decision, fb.signal, value, loop.concealment(fb.comment), time.time())
     await asyncio.to_thread(loop.store.add_signals, [event])
     loop.signal_counts[fb.signal] = loop.signal_counts.get(fb.signal, 0) + 1
     return JSONResponse({"object": "feedback", "request_id": fb.request_id, "signal": fb.signal, "value": value,

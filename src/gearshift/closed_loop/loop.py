@@ -25,7 +25,7 @@ from gearshift.providers.attempts import RetryPolicy
 from gearshift.providers.base import ChatProvider, Deployment
 from gearshift.providers.registry import DeploymentSettings, build_providers
 from gearshift.providers.reliability import FailoverExecutor
-from gearshift.records.redaction import TextMode
+from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.factory import open_label_store, settings_url, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
@@ -45,9 +45,9 @@ class ClosedLoop:
     def __init__(self, store: LabelStore, *, shadow: ShadowRunner | None = None,
                  signals: ImplicitSignals | None = None, monitor: GatewayMonitor | None = None,
                  owned_providers: Sequence[ChatProvider] = (), memory: int = 50_000,
-                 keys: KeyCheck | None = None, text_mode: TextMode = "full") -> None:
+                 keys: KeyCheck | None = None, concealment: Concealment = FULL) -> None:
         self.store = store
-        self.text_mode: TextMode = text_mode  # `[store] text`: also how feedback comments are kept
+        self.concealment = concealment  # `[store] text`: also how feedback comments are kept
         self.keys = keys  # the gateway's key checker, for the feedback and triage endpoints
         self.shadow = shadow
         self.signals = signals
@@ -146,7 +146,7 @@ def _judge_target(gw: GatewayView, js: JudgeSettings) -> tuple[list[Deployment],
     return list(gw.tiers[gw.tier_names.index(tier)]), {}
 
 
-def _build_shadow(gw: GatewayView, settings: ShadowSettings, store: LabelStore, text_mode: TextMode,
+def _build_shadow(gw: GatewayView, settings: ShadowSettings, store: LabelStore, concealment: Concealment,
                   counters: FleetCounter | None) -> tuple[ShadowRunner, list[ChatProvider]]:
     for name in settings.tiers or []:
         if name not in gw.tier_names:
@@ -175,7 +175,7 @@ def _build_shadow(gw: GatewayView, settings: ShadowSettings, store: LabelStore, 
                           max_answer_chars=js.max_answer_chars, max_tokens=js.max_tokens)
     runner = ShadowRunner(settings, tier_names=gw.tier_names, tiers=gw.tiers, executor=executor, judge=judge,
                           store=store, metrics=ShadowMetrics(gw.registry), prices=prices,
-                          request_for_tier=gw.upstream_request, text_mode=text_mode,
+                          request_for_tier=gw.upstream_request, concealment=concealment,
                           fleet=FleetSampler(counters, settings.every_n)
                           if counters is not None and settings.every_n else None)
     return runner, owned
@@ -206,12 +206,13 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     url = label_store_url(gw, store_settings)
     store = open_label_store(url, **store_options(store_settings, url))
     try:
-        runner, owned = _build_shadow(gw, sh, store, store_settings.text, counters) if sh.enabled else (None, [])
+        how = store_settings.concealment()
+        runner, owned = _build_shadow(gw, sh, store, how, counters) if sh.enabled else (None, [])
         monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
     except Exception:
         store.close()
         raise
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
     return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
-                      memory=sg.memory, keys=gw.keys, text_mode=store_settings.text)
+                      memory=sg.memory, keys=gw.keys, concealment=how)
 

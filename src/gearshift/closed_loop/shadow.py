@@ -32,7 +32,7 @@ from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
-from gearshift.records.redaction import TextMode, conceal
+from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.labels import LabelStore
 
@@ -155,7 +155,7 @@ class ShadowRunner:
                  metrics: ShadowMetrics, prices: Mapping[str, tuple[float, float]],
                  request_for_tier: Callable[[dict[str, Any], int], dict[str, Any]],
                  budget: HourlyBudget | None = None, sampler: ShadowSampler | None = None,
-                 fleet: FleetSampler | None = None, text_mode: TextMode = "full") -> None:
+                 fleet: FleetSampler | None = None, concealment: Concealment = FULL) -> None:
         self.settings = settings
         self.tier_names = list(tier_names)
         self.tiers = [list(t) for t in tiers]
@@ -168,7 +168,7 @@ class ShadowRunner:
         self.budget = budget or HourlyBudget(settings.max_requests_per_hour, settings.max_usd_per_hour)
         self.sampler = sampler or ShadowSampler(settings)
         self.fleet = fleet
-        self.text_mode: TextMode = text_mode  # `[store] text`: how the cheap answer is kept in the label
+        self.concealment = concealment  # `[store] text`: how the cheap answer is kept in the label
         self._sampling: set[asyncio.Task[None]] = set()
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -303,7 +303,7 @@ class ShadowRunner:
                  "answered": sorted(answers), "judge_model": self.judge.model, "judge_mode": self.judge.mode,
                  "epsilon": self.judge.epsilon, **verdict.to_json(),
                  "cheap_answer": self._cheap_answer(job, answers, bodies, verdict)}
-        label["reasoning"] = [conceal(r, self.text_mode) for r in label.get("reasoning") or []]  # quotes the prompt
+        label["reasoning"] = [self.concealment(r) for r in label.get("reasoning") or []]  # quotes the prompt
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
@@ -321,14 +321,14 @@ class ShadowRunner:
         msg = choice.get("message")
         message: Mapping[str, Any] = msg if isinstance(msg, Mapping) else {}
         out: dict[str, Any] = {
-            "tier": tier, "source": "production" if tier == prod else "shadow", "text_mode": self.text_mode,
-            "content": conceal(answers[tier], self.text_mode),
+            "tier": tier, "source": "production" if tier == prod else "shadow", "text_mode": self.concealment.mode,
+            "content": self.concealment(answers[tier]),
             "finish_reason": job.record.get("finish_reason") if tier == prod else choice.get("finish_reason"),
         }
-        if self.text_mode == "full":  # a client's schema can describe its data: kept only with the text
+        if self.concealment.mode == "full":  # a client's schema can describe its data: kept only with the text
             out["response_format"] = job.payload.get("response_format")
         if message.get("tool_calls"):
-            out["tool_calls"] = conceal(message["tool_calls"], self.text_mode)
+            out["tool_calls"] = self.concealment(message["tool_calls"])
         return out
 
     def _store(self, job: ShadowJob, answers: Mapping[str, str], verdict: Judgement, label: dict[str, Any]) -> None:
@@ -340,7 +340,7 @@ class ShadowRunner:
             item = triage_item(job.record, job.payload, job.prompt, answers, verdict, tr.max_answer_chars,
                                self.tier_names)
             if not tr.raw_text:
-                item = conceal_triage(item, self.text_mode)
+                item = conceal_triage(item, self.concealment)
             self.store.add_triage(str(job.record["request_id"]), time.time(), verdict.gap, item)
 
     async def drain(self, timeout_s: float = 5.0) -> bool:

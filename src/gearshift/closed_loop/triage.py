@@ -17,7 +17,7 @@ from gearshift.closed_loop.judge_pairwise import Judgement
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord, write_jsonl
 from gearshift.errors import DataError
-from gearshift.records.redaction import TextMode, conceal
+from gearshift.records.redaction import Concealment
 from gearshift.store.labels import LabelStore
 
 _ROUTING_KEYS = ("tier", "router", "router_version", "score", "thresholds", "reason", "escalated", "route",
@@ -38,15 +38,15 @@ def triage_item(record: Mapping[str, Any], payload: Mapping[str, Any], prompt: s
     }
 
 
-def conceal_triage(item: dict[str, Any], mode: TextMode) -> dict[str, Any]:
+def conceal_triage(item: dict[str, Any], how: Concealment) -> dict[str, Any]:
     """The item with its text (prompt, messages, answers, the judge's reasoning) kept per `[store] text`."""
-    if mode == "full":
+    if how.mode == "full":
         return item
     judge = dict(item.get("judge") or {})
-    judge["reasoning"] = [conceal(r, mode) for r in judge.get("reasoning") or []]
-    return {**item, "prompt": conceal(item.get("prompt"), mode), "messages": conceal(item.get("messages"), mode),
-            "answers": {t: conceal(a, mode) for t, a in (item.get("answers") or {}).items()}, "judge": judge,
-            "text_mode": mode}
+    judge["reasoning"] = [how(r) for r in judge.get("reasoning") or []]
+    return {**item, "prompt": how(item.get("prompt")), "messages": how(item.get("messages")),
+            "answers": {t: how(a) for t, a in (item.get("answers") or {}).items()}, "judge": judge,
+            "text_mode": how.mode}
 
 
 def label_outcomes(label: str, tier_order: Sequence[str]) -> dict[str, float]:

@@ -143,7 +143,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         settings=settings, resolver=resolver, executor=execu, providers=provs, tiers=tiers,
         deployment_settings=dep_settings, metrics=metrics, keys=keys, policy=policy, writer=writer,
         store=store, shared=shared, cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
-        conceal=record_transform(settings.store.text, secrets, resolver.model_ids()),
+        conceal=record_transform(settings.store.concealment(), secrets, resolver.model_ids()),
     )
     if settings.segments.topics is not None:
         from gearshift.routers.topics import load_segmenter

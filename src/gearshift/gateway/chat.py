@@ -44,19 +44,34 @@ def count(gw: Gateway, decision: Decision) -> None:
             guard_metrics(m.registry).key_alerts.labels(kind=label).inc()
 
 
+def _usage(body: dict[str, Any], prompt: str) -> tuple[dict[str, Any], bool]:
+    """The upstream's `usage`, else an estimate over every choice (n > 1 is n answers, all paid for)."""
+    usage = body.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+        return usage, False
+    usage = estimated_usage(prompt, answer_text(body) or "")
+    usage["completion_tokens"] = completion_tokens_estimate(body)
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return usage, True
+
+
+def answer_cost(body: dict[str, Any], dep: DeploymentSettings | None, prompt: str) -> float | None:
+    """What one answer cost at its deployment's prices (a cascade rung the verifiers rejected included)."""
+    usage, _ = _usage(body, prompt)
+    if dep is None:
+        return None
+    return cost_usd(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
+                    dep.input_price_per_m, dep.output_price_per_m)
+
+
 def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | None, prompt: str) -> None:
     """Tokens and cost of a complete answer: the upstream's `usage`, else an estimate (then also sent back)."""
-    usage = body.get("usage")
     out = call.outcome
-    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-        tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
-    else:
-        usage = estimated_usage(prompt, answer_text(body) or "")
-        usage["completion_tokens"] = completion_tokens_estimate(body)  # every choice, not just the first
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    usage, estimated = _usage(body, prompt)
+    if estimated:
         body["usage"] = usage
-        tin, tout = usage["prompt_tokens"], usage["completion_tokens"]
         out.usage_estimated = True
+    tin, tout = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
     choices = body.get("choices")  # tracing: gen_ai.response.finish_reasons
     if isinstance(choices, list) and choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
         out.finish_reason = str(choices[0]["finish_reason"])
@@ -123,13 +138,18 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     out = call.outcome
     body_out = gw.upstream_request(payload, idx)
     t0 = time.perf_counter()
+    rejected_usd = 0.0
     if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
+        step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
+                      if s.response is not None and s.deployment is not None else None for s in outcome.steps]
         out.cascade = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,
-                                   shipped=(s is outcome.steps[-1]),
+                                   shipped=(s is outcome.steps[-1]), cost_usd=c,
                                    verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason}
-                                             for v in s.verdicts]).model_dump() for s in outcome.steps]
+                                             for v in s.verdicts]).model_dump()
+                       for s, c in zip(outcome.steps, step_costs, strict=True)]
+        rejected_usd = sum(c for c in step_costs[:-1] if c is not None)
         attempts = [a.to_dict() for s in outcome.steps for a in (s.attempts or [])]
         if outcome.tier_index != idx:
             out.escalation = f"cascade escalated to {gw.tier_names[outcome.tier_index]}"
@@ -147,6 +167,8 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     out.attempts = attempts
     out.deployment = dep.name
     record_usage(call, body, gw.deployment_settings.get(dep.name), text)
+    if rejected_usd and out.cost_usd is not None:  # the rungs the verifiers rejected were paid for too
+        out.cost_usd += rejected_usd
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx)
     finish(gw, call)

@@ -69,7 +69,7 @@ def build_writer(settings: GatewaySettings, store: DecisionStore, secrets: list[
     st = settings.store
     spool = JsonlSpool(spool_path(settings), st.spool_max_bytes)
     return BackgroundWriter(store, max_queue=st.queue_size, batch_size=st.batch_size, spool=spool,
-                            transform=record_transform(st.text, secrets, known_models))
+                            transform=record_transform(st.concealment(), secrets, known_models))
 
 
 class Admission:

@@ -48,22 +48,32 @@ def resolve_candidate(ref: str, reg: VersionRegistry | None) -> tuple[Router | N
     return router, None, None
 
 
+def policy_scores(log: DecisionLog, rows: np.ndarray, router: Router | None,
+                  score: Scorer = _p_strong) -> np.ndarray:
+    """p_strong of `router` on the logged rows `rows` (None: the live policy's logged scores); `score`: how the
+    router scores the logged prompts (e.g. in batches behind a progress bar)."""
+    if router is None:
+        logged: np.ndarray = log.scores[rows]
+        return logged
+    missing = [int(i) for i in rows if log.prompts[i] is None]
+    if missing:
+        raise ConfigError(f"{len(missing)} of {len(rows)} labelled decisions have no prompt text to re-score "
+                          "(keep [store] text = \"full\" and [exploration] record_prompts = true)")
+    return score(router, [str(log.prompts[i]) for i in rows])
+
+
 def candidate_probs(log: DecisionLog, rows: np.ndarray, router: Router | None,
-                    thresholds: tuple[float, ...] | None, score: Scorer = _p_strong) -> np.ndarray:
-    """The candidate's (deterministic) tier distribution on the logged rows `rows` (`score`: how the router scores
-    the logged prompts, e.g. in batches behind a progress bar)."""
+                    thresholds: tuple[float, ...] | None, scores: np.ndarray | None = None,
+                    score: Scorer = _p_strong) -> np.ndarray:
+    """The candidate's (deterministic) tier distribution on the logged rows `rows` (`scores`: its p_strong there
+    when already known, else from policy_scores)."""
     import numpy as np
 
     k = len(log.tiers)
-    if router is None:  # the live policy: each row's own thresholds on its logged score
-        scores, per_row = log.scores[rows], [log.thresholds[i] for i in rows]
-    else:
-        missing = [int(i) for i in rows if log.prompts[i] is None]
-        if missing:
-            raise ConfigError(f"{len(missing)} of {len(rows)} labelled decisions have no prompt text to re-score "
-                              "(keep [store] text = \"full\" and [exploration] record_prompts = true)")
-        scores = score(router, [str(log.prompts[i]) for i in rows])
-        per_row = [thresholds or log.thresholds[i] for i in rows]
+    if scores is None:
+        scores = policy_scores(log, rows, router, score)
+    # the live policy: each row's own thresholds on its logged score
+    per_row = [(thresholds if router is not None else None) or log.thresholds[i] for i in rows]
     idx = np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else 0
                     for t, s in zip(per_row, scores, strict=True)], dtype=np.int64)
     out = np.zeros((len(rows), k))
@@ -79,7 +89,7 @@ def run_ope(log: DecisionLog, ref: str, reg: VersionRegistry | None, reward: str
 
     router, ths, version = resolve_candidate(ref, reg)
     bandit, rows = log.bandit(reward)  # type: ignore[arg-type]
-    target = candidate_probs(log, rows, router, thresholds or ths, score)
+    target = candidate_probs(log, rows, router, thresholds or ths, score=score)
     result = evaluate_policy(bandit, target, n_boot=n_boot, min_ess=min_ess,
                              on_violation="warn" if warn_only else "raise")
     return result, version

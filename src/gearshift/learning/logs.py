@@ -26,12 +26,16 @@ from gearshift.learning.retrain import LoggedTraffic
 #: Value of a downstream signal as a reward (None: carries no quality information).
 SIGNAL_REWARD: dict[str, float | None] = {"thumbs_up": 1.0, "thumbs_down": 0.0, "handoff": 0.0,
                                           "regeneration": 0.0, "correction": 0.0, "abandonment": None}
-_CONCEALED = ("sha256:", "[redacted")
+#: Only for rows written before records said how they were concealed (`text_mode`).
+_LEGACY_CONCEALED = ("sha256:", "hmac-sha256:", "[redacted")
 
 
-def usable_prompt(value: Any) -> str | None:
-    """The prompt text if the record kept it in full (not hashed or redacted)."""
-    if not isinstance(value, str) or not value or value.startswith(_CONCEALED):
+def usable_prompt(value: Any, text_mode: Any = None) -> str | None:
+    """The prompt text if the row kept it in full. A row that says its mode is believed (a prompt that merely
+    starts with "sha256:" is still a prompt); only rows from before `text_mode` are judged by prefix."""
+    if not isinstance(value, str) or not value or text_mode in ("hash", "redact"):
+        return None
+    if text_mode is None and value.startswith(_LEGACY_CONCEALED):
         return None
     return value
 
@@ -184,7 +188,8 @@ def read_log(store: str | Path, since: float | None = None, tiers: Sequence[str]
         triage = labels_db.triage_items(status="all", limit=None)  # one read: labels and prompts both come from it
         scores, human = _judge_rewards(labels_db.labels(since=None), triage)
         feedback = _feedback_rewards(labels_db.signals(since=since))
-        triage_prompts = {str(it["request_id"]): it.get("prompt") for it in triage}
+        triage_prompts = {str(it["request_id"]): usable_prompt(it.get("prompt"), it.get("text_mode"))
+                          for it in triage}
     finally:
         labels_db.close()
     return _assemble(rows, order, scores, human, feedback, triage_prompts)
@@ -223,7 +228,7 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
             have_probs = False
     return DecisionLog(
         tiers=order, request_ids=[str(r["request_id"]) for r in rows],
-        prompts=[usable_prompt(r.get("prompt")) or usable_prompt(triage_prompts.get(str(r["request_id"])))
+        prompts=[usable_prompt(r.get("prompt"), r.get("text_mode")) or triage_prompts.get(str(r["request_id"]))
                  for r in rows],
         scores=np.array([float(r["score"]) for r in rows]),
         actions=np.array([order.index(str(r["tier"])) for r in rows], dtype=np.int64),

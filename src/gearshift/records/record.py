@@ -57,6 +57,7 @@ class CascadeStep(BaseModel):
     deployment: str | None = None
     shipped: bool = False
     verdicts: list[dict[str, Any]] = Field(default_factory=list)
+    cost_usd: float | None = None  # what this rung's answer cost; the record's cost_usd sums every rung
 
 
 class DecisionRecord(BaseModel):

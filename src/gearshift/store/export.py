@@ -15,13 +15,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gearshift.errors import ConfigError
+from gearshift.records.redaction import FULL, Concealment
 from gearshift.store.factory import sqlite_path, store_kind
-
-if TYPE_CHECKING:
-    from gearshift.records.redaction import TextMode
 
 CHUNK = 2000
 
@@ -56,20 +54,20 @@ def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
         return None
 
 
-def conceal_text(obj: Any, mode: TextMode) -> Any:
-    """Prompt/answer text per `mode` ("full", "hash", "redact"), at any depth. A record the gateway concealed
+def conceal_text(obj: Any, how: Concealment) -> Any:
+    """Prompt/answer text per `how` ("full", "hash", "redact"), at any depth. A record the gateway concealed
     when writing says so (`text_mode`) and stays as it is (hashing a hash would break joins on it); nothing is
     judged by its prefix, so a prompt that merely starts with "sha256:" is concealed like any other."""
-    from gearshift.records.redaction import TEXT_FIELDS, conceal
+    from gearshift.records.redaction import TEXT_FIELDS
 
-    if mode == "full":
+    if how.mode == "full":
         return obj
     if isinstance(obj, dict):
         if obj.get("text_mode") in ("hash", "redact"):
             return obj
-        return {k: conceal(v, mode) if k in TEXT_FIELDS else conceal_text(v, mode) for k, v in obj.items()}
+        return {k: how(v) if k in TEXT_FIELDS else conceal_text(v, how) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [conceal_text(v, mode) for v in obj]
+        return [conceal_text(v, how) for v in obj]
     return obj
 
 
@@ -210,14 +208,12 @@ def _owner_only(root: Path) -> None:
 
 def export_parquet(url: str, out: str | Path, since: float, *,
                    progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None,
-                   text: TextMode = "full") -> ExportResult:
+                   text: Concealment = FULL) -> ExportResult:
     """Write decisions newer than `since` (Unix time) under `out`, one directory per UTC date.
 
-    `text` ("full", "hash", "redact") conceals prompt and answer text in the `prompt` column and in
-    `record_json`, on top of what the gateway's `[store] text` already did when writing.
+    `text` conceals prompt and answer text in the `prompt` column and in `record_json`, on top of what the
+    gateway's `[store] text` already did when writing (hash mode: the same key gives the same digests).
     """
-    if text not in ("full", "hash", "redact"):
-        raise ConfigError(f"export text mode must be full, hash or redact, got {text!r}")
     import pyarrow as pa
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gearshift.records.redaction import HASH_KEY_ENV, Concealment
+
 
 def default_store_path(config: Path | None = None) -> Path:
     """The decision store when `[store]` names none: in the per-user data dir, never the working directory.
@@ -38,9 +40,15 @@ class StoreSettings(BaseModel):
     spool_path: Path | None = None  # None: next to `path`, as <path>.spool.jsonl
     spool_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # full spool -> 503, never silent loss
     text: Literal["full", "hash", "redact"] = "full"  # how prompt/answer text is kept in records
+    # text = "hash": the variable holding the HMAC key (same value on every gateway sharing the store)
+    hash_key_env: str = HASH_KEY_ENV
     # scale-out: sqlite:///path or postgresql://user@host/db[?schema=s]; overrides `path` (store/factory.py)
     url: str | None = Field(default=None, pattern=r"^(sqlite|postgresql|postgres)://")
     # reliability (PostgreSQL): a down server fails a batch after connect_timeout_s (libpq rounds up, 2 s at least);
     # a hung one after write_timeout_s; either way the writer spools the batch (store/postgres.py)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     write_timeout_s: float = Field(default=30.0, gt=0)
+
+    def concealment(self) -> Concealment:
+        """How text is kept in every table, spool and export; raises ConfigError in hash mode without a key."""
+        return Concealment.from_env(self.text, self.hash_key_env)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import InvalidRequestError
+from gearshift.learning.judge_agreement import judge_agreement
 from gearshift.store.base import DecisionQuery
 from gearshift.store.factory import store_options
 
@@ -269,6 +270,7 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
     labels = label_store.labels(since=w.since) if label_store is not None else []
     events = label_store.signals(since=w.since) if label_store is not None else []
     triage = label_store.triage_items(status="open", limit=ds.triage_items) if label_store is not None else []
+    reviewed = label_store.triage_items(status="labelled", limit=None) if label_store is not None else []
     try:
         versions = store_versions(gw)
     except Exception:  # the registry is another helper's table: a bad row must not take the page down
@@ -286,6 +288,7 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "signals": signal_rates(rows, events, tiers),
         "confusion": confusion(labels, tiers),
         "triage": triage_queue(triage),
+        "judge_agreement": judge_agreement(reviewed, ["language"]).to_json(),
         "alerts": _alerts(gw),
         "versions": versions,
         "auth": {"open": not gw.keys.enabled},

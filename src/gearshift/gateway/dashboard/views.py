@@ -86,6 +86,21 @@ def confusion_table(c: Mapping[str, Any]) -> str:
             f'<span class="loss">quality loss {c["quality_loss"]} ({pct(c["quality_loss_rate"])})</span></p>')
 
 
+def agreement_html(a: Mapping[str, Any]) -> str:
+    """The judge against reviewers' triage labels: the check on every label the loop learns from."""
+    overall = a["overall"]
+    if not overall["n"]:
+        return NONE_YET
+
+    def row(name: str, x: Mapping[str, Any]) -> list[str]:
+        kappa = "n/a" if x["kappa"] is None else f"{x['kappa']:.2f}"
+        return [e(name), str(x["n"]), pct(x["agreement"]), kappa]
+
+    rows = [row("all", overall)] + [row(f"{seg}={v}", x) for seg, vals in a["by_segment"].items()
+                                    for v, x in vals.items()]
+    return _table(["items", "labelled", "agreement", "Cohen's kappa"], rows, "agreement")
+
+
 def triage_html(items: Sequence[Mapping[str, Any]]) -> str:
     if not items:
         return NONE_YET
@@ -188,6 +203,9 @@ def render_page(s: Mapping[str, Any]) -> str:
 <p class="note">rows: tier routed to; columns: cheapest tier the judge found good enough</p>
 {confusion_table(s["confusion"])}</section>
 <section class="card" id="triage"><h2>Triage queue</h2>{triage_html(s["triage"])}</section>
+<section class="card" id="judge-agreement"><h2>Judge vs reviewers</h2>
+<p class="note">labelled triage items where the judge's label matches the reviewer's; kappa discounts chance</p>
+{agreement_html(s["judge_agreement"])}</section>
 <section class="card" id="alerts"><h2>Alerts</h2>{alerts_html(s["alerts"], bands["enabled"])}</section>
 <section class="card" id="versions"><h2>Router versions and OPE results</h2>{versions_html(s["versions"])}</section>
 </main>
