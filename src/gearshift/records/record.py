@@ -127,6 +127,7 @@ def _default(name: str) -> Any:
 
 
 _DEFAULTS = {n: _default(n) for n in _FIELDS if n not in ("request_id", "time")}
+_STEP_FIELDS = tuple(CascadeStep.model_fields)
 _DEFAULTS["segment"] = Segment().model_dump()
 _MUTABLE = tuple(n for n, v in _DEFAULTS.items() if isinstance(v, list | dict))
 
@@ -166,5 +167,9 @@ def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
     probs = row["tier_probabilities"]
     if probs is not None and any(type(p) is not float for p in probs):
         row["tier_probabilities"] = [float(p) for p in probs]
+    steps = row["cascade"]
+    if steps and any(not isinstance(st, dict) or tuple(st) != _STEP_FIELDS for st in steps):
+        # a step missing a field (one added since the caller was written) gets its default, as the model would
+        row["cascade"] = [CascadeStep.model_validate(st).model_dump(mode="json") for st in steps]
     return row
 
