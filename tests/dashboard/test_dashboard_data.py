@@ -62,9 +62,10 @@ def test_signal_rates_count_decisions_not_events() -> None:
               {"request_id": "a", "tier": "cheap", "signal": "thumbs_down"},
               {"request_id": "b", "tier": "cheap", "signal": "regenerate"}]
     s = signal_rates(rows, events, TIERS)
-    assert s["signals"] == ["regenerate", "thumbs_down"]
-    assert s["tiers"]["cheap"]["rates"] == {"regenerate": 0.25, "thumbs_down": 0.25}
-    assert s["tiers"]["strong"]["rates"] == {"regenerate": 0.0, "thumbs_down": 0.0}
+    assert s["signals"] == ["bad answer (any)", "regenerate", "thumbs_down"]
+    # "bad answer" is the one signal model's reading (a thumbs down is bad; an unknown signal says nothing)
+    assert s["tiers"]["cheap"]["rates"] == {"bad answer (any)": 0.25, "regenerate": 0.25, "thumbs_down": 0.25}
+    assert s["tiers"]["strong"]["rates"] == {"bad answer (any)": 0.0, "regenerate": 0.0, "thumbs_down": 0.0}
 
 
 def test_confusion_matrix_splits_cost_inflation_from_quality_loss() -> None:

@@ -80,3 +80,30 @@ def test_reward_combination() -> None:
     both = combine_rewards(judge, feedback, "both", judge_weight=0.75)
     assert np.allclose(both[:3], [0.75, 1.0, 0.0]) and np.isnan(both[3])
     assert np.array_equal(combine_rewards(judge, feedback, "judge"), judge, equal_nan=True)
+
+
+def test_counterfactuals_the_shadow_judge_observed_need_no_exploration() -> None:
+    """A deterministic logger never tries the other tier, so pure IPS cannot evaluate a policy that does; but
+    where the shadow judge scored both tiers, the counterfactual was observed and DR reads it exactly."""
+    from gearshift.errors import GearshiftError
+
+    rng = np.random.default_rng(3)
+    n = 400
+    known = np.column_stack([rng.random(n), rng.random(n)])  # every tier's judged reward on every request
+    actions = np.zeros(n, dtype=np.int64)  # the logger always sent cheap
+    logged = dict(actions=actions, propensities=np.ones(n), rewards=known[:, 0], n_actions=2,
+                  features=rng.random(n), logging_probs=np.column_stack([np.ones(n), np.zeros(n)]))
+    candidate = np.column_stack([known[:, 0] >= known[:, 1], known[:, 0] < known[:, 1]]).astype(float)
+    truth = float(np.mean(np.where(candidate[:, 1] > 0, known[:, 1], known[:, 0])))
+    with pytest.raises(GearshiftError):  # without the shadow labels: no support for the strong tier
+        evaluate_policy(LoggedBandit.from_arrays(**logged), candidate, n_boot=50)
+    full = evaluate_policy(LoggedBandit.from_arrays(**logged, known_rewards=known), candidate, n_boot=200)
+    dr = full.estimates["dr"].quality
+    assert dr.value == pytest.approx(truth, abs=1e-9) and dr.lo <= truth <= dr.hi
+    assert full.ess == pytest.approx(n) and full.unsupported_mass == 0.0
+    half = known.copy()
+    half[n // 2:, 1] = np.nan  # the judge saw both tiers on half the requests only: support for those rows only
+    part = LoggedBandit.from_arrays(**logged, known_rewards=half)
+    assert part.fully_observed.sum() == n // 2
+    with pytest.raises(GearshiftError):  # the other half still needs a strong-tier estimate it cannot have
+        evaluate_policy(part, candidate, n_boot=50)

@@ -32,7 +32,8 @@ from gearshift.errors import ConfigError
 DEFAULT_VERIFIERS: tuple[str, ...] = ("shape", "empty", "truncation", "refusal", "json", "logprob")
 VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge")
 
-_RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode"}
+_RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode",
+                "request_logprobs", "buffer_max_s"}
 _OPTION_KEYS = {
     "refusal_phrases", "refusal_window", "empty_min_chars", "truncation_reasons", "json_allow_code_fence",
     "min_mean_logprob", "final_answer_markers", "arithmetic_rel_tol", "judge_model", "judge_min_rating",
@@ -40,8 +41,10 @@ _OPTION_KEYS = {
 }
 
 
+#: the gateway's keys: which deployment judges and its budget (gateway/judge_verifier.py)
+JUDGE_TARGET_KEYS = {"judge_deployment", "judge_tier", "judge_timeout_s", "judge_max_usd_per_hour"}
 #: every key `[cascade]` accepts: the gateway's settings reject any other when the config is loaded
-CASCADE_KEYS = frozenset({"enabled", "verifiers", *_RUNNER_KEYS, *_OPTION_KEYS})
+CASCADE_KEYS = frozenset({"enabled", "verifiers", *_RUNNER_KEYS, *_OPTION_KEYS, *JUDGE_TARGET_KEYS})
 
 
 def _builders(o: Mapping[str, Any], judge: CompletionFn | None) -> dict[str, Callable[[], Verifier]]:
@@ -72,7 +75,7 @@ def build_cascade(settings: Mapping[str, Any], *, judge: CompletionFn | None = N
 
     `judge` is the completion callable bound to the judge deployment; required only if `judge` is listed.
     """
-    unknown = set(settings) - _RUNNER_KEYS - _OPTION_KEYS - {"verifiers", "enabled"}
+    unknown = set(settings) - _RUNNER_KEYS - _OPTION_KEYS - JUDGE_TARGET_KEYS - {"verifiers", "enabled"}
     if unknown:
         raise ConfigError(f"cascade: unknown keys {sorted(unknown)}")
     names = tuple(settings.get("verifiers", DEFAULT_VERIFIERS))

@@ -42,6 +42,13 @@ def parse_rating(text: str) -> int | None:
     return None
 
 
+def _cost(reply: Mapping[str, Any]) -> float | None:
+    """The judgement's price when the caller put it in `usage.cost` (USD, OpenRouter's field; the gateway does)."""
+    usage = reply.get("usage")
+    cost = usage.get("cost") if isinstance(usage, Mapping) else None
+    return float(cost) if isinstance(cost, (int, float)) else None
+
+
 class JudgeVerifier:
     """Passes when the judge's rating is at least `min_rating`. `score` is rating / 10.
 
@@ -97,6 +104,8 @@ class JudgeVerifier:
         rating = parse_rating(text)
         if rating is None:
             self.unparseable += 1
-            return Verdict(self.name, self.unparseable_passes, reason=f"unparseable judge reply {text[:60]!r}")
+            return Verdict(self.name, self.unparseable_passes, reason=f"unparseable judge reply {text[:60]!r}",
+                           cost_usd=_cost(reply))
         passed = rating >= self.min_rating
-        return Verdict(self.name, passed, score=rating / 10, reason=f"judge rated {rating}/10 (min {self.min_rating})")
+        return Verdict(self.name, passed, score=rating / 10, reason=f"judge rated {rating}/10 (min {self.min_rating})",
+                       cost_usd=_cost(reply))

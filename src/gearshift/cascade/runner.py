@@ -5,7 +5,7 @@ tier's deployments stays where it belongs), runs the enabled verifiers on the an
 escalates. The top tier reached (the last tier, or `start_tier + max_escalations`) always ships, verified
 or not: there is nothing stronger to ask, and the outcome says it was unverified.
 
-Streaming (see docs/cascade.md): a streamed request skips the cascade by default (`stream_mode="skip"`)
+Streaming (see docs/cascade.md): a streamed request skips the cascade by default (`stream_mode="pass"`, formerly "skip")
 and the gateway streams from the router's tier. Verifying needs the whole answer, so cascading a stream
 means buffering the cheap answer, which throws away the time-to-first-token that is the reason clients
 stream. `stream_mode="buffer"` is the opt-in for clients that want verified answers anyway: the gateway
@@ -72,15 +72,22 @@ class CascadeConfig:
     start_tier: int = 0
     escalate_on_error: bool = True
     skip_costly_after_failure: bool = True
-    stream_mode: Literal["skip", "buffer"] = "skip"
+    stream_mode: Literal["skip", "pass", "buffer"] = "pass"  # "skip": the older spelling of "pass"
+    #: buffer mode: verification may hold the first byte this long; past it the answer streams unverified
+    buffer_max_s: float = 10.0
+    #: ask the upstream for token logprobs when the logprob verifier runs (False for servers that refuse them);
+    #: a client that did not ask for them does not get them back
+    request_logprobs: bool = True
 
     def __post_init__(self) -> None:
         if self.max_escalations is not None and self.max_escalations < 0:
             raise ConfigError("cascade.max_escalations must be >= 0")
         if self.start_tier < 0:
             raise ConfigError("cascade.start_tier must be >= 0")
-        if self.stream_mode not in ("skip", "buffer"):
-            raise ConfigError(f"cascade.stream_mode must be 'skip' or 'buffer', got {self.stream_mode!r}")
+        if self.stream_mode not in ("skip", "pass", "buffer"):
+            raise ConfigError(f"cascade.stream_mode must be 'skip', 'pass' or 'buffer', got {self.stream_mode!r}")
+        if self.buffer_max_s <= 0:
+            raise ConfigError("cascade.buffer_max_s must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +196,16 @@ class CascadeRunner:
 
     async def run(self, request: dict[str, Any], *, start_tier: int | None = None) -> CascadeOutcome:
         """Cheapest allowed tier first; `start_tier` overrides the config (e.g. the router's choice)."""
+        asked = "logprobs" in request
+        if not asked and self.config.request_logprobs and any(v.name == "logprob" for v in self.verifiers):
+            outcome = await self._run({**request, "logprobs": True}, start_tier)
+            for choice in outcome.response.get("choices") or []:
+                if isinstance(choice, dict):
+                    choice.pop("logprobs", None)  # asked for the verifier, not by the client
+            return outcome
+        return await self._run(request, start_tier)
+
+    async def _run(self, request: dict[str, Any], start_tier: int | None) -> CascadeOutcome:
         start = self.config.start_tier if start_tier is None else start_tier
         if not 0 <= start < len(self.tiers):
             raise ConfigError(f"start tier {start} out of range for {len(self.tiers)} tiers")

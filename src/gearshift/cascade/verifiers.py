@@ -27,6 +27,7 @@ class Verdict:
     passed: bool
     score: float | None = None
     reason: str = ""
+    cost_usd: float | None = None  # what the check itself cost (an LLM judge's call), booked on the request
 
 
 @runtime_checkable

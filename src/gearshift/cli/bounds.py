@@ -3,7 +3,8 @@
 On logged traffic (`--db`, `--config`, `--store-url`; run `[experiment] misroute_fraction` and/or
 `[exploration]` so both tiers are served on every kind of prompt) the three policies are self-normalised
 inverse-propensity estimates over the whole log, once with quality from judge labels (shadow/triage) and
-once from downstream signals (a thumbs down, regeneration, correction or abandonment makes an answer bad).
+once from downstream signals (learning/signal_model.py: a thumbs down, low rating, hand-off, regeneration or
+correction makes an answer bad; abandonment says nothing about the answer).
 Offline, `--data mmlu|gsm8k|FILE --router NAME` reads them off recorded outcomes of both models.
 
 "Real work" means beating a random router with the same strong share (the straight line from all-cheap

@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     from gearshift.store.redis_state import SharedState
 
 
-def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]], executor: FailoverExecutor,
-                   deadline_s: float) -> CascadeRunner | None:
-    """The cascade runner when `[cascade] enabled = true`; its call is the failover executor."""
+def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deployment]], extra: Sequence[Deployment],
+                   executor: FailoverExecutor, deadline_s: float) -> CascadeRunner | None:
+    """The cascade runner when `[cascade] enabled = true`; its call is the failover executor, and so is the
+    judge verifier's (gateway/judge_verifier.py)."""
     if not settings.cascade.enabled:
         return None
     from gearshift.cascade.factory import build_cascade
@@ -46,7 +47,14 @@ def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deploymen
         return res.result.body, res.deployment, res.attempts
 
     options: Mapping[str, Any] = settings.cascade.model_dump()
-    config, verifiers = build_cascade(options)
+    judge = None
+    if "judge" in options.get("verifiers", ()):
+        from gearshift.gateway.judge_verifier import JudgeBudget, judge_completion, judge_deployments
+
+        deps = judge_deployments(options, settings.tier_names, tiers, extra)
+        judge = judge_completion(options, deps, executor, JudgeBudget(options.get("judge_max_usd_per_hour")))
+        options = {"judge_model": deps[0].model, **options}
+    config, verifiers = build_cascade(options, judge=judge)
     return CascadeRunner(tiers, call, verifiers, config)
 
 
@@ -142,7 +150,8 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     gw = Gateway(
         settings=settings, resolver=resolver, executor=execu, providers=provs, tiers=tiers,
         deployment_settings=dep_settings, metrics=metrics, keys=keys, policy=policy, writer=writer,
-        store=store, shared=shared, cascade=_build_cascade(settings, tiers, execu, settings.limits.request_timeout_s),
+        store=store, shared=shared, cascade=_build_cascade(settings, tiers, extra, execu,
+                                                                    settings.limits.request_timeout_s),
         conceal=record_transform(settings.store.concealment(), secrets, resolver.model_ids()),
     )
     if settings.segments.topics is not None:

@@ -9,22 +9,25 @@ Errors are raised as `GearshiftError`s and turned into the OpenAI error shape by
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
 from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
 from gearshift.gateway.origin import require_json
-from gearshift.gateway.requests import validate_chat
+from gearshift.gateway.requests import ChatRequest, validate_chat
 from gearshift.gateway.service import Gateway
 from gearshift.http_body import parse_json, read_body
 from gearshift.policy.decide import Decision, PolicyRequest
 from gearshift.providers.registry import DeploymentSettings
+from gearshift.records.builder import Outcome
 from gearshift.records.record import CascadeStep, segment_row
 from gearshift.records.usage import answer_text, completion_tokens_estimate, cost_usd, estimated_usage
 from gearshift.routers.base import prompt_text
@@ -80,13 +83,20 @@ def record_usage(call: Call, body: dict[str, Any], dep: DeploymentSettings | Non
     out.cost_usd = cost_usd(tin, tout, dep.input_price_per_m, dep.output_price_per_m) if dep else None
 
 
+def cascades(gw: Gateway, decision: Decision) -> bool:
+    """Whether the cascade runs: routed requests only, and never inside a misroute-experiment arm, whose point is
+    to measure what the forced tier's answers are worth (the cascade would rescue `all_cheap`'s failures)."""
+    return (gw.cascade is not None and decision.route != "concrete" and decision.category is None
+            and decision.experiment_arm is None)
+
+
 def worst_case(gw: Gateway, payload: dict[str, Any], size: int, decision: Decision, n: int) -> float:
     """The most this request can cost on the tiers it may reach: the decision's deployments, and with the
     cascade every tier above too (each step is paid). Input tokens are bounded by the body's `size` in bytes."""
     settings = gw.deployment_settings
     tiers = [[settings[d.name] for d in decision.deployments if d.name in settings]]
     caps = [gw.output_cap(gw.upstream_request(payload, decision.tier))]
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if cascades(gw, decision):
         for t in range(decision.tier + 1, len(gw.tiers)):
             tiers.append([settings[d.name] for d in gw.tiers[t] if d.name in settings])
             caps.append(gw.output_cap(gw.upstream_request(payload, t)))
@@ -127,29 +137,62 @@ async def chat_completions(request: Request) -> Response:
         if req.stream:
             from gearshift.gateway.streaming import stream_completion
 
+            if gw.cascade is not None and gw.cascade.config.stream_mode == "buffer" and cascades(gw, decision):
+                return await _buffered(gw, gw.cascade.config.buffer_max_s, call, req, payload, decision, text)
             return await stream_completion(gw, call, req, payload, decision, text)
         return await _complete(gw, call, payload, decision, text)
     except Exception as exc:
         return error_response(gw, call, exc)
 
 
+async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, payload: dict[str, Any],
+                    decision: Decision, text: str) -> Response:
+    """`stream_mode = "buffer"`: the cascade verifies the whole answer before the first byte, which then
+    streams as SSE chunks; past `buffer_max_s` the request streams from the router's tier unverified, and the
+    record's reason says so."""
+    from gearshift.cascade.runner import replay_chunks, unstreamed
+    from gearshift.gateway.streaming import stream_completion
+
+    try:
+        body = await asyncio.wait_for(_answer(gw, call, unstreamed(payload), decision, text), budget)
+    except TimeoutError:  # the cascade's upstream calls are cancelled with it
+        call.outcome = Outcome(note=f"cascade buffer of {budget:g} s exceeded: streamed unverified")
+        return await stream_completion(gw, call, req, payload, decision, text)
+    wants_usage = bool(req.stream_options and req.stream_options.include_usage)
+    chunks = [c for c in replay_chunks(body) if wants_usage or c.get("choices")]
+
+    async def events() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield b"data: " + orjson.dumps(c) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={**call.headers, "cache-control": "no-cache"})
+
+
 async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> Response:
+    return json_response(await _answer(gw, call, payload, decision, text), call.headers)
+
+
+async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> dict[str, Any]:
+    """The whole answer (through the cascade when it runs), recorded; the caller sends it."""
     idx = decision.tier
     out = call.outcome
     body_out = gw.upstream_request(payload, idx)
     t0 = time.perf_counter()
     rejected_usd = 0.0
-    if gw.cascade is not None and decision.route != "concrete" and decision.category is None:
+    if gw.cascade is not None and cascades(gw, decision):
         outcome = await gw.cascade.run(body_out, start_tier=idx)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
                       if s.response is not None and s.deployment is not None else None for s in outcome.steps]
         out.cascade = [CascadeStep(tier=gw.tier_names[s.tier], deployment=s.deployment.name if s.deployment else None,
                                    shipped=(s is outcome.steps[-1]), cost_usd=c,
-                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason}
-                                             for v in s.verdicts]).model_dump()
+                                   verdicts=[{"name": v.name, "passed": v.passed, "score": v.score, "reason": v.reason,
+                                              "cost_usd": v.cost_usd} for v in s.verdicts]).model_dump()
                        for s, c in zip(outcome.steps, step_costs, strict=True)]
-        rejected_usd = sum(c for c in step_costs[:-1] if c is not None)
+        checks_usd = sum(v.cost_usd or 0.0 for s in outcome.steps for v in s.verdicts)  # e.g. the judge's calls
+        rejected_usd = sum(c for c in step_costs[:-1] if c is not None) + checks_usd
         attempts = [a.to_dict() for s in outcome.steps for a in (s.attempts or [])]
         if outcome.tier_index != idx:
             out.escalation = f"cascade escalated to {gw.tier_names[outcome.tier_index]}"
@@ -167,12 +210,12 @@ async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: 
     out.attempts = attempts
     out.deployment = dep.name
     record_usage(call, body, gw.deployment_settings.get(dep.name), text)
-    if rejected_usd and out.cost_usd is not None:  # the rungs the verifiers rejected were paid for too
+    if rejected_usd and out.cost_usd is not None:  # rejected rungs and the checks' own calls were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
     await pin_conversation(gw, call, call.answer, idx)
     finish(gw, call)
-    return json_response(body, call.headers)
+    return body
 
 
 def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from gearshift.learning.bounds import BoundsReport
     from gearshift.learning.logs import DecisionLog
 
-#: downstream signals that mark the answer they follow as bad
-BAD_SIGNALS = frozenset({"thumbs_down", "regeneration", "correction", "abandonment"})
 CI_KEYS = ("gain_over_cheap", "lift_over_random", "headroom", "net_per_request")
 
 
@@ -152,11 +150,12 @@ def _money_word(worth_it: bool, lo: float, hi: float) -> str:
 
 # -- reading -------------------------------------------------------------------------------------------------
 def bad_answer_ids(url: str, since: float | None) -> set[str]:
+    from gearshift.learning.signal_model import is_bad
     from gearshift.store.factory import open_label_store
 
     labels = open_label_store(url)
     try:
-        return {str(ev["request_id"]) for ev in labels.signals(since=since) if ev.get("signal") in BAD_SIGNALS}
+        return {str(ev["request_id"]) for ev in labels.signals(since=since) if is_bad(ev)}
     finally:
         labels.close()
 

@@ -72,7 +72,8 @@ def paired_gain(log: LoggedBandit, candidate: np.ndarray, baseline: np.ndarray, 
         w = target[rows, log.actions] / log.propensities
         if q_hat is None or c_hat is None:
             return [w, w * log.rewards, w * log.costs]
-        return [w, np.sum(target * q_hat, axis=1) + w * (log.rewards - q_hat[rows, log.actions]),
+        w_dr = np.where(log.fully_observed, 0.0, w)  # an observed counterfactual needs no correction
+        return [w, np.sum(target * q_hat, axis=1) + w_dr * (log.rewards - q_hat[rows, log.actions]),
                 np.sum(target * c_hat, axis=1) + w * (log.costs - c_hat[rows, log.actions])]
 
     q_hat, c_hat = reward_model(log, seed=seed) if estimator == "dr" else (None, None)

@@ -22,12 +22,23 @@ import numpy as np
 from gearshift.errors import DataError
 from gearshift.learning.ope import LoggedBandit, RewardMode, combine_rewards
 from gearshift.learning.retrain import LoggedTraffic
+from gearshift.learning.signal_model import signal_reward
 
-#: Value of a downstream signal as a reward (None: carries no quality information).
-SIGNAL_REWARD: dict[str, float | None] = {"thumbs_up": 1.0, "thumbs_down": 0.0, "handoff": 0.0,
-                                          "regeneration": 0.0, "correction": 0.0, "abandonment": None}
 #: Only for rows written before records said how they were concealed (`text_mode`).
 _LEGACY_CONCEALED = ("sha256:", "hmac-sha256:", "[redacted")
+
+
+def as_routed(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as learning reads it: the action is the tier the *policy* chose (the cascade's first rung), whose
+    propensity the record carries; a cascade that escalated is the environment's answer to that action, so the
+    row says `cascade_rejected` (the first rung's answer failed a check: a label) and keeps the whole cost."""
+    steps = row.get("cascade")
+    if not isinstance(steps, list) or not steps or not isinstance(steps[0], Mapping):
+        return row
+    first = steps[0]
+    rejected = not first.get("shipped") and any(not v.get("passed", True) for v in first.get("verdicts") or ())
+    return {**row, "tier": first.get("tier", row.get("tier")), "shipped_tier": row.get("tier"),
+            "cascade_rejected": rejected}
 
 
 def usable_prompt(value: Any, text_mode: Any = None) -> str | None:
@@ -77,16 +88,28 @@ class DecisionLog:
         return np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else int(a)
                          for t, s, a in zip(self.thresholds, self.scores, self.actions, strict=True)], dtype=np.int64)
 
+    def known_rewards(self) -> np.ndarray:
+        """(n, K) every tier's judge reward where the shadow judge scored all tiers of the request (a reviewer's
+        label of a two-tier request says the same), NaN elsewhere: counterfactuals OPE need not estimate."""
+        out = np.full((len(self), len(self.tiers)), np.nan)
+        for i, s in enumerate(self.tier_scores):
+            if all(t in s for t in self.tiers):
+                out[i] = [s[t] for t in self.tiers]
+        return out
+
     def bandit(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedBandit, np.ndarray]:
-        """(the labelled rows as a `LoggedBandit`, their row indices into this log)."""
+        """(the labelled rows as a `LoggedBandit`, their row indices into this log). With judge rewards, rows
+        whose every tier was judged carry those rewards as observed counterfactuals (`known_rewards`)."""
         r = self.rewards(mode, judge_weight)
         keep = np.flatnonzero(np.isfinite(r))
         if keep.size == 0:
             raise DataError(f"no logged decision has a {mode} reward: enable [shadow] judging, collect "
                             f"feedback, or label triage items")
+        known = self.known_rewards()[keep] if mode == "judge" else None
         log = LoggedBandit.from_arrays(self.actions[keep], self.propensities[keep], r[keep], self.costs[keep],
                                        n_actions=len(self.tiers), features=self.scores[keep],
-                                       logging_probs=None if self.logging_probs is None else self.logging_probs[keep])
+                                       logging_probs=None if self.logging_probs is None else self.logging_probs[keep],
+                                       known_rewards=known)
         return log, keep
 
     def traffic(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedTraffic, np.ndarray]:
@@ -141,14 +164,11 @@ def _feedback_rewards(signals: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     explicit: dict[str, list[float]] = {}
     implicit: dict[str, list[float]] = {}
     for ev in signals:
-        name = str(ev.get("signal"))
-        value = ev.get("value") if name == "rating" else SIGNAL_REWARD.get(name)
-        if name in ("thumbs_up", "thumbs_down") and ev.get("value") is not None:
-            value = float(ev["value"])
+        value = signal_reward(ev)  # the one signal model (learning/signal_model.py)
         if value is None:
             continue
         bucket = explicit if ev.get("source") == "explicit" else implicit
-        bucket.setdefault(str(ev["request_id"]), []).append(float(np.clip(float(value), 0.0, 1.0)))
+        bucket.setdefault(str(ev["request_id"]), []).append(value)
     return {rid: float(np.mean(explicit.get(rid) or implicit[rid])) for rid in {*explicit, *implicit}}
 
 
@@ -173,7 +193,7 @@ def read_log(store: str | Path, since: float | None = None, tiers: Sequence[str]
         rows = decisions.query(DecisionQuery(since=since, status="ok", limit=None))
     finally:
         decisions.close()
-    rows = [r for r in rows if r.get("route") in ("auto", "router") and r.get("score") is not None
+    rows = [as_routed(r) for r in rows if r.get("route") in ("auto", "router") and r.get("score") is not None
             and r.get("tier") is not None]
     rows.sort(key=lambda r: float(r["time"]))
     if not rows:
@@ -211,10 +231,16 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
             judge[i] = s[tier]
         if cheap in s and strong in s:
             gaps[i] = s[strong] - s[cheap]
+        if r.get("cascade_rejected"):  # a verifier rejected this tier's answer: a label where the judge gave none
+            if not np.isfinite(judge[i]):
+                judge[i] = 0.0
+            if tier == cheap and not np.isfinite(gaps[i]):
+                gaps[i] = 1.0
         label = human.get(rid)
-        if label is not None:  # a reviewer's label beats the judge
+        if label is not None:  # a reviewer's label beats the judge, for every tier it speaks of
             judge[i] = 0.0 if (label == "strong_needed" and tier == cheap) else 1.0
             gaps[i] = 1.0 if label == "strong_needed" else 0.0
+            s = {cheap: 1.0 - gaps[i], strong: 1.0}
         tier_scores.append(s)
         if rid in feedback:
             fb[i] = feedback[rid]

@@ -69,7 +69,12 @@ def combine_rewards(judge: np.ndarray | Sequence[float] | None, feedback: np.nda
 @dataclass(frozen=True)
 class LoggedBandit:
     """Logged decisions as arrays. `features` (n, d) feed the DR reward model (e.g. the router's p_strong or
-    embedding); `logging_probs` (n, K), when known, lets the support check see zero-probability tiers."""
+    embedding); `logging_probs` (n, K), when known, lets the support check see zero-probability tiers.
+
+    `known_rewards` (n, K): every tier's reward where the shadow judge scored them all on that request, NaN
+    elsewhere. A counterfactual that was actually observed needs no importance weight: DR uses it as its
+    reward model on those rows (its correction term is then zero) and the support check counts them whole.
+    """
 
     actions: np.ndarray
     propensities: np.ndarray
@@ -78,6 +83,7 @@ class LoggedBandit:
     n_actions: int
     features: np.ndarray | None = None
     logging_probs: np.ndarray | None = None
+    known_rewards: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.actions.shape[0]
@@ -97,13 +103,33 @@ class LoggedBandit:
             raise DataError(f"features need {n} rows, got {self.features.shape[0]}")
         if self.logging_probs is not None and self.logging_probs.shape != (n, self.n_actions):
             raise DataError(f"logging_probs must have shape ({n}, {self.n_actions})")
+        if self.known_rewards is not None and self.known_rewards.shape != (n, self.n_actions):
+            raise DataError(f"known_rewards must have shape ({n}, {self.n_actions})")
+
+    @property
+    def fully_observed(self) -> np.ndarray:
+        """Rows where every tier's reward was observed (bool, (n,))."""
+        if self.known_rewards is None:
+            return np.zeros(len(self), dtype=bool)
+        known: np.ndarray = np.all(np.isfinite(self.known_rewards), axis=1)
+        return known
+
+    def with_known(self, q_hat: np.ndarray) -> np.ndarray:
+        """`q_hat` (n, K) with the observed rewards put in where every tier was observed."""
+        if self.known_rewards is None:
+            return q_hat
+        full = self.fully_observed
+        out = q_hat.copy()
+        out[full] = self.known_rewards[full]
+        return out
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
     @classmethod
     def from_arrays(cls, actions: Any, propensities: Any, rewards: Any, costs: Any | None = None, *,
-                    n_actions: int = 2, features: Any | None = None, logging_probs: Any | None = None) -> LoggedBandit:
+                    n_actions: int = 2, features: Any | None = None, logging_probs: Any | None = None,
+                    known_rewards: Any | None = None) -> LoggedBandit:
         acts = np.asarray(actions, dtype=np.int64)
         feats = None if features is None else np.asarray(features, dtype=np.float64)
         if feats is not None and feats.ndim == 1:
@@ -112,7 +138,8 @@ class LoggedBandit:
                    rewards=np.asarray(rewards, dtype=np.float64),
                    costs=np.zeros(acts.shape) if costs is None else np.asarray(costs, dtype=np.float64),
                    n_actions=n_actions, features=feats,
-                   logging_probs=None if logging_probs is None else np.asarray(logging_probs, dtype=np.float64))
+                   logging_probs=None if logging_probs is None else np.asarray(logging_probs, dtype=np.float64),
+                   known_rewards=None if known_rewards is None else np.asarray(known_rewards, dtype=np.float64))
 
 
 def policy_probabilities(policy: TierPolicy | ExplorationPolicy, p_strong: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -193,17 +220,19 @@ def reward_model(log: LoggedBandit, alpha: float = 1.0, folds: int = 2,
                     preds[j][te, a] = _ridge_predict(x[m], y[m], x[te], alpha)
                 else:
                     preds[j][te, a] = float(y[m].mean()) if m.any() else base
-    preds[0] = np.clip(preds[0], 0.0, 1.0)
+    preds[0] = log.with_known(np.clip(preds[0], 0.0, 1.0))
     return preds[0], preds[1]
 
 
 def _check_support(log: LoggedBandit, target: np.ndarray, w: np.ndarray, min_ess: float,
                    on_violation: str) -> tuple[float, float | None, list[str]]:
-    ess = float(w.sum() ** 2 / np.sum(w**2)) if np.any(w > 0) else 0.0
+    full = log.fully_observed  # observed counterfactuals: each such row is a whole sample, whatever its weight
+    part = w[~full]
+    ess = float(full.sum()) + (float(part.sum() ** 2 / np.sum(part**2)) if np.any(part > 0) else 0.0)
     unsupported = None
     problems: list[str] = []
     if log.logging_probs is not None:
-        unsupported = float(np.sum(target * (log.logging_probs <= 0)) / len(log))
+        unsupported = float(np.sum((target * (log.logging_probs <= 0))[~full]) / len(log))
         if unsupported > 1e-12:
             problems.append(f"{unsupported:.1%} of the candidate's choices had logging probability 0")
     if ess < min_ess:
@@ -244,7 +273,8 @@ def evaluate_policy(log: LoggedBandit, target_probs: np.ndarray, *, estimators: 
     cols = {"w": w, "ips_q": w * log.rewards, "ips_c": w * log.costs}
     if "dr" in estimators:
         q_hat, c_hat = reward_model(log, alpha=ridge_alpha, seed=seed or 0)
-        cols["dr_q"] = np.sum(target * q_hat, axis=1) + w * (log.rewards - q_hat[rows, log.actions])
+        w_dr = np.where(log.fully_observed, 0.0, w)  # an observed counterfactual needs no correction
+        cols["dr_q"] = np.sum(target * q_hat, axis=1) + w_dr * (log.rewards - q_hat[rows, log.actions])
         cols["dr_c"] = np.sum(target * c_hat, axis=1) + w * (log.costs - c_hat[rows, log.actions])
     names = list(cols)
     v = np.column_stack([cols[k] for k in names])

@@ -30,6 +30,7 @@ class Outcome:
     cascade: list[dict[str, Any]] = field(default_factory=list)  # one CascadeStep dump per rung
     tier: str | None = None  # the tier that answered, when a cascade moved it from the decision's
     escalation: str | None = None  # why it moved, appended to the decision's reason
+    note: str | None = None  # what else happened to the request's path, appended to the reason (not an escalation)
 
 
 @dataclass
@@ -78,6 +79,8 @@ def build_row(facts: RequestFacts, decision: Mapping[str, Any] | None, outcome: 
     if o.escalation is not None:
         rec["escalated"] = True
         rec["reason"] = f"{rec.get('reason', '')}; {o.escalation}"
+    if o.note is not None:
+        rec["reason"] = f"{rec.get('reason', '')}; {o.note}"
     rec.update(status=ending.status, http_status=ending.http_status, latency_ms=ending.latency_ms)
     if ending.error_type is not None:
         rec.update(error_type=ending.error_type, error_message=ending.error_message)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import InvalidRequestError
 from gearshift.learning.judge_agreement import judge_agreement
+from gearshift.learning.signal_model import is_bad
 from gearshift.store.base import DecisionQuery
 from gearshift.store.factory import store_options
 
@@ -129,6 +130,9 @@ def cost_series(rows: Sequence[Mapping[str, Any]], prices: tuple[float, float], 
     }
 
 
+BAD_ANSWER = "bad answer (any)"
+
+
 def signal_rates(rows: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]],
                  tiers: Sequence[str]) -> dict[str, Any]:
     """Per tier: decisions in the window and, per signal, the share of them with at least one such event."""
@@ -140,6 +144,8 @@ def signal_rates(rows: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str
     for e in events:
         if e.get("tier") in decided:
             hit.setdefault((str(e["tier"]), str(e["signal"])), set()).add(str(e["request_id"]))
+            if is_bad(e):  # the one signal model: what bounds and off-policy evaluation count as a bad answer
+                hit.setdefault((str(e["tier"]), BAD_ANSWER), set()).add(str(e["request_id"]))
     signals = sorted({s for _, s in hit})
     return {"signals": signals, "tiers": {
         t: {"decisions": decided[t],
