@@ -116,6 +116,62 @@ class UpstreamError(GearshiftError):
         self.attempts = attempts or []
 
 
+class UpstreamRateLimitedError(UpstreamError):
+    """Every deployment tried answered 429: the client should back off for `retry_after_s` (the smallest
+    `Retry-After` any of them sent), not see a server failure."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+    def __init__(self, message: str, *, attempts: list[dict[str, Any]] | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The request deadline passed, or every deployment tried timed out."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamBadRequestError(UpstreamError):
+    """Every deployment tried refused the request itself (HTTP 400/413/422): the client's to fix, so a 400
+    carrying the upstream's own message."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "upstream_bad_request"
+
+
+class UpstreamResponseTooLargeError(UpstreamError):
+    """An answer was cut at the deployment's `max_response_bytes`: never replaced silently by another's."""
+
+    code = "upstream_response_too_large"
+
+
+#: Why every deployment failed -> what the client gets. The one table (README "Status codes"); the failover
+#: executor picks the row (`providers.attempts.failure_kind`), `openai_error_body` turns it into the response.
+UPSTREAM_FAILURES: dict[str, type[UpstreamError]] = {
+    "rate_limited": UpstreamRateLimitedError,  # 429 + Retry-After: the smallest any deployment sent
+    "timeout": UpstreamTimeoutError,  # 504: the request deadline passed, or every try timed out
+    "bad_request": UpstreamBadRequestError,  # 400 with the upstream's message: the request itself was refused
+    "response_too_large": UpstreamResponseTooLargeError,  # 502: an answer cut at max_response_bytes
+    "failed": UpstreamError,  # 502: anything else (5xx, refused connections, malformed answers, open circuits)
+}
+
+
+class RequestTimeoutError(GearshiftError):
+    """The whole request (policy, retries, failover, cascade) passed its deadline."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    code = "request_deadline_exceeded"
+
+
 class OverloadedError(GearshiftError):
     status_code = 503
     error_type = "server_error"
@@ -184,3 +240,13 @@ class ProviderError(GearshiftError):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.after_first_token = after_first_token
+
+
+class ProviderTimeoutError(ProviderError):
+    """One attempt ran out of time (connect, first byte, between chunks, or the request deadline)."""
+
+
+class ProviderResponseTooLargeError(ProviderError):
+    """One attempt's answer passed the deployment's `max_response_bytes`."""
+
+    code = "upstream_response_too_large"

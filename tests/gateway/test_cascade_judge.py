@@ -166,3 +166,28 @@ def test_stream_buffer_past_its_time_budget_streams_unverified_and_says_so(tmp_p
     assert text == "a slow cheap answer" and rec["tier"] == "cheap" and not rec["cascade"]
     assert "streamed unverified" in rec["reason"] and not rec["escalated"]
     assert [bool(req.json.get("stream")) for req in cheap.chat_requests] == [False, True]  # the buffer, then stream
+
+
+def test_consistency_verifier_escalates_when_a_second_cheap_model_disagrees(tmp_path: Path) -> None:
+    with FakeUpstream(answer="Adding gives 41. The answer is 41") as cheap, \
+            FakeUpstream(answer="The answer is 42") as strong, FakeUpstream(answer="So the answer is 42") as other:
+        settings = make_settings([cheap], strong, tmp_path / "d.sqlite",
+                                 extra_deployments=[deployment("other-cheap", other)],
+                                 cascade={"enabled": True, "verifiers": ["empty", "consistency"],
+                                          "consistency_deployment": "other-cheap"})
+        server = serve(settings)
+        try:
+            with server.client() as c:
+                r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                         "messages": [{"role": "user", "content": "6*7?"}]})
+            server.flush()
+            store = server.gateway.store
+            assert store is not None
+            (rec,) = store.query(DecisionQuery(limit=None))
+        finally:
+            server.stop()
+    assert r.headers["x-gearshift-tier"] == "strong" and r.json()["choices"][0]["message"]["content"] == \
+        "The answer is 42"
+    verdict = {v["name"]: v for v in rec["cascade"][0]["verdicts"]}["consistency"]
+    assert verdict["passed"] is False and "41 and 42" in verdict["reason"] and verdict["cost_usd"] > 0
+    assert other.chat_requests[0].json["messages"][-1]["content"] == "6*7?"  # the same request, asked again

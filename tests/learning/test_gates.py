@@ -59,8 +59,20 @@ def test_calibration_gate_refuses_a_p_strong_that_stopped_meaning_a_probability(
     needs = (gaps > 0).astype(float)
     calibrated = np.where(needs > 0, 0.95, 0.05)
     squashed = 0.5 + (calibrated - 0.5) * 0.1  # same ranking, probabilities near 0.5
-    assert calibration_gate(calibrated, squashed, gaps, GateSettings(), "champ").passed is True
-    refused = calibration_gate(squashed, calibrated, gaps, GateSettings(), "champ")
+    hard = ("hard", "hard")  # routers trained on "strong needed" labels: p_strong is P(strong better)
+    assert calibration_gate(calibrated, squashed, gaps, GateSettings(), "champ", hard).passed is True
+    refused = calibration_gate(squashed, calibrated, gaps, GateSettings(), "champ", hard)
     assert refused.passed is False and refused.figures["ece"] > refused.figures["baseline_ece"] + 0.02
     few = calibration_gate(squashed, calibrated, np.r_[gaps[:10], np.full(390, np.nan)], GateSettings(), "c")
     assert few.passed is None and few.figures["n"] == 10
+
+
+def test_soft_routers_are_held_to_the_expected_gain_they_predict() -> None:
+    """A soft-target router's p_strong estimates (1 + gap) / 2, so a tie (both tiers equally good) is 0.5, not 0:
+    held to that, a calibrated soft router passes; one shifted by 0.2 fails."""
+    rng = np.random.default_rng(2)
+    gaps = rng.choice([-1.0, 0.0, 1.0], size=600, p=[0.1, 0.7, 0.2])
+    soft = np.clip((1 + gaps) / 2 + rng.normal(0, 0.03, 600), 0, 1)
+    shifted = np.clip(soft - 0.2, 0, 1)
+    assert calibration_gate(soft, shifted, gaps, GateSettings(), "champ").passed is True
+    assert calibration_gate(shifted, soft, gaps, GateSettings(), "champ").passed is False

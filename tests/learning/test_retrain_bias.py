@@ -77,3 +77,20 @@ def test_explored_only_needs_exploration_data() -> None:
         training_targets(log, "explored")
     with pytest.raises(ConfigError):
         training_targets(log, "bogus")  # type: ignore[arg-type]
+
+
+def test_fully_shadowed_traffic_trains_on_the_observed_gaps() -> None:
+    """With a judged gap on every request there are no pseudo-labels to reconcile: the targets are the gaps
+    themselves (the scale offline training uses, so p_strong keeps its meaning); one unlabelled row brings the
+    centred scale back."""
+    from gearshift.learning.retrain import LoggedTraffic, training_targets
+
+    gaps = np.array([1.0, 0.0, -1.0, 1.0, 0.0, 0.0])
+    traffic = LoggedTraffic(prompts=[f"p{i}" for i in range(6)], actions=np.array([0, 1, 0, 1, 0, 0]),
+                            propensities=np.full(6, 0.8), rewards=np.array([0.0, 1.0, 1.0, 1.0, 1.0, 0.0]),
+                            explored=np.zeros(6, dtype=bool), label_gaps=gaps)
+    _, targets, weights = training_targets(traffic)
+    assert np.array_equal(targets, gaps) and np.all(weights == 1.0)
+    partial = LoggedTraffic(**{**traffic.__dict__, "label_gaps": np.r_[gaps[:-1], np.nan]})
+    _, centred, _ = training_targets(partial)
+    assert not np.allclose(centred[:-1], gaps[:-1])  # back on the pseudo-labels' centred scale

@@ -67,7 +67,7 @@ def executor(openai: OpenAICompatProvider, retry: RetryPolicy = FAST_RETRY,
     return FailoverExecutor({"openai": openai}, retry, breakers, rng=random.Random(0))
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "oversized"])  # a cut answer: see below
 async def test_complete_fails_over_to_a_healthy_deployment(fault: str, openai: OpenAICompatProvider,
                                                            fake_upstream: FakeUpstream, good: FakeUpstream) -> None:
     fake_upstream.default = FAULTS[fault]

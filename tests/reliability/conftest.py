@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class Outcome:
     elapsed_s: float
     events: list[Any]
     raw: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def chat(server: GatewayServer, model: str, *, stream: bool = False, headers: dict[str, str] | None = None,
@@ -76,7 +77,7 @@ def chat(server: GatewayServer, model: str, *, stream: bool = False, headers: di
     with httpx.Client(base_url=server.root, timeout=timeout) as c:
         if not stream:
             r = c.post("/v1/chat/completions", json=payload, headers=headers)
-            return Outcome(r.status_code, r.json(), r.elapsed.total_seconds(), [], r.text)
+            return Outcome(r.status_code, r.json(), r.elapsed.total_seconds(), [], r.text, dict(r.headers))
         with c.stream("POST", "/v1/chat/completions", json=payload, headers=headers) as r:
             raw = r.read().decode()
             elapsed = r.elapsed.total_seconds()
@@ -86,7 +87,7 @@ def chat(server: GatewayServer, model: str, *, stream: bool = False, headers: di
                 data = line[6:]
                 events.append(data if data == "[DONE]" else json.loads(data))
         body = json.loads(raw) if r.status_code != 200 else None
-        return Outcome(r.status_code, body, elapsed, events, raw)
+        return Outcome(r.status_code, body, elapsed, events, raw, dict(r.headers))
 
 
 def records(server: GatewayServer, db: Path) -> list[dict[str, Any]]:

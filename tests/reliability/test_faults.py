@@ -1,7 +1,8 @@
 """Upstream faults through the real gateway: a clean OpenAI error within the deadline, or a fallback answer.
 
-Each scenario runs twice: with the faulty deployment alone (the client must get an OpenAI-shaped error
-before the whole-request deadline, even from a server trickling one byte a second), and with a healthy
+Each scenario runs twice: with the faulty deployment alone (the client must get an OpenAI-shaped error with
+the honest status of the status table, `errors.UPSTREAM_FAILURES`, before the whole-request deadline, even
+from a server trickling one byte a second), and with a healthy
 deployment behind it (a fault before the first token must be invisible: a complete answer). A stream cut
 after the first token cannot be rescued; it must never look like a success to the client, the decision
 record or /metrics.
@@ -37,6 +38,7 @@ BEFORE_FIRST_TOKEN: dict[str, tuple[Behaviour, bool]] = {
     "200_error_body": (Behaviour.error_body_200(), False),
     "oversized": (Behaviour.oversized(4 * MAX_RESPONSE_BYTES), False),
     "trickle_1_byte_per_s": (Behaviour.trickle(bytes_per_tick=1, tick_s=1.0), False),
+    "400_bad_request": (Behaviour.status_code(400), False),
     "stream_refused": (REFUSED, True),
     "stream_timeout_before_headers": (Behaviour(latency_s=30.0), True),
     "stream_headers_then_stalled_body": (Behaviour.stall_body(), True),
@@ -46,7 +48,25 @@ BEFORE_FIRST_TOKEN: dict[str, tuple[Behaviour, bool]] = {
     "stream_429": (Behaviour.status_code(429, retry_after="1"), True),
     "stream_503": (Behaviour.status_code(503), True),
     "stream_200_error_body": (Behaviour.error_body_200(), True),
+    "stream_400_bad_request": (Behaviour.status_code(400), True),
 }
+
+#: what the client gets when the faulty deployment is alone: (HTTP status, error code, Retry-After header)
+FAILED = (502, "all_deployments_failed", None)
+TIMEOUT = (504, "upstream_timeout", None)
+EXPECTED: dict[str, tuple[int, str, str | None]] = {
+    "refused": FAILED, "timeout_before_headers": TIMEOUT, "headers_then_stalled_body": TIMEOUT,
+    "malformed_json": FAILED, "429_retry_after": (429, "upstream_rate_limited", "1"),
+    "429_no_retry_after": (429, "upstream_rate_limited", None), "500": FAILED, "502": FAILED, "503": FAILED,
+    "200_error_body": FAILED, "oversized": (502, "upstream_response_too_large", None),
+    "trickle_1_byte_per_s": TIMEOUT, "400_bad_request": (400, "upstream_bad_request", None),
+    "stream_refused": FAILED, "stream_timeout_before_headers": TIMEOUT, "stream_headers_then_stalled_body": TIMEOUT,
+    "stream_stalls_before_first_token": TIMEOUT, "stream_closed_before_first_token": FAILED,
+    "stream_malformed_sse": FAILED, "stream_429": (429, "upstream_rate_limited", "1"), "stream_503": FAILED,
+    "stream_200_error_body": FAILED, "stream_400_bad_request": (400, "upstream_bad_request", None),
+}
+#: a cut answer is an error of its own, never replaced by the next deployment's answer
+NO_FAILOVER = {"oversized"}
 
 AFTER_FIRST_TOKEN: dict[str, Behaviour] = {
     "stream_stalls_midway": Behaviour.stall_stream(after_chunks=3),
@@ -80,15 +100,20 @@ def test_fault_without_fallback_is_a_clean_error_within_the_deadline(
         counts = request_counts(gw)
         recs = records(gw, db)
     assert out.elapsed_s < SOLO_DEADLINE_S + SLACK_S, out.elapsed_s
-    assert 500 <= out.status < 600, out.raw
+    status, code, retry_after = EXPECTED[name]
+    assert out.status == status, out.raw
     err = assert_openai_error(out.body)
-    assert err["code"] == "all_deployments_failed" and "Traceback" not in out.raw
+    assert err["code"] == code and "Traceback" not in out.raw
+    assert out.headers.get("retry-after") == retry_after
+    if status == 400:  # the upstream's own words reach the client
+        assert "upstream 'faulty' returned HTTP 400: fake upstream status 400" in err["message"], err
+    assert recs[0]["error_type"] == code
     assert [r["status"] for r in recs] == ["error"] and recs[0]["http_status"] == out.status
     assert recs[0]["attempts"] and recs[0]["attempts"][-1]["outcome"] == "error"
     assert counts == {"error": 1.0}
 
 
-@pytest.mark.parametrize("name", list(BEFORE_FIRST_TOKEN))
+@pytest.mark.parametrize("name", [n for n in BEFORE_FIRST_TOKEN if n not in NO_FAILOVER])
 def test_fault_before_first_token_with_fallback_gives_a_complete_answer(
         name: str, ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
     behaviour, stream = BEFORE_FIRST_TOKEN[name]
@@ -112,6 +137,29 @@ def test_fault_before_first_token_with_fallback_gives_a_complete_answer(
     outcomes = [(a["deployment"], a["outcome"]) for a in recs[0]["attempts"]]
     assert outcomes == [("faulty", "error"), ("healthy", "ok")]
     assert counts == {"ok": 1.0}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_answer_cut_at_max_response_bytes_is_never_replaced_by_the_fallback(
+        stream: bool, ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
+    faulty, healthy = ups
+    faulty.default = Behaviour(text="word " * 400)  # about 2 kB of answer, over this deployment's own limit
+    db = tmp_path / "d.sqlite"
+    cheap = [dep("faulty", faulty.base_url, 5.0, max_response_bytes=1000), dep("healthy", healthy.base_url, 5.0)]
+    with running(settings_for(cheap, healthy.base_url, db, deadline_s=FALLBACK_DEADLINE_S)) as gw:
+        out = chat(gw, "gearshift/auto", stream=stream)
+        recs = records(gw, db)
+    assert healthy.chat_requests == []
+    assert [(a["deployment"], a["outcome"]) for a in recs[0]["attempts"]] == [("faulty", "error")]
+    assert "max_response_bytes limit (1000 bytes)" in recs[0]["attempts"][0]["error_message"]
+    if stream and out.status == 200:  # the cap was passed after the first words were sent: a cut stream
+        assert "[DONE]" not in out.events
+        assert assert_openai_error(out.events[-1])["code"] == "upstream_response_too_large"
+        assert recs[0]["status"] == "truncated"
+    else:
+        assert (out.status, assert_openai_error(out.body)["code"]) == (502, "upstream_response_too_large")
+        assert recs[0]["status"] == "error"
+    assert recs[0]["error_type"] == "upstream_response_too_large"
 
 
 @pytest.mark.parametrize("fallback", [False, True], ids=["solo", "with_fallback"])
@@ -152,3 +200,22 @@ def test_retry_after_is_honoured_on_the_same_deployment(ups: tuple[FakeUpstream,
     gap = faulty.chat_requests[1].received_at - faulty.chat_requests[0].received_at
     assert gap >= 0.38
     assert [a["outcome"] for a in recs[0]["attempts"]] == ["error", "ok"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_deployment_rate_limited_is_a_429_with_the_smallest_retry_after(
+        stream: bool, ups: tuple[FakeUpstream, FakeUpstream], tmp_path: Path) -> None:
+    a, b = ups
+    a.default, b.default = Behaviour.status_code(429, retry_after="7"), Behaviour.status_code(429, retry_after="2")
+    db = tmp_path / "d.sqlite"
+    settings = settings_for([dep("a", a.base_url, 5.0), dep("b", b.base_url, 5.0)], b.base_url, db,
+                            deadline_s=FALLBACK_DEADLINE_S)
+    with running(settings) as gw:
+        out = chat(gw, "gearshift/auto", stream=stream)
+        mixed_up = (b.script(Behaviour.status_code(503)), chat(gw, "gearshift/auto", stream=stream))[1]
+        recs = records(gw, db)
+    assert (out.status, out.headers.get("retry-after")) == (429, "2")
+    assert assert_openai_error(out.body)["type"] == "rate_limit_error"
+    assert [a["retry_after_s"] for a in recs[-1]["attempts"]] == [7.0, 2.0]
+    # one deployment rate-limited, the other down: the service failed, the client should not just wait
+    assert (mixed_up.status, mixed_up.headers.get("retry-after")) == (502, None)

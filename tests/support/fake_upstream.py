@@ -288,6 +288,10 @@ class FakeUpstream:
             await self._sleep(b.latency_s)
         req = payload if isinstance(payload, dict) else {}
         text = json.dumps(payload) if b.echo else (b.text if b.text is not None else self.answer)
+        last = (req.get("messages") or [None])[-1]
+        if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str) \
+                and text.startswith(last["content"]) and not b.echo:
+            text = text[len(last["content"]):]  # a continuation (prefill): the rest of the same answer
         if b.kind == "reset":
             if request.transport is not None:
                 request.transport.close()

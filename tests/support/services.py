@@ -29,8 +29,8 @@ def _unavailable(what: str, exc: BaseException, start: str) -> None:
 
 
 @contextmanager
-def pg_schema(prefix: str = "gs_test") -> Iterator[str]:
-    """A store URL pointing at a fresh schema, dropped on exit."""
+def pg_schema(prefix: str = "gs_test", *, create: bool = True) -> Iterator[str]:
+    """A store URL pointing at a fresh schema (`create=False`: a name no schema has yet), dropped on exit."""
     import psycopg
 
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
@@ -40,7 +40,8 @@ def pg_schema(prefix: str = "gs_test") -> Iterator[str]:
         _unavailable(f"PostgreSQL at {PG_BASE}", exc, _PG_START)
         raise
     try:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        if create:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
         yield f"{PG_BASE}?schema={schema}"
     finally:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

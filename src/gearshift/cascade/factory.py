@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gearshift.cascade.consistency import ConsistencyVerifier
 from gearshift.cascade.judge import CompletionFn, JudgeVerifier
 from gearshift.cascade.math_verifiers import DEFAULT_FINAL_MARKERS, ArithmeticVerifier, FinalAnswerVerifier
 from gearshift.cascade.runner import CascadeConfig
@@ -30,24 +31,34 @@ from gearshift.errors import ConfigError
 
 #: Free, model-less checks that make sense for any request. `judge` and the math checks are opt-in.
 DEFAULT_VERIFIERS: tuple[str, ...] = ("shape", "empty", "truncation", "refusal", "json", "logprob")
-VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge")
+VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge", "consistency")
 
 _RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode",
-                "request_logprobs", "buffer_max_s"}
+                "request_logprobs", "buffer_max_s", "combine", "combine_weights", "combine_min_score",
+                "combine_by_segment"}
 _OPTION_KEYS = {
     "refusal_phrases", "refusal_window", "empty_min_chars", "truncation_reasons", "json_allow_code_fence",
     "min_mean_logprob", "final_answer_markers", "arithmetic_rel_tol", "judge_model", "judge_min_rating",
-    "judge_unparseable_passes",
+    "judge_unparseable_passes", "consistency_rel_tol", "consistency_min_similarity",
 }
 
 
 #: the gateway's keys: which deployment judges and its budget (gateway/judge_verifier.py)
-JUDGE_TARGET_KEYS = {"judge_deployment", "judge_tier", "judge_timeout_s", "judge_max_usd_per_hour"}
+JUDGE_TARGET_KEYS = {"judge_deployment", "judge_tier", "judge_timeout_s", "judge_max_usd_per_hour",
+                     "consistency_deployment", "consistency_tier", "consistency_timeout_s",
+                     "consistency_max_usd_per_hour"}
 #: every key `[cascade]` accepts: the gateway's settings reject any other when the config is loaded
 CASCADE_KEYS = frozenset({"enabled", "verifiers", *_RUNNER_KEYS, *_OPTION_KEYS, *JUDGE_TARGET_KEYS})
 
 
-def _builders(o: Mapping[str, Any], judge: CompletionFn | None) -> dict[str, Callable[[], Verifier]]:
+def _builders(o: Mapping[str, Any], judge: CompletionFn | None,
+              second: CompletionFn | None) -> dict[str, Callable[[], Verifier]]:
+    def make_consistency() -> Verifier:
+        if second is None:
+            raise ConfigError("cascade verifier 'consistency' needs a second cheap answer (no completion callable)")
+        return ConsistencyVerifier(second, rel_tol=float(o.get("consistency_rel_tol", 1e-6)),
+                                   min_similarity=float(o.get("consistency_min_similarity", 0.5)))
+
     def make_judge() -> Verifier:
         if judge is None:
             raise ConfigError("cascade verifier 'judge' needs a judge deployment (no completion callable given)")
@@ -66,11 +77,12 @@ def _builders(o: Mapping[str, Any], judge: CompletionFn | None) -> dict[str, Cal
         "final_answer": lambda: FinalAnswerVerifier(o.get("final_answer_markers", DEFAULT_FINAL_MARKERS)),
         "arithmetic": lambda: ArithmeticVerifier(float(o.get("arithmetic_rel_tol", 0.01))),
         "judge": make_judge,
+        "consistency": make_consistency,
     }
 
 
-def build_cascade(settings: Mapping[str, Any], *, judge: CompletionFn | None = None
-                  ) -> tuple[CascadeConfig, list[Verifier]]:
+def build_cascade(settings: Mapping[str, Any], *, judge: CompletionFn | None = None,
+                  second: CompletionFn | None = None) -> tuple[CascadeConfig, list[Verifier]]:
     """(runner config, verifiers in the configured order) from a `cascade:` mapping.
 
     `judge` is the completion callable bound to the judge deployment; required only if `judge` is listed.
@@ -82,7 +94,7 @@ def build_cascade(settings: Mapping[str, Any], *, judge: CompletionFn | None = N
     bad = [n for n in names if n not in VERIFIER_NAMES]
     if bad:
         raise ConfigError(f"cascade.verifiers: unknown {bad}; known: {list(VERIFIER_NAMES)}")
-    builders = _builders(settings, judge)
+    builders = _builders(settings, judge, second)
     try:
         verifiers = [builders[n]() for n in names]
         config = CascadeConfig(verifiers=names, **{k: settings[k] for k in _RUNNER_KEYS if k in settings})

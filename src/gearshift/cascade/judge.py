@@ -42,7 +42,7 @@ def parse_rating(text: str) -> int | None:
     return None
 
 
-def _cost(reply: Mapping[str, Any]) -> float | None:
+def reply_cost(reply: Mapping[str, Any]) -> float | None:
     """The judgement's price when the caller put it in `usage.cost` (USD, OpenRouter's field; the gateway does)."""
     usage = reply.get("usage")
     cost = usage.get("cost") if isinstance(usage, Mapping) else None
@@ -105,7 +105,7 @@ class JudgeVerifier:
         if rating is None:
             self.unparseable += 1
             return Verdict(self.name, self.unparseable_passes, reason=f"unparseable judge reply {text[:60]!r}",
-                           cost_usd=_cost(reply))
+                           cost_usd=reply_cost(reply))
         passed = rating >= self.min_rating
         return Verdict(self.name, passed, score=rating / 10, reason=f"judge rated {rating}/10 (min {self.min_rating})",
-                       cost_usd=_cost(reply))
+                       cost_usd=reply_cost(reply))

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from gearshift.cascade.combine import CombineRule
 from gearshift.cascade.verifiers import Verdict, Verifier, run_verifier
 from gearshift.errors import ConfigError, GearshiftError
 from gearshift.providers.base import Deployment
@@ -75,6 +76,15 @@ class CascadeConfig:
     stream_mode: Literal["skip", "pass", "buffer"] = "pass"  # "skip": the older spelling of "pass"
     #: buffer mode: verification may hold the first byte this long; past it the answer streams unverified
     buffer_max_s: float = 10.0
+    #: how verdicts combine (cascade/combine.py): "all", "any" or "weighted", per segment
+    combine: str = "all"
+    combine_weights: Mapping[str, float] = field(default_factory=dict)
+    combine_min_score: float = 0.5
+    combine_by_segment: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rule(self) -> CombineRule:
+        return CombineRule(self.combine, self.combine_weights, self.combine_min_score, self.combine_by_segment)
     #: ask the upstream for token logprobs when the logprob verifier runs (False for servers that refuse them);
     #: a client that did not ask for them does not get them back
     request_logprobs: bool = True
@@ -88,6 +98,7 @@ class CascadeConfig:
             raise ConfigError(f"cascade.stream_mode must be 'skip', 'pass' or 'buffer', got {self.stream_mode!r}")
         if self.buffer_max_s <= 0:
             raise ConfigError("cascade.buffer_max_s must be positive")
+        _ = self.rule  # validates the combine keys at load
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,33 +194,41 @@ class CascadeRunner:
             return top
         return min(top, start + self.config.max_escalations)
 
-    async def verify(self, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Verdict]:
+    async def verify(self, request: Mapping[str, Any], response: Mapping[str, Any],
+                     segment: Mapping[str, Any] | None = None) -> list[Verdict]:
         verdicts: list[Verdict] = []
+        rule = self.config.rule
         for v in self.verifiers:
             costly = inspect.iscoroutinefunction(v.verify)
-            if costly and self.config.skip_costly_after_failure and any(not d.passed for d in verdicts):
+            # a costly check is skipped once the answer is already rejected (only "all" can decide that early)
+            settled = rule.mode_for(segment) == "all" and any(not d.passed for d in verdicts)
+            if costly and self.config.skip_costly_after_failure and settled:
                 continue
             verdict = await run_verifier(v, request, response)
             if verdict is not None:
                 verdicts.append(verdict)
         return verdicts
 
-    async def run(self, request: dict[str, Any], *, start_tier: int | None = None) -> CascadeOutcome:
-        """Cheapest allowed tier first; `start_tier` overrides the config (e.g. the router's choice)."""
+    async def run(self, request: dict[str, Any], *, start_tier: int | None = None,
+                  segment: Mapping[str, Any] | None = None) -> CascadeOutcome:
+        """Cheapest allowed tier first; `start_tier` overrides the config (e.g. the router's choice); `segment`
+        (the request's segment row) picks the verdict combination (`combine_by_segment`)."""
         asked = "logprobs" in request
         if not asked and self.config.request_logprobs and any(v.name == "logprob" for v in self.verifiers):
-            outcome = await self._run({**request, "logprobs": True}, start_tier)
+            outcome = await self._run({**request, "logprobs": True}, start_tier, segment)
             for choice in outcome.response.get("choices") or []:
                 if isinstance(choice, dict):
                     choice.pop("logprobs", None)  # asked for the verifier, not by the client
             return outcome
-        return await self._run(request, start_tier)
+        return await self._run(request, start_tier, segment)
 
-    async def _run(self, request: dict[str, Any], start_tier: int | None) -> CascadeOutcome:
+    async def _run(self, request: dict[str, Any], start_tier: int | None,
+                   segment: Mapping[str, Any] | None) -> CascadeOutcome:
         start = self.config.start_tier if start_tier is None else start_tier
         if not 0 <= start < len(self.tiers):
             raise ConfigError(f"start tier {start} out of range for {len(self.tiers)} tiers")
         last = self.last_tier(start)
+        rule = self.config.rule
         steps: list[CascadeStep] = []
         for tier in range(start, last + 1):
             t0 = time.perf_counter()
@@ -223,14 +242,15 @@ class CascadeRunner:
                                          error=exc.message, error_attempts=getattr(exc, "attempts", None)))
                 continue
             t1 = time.perf_counter()
-            verdicts = await self.verify(request, response)
+            verdicts = await self.verify(request, response, segment)
             verify_ms = (time.perf_counter() - t1) * 1000
             failed = [v for v in verdicts if not v.passed]
+            rejected = rule.rejects(verdicts, segment)
             because = "; ".join(f"{v.name}: {v.reason}" for v in failed) or None
-            escalate = bool(failed) and tier < last
+            escalate = rejected and tier < last
             steps.append(CascadeStep(tier, deployment, tuple(verdicts), (t1 - t0) * 1000,
                                      escalated_because=because if escalate else None,
                                      verify_ms=verify_ms, attempts=attempts, response=response))
             if not escalate:
-                return CascadeOutcome(response, tier, deployment, verified=not failed, steps=steps)
+                return CascadeOutcome(response, tier, deployment, verified=not rejected, steps=steps)
         raise AssertionError("unreachable: the last tier always ships or raises")  # pragma: no cover

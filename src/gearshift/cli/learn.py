@@ -263,15 +263,17 @@ def _ope_gates(args: argparse.Namespace, log: DecisionLog, ref: str, base_ref: s
     settings = GateSettings(args.estimator, args.margin, args.max_cost_increase, args.ece_tolerance,
                             n_boot=args.n_boot)
     bandit, rows = log.bandit(args.reward)
-    probs, scores = [], []
+    probs, scores, targets = [], [], []
     for r in (ref, base_ref):
         router, ths, _ = resolve_candidate(r, reg)
         s = policy_scores(log, rows, router, score_prompts)
         scores.append(s)
+        targets.append(str(getattr(router, "target", "soft")))  # the live policy: taken as soft
         probs.append(candidate_probs(log, rows, router, ths, scores=s))
     gain = paired_gain(bandit, probs[0], probs[1], estimator=args.estimator, n_boot=args.n_boot)
     gates = [*quality_and_cost_gates(gain, settings, base_ref),
-             calibration_gate(scores[0], scores[1], log.gaps[rows], settings, base_ref)]
+             calibration_gate(scores[0], scores[1], log.gaps[rows], settings, base_ref,
+                              (targets[0], targets[1]))]
     table = Table(title=f"promotion gates: {ref} against {base_ref} on {len(rows)} labelled requests")
     for col in ("gate", "result", "figures", "rule"):
         table.add_column(col)

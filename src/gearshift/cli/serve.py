@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     add_store_source(dec)
     add_since(dec, default=None)
     dec.add_argument("--tier", help="only this tier (e.g. cheap, strong)")
-    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected"],
+    dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected", "cancelled_shutdown"],
                      help="only this outcome")
     dec.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
     add_json_lines(dec, "the decisions")
@@ -105,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from gearshift.gateway.app import create_app
+    from gearshift.gateway.lifecycle import drain_on_exit_signal
 
     settings = gateway_settings(args.config)
     sock = _listen(args.host, args.port)
@@ -123,7 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
         drain: Any = settings.limits.drain_timeout_s
         config = uvicorn.Config(app, host=args.host, port=port, log_level=args.log_level, access_log=args.access_log,
                                 timeout_graceful_shutdown=drain, loop=loop, http=http)
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        drain_on_exit_signal(server, app.state.gateway)  # SIGTERM: draining first (gateway/lifecycle.py)
+        server.run(sockets=[sock])
     finally:
         sock.close()
     return 0

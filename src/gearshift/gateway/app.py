@@ -148,6 +148,7 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
             yield
         finally:
             admission.draining = True  # refuse what still arrives on open connections (gateway/lifecycle.py)
+            await admission.wait_idle(5.0)  # requests cancelled at the end of the grace write their records
             await gw.aclose()  # drains the decision queue before closing the store
 
     routes: list[BaseRoute] = [

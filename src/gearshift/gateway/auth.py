@@ -23,6 +23,7 @@ from gearshift.errors import (
     PermissionDeniedError,
     RateLimitError,
     SharedStateUnavailableError,
+    UpstreamRateLimitedError,
 )
 from gearshift.gateway.budgets import BudgetLedger, InMemoryBudgetLedger
 from gearshift.gateway.ratelimit import RateLimiter, TokenBucketLimiter
@@ -177,6 +178,8 @@ class KeyChecker:
 def retry_after_header(exc: BaseException) -> str | None:
     """The `Retry-After` value (whole seconds, at least 1) for errors that carry one."""
     wait = getattr(exc, "retry_after_s", None)
-    if not isinstance(exc, RateLimitError | OverloadedError) or not isinstance(wait, int | float):
+    if not isinstance(exc, RateLimitError | OverloadedError | UpstreamRateLimitedError):
+        return None
+    if not isinstance(wait, int | float):
         return None
     return str(max(1, math.ceil(wait)))

@@ -28,6 +28,7 @@ from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
 
 if TYPE_CHECKING:
+    from gearshift.cascade.judge import CompletionFn
     from gearshift.cascade.runner import CascadeRunner
     from gearshift.providers.breaker import BreakerRegistry
     from gearshift.store.redis_state import SharedState
@@ -47,14 +48,17 @@ def _build_cascade(settings: GatewaySettings, tiers: Sequence[Sequence[Deploymen
         return res.result.body, res.deployment, res.attempts
 
     options: Mapping[str, Any] = settings.cascade.model_dump()
-    judge = None
-    if "judge" in options.get("verifiers", ()):
-        from gearshift.gateway.judge_verifier import JudgeBudget, judge_completion, judge_deployments
+    from gearshift.gateway.judge_verifier import JudgeBudget, judge_completion, judge_deployments
 
-        deps = judge_deployments(options, settings.tier_names, tiers, extra)
-        judge = judge_completion(options, deps, executor, JudgeBudget(options.get("judge_max_usd_per_hour")))
-        options = {"judge_model": deps[0].model, **options}
-    config, verifiers = build_cascade(options, judge=judge)
+    asked: dict[str, CompletionFn] = {}
+    for prefix in ("judge", "consistency"):
+        if prefix in options.get("verifiers", ()):
+            deps = judge_deployments(options, settings.tier_names, tiers, extra, prefix)
+            budget = JudgeBudget(options.get(f"{prefix}_max_usd_per_hour"))
+            asked[prefix] = judge_completion(options, deps, executor, budget, prefix)
+            if prefix == "judge":
+                options = {"judge_model": deps[0].model, **options}
+    config, verifiers = build_cascade(options, judge=asked.get("judge"), second=asked.get("consistency"))
     return CascadeRunner(tiers, call, verifiers, config)
 
 
@@ -123,7 +127,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     metrics = GatewayMetrics()
     errors = FailOpenLog(lambda op: metrics.shared_state_errors.labels(op=op).inc())
     shared = _shared_state(settings, errors)
-    execu = executor or FailoverExecutor(provs, retry, _breakers(shared))
+    execu = executor or FailoverExecutor(provs, retry, _breakers(shared), midstream_failover=rel.midstream_failover)
     if store is None and settings.store.enabled:
         from gearshift.store.factory import open_decision_store, settings_url, store_options  # sqlite or postgresql
 

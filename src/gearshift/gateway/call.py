@@ -20,6 +20,7 @@ from gearshift.gateway.service import Gateway
 from gearshift.policy.conversations import next_key, scoped
 from gearshift.policy.decide import Decision
 from gearshift.policy.route import Route, describe_route
+from gearshift.providers.attempts import Attempt
 from gearshift.records.builder import Ending, Outcome, RequestFacts, build_row
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,16 @@ class Call:
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
     reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
+    timeout_s: float = 60.0  # the whole-request deadline, from `started` (gateway/deadline.py)
+    attempts: list[Attempt] = field(default_factory=list)  # upstream tries so far, kept if the work is cancelled
+    recorded: bool = False  # `finish` ran: one record per request
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+    def remaining_s(self) -> float:
+        """Seconds left before the whole-request deadline."""
+        return self.timeout_s - (time.perf_counter() - self.started)
 
 
 def new_call(request: Request) -> Call:
@@ -63,10 +71,17 @@ def _decision_fields(call: Call) -> dict[str, Any] | None:
 
 def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | None = None,
            http_status: int = 200) -> None:
-    """Build the record once, update metrics, hand it to the writer and the extensions. Never raises."""
+    """Build the record once, update metrics, hand it to the writer and the extensions. Never raises.
+
+    A second call for the same request (work that finished as it was being cancelled) does nothing."""
+    if call.recorded:
+        return
+    call.recorded = True
     cost: float | None = None
     try:
         ending = Ending(status, http_status, call.elapsed_ms())
+        if not call.outcome.attempts and call.attempts:  # cancelled or failed before the handler copied them
+            call.outcome.attempts = [a.to_dict() for a in call.attempts]
         if exc is not None:
             attempts = getattr(exc, "attempts", None)
             ending = Ending(status, http_status, ending.latency_ms, getattr(exc, "code", None) or type(exc).__name__,

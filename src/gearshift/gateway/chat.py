@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
 from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation
+from gearshift.gateway.deadline import TIMEOUT_HEADER, ClientGone, answer_within, request_timeout_s
 from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import ChatRequest, validate_chat
 from gearshift.gateway.service import Gateway
@@ -109,40 +110,56 @@ async def chat_completions(request: Request) -> Response:
     facts = call.facts
     try:
         facts.api_key_id = await gw.keys.admit(request.headers.get("authorization"), "inference")
+        call.timeout_s = request_timeout_s(request.headers.get(TIMEOUT_HEADER), gw.settings.limits)
         raw = await read_body(request, gw.settings.limits.max_body_bytes, "[limits] max_body_bytes")
         if not gw.keys.enabled:  # keyless: no body a cross-origin page could send (gateway/origin.py)
             require_json(request.headers.get("content-type"))
-        payload = parse_json(raw)
+        payload = parse_json(raw, max_depth=gw.settings.limits.max_json_depth)
         req = validate_chat(payload)
         if (req.n or 1) > gw.settings.limits.max_n:
             raise InvalidRequestError(f"n must be at most {gw.settings.limits.max_n} on this gateway", param="n")
-        call.payload = payload
-        facts.requested_model, facts.stream = req.model, req.stream
-        call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
-        call.conv_header = request.headers.get("x-gearshift-conversation-id")
-        text = call.prompt = prompt_text(call.messages)
-        topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
-        facts.segment = segment_row(text, call.messages, client=facts.api_key_id, topic=topic)
-        gw.keys.check_model(facts.api_key_id, req.model)
-        call.route = gw.resolver.resolve(req.model)
-        decision = call.decision = await gw.policy.decide(call.route, PolicyRequest(
-            call.request_id, payload, call.messages, facts.api_key_id, facts.segment, call.conv_header))
-        count(gw, decision)
-        call.headers.update(decision.headers())
-        call.reserved_usd = await gw.keys.reserve(facts.api_key_id, worst_case(gw, payload, len(raw), decision,
-                                                                                req.n or 1))
-        ex = gw.settings.exploration
-        if ex.record_prompts and decision.route != "concrete":
-            facts.prompt = text[: ex.max_prompt_chars]
-        if req.stream:
-            from gearshift.gateway.streaming import stream_completion
-
-            if gw.cascade is not None and gw.cascade.config.stream_mode == "buffer" and cascades(gw, decision):
-                return await _buffered(gw, gw.cascade.config.buffer_max_s, call, req, payload, decision, text)
-            return await stream_completion(gw, call, req, payload, decision, text)
-        return await _complete(gw, call, payload, decision, text)
+        # everything from here runs within the deadline, and stops if the client leaves (gateway/deadline.py)
+        work = _route_and_answer(gw, call, request, raw, payload, req)
+        return await answer_within(request.receive, call.remaining_s(), work)
+    except ClientGone:  # nobody to answer: the record says so, with the attempts cancelled on the way
+        finish(gw, call, status="client_disconnected", http_status=499)
+        return Response(status_code=499)
+    except asyncio.CancelledError:  # the SIGTERM grace ran out (uvicorn cancels what is still running)
+        finish(gw, call, status="cancelled_shutdown" if gw.draining else "client_disconnected", http_status=499)
+        raise
     except Exception as exc:
         return error_response(gw, call, exc)
+
+
+async def _route_and_answer(gw: Gateway, call: Call, request: Request, raw: bytes, payload: dict[str, Any],
+                            req: ChatRequest) -> Response:
+    """Segments, policy, budget, then the upstream (or the cascade): the part bounded by the deadline."""
+    facts = call.facts
+    call.payload = payload
+    facts.requested_model, facts.stream = req.model, req.stream
+    call.messages = [m.model_dump(exclude_none=False) for m in req.messages]
+    call.conv_header = request.headers.get("x-gearshift-conversation-id")
+    text = call.prompt = prompt_text(call.messages)
+    topic = None if gw.topics is None else await gw.topics.alabel(text)  # `[segments] topics` only
+    facts.segment = segment_row(text, call.messages, client=facts.api_key_id, topic=topic)
+    gw.keys.check_model(facts.api_key_id, req.model)
+    call.route = gw.resolver.resolve(req.model)
+    decision = call.decision = await gw.policy.decide(call.route, PolicyRequest(
+        call.request_id, payload, call.messages, facts.api_key_id, facts.segment, call.conv_header))
+    count(gw, decision)
+    call.headers.update(decision.headers())
+    call.reserved_usd = await gw.keys.reserve(facts.api_key_id, worst_case(gw, payload, len(raw), decision,
+                                                                            req.n or 1))
+    ex = gw.settings.exploration
+    if ex.record_prompts and decision.route != "concrete":
+        facts.prompt = text[: ex.max_prompt_chars]
+    if req.stream:
+        from gearshift.gateway.streaming import stream_completion
+
+        if gw.cascade is not None and gw.cascade.config.stream_mode == "buffer" and cascades(gw, decision):
+            return await _buffered(gw, gw.cascade.config.buffer_max_s, call, req, payload, decision, text)
+        return await stream_completion(gw, call, req, payload, decision, text)
+    return await _complete(gw, call, payload, decision, text)
 
 
 async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, payload: dict[str, Any],
@@ -182,7 +199,7 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
     t0 = time.perf_counter()
     rejected_usd = 0.0
     if gw.cascade is not None and cascades(gw, decision):
-        outcome = await gw.cascade.run(body_out, start_tier=idx)
+        outcome = await gw.cascade.run(body_out, start_tier=idx, segment=call.facts.segment)
         body, dep = outcome.response, outcome.deployment
         step_costs = [answer_cost(s.response, gw.deployment_settings.get(s.deployment.name), text)
                       if s.response is not None and s.deployment is not None else None for s in outcome.steps]
@@ -201,8 +218,8 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
         out.tier = gw.tier_names[idx]
         call.headers["x-gearshift-tier"] = gw.tier_names[idx]
     else:
-        res = await gw.executor.complete(list(decision.deployments), body_out,
-                                         deadline_s=gw.settings.limits.request_timeout_s)
+        res = await gw.executor.complete(list(decision.deployments), body_out, deadline_s=call.remaining_s(),
+                                         attempts=call.attempts)
         body, dep, attempts = res.result.body, res.deployment, [a.to_dict() for a in res.attempts]
     upstream_s = time.perf_counter() - t0
     gw.metrics.child(gw.metrics.upstream_latency, dep.name, "complete").observe(upstream_s)

@@ -1,4 +1,6 @@
-"""The cascade's LLM-judge verifier, reached from a running gateway: which deployment judges, with what budget.
+"""The cascade's model-backed verifiers (the LLM judge, the consistency check's second answer), reached from a
+running gateway: which deployment answers them, with what budget. The consistency verifier takes the same keys
+with `consistency_` in place of `judge_`.
 
 `[cascade] verifiers = [..., "judge"]` needs a judge: `judge_deployment = "name"` (any configured deployment,
 in a tier or in `extra_deployments`) or `judge_tier = "name"` (that tier's deployments, with failover). Each
@@ -46,35 +48,36 @@ class JudgeBudget:
 
 
 def judge_deployments(options: Mapping[str, Any], tier_names: Sequence[str], tiers: Sequence[Sequence[Deployment]],
-                      extra: Sequence[Deployment]) -> list[Deployment]:
-    by_tier, dep = options.get("judge_tier"), options.get("judge_deployment")
+                      extra: Sequence[Deployment], prefix: str = "judge") -> list[Deployment]:
+    """Who answers for the `prefix` verifier ("judge", or "consistency": the second cheap opinion)."""
+    by_tier, dep = options.get(f"{prefix}_tier"), options.get(f"{prefix}_deployment")
     if by_tier is not None and dep is not None:
-        raise ConfigError("cascade: set judge_tier or judge_deployment, not both")
+        raise ConfigError(f"cascade: set {prefix}_tier or {prefix}_deployment, not both")
     if by_tier is not None:
         if by_tier not in tier_names:
-            raise ConfigError(f"cascade.judge_tier: {by_tier!r} is not a tier ({', '.join(tier_names)})")
+            raise ConfigError(f"cascade.{prefix}_tier: {by_tier!r} is not a tier ({', '.join(tier_names)})")
         return list(tiers[list(tier_names).index(by_tier)])
     if dep is not None:
         found = [d for d in [*(d for t in tiers for d in t), *extra] if d.name == dep]
         if not found:
-            raise ConfigError(f"cascade.judge_deployment: no deployment named {dep!r}")
+            raise ConfigError(f"cascade.{prefix}_deployment: no deployment named {dep!r}")
         return found[:1]
-    raise ConfigError("cascade verifier 'judge' needs a judge: set [cascade] judge_deployment = \"NAME\" (any "
-                      "configured deployment, e.g. in extra_deployments) or judge_tier = \"TIER\"")
+    raise ConfigError(f"cascade verifier '{prefix}' needs a model to ask: set [cascade] {prefix}_deployment = "
+                      f"\"NAME\" (any configured deployment, e.g. in extra_deployments) or {prefix}_tier = \"TIER\"")
 
 
 def judge_completion(options: Mapping[str, Any], deployments: Sequence[Deployment],
-                     executor: FailoverExecutor, budget: JudgeBudget) -> CompletionFn:
+                     executor: FailoverExecutor, budget: JudgeBudget, prefix: str = "judge") -> CompletionFn:
     """The verifier's completion callable: budget check, failover over `deployments`, cost into `usage.cost`."""
-    timeout = float(options.get("judge_timeout_s", DEFAULT_JUDGE_TIMEOUT_S))
+    timeout = float(options.get(f"{prefix}_timeout_s", DEFAULT_JUDGE_TIMEOUT_S))
     if timeout <= 0:
-        raise ConfigError("cascade.judge_timeout_s must be positive")
+        raise ConfigError(f"cascade.{prefix}_timeout_s must be positive")
     prices = {d.name: (d.input_price_per_m, d.output_price_per_m) for d in deployments}
 
     async def complete(request: dict[str, Any]) -> dict[str, Any]:
         now = time.monotonic()
         if not budget.allow(now):
-            raise ProviderError(f"judge budget of ${budget.max_usd}/hour spent")
+            raise ProviderError(f"{prefix} budget of ${budget.max_usd}/hour spent")
         res = await executor.complete(list(deployments), {**request, "model": deployments[0].model},
                                       deadline_s=timeout)
         body = dict(res.result.body)

@@ -3,19 +3,24 @@
 `AdmissionControl` is pure ASGI middleware in front of the chat routes. It answers 503 (OpenAI shape,
 `Retry-After`) instead of queueing when more than `[limits] max_in_flight` chat requests are running,
 while the decision log cannot take records (store down and spool full), or once shutdown has begun.
-It counts in-flight requests until the response body ends, so a long stream holds its slot. SIGTERM
-handling itself is uvicorn's (stop accepting, let in-flight responses finish up to
-`[limits] drain_timeout_s`, then run the lifespan shutdown that flushes the decision writer).
+It counts in-flight requests until the response body ends, so a long stream holds its slot.
+
+SIGTERM (`gearshift serve`): `drain_on_exit_signal` marks the gateway draining first (new chat requests on
+open connections get a 503; a request cancelled from then on is recorded `cancelled_shutdown`), then uvicorn
+stops accepting, lets in-flight responses finish up to `[limits] drain_timeout_s` and cancels the rest; the
+lifespan shutdown waits for those to write their records (`Admission.wait_idle`), then flushes the
+decision writer and its spool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -73,15 +78,30 @@ def build_writer(settings: GatewaySettings, store: DecisionStore, secrets: list[
 
 
 class Admission:
-    """The shared admission state; `draining` is set by the app's lifespan when shutdown starts."""
+    """The shared admission state; `draining` is the gateway's (set on SIGTERM, or when the lifespan ends)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.max_in_flight = gateway.settings.limits.max_in_flight
         self.in_flight = 0
-        self.draining = False
         self.metrics = guard_metrics(gateway.metrics.registry)
         self.metrics.in_flight.set_function(lambda: float(self.in_flight))
+
+    @property
+    def draining(self) -> bool:
+        return self.gateway.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.gateway.draining = value
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no chat request is in flight (cancelled ones write their records on the way out)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self.in_flight and loop.time() < end:
+            await asyncio.sleep(0.02)
+        return not self.in_flight
 
     def refusal(self) -> tuple[str, str] | None:
         """(reason, message) when a new chat request must be refused, else None."""
@@ -127,6 +147,18 @@ class AdmissionControl:
                 await self.app(scope, receive, send)
         finally:
             adm.in_flight -= 1
+
+
+def drain_on_exit_signal(server: Any, gateway: Gateway) -> None:
+    """Mark `gateway` draining as soon as the uvicorn `server` gets SIGTERM/SIGINT, before its own handling
+    (which installs `server.handle_exit` as the handler when it starts)."""
+    handle = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        gateway.draining = True
+        handle(sig, frame)
+
+    server.handle_exit = handle_exit
 
 
 async def _send_overloaded(send: Send, message: str) -> None:

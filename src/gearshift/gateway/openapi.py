@@ -73,9 +73,10 @@ _LABEL = {"type": "object", "required": ["label"], "additionalProperties": False
 
 def _errors(*codes: int) -> dict[str, Any]:
     words = {400: "Invalid request", 401: "Missing or invalid API key", 403: "The key lacks the scope",
-             404: "Unknown model or path", 413: "Request body too large", 429: "Rate limit or budget exceeded",
+             404: "Unknown model or path", 413: "Request body too large",
+             429: "Rate limit or budget exceeded, or every deployment rate-limited",
              502: "Every upstream deployment failed", 503: "Overloaded, draining, or decision log unavailable",
-             504: "Upstream deadline passed", 500: "Server error (router reload: the old router keeps serving)"}
+             504: "The request deadline passed", 500: "Server error (router reload: the old router keeps serving)"}
     return {str(c): {"description": words.get(c, "Error"),
                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for c in codes}

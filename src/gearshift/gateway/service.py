@@ -62,6 +62,9 @@ class Gateway:
     # the record as stored ([store] text, keys scrubbed): what extensions (spans) see; the writer applies its own
     conceal: Transform | None = None
     records_emitted: int = field(default=0)
+    # shutdown has begun (SIGTERM, or the app's lifespan ending): new chat requests get a 503, and a request
+    # cancelled from now on is recorded `cancelled_shutdown` rather than `client_disconnected`
+    draining: bool = False
     started_at: float = field(default_factory=time.time)
 
     @property

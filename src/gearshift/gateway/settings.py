@@ -89,7 +89,11 @@ class RedisSettings(_Strict):
 
 class LimitSettings(_Strict):
     max_body_bytes: int = Field(default=2_000_000, gt=0)
-    request_timeout_s: float = Field(default=120.0, gt=0.0)
+    max_json_depth: int = Field(default=64, ge=2, le=512)  # deeper request bodies get a 400 (http_body.py)
+    # the whole-request deadline (policy, retries, failover, cascade; a stream's last byte), chosen for
+    # interactive chat; a client's `x-gearshift-timeout` header may ask for another, up to max_request_timeout_s
+    request_timeout_s: float = Field(default=60.0, gt=0.0)
+    max_request_timeout_s: float | None = Field(default=None, gt=0.0)  # None: request_timeout_s is the most
     max_in_flight: int | None = Field(default=None, gt=0)  # more concurrent chat requests -> 503
     drain_timeout_s: float = Field(default=30.0, ge=0.0)  # SIGTERM: how long in-flight requests may finish
     # security: the output cap sent upstream when a tier's deployments set no `max_tokens`, so every request
@@ -104,6 +108,10 @@ class ReliabilitySettings(_Strict):
     max_retries: int = Field(default=2, ge=0)
     base_delay_s: float = Field(default=0.2, ge=0.0)
     max_delay_s: float = Field(default=5.0, ge=0.0)
+    # a stream cut after text was sent continues on the next deployment that can continue a prefix
+    # (its `continuation`), re-asked with the partial answer as an assistant prefix; off: the stream ends
+    # with an error event (`truncated`)
+    midstream_failover: bool = False
 
 
 Scope = Literal["inference", "feedback", "admin"]
@@ -304,5 +312,5 @@ def default_settings(store_path: Path | None = None) -> GatewaySettings:
     store = StoreSettings(path=store_path) if store_path is not None else StoreSettings()
     return GatewaySettings(
         tiers=[TierSettings(name="cheap", deployments=[cheap]), TierSettings(name="strong", deployments=[strong])],
-        store=store,
+        store=store, limits=LimitSettings(request_timeout_s=300.0),  # a CPU model, not interactive latency
     )

@@ -52,8 +52,8 @@ async def stream_completion(gw: Gateway, call: Call, req: ChatRequest, payload: 
     client_wants_usage = bool(req.stream_options and req.stream_options.include_usage)
     body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     t0 = time.perf_counter()
-    execution = await gw.executor.stream(list(decision.deployments), body,
-                                         deadline_s=gw.settings.limits.request_timeout_s)
+    execution = await gw.executor.stream(list(decision.deployments), body, deadline_s=call.remaining_s(),
+                                         attempts=call.attempts)
     dep = execution.deployment
     gw.metrics.upstream_latency.labels(deployment=dep.name, kind="first_token").observe(time.perf_counter() - t0)
     settings = gw.deployment_settings.get(dep.name)
@@ -102,8 +102,8 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
         error = exc
         _, err_body = openai_error_body(exc)
         yield _sse(err_body)
-    except (asyncio.CancelledError, GeneratorExit):
-        status = "client_disconnected"
+    except (asyncio.CancelledError, GeneratorExit):  # the client left, or the SIGTERM grace ran out
+        status = "cancelled_shutdown" if gw.draining else "client_disconnected"
         raise
     finally:
         with anyio.CancelScope(shield=True):
@@ -125,4 +125,6 @@ def _record(gw: Gateway, call: Call, execution: StreamExecution, status: str, er
     out.tokens_in, out.tokens_out, out.cost_usd = tin, tout, cost_usd(tin, tout, in_price, out_price)
     out.upstream_latency_ms = round(upstream_s * 1000.0, 3)
     out.attempts = [a.to_dict() for a in execution.attempts]
+    if execution.continued:  # mid-stream failover: the answer was finished by another deployment
+        out.deployment, out.upstream_model = execution.deployment.name, execution.deployment.model
     finish(gw, call, status=status, exc=error, http_status=200)

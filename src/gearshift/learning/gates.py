@@ -109,16 +109,26 @@ def quality_and_cost_gates(gain: Gain, settings: GateSettings, baseline: str) ->
     return [quality, cost]
 
 
+def hardness(gaps: np.ndarray, target: str) -> np.ndarray:
+    """What a router's p_strong estimates, from judged gaps: P(strong better) for "hard"-target routers, the
+    expected gain (1 + gap) / 2 for "soft"-target ones (the default: both models failing is not "strong
+    needed", and scoring that 0 would call every soft router miscalibrated alike)."""
+    if target == "hard":
+        return (gaps > 0).astype(np.float64)
+    return np.clip((1.0 + gaps) / 2.0, 0.0, 1.0)
+
+
 def calibration_gate(candidate_p: np.ndarray, baseline_p: np.ndarray, gaps: np.ndarray,
-                     settings: GateSettings, baseline: str) -> Gate:
-    """ECE of each policy's p_strong against judged hardness on the rows whose two tiers were both judged."""
+                     settings: GateSettings, baseline: str, targets: tuple[str, str] = ("soft", "soft")) -> Gate:
+    """ECE of each policy's p_strong against judged hardness (in the sense its router was trained for) on the
+    rows whose tiers were all judged."""
     rule = f"ECE of p_strong against judged hardness at most {baseline}'s + {settings.ece_tolerance:g}"
     known = np.isfinite(gaps)
     if known.sum() < _MIN_CALIBRATION_ROWS:
         return Gate("calibration", None, rule + f" (needs {_MIN_CALIBRATION_ROWS} rows with both tiers judged, "
                     f"has {int(known.sum())})", {"n": int(known.sum())})
-    y = (gaps[known] > 0).astype(np.float64)
-    new = expected_calibration_error(candidate_p[known], y)
-    old = expected_calibration_error(baseline_p[known], y)
+    new = expected_calibration_error(candidate_p[known], hardness(gaps[known], targets[0]))
+    old = expected_calibration_error(baseline_p[known], hardness(gaps[known], targets[1]))
     return Gate("calibration", new <= old + settings.ece_tolerance, rule,
-                {"ece": new, "baseline_ece": old, "n": int(known.sum()), "strong_needed": float(y.mean())})
+                {"ece": new, "baseline_ece": old, "n": int(known.sum()), "targets": list(targets),
+                 "strong_better": float(np.mean(gaps[known] > 0))})

@@ -126,7 +126,11 @@ def training_targets(traffic: LoggedTraffic, weighting: Weighting = "ipw",
     if clip is not None and clip <= 0:
         raise ConfigError(f"weight clip must be positive, got {clip}")
     sign = np.where(traffic.actions == STRONG, 1.0, -1.0)
-    centre = centred and weighting != "naive"
+    # centring is a variance device for pseudo-labels (and puts labels on their scale); when every request
+    # carries an observed gap (a shadow judge on all traffic) there is nothing to reconcile, and the raw gaps
+    # keep p_strong on the scale the router was first trained on (the promotion gate checks its calibration)
+    every_labelled = traffic.label_gaps is not None and bool(np.all(np.isfinite(traffic.label_gaps)))
+    centre = centred and weighting != "naive" and not every_labelled
     kappa, means = _centring_scale(traffic), _tier_means(traffic)
     if centre:
         gaps = 2.0 * kappa * sign * (traffic.rewards - means[traffic.actions])

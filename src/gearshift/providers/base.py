@@ -24,7 +24,12 @@ class Deployment:
     input_price_per_m: float = 0.0
     output_price_per_m: float = 0.0
     context_window: int | None = None
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # one attempt in all (a stream: until its first content chunk)
+    connect_timeout_s: float | None = None  # TCP (+TLS) connect; None: timeout_s
+    first_byte_timeout_s: float | None = None  # request sent -> response headers; None: timeout_s
+    idle_timeout_s: float | None = None  # the longest silence between two reads of the body/stream; None: timeout_s
+    continuation: str = "none"  # how it continues a cut answer (providers/continuation.py): none, prefill, vllm
+    max_response_bytes: int | None = None  # None: the provider's default (16 MiB for HTTP upstreams)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gearshift.errors import ProviderError
+from gearshift.errors import ProviderError, ProviderResponseTooLargeError, ProviderTimeoutError
+from gearshift.http_body import replace_surrogates
 from gearshift.providers.base import ChatResult, Deployment, StreamChunk
 from gearshift.providers.secrets import clip, scrub_secrets
 from gearshift.providers.sse import SSEParser
@@ -55,11 +56,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _loads(raw: bytes | str) -> Any:
-    """orjson first (~3x faster); the json module for what orjson refuses (NaN, UTF-16, huge integers)."""
+    """orjson first (~3x faster); the json module for what orjson refuses (NaN, UTF-16, huge integers,
+    \\ud800 escapes: a lone surrogate becomes U+FFFD, so the paid answer can be hashed, recorded and sent)."""
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
+    except orjson.JSONDecodeError:  # the json module's result may hold lone surrogates: made encodable here
+        try:
+            return replace_surrogates(json.loads(raw))
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _redact(text: str, deployment: Deployment) -> str:
@@ -70,7 +75,7 @@ def _error_message(body: bytes, deployment: Deployment) -> str:
     """A short human message from an upstream error body (OpenAI shape if possible, else a prefix), with
     credentials scrubbed *before* it is cut short (a key cut at the limit would no longer be found)."""
     try:
-        obj = json.loads(body)
+        obj = _loads(body)
     except ValueError:
         return clip(_redact(body.decode("utf-8", errors="replace"), deployment), 200)
     err = obj.get("error") if isinstance(obj, dict) else None
@@ -139,10 +144,35 @@ class OpenAICompatProvider:
             return json.dumps(body, separators=(",", ":")).encode()
 
     def _timeout(self, deployment: Deployment, *, stream: bool) -> aiohttp.ClientTimeout:
-        # A stream may legitimately outlast timeout_s; there it bounds the wait for each read instead.
-        if stream:
-            return aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout_s, sock_read=deployment.timeout_s)
-        return aiohttp.ClientTimeout(total=deployment.timeout_s)
+        # the first byte and the silences between reads are bounded in `_send`/`_read`, per phase; a stream may
+        # legitimately outlast timeout_s (the request deadline bounds it as a whole, providers/streaming.py)
+        connect = deployment.connect_timeout_s or deployment.timeout_s
+        return aiohttp.ClientTimeout(total=None if stream else deployment.timeout_s, sock_connect=connect)
+
+    async def _send(self, deployment: Deployment, request: dict[str, Any], *, stream: bool
+                    ) -> aiohttp.ClientResponse:
+        """POST the request; the response once its headers arrived within the deployment's first-byte limit."""
+        limit = deployment.first_byte_timeout_s or deployment.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await self._get_session().post(
+                    self._url(deployment), data=self._payload(deployment, request, stream=stream),
+                    headers=self._headers(deployment, stream=stream), timeout=self._timeout(deployment, stream=stream))
+        except TimeoutError:
+            raise ProviderTimeoutError(f"upstream {deployment.name!r} timed out: no response within {limit:g}s "
+                                       "(first_byte_timeout_s)", retryable=True) from None
+
+    async def _read(self, deployment: Deployment, resp: aiohttp.ClientResponse, *, seen_content: bool = False
+                    ) -> bytes:
+        """The next part of the body (b"" at its end), within the deployment's idle limit."""
+        limit = deployment.idle_timeout_s or deployment.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await resp.content.readany()
+        except TimeoutError:
+            raise ProviderTimeoutError(f"upstream {deployment.name!r} timed out: silent for {limit:g}s mid-answer "
+                                       "(idle_timeout_s)", upstream_status=resp.status, retryable=True,
+                                       after_first_token=seen_content) from None
 
     def _network_error(self, deployment: Deployment, exc: BaseException, *, after_first_token: bool = False
                        ) -> ProviderError:
@@ -150,21 +180,31 @@ class OpenAICompatProvider:
         kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"connection failed ({type(exc).__name__})"
         if not isinstance(exc, asyncio.TimeoutError):
             log.warning("upstream %r: %s", deployment.name, _redact(f"{type(exc).__name__}: {exc}", deployment))
-        return ProviderError(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
-                             after_first_token=after_first_token)
+        cls = ProviderTimeoutError if isinstance(exc, asyncio.TimeoutError) else ProviderError
+        return cls(_redact(f"upstream {deployment.name!r} {kind}", deployment), retryable=True,
+                   after_first_token=after_first_token)
+
+    def _limit(self, deployment: Deployment) -> int:
+        """The deployment's `max_response_bytes`, else this provider's."""
+        return deployment.max_response_bytes or self.max_response_bytes
+
+    def _too_large(self, deployment: Deployment, what: str, status: int, *, after_first_token: bool = False
+                   ) -> ProviderResponseTooLargeError:
+        return ProviderResponseTooLargeError(
+            f"upstream {deployment.name!r} {what} exceeds the deployment's max_response_bytes limit "
+            f"({self._limit(deployment)} bytes)", upstream_status=status, retryable=False,
+            after_first_token=after_first_token)
 
     async def _read_limited(self, deployment: Deployment, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self.max_response_bytes
+        limit = self._limit(deployment)
         if resp.content_length is not None and resp.content_length > limit:
-            raise ProviderError(f"upstream {deployment.name!r} response of {resp.content_length} bytes exceeds the "
-                                f"{limit}-byte limit", upstream_status=resp.status, retryable=False)
+            raise self._too_large(deployment, f"response of {resp.content_length} bytes", resp.status)
         parts: list[bytes] = []
         size = 0
-        async for part in resp.content.iter_any():
+        while part := await self._read(deployment, resp):
             size += len(part)
             if size > limit:
-                raise ProviderError(f"upstream {deployment.name!r} response exceeds the {limit}-byte limit",
-                                    upstream_status=resp.status, retryable=False)
+                raise self._too_large(deployment, "response", resp.status)
             parts.append(part)
         return b"".join(parts)
 
@@ -186,11 +226,8 @@ class OpenAICompatProvider:
 
     # -- ChatProvider --------------------------------------------------------------------------------
     async def complete(self, deployment: Deployment, request: dict[str, Any]) -> ChatResult:
-        session = self._get_session()
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=False),
-                                    headers=self._headers(deployment, stream=False),
-                                    timeout=self._timeout(deployment, stream=False)) as resp:
+            async with await self._send(deployment, request, stream=False) as resp:
                 body = await self._read_limited(deployment, resp)
                 status = resp.status
                 if status >= 400:
@@ -213,12 +250,9 @@ class OpenAICompatProvider:
         return ChatResult(body=obj, status=status)
 
     async def stream(self, deployment: Deployment, request: dict[str, Any]) -> AsyncIterator[StreamChunk]:
-        session = self._get_session()
         seen_content = False
         try:
-            async with session.post(self._url(deployment), data=self._payload(deployment, request, stream=True),
-                                    headers=self._headers(deployment, stream=True),
-                                    timeout=self._timeout(deployment, stream=True)) as resp:
+            async with await self._send(deployment, request, stream=True) as resp:
                 if resp.status >= 400:
                     raise self._status_error(deployment, resp, await self._read_limited(deployment, resp))
                 ctype = resp.headers.get("Content-Type", "")
@@ -226,17 +260,16 @@ class OpenAICompatProvider:
                     body = await self._read_limited(deployment, resp)
                     raise self._invalid(deployment, f"expected an event stream, got {ctype or 'no content type'}: "
                                         f"{_error_message(body, deployment)}", resp.status)
-                parser = SSEParser(max_line_bytes=self.max_response_bytes)
+                limit = self._limit(deployment)
+                parser = SSEParser(max_line_bytes=limit)
                 size = 0
                 eof = False
                 while not eof:
-                    part = await resp.content.readany()
+                    part = await self._read(deployment, resp, seen_content=seen_content)
                     eof = not part
                     size += len(part)
-                    if size > self.max_response_bytes:
-                        raise ProviderError(f"upstream {deployment.name!r} stream exceeds the "
-                                            f"{self.max_response_bytes}-byte limit", upstream_status=resp.status,
-                                            retryable=False, after_first_token=seen_content)
+                    if size > limit:
+                        raise self._too_large(deployment, "stream", resp.status, after_first_token=seen_content)
                     for event in parser.close() if eof else parser.feed(part):
                         if event.data.strip() == "[DONE]":
                             yield StreamChunk(None, done=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,8 +36,19 @@ class DeploymentSettings(BaseModel):
     input_price_per_m: float = Field(default=0.0, ge=0.0)
     output_price_per_m: float = Field(default=0.0, ge=0.0)
     context_window: int | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0.0)
+    # time limits per phase, chosen for interactive chat (a reasoning model needs a longer first_byte_timeout_s):
+    timeout_s: float = Field(default=60.0, gt=0.0)  # one attempt in all (a stream: until its first content)
+    connect_timeout_s: float = Field(default=5.0, gt=0.0)  # TCP (+TLS) connect
+    first_byte_timeout_s: float = Field(default=30.0, gt=0.0)  # request sent -> response headers
+    idle_timeout_s: float = Field(default=30.0, gt=0.0)  # the longest silence between two chunks of the answer
     max_tokens: int | None = Field(default=None, gt=0)  # cap applied to requests sent here
+    # the largest answer (body or whole stream) read from here (unset: the provider's, 16 MiB over HTTP); past
+    # it the request fails with `upstream_response_too_large`, never silently replaced by another's answer
+    max_response_bytes: int | None = Field(default=None, gt=0)
+    # mid-stream failover (`[reliability] midstream_failover`) continues a cut answer only on a deployment that
+    # can continue an assistant prefix: "prefill" (a final assistant message is continued) or "vllm"
+    # (`continue_final_message`); "none" never receives a continuation
+    continuation: Literal["none", "prefill", "vllm"] = "none"
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSettings:
@@ -68,6 +80,9 @@ class DeploymentSettings(BaseModel):
             name=self.display_name, provider=self.provider, model=self.model, base_url=self.base_url,
             api_key=key, input_price_per_m=self.input_price_per_m, output_price_per_m=self.output_price_per_m,
             context_window=self.context_window, timeout_s=self.timeout_s,
+            max_response_bytes=self.max_response_bytes, continuation=self.continuation,
+            connect_timeout_s=self.connect_timeout_s, first_byte_timeout_s=self.first_byte_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
         )
 
 

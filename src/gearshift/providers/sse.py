@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gearshift.errors import ProviderError
+from gearshift.errors import ProviderResponseTooLargeError
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
@@ -50,7 +50,8 @@ class SSEParser:
                 events.append(ev)
         self._buf = self._buf[pos:]
         if len(self._buf) > self._max_line:
-            raise ProviderError(f"upstream SSE line longer than {self._max_line} bytes", retryable=False)
+            raise ProviderResponseTooLargeError(f"upstream SSE line longer than {self._max_line} bytes",
+                                                retryable=False)
         return events
 
     def _next_line_end(self, pos: int) -> tuple[int, int] | None:

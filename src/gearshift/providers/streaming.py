@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gearshift.errors import ProviderError, UpstreamError
+from gearshift.errors import ProviderError, ProviderResponseTooLargeError, ProviderTimeoutError, UpstreamError
 from gearshift.providers.attempts import (
     Attempt,
     Outcome,
@@ -25,6 +25,7 @@ from gearshift.providers.attempts import (
 )
 from gearshift.providers.base import ChatProvider, Deployment, StreamChunk
 from gearshift.providers.breaker import BreakerRegistry
+from gearshift.providers.continuation import can_continue, continuation_request
 
 
 class FailoverExecutor(Protocol):
@@ -34,6 +35,7 @@ class FailoverExecutor(Protocol):
 
     breakers: BreakerRegistry
     retry: RetryPolicy
+    midstream_failover: bool
 
     def provider_for(self, dep: Deployment) -> ChatProvider: ...
 
@@ -42,6 +44,14 @@ class FailoverExecutor(Protocol):
     async def backoff(self, retry: int, exc: ProviderError, deadline: float) -> bool: ...
 
     def fail(self, attempts: list[Attempt], deadline_hit: bool) -> UpstreamError: ...
+
+
+def _carries_more(data: Mapping[str, Any] | None) -> bool:
+    """A chunk that is more than a role header: a finish reason or usage."""
+    if not data:
+        return False
+    return bool(data.get("usage")) or any(isinstance(c, dict) and c.get("finish_reason")
+                                          for c in data.get("choices") or [])
 
 
 def has_content(data: Mapping[str, Any] | None) -> bool:
@@ -63,8 +73,14 @@ class StreamExecution:
 
     def __init__(self, executor: FailoverExecutor, deployment: Deployment, upstream: AsyncIterator[StreamChunk],
                  prefix: list[StreamChunk], attempts: list[Attempt], *, deadline: float, retry: int,
-                 started: float, ttft_ms: float) -> None:
+                 started: float, ttft_ms: float, request: dict[str, Any] | None = None,
+                 later: Sequence[Deployment] = ()) -> None:
         self._executor = executor
+        self._request = request or {}
+        self._later = [d for d in later if can_continue(d)]  # where a cut answer may continue (mid-stream failover)
+        self._text: list[str] | None = []  # the answer so far (choice 0); None once continuing could not be exact
+        self._id: Any = None  # the first stream's chunk id, kept on a continuation's chunks: one answer
+        self.continued = 0  # how many times the answer continued on another deployment
         self.deployment = deployment
         self._upstream = upstream
         self._prefix = prefix
@@ -103,37 +119,81 @@ class StreamExecution:
     async def _iterate(self) -> AsyncGenerator[StreamChunk, None]:
         loop = asyncio.get_running_loop()
         try:
-            for chunk in self._prefix:
-                yield chunk
-                if chunk.done:
-                    await self._finish(None)
-                    return
-            self._prefix = []
             while True:
-                remaining = self._deadline - loop.time()
-                try:
-                    async with asyncio.timeout(max(remaining, 0.0)):
-                        chunk = await anext(self._upstream)
-                except TimeoutError:
-                    err = ProviderError(f"upstream {self.deployment.name!r} stream passed the request deadline",
-                                        retryable=True, after_first_token=True)
+                err: ProviderError | None = None
+                if self._prefix:
+                    chunk = self._prefix.pop(0)
+                else:
+                    try:
+                        async with asyncio.timeout(max(self._deadline - loop.time(), 0.0)):
+                            chunk = await anext(self._upstream)
+                    except TimeoutError:
+                        err = ProviderTimeoutError(
+                            f"upstream {self.deployment.name!r} stream passed the request deadline", retryable=True,
+                            after_first_token=True)
+                    except StopAsyncIteration:
+                        err = ProviderError(f"upstream {self.deployment.name!r} stream ended without [DONE]",
+                                            retryable=True, after_first_token=True)
+                    except ProviderError as exc:
+                        exc.after_first_token = True
+                        err = exc
+                if err is not None:
+                    if await self._continue_elsewhere(err):
+                        continue
                     await self._finish(err)
-                    raise err from None
-                except StopAsyncIteration:
-                    err = ProviderError(f"upstream {self.deployment.name!r} stream ended without [DONE]",
-                                        retryable=True, after_first_token=True)
-                    await self._finish(err)
-                    raise err from None
-                except ProviderError as exc:
-                    exc.after_first_token = True
-                    await self._finish(exc)
-                    raise
-                yield chunk
+                    raise err
+                yield self._seen(chunk)
                 if chunk.done:
                     await self._finish(None)
                     return
         finally:
             await self.aclose()
+
+    def _seen(self, chunk: StreamChunk) -> StreamChunk:
+        """Keep the answer's text (for a continuation) and give a continuation's chunks the first stream's id."""
+        data = chunk.data
+        if data is None:
+            return chunk
+        if self._id is None:
+            self._id = data.get("id")
+        elif self.continued and data.get("id") != self._id:
+            chunk = StreamChunk({**data, "id": self._id}, chunk.done)
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                self._text = None  # several choices: a prefix cannot continue them all
+            elif self._text is not None and isinstance(choice.get("delta"), dict):
+                content = choice["delta"].get("content")
+                if isinstance(content, str):
+                    self._text.append(content)
+                elif choice["delta"].get("tool_calls") or choice["delta"].get("function_call"):
+                    self._text = None  # a tool call cannot be continued as text
+        return chunk
+
+    async def _continue_elsewhere(self, err: ProviderError) -> bool:
+        """Mid-stream failover: re-ask the next deployment that can continue a prefix with the answer so far;
+        True when one took over (its header chunks dropped: the client sees one answer going on)."""
+        ex = self._executor
+        loop = asyncio.get_running_loop()
+        if (not ex.midstream_failover or not self._later or self._text is None
+                or isinstance(err, ProviderResponseTooLargeError) or self._deadline - loop.time() <= 0):
+            return False
+        self.attempts.append(make_attempt(self.deployment, "error", self._retry, self._started, err))
+        await ex.record_outcome(self.deployment, err)
+        await _close(self._upstream)
+        partial = "".join(self._text)
+        while self._later:
+            dep = self._later.pop(0)
+            try:
+                nxt = await open_stream(ex, [dep], continuation_request(self._request, partial, dep),
+                                        deadline_s=self._deadline - loop.time(), attempts=self.attempts)
+            except UpstreamError:
+                continue
+            self.deployment, self._upstream, self._retry, self._started = dep, nxt._upstream, nxt._retry, nxt._started
+            self._prefix = [c for c in nxt._prefix if c.done or has_content(c.data) or _carries_more(c.data)]
+            self.continued += 1
+            return True
+        self.finished, self.error = True, err  # the failed try is recorded above; every continuation failed too
+        raise err
 
     async def aclose(self) -> None:
         """Stop reading and close the upstream response (client went away, or iteration ended)."""
@@ -158,11 +218,11 @@ async def _first_content(upstream: AsyncIterator[StreamChunk], limit: float) -> 
 
 
 async def open_stream(executor: FailoverExecutor, deployments: Sequence[Deployment], request: dict[str, Any], *,
-                      deadline_s: float) -> StreamExecution:
+                      deadline_s: float, attempts: list[Attempt] | None = None) -> StreamExecution:
     """See `FailoverExecutor.stream`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
-    attempts: list[Attempt] = []
+    attempts = [] if attempts is None else attempts
     for dep in deployments:
         if not await executor.breakers.get(dep.name).allow_request():
             attempts.append(make_attempt(dep, "skipped_open_circuit", 0, None))
@@ -181,15 +241,20 @@ async def open_stream(executor: FailoverExecutor, deployments: Sequence[Deployme
                 err = exc
             except TimeoutError:
                 err = attempt_timeout_error(dep, limit)
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):  # the client left, the deadline passed, or shutdown
+                    attempts.append(make_attempt(dep, "cancelled", retry, start))
                 await _close(upstream)
                 raise
             else:
+                later = list(deployments[list(deployments).index(dep) + 1:])
                 return StreamExecution(executor, dep, upstream, prefix, attempts, deadline=deadline, retry=retry,
-                                       started=start, ttft_ms=ms_since(start))
+                                       started=start, ttft_ms=ms_since(start), request=request, later=later)
             await _close(upstream)
             attempts.append(make_attempt(dep, "error", retry, start, err))
             await executor.record_outcome(dep, err)
+            if isinstance(err, ProviderResponseTooLargeError):  # never replaced silently by another answer
+                raise executor.fail(attempts, False)
             if not err.retryable or retry == executor.retry.max_retries:
                 break
             if not await executor.backoff(retry, err, deadline):

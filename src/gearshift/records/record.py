@@ -8,13 +8,15 @@ exploration will lower it), what ran upstream and what it cost.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gearshift.data.segments import has_code, language_of, length_bucket
 
-Status = Literal["ok", "error", "truncated", "client_disconnected"]
+#: `client_disconnected`: the client left before its answer ended (the upstream call is cancelled);
+#: `cancelled_shutdown`: the gateway's SIGTERM grace ran out while the request was in flight.
+Status = Literal["ok", "error", "truncated", "client_disconnected", "cancelled_shutdown"]
 
 #: The record's shape. Bump it when a field is renamed, dropped or changes meaning, so readers of stored rows can
 #: tell old rows from new; rows written before the field existed read back as version 1.
@@ -118,7 +120,7 @@ _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
 _FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
 _INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
-_STATUSES = frozenset(("ok", "error", "truncated", "client_disconnected"))
+_STATUSES = frozenset(get_args(Status))
 
 
 def _default(name: str) -> Any:
@@ -127,9 +129,18 @@ def _default(name: str) -> Any:
 
 
 _DEFAULTS = {n: _default(n) for n in _FIELDS if n not in ("request_id", "time")}
-_STEP_FIELDS = tuple(CascadeStep.model_fields)
 _DEFAULTS["segment"] = Segment().model_dump()
 _MUTABLE = tuple(n for n, v in _DEFAULTS.items() if isinstance(v, list | dict))
+_STEP_FIELDS = tuple(CascadeStep.model_fields)
+_STEP_DEFAULTS = {n: f.default for n, f in CascadeStep.model_fields.items() if not f.is_required()}
+
+
+def _step(step: Any) -> Any:
+    """A cascade rung as the model dumps it: every field, in field order (`verdicts` fresh per row)."""
+    if not isinstance(step, Mapping) or list(step) == list(_STEP_FIELDS):
+        return step
+    full = {**_STEP_DEFAULTS, "verdicts": [], **step}
+    return {n: full[n] for n in _STEP_FIELDS if n in full}
 
 
 def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,6 +170,8 @@ def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
         v = row[n]
         if v is not None and type(v) is not int:
             row[n] = int(v)
+    if row["cascade"]:
+        row["cascade"] = [_step(s) for s in row["cascade"]]
     seg = row["segment"]
     if isinstance(seg, Segment):
         row["segment"] = seg.model_dump()
@@ -167,9 +180,5 @@ def record_row(rec: Mapping[str, Any]) -> dict[str, Any]:
     probs = row["tier_probabilities"]
     if probs is not None and any(type(p) is not float for p in probs):
         row["tier_probabilities"] = [float(p) for p in probs]
-    steps = row["cascade"]
-    if steps and any(not isinstance(st, dict) or tuple(st) != _STEP_FIELDS for st in steps):
-        # a step missing a field (one added since the caller was written) gets its default, as the model would
-        row["cascade"] = [CascadeStep.model_validate(st).model_dump(mode="json") for st in steps]
     return row
 

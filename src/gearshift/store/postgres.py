@@ -2,7 +2,8 @@
 
 Selected by `[store] url = "postgresql://user@host:5432/db"`; an optional `?schema=NAME` puts every table
 in that schema (tests use a fresh one per run). The schema is versioned by yoyo-migrations (raw SQL files
-in `store/migrations/`, applied under yoyo's lock so two gateways starting together do not race).
+in `store/migrations/`, all `IF NOT EXISTS`); creating it and migrating run under one advisory lock, so a
+fleet starting together on a new database does not race (`migrate`).
 
 Writes are batched: the gateway's BackgroundWriter thread calls `append_many` with up to `batch_size`
 records, which become one transaction of pipelined upserts (`executemany`). Reads and writes share a
@@ -11,6 +12,7 @@ small thread-safe connection pool.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -86,30 +88,50 @@ def _scrubbed(url: str, exc: BaseException) -> str:
 
 
 def migrate(url: str) -> list[str]:
-    """Create the schema if needed and apply pending migrations; returns the ids applied now."""
+    """Create the schema if needed and apply pending migrations; returns the ids applied now.
+
+    Replicas of a deployment start together: `CREATE SCHEMA IF NOT EXISTS` and yoyo's own bookkeeping tables
+    race (`duplicate key ... pg_namespace_nspname_index`), so everything runs under one PostgreSQL advisory lock
+    per schema, held on its own connection; a second gateway waits, then finds nothing left to do.
+    """
     import psycopg
-    from yoyo import get_backend, read_migrations  # type: ignore[import-untyped]
 
     target = PgTarget.parse(url)
     try:
-        if target.schema:
-            with psycopg.connect(target.conninfo, autocommit=True) as conn:
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
-        parts = urlsplit(target.conninfo)
-        query = dict(parse_qsl(parts.query))
-        if target.schema:
-            query["schema"] = target.schema
-        yoyo_url = urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), ""))
-        backend = get_backend(yoyo_url)
+        with psycopg.connect(target.conninfo, autocommit=True) as lock_conn:
+            lock_conn.execute("SELECT pg_advisory_lock(%s)", (migration_lock_key(target.schema),))
+            try:
+                if target.schema:
+                    lock_conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
+                return _apply_migrations(target)
+            finally:
+                lock_conn.execute("SELECT pg_advisory_unlock(%s)", (migration_lock_key(target.schema),))
+    except psycopg.Error as exc:
+        raise ConfigError(f"PostgreSQL store {redact(url)}: {_scrubbed(url, exc)}") from exc
+
+
+def migration_lock_key(schema: str | None) -> int:
+    """The advisory lock (a signed 64-bit key) that serialises migrations of one schema of one database."""
+    digest = hashlib.blake2b(f"gearshift-migrate:{schema or 'public'}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _apply_migrations(target: PgTarget) -> list[str]:
+    from yoyo import get_backend, read_migrations  # type: ignore[import-untyped]
+
+    parts = urlsplit(target.conninfo)
+    query = dict(parse_qsl(parts.query))
+    if target.schema:
+        query["schema"] = target.schema
+    backend = get_backend(urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode(query), "")))
+    try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
-        applied = [m.id for m in pending]
+        return [m.id for m in pending]
+    finally:
         backend.connection.close()
-        return applied
-    except psycopg.Error as exc:
-        raise ConfigError(f"PostgreSQL store {redact(url)}: {_scrubbed(url, exc)}") from exc
 
 
 def open_pool(url: str, *, max_size: int = 4, connect_timeout_s: float = 5.0) -> ConnectionPool:
