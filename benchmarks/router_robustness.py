@@ -3,7 +3,7 @@
 Protocol (issue #11, part 2): every shipped router is trained on the training side of the pooled set (every
 dataset in ../shared/data, fixed split by id with copies kept on one side, at most `--train-per-source` prompts per
 source dataset), and probed on `--n` test-side prompts drawn evenly from every source dataset. The threshold is
-the one that sends 30 % of those prompts strong. Judged with the probe set of `closed_loop.perturbations` (what
+the one that sends 30 % of those prompts strong. Judged with the probe set of `evaluation.perturbations` (what
 `gearshift probe` runs), which shares no phrase with the training-time augmentations of `routers.augment`:
 
 - per perturbation family (casing, whitespace, typos, politeness, copy_paste, html): the share of prompts whose
@@ -30,9 +30,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from gearshift.closed_loop.perturbations import GADGETS, INVARIANCE
 from gearshift.data.registry import load_dataset
 from gearshift.data.text import dedupe_key
+from gearshift.evaluation.perturbations import GADGETS, INVARIANCE
 from gearshift.evaluation.protocols import fixed_split
 from gearshift.routers.base import TrainableRouter
 from gearshift.routers.registry import make_router
@@ -64,7 +64,7 @@ HELD_OUT: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _spec(spec: str) -> tuple[str, dict[str, Any]]:
-    from gearshift.evaluation.commands import parse_router_spec
+    from gearshift.routers.registry import parse_router_spec
 
     return parse_router_spec(spec)
 

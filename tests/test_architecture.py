@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gearshift"
 
 #: Bottom to top. A module may import its own package and any package below it, nothing above.
 LAYERS = ("errors", "config", "http_body", "data", "providers", "routers", "evaluation", "records", "store",
-          "extension", "tracing", "cascade", "policy", "learning", "closed_loop", "gateway", "terminal", "cli")
+          "extension", "tracing", "cascade", "policy", "learning", "closed_loop", "gateway", "cli")
 
 
 def _module_name(path: Path) -> str:
@@ -58,11 +58,7 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> str:
-    """The layer of a module: its top package, except that command modules (`gearshift <command>` handlers,
-    `*commands.py` / `*_command.py`) sit in the CLI layer above everything they wire together."""
-    leaf = module.rpartition(".")[2]
-    if leaf.endswith("commands") or leaf.endswith("_command"):
-        return "cli"
+    """The layer of a module: its top package (`gearshift.cli.serve` -> `cli`, the top one)."""
     return module.split(".")[1]
 
 
@@ -110,7 +106,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_checker_sees_a_cycle_and_an_upward_import() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _layer("gearshift.store.commands") == "cli" and _layer("gearshift.store.sqlite") == "store"
+    assert _layer("gearshift.cli.serve") == "cli" and _layer("gearshift.store.sqlite") == "store"
 
 
 def test_no_import_cycle_between_files() -> None:
@@ -134,6 +130,14 @@ def test_imports_only_reach_down(layer: str) -> None:
     upward = sorted(f"{module} -> {target}" for module, targets in _graph().items() if _layer(module) == layer
                     for target in targets if rank[_layer(target)] > rank[layer])
     assert upward == []
+
+
+def test_command_modules_live_in_cli_only() -> None:
+    """`gearshift <command>` handlers live in cli/, one module per group: no feature package registers a command
+    (an `argparse` subparser) or keeps a `*commands.py` / `*_command.py` module of its own."""
+    strays = sorted(name for name, path in _modules().items() if _layer(name) != "cli" and (
+        name.rpartition(".")[2].endswith(("commands", "_command")) or "add_parser(" in path.read_text("utf-8")))
+    assert strays == []
 
 
 def test_the_gateway_has_no_untyped_parts() -> None:

@@ -10,11 +10,11 @@ import pytest
 
 from gateway.harness import make_settings, send_prompts
 from gearshift.cli import main
-from gearshift.closed_loop.topics import TopicModel
 from gearshift.errors import ConfigError
 from gearshift.gateway.build import build_gateway
 from gearshift.routers.base import Router
 from gearshift.routers.registry import make_router
+from gearshift.routers.topics import TopicModel
 from support.fake_upstream import FakeUpstream
 
 COOKING = ["how long should I roast a chicken", "best way to bake sourdough bread", "how to season a cast iron pan",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from gearshift.closed_loop.segments import key_fingerprint, segment_features
-from gearshift.closed_loop.topics import TopicModel
 from gearshift.data.language import detect_language
 from gearshift.routers.embedding import HashingEmbedder
+from gearshift.routers.topics import TopicModel
 
 
 @pytest.mark.parametrize(("text", "lang"), [

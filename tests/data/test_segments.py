@@ -6,7 +6,8 @@ import pytest
 
 from gearshift.closed_loop.segments import segment_features
 from gearshift.closed_loop.signals import segment_labels
-from gearshift.data.segments import LENGTH_BUCKETS, estimated_tokens, has_code, length_bucket
+from gearshift.data.segments import LENGTH_BUCKETS, has_code, length_bucket
+from gearshift.data.tokens import text_tokens as estimated_tokens
 from gearshift.evaluation.slices import derived_segments
 from gearshift.policy.experiment import matches
 from gearshift.records.record import segment_row

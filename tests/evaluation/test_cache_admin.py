@@ -13,8 +13,8 @@ import pytest
 
 from evaluation.eval_synthetic import STRONG, WEAK, make_dataset
 from gearshift.cli import main
+from gearshift.cli.cache import format_age, parse_duration, parse_size
 from gearshift.evaluation.cache_admin import CacheEntry, prune, scan, select
-from gearshift.evaluation.cache_commands import format_age, parse_duration, parse_size
 from gearshift.routers.embedders.cache import LAST_USED_MARKER, EmbeddingCache
 
 DAY = 86400.0

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from gearshift.cli.common import existing_store_url, parse_since
 from gearshift.data.segments import language_of as detect_language
 from gearshift.data.segments import length_bucket
 from gearshift.errors import ConfigError, ModelNotFoundError
-from gearshift.gateway.commands import existing_store_url, parse_since
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import default_settings, load_settings, parse_settings
 

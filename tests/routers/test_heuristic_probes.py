@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gearshift.closed_loop.probes import ProbeReport, policy_for_share, run_probes
 from gearshift.data.registry import load_dataset
+from gearshift.evaluation.probes import ProbeReport, policy_for_share, run_probes
 from gearshift.evaluation.protocols import fixed_split
 from gearshift.routers.heuristic import HeuristicRouter
 from gearshift.routers.policy import TierPolicy

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from gearshift.records.usage import answer_text as first_answer_text
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -62,16 +64,8 @@ def first_message(response: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def answer_text(response: Mapping[str, Any]) -> str:
-    """The assistant text of the first choice ('' when absent); list-of-parts content keeps text parts."""
-    msg = first_message(response)
-    if msg is None:
-        return ""
-    content = msg.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return ""
+    """The assistant text of the first choice as `records.usage.answer_text` reads it, '' when absent."""
+    return first_answer_text(response) or ""
 
 
 def _tool_calls(response: Mapping[str, Any]) -> list[Any]:

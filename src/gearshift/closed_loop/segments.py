@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gearshift.closed_loop.topics import TopicModel
 from gearshift.data.language import UNKNOWN, detect_language
-from gearshift.data.segments import estimated_tokens, has_code, length_bucket, yes_no
+from gearshift.data.segments import has_code, length_bucket, yes_no
+from gearshift.data.tokens import text_tokens
 from gearshift.routers.base import PromptLike, prompt_text
+from gearshift.routers.topics import TopicModel
 
 #: Segment names in `SegmentFeatures.labels()`, the keys SLIs aggregate over.
 SEGMENT_NAMES = ("language", "length_bucket", "has_code", "topic", "client")
@@ -75,7 +76,7 @@ def segment_features(
         language=language,
         language_confidence=confidence,
         length_bucket=length_bucket(text),
-        est_tokens=estimated_tokens(text),
+        est_tokens=text_tokens(text),
         has_code=has_code(text),
         topic=topic,
         client=client,

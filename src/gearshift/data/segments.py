@@ -29,6 +29,7 @@ import itertools
 import re
 
 from gearshift.data.language import detect_language
+from gearshift.data.tokens import text_tokens
 
 LENGTH_BUCKETS = ("short", "medium", "long", "very_long")
 
@@ -85,15 +86,9 @@ def script_of(text: str) -> str:
     return max(sorted(counts), key=lambda k: counts[k])
 
 
-def estimated_tokens(text: str) -> int:
-    """ceil(ASCII characters / 4) + non-ASCII characters."""
-    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
-    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
-
-
 def length_bucket(text: str) -> str:
     """``short`` (< 50 estimated tokens), ``medium`` (50-199), ``long`` (200-1000), ``very_long`` (> 1000)."""
-    t = estimated_tokens(text)
+    t = text_tokens(text)
     if t < 50:
         return "short"
     if t < 200:

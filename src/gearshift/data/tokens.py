@@ -1,9 +1,12 @@
-"""Token and cost estimates for datasets that record text but no usage.
+"""The one token and cost estimate: for datasets that record text but no usage, and for live text (segments,
+answers of upstreams that report no usage).
 
 None of the public datasets carries token counts, so every loader uses the same rule: ~4 characters per
 token (OpenAI's published rule of thumb for English; within ~10% of tiktoken on these prompts), never
 less than one token. Using one rule everywhere keeps cost *ratios* between models honest even where the
-absolute numbers are approximations.
+absolute numbers are approximations. Live text (`text_tokens`) counts a non-ASCII character as a token of
+its own (a CJK character or an accented letter is about one), since a gateway sees every language; a
+dataset loader that knows only a character count uses `tokens_from_chars`.
 """
 
 from __future__ import annotations
@@ -30,11 +33,21 @@ def estimate_tokens(text: str) -> int:
     return tokens_from_chars(len(text))
 
 
+def text_tokens(text: str) -> int:
+    """ceil(ASCII characters / 4) + non-ASCII characters; 0 for no text."""
+    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
+    return -(-ascii_chars // int(CHARS_PER_TOKEN)) + (len(text) - ascii_chars)
+
+
+def list_price_usd(input_tokens: int, output_tokens: int, input_price_per_m: float | None,
+                   output_price_per_m: float | None) -> float:
+    """The one cost formula: tokens at list prices per million; a missing price counts as free."""
+    return (input_tokens * (input_price_per_m or 0.0) + output_tokens * (output_price_per_m or 0.0)) / 1e6
+
+
 def cost_usd(input_tokens: int, output_tokens: int, model: ModelInfo) -> float:
-    """List-price cost of one call; a missing price counts as free (the models table says which)."""
-    in_price = model.input_price_per_m or 0.0
-    out_price = model.output_price_per_m or 0.0
-    return (input_tokens * in_price + output_tokens * out_price) / 1e6
+    """List-price cost of one call of `model` (the models table says which prices are missing)."""
+    return list_price_usd(input_tokens, output_tokens, model.input_price_per_m, model.output_price_per_m)
 
 
 def price_note(models: dict[str, ModelInfo], source: str) -> str:

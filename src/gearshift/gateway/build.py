@@ -162,7 +162,7 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         conceal=record_transform(settings.store.concealment(), secrets, resolver.model_ids()), embeddings=embed,
     )
     if settings.segments.topics is not None:
-        from gearshift.closed_loop.topics import load_segmenter
+        from gearshift.routers.topics import load_segmenter
 
         gw.topics = load_segmenter(settings.segments.topics, gw.resolver.router)
     gw.reloader = RouterReloader(settings, resolver, policy, metrics)

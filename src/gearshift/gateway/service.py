@@ -30,10 +30,10 @@ if TYPE_CHECKING:  # the optional parts: each imported only by what builds it (g
 
     from gearshift.cascade.runner import CascadeRunner
     from gearshift.closed_loop.loop import ClosedLoop
-    from gearshift.closed_loop.topics import TopicSegmenter
     from gearshift.extension import Extension
     from gearshift.gateway.reload import RouterReloader
     from gearshift.policy.rules import GatewayRules
+    from gearshift.routers.topics import TopicSegmenter
     from gearshift.store.redis_state import SharedState
     from gearshift.tracing.spans import RecordTracer
 

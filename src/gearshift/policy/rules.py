@@ -27,14 +27,17 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from gearshift.data.tokens import CHARS_PER_TOKEN as TOKEN_CHARS
 from gearshift.errors import ConfigError, InvalidRequestError
 from gearshift.policy.llm_router import LLMRouter
 from gearshift.policy.route import score_prompt
 from gearshift.providers.base import Deployment
+from gearshift.records.usage import message_text
 from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.routers.policy import TierPolicy
 
-CHARS_PER_TOKEN = 4
+#: the context fit counts tokens by the ~4 characters per token of data/tokens.py
+CHARS_PER_TOKEN = int(TOKEN_CHARS)
 
 
 class Scorer(Protocol):
@@ -110,11 +113,7 @@ def estimate_tokens(request: Mapping[str, Any], chars_per_token: int = CHARS_PER
     for msg in request.get("messages") or []:
         if not isinstance(msg, Mapping):
             continue
-        content = msg.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(p["text"]) for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+        chars += len(message_text(msg) or "")
         for call in msg.get("tool_calls") or []:
             if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
                 chars += len(str(call["function"].get("arguments", "")))

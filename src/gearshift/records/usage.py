@@ -1,7 +1,8 @@
 """What one upstream call used and cost, for the record: reported usage when the upstream sends it, else an estimate.
 
-The gateway's one token estimate for answers it was not told the size of (~4 characters per token, as
-`data/tokens.py` for datasets, but floored and 0 for no text: the figures recorded so far use this rule).
+The token rule and the cost formula are the ones of `data/tokens.py` (one estimate for datasets, segments
+and records alike); this module adds what the gateway needs around them: an OpenAI `usage` object, every
+choice of an `n > 1` answer, and no cost at all when no token count is known.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from gearshift.data.tokens import list_price_usd, text_tokens
+
 
 def estimate_tokens(text: str) -> int:
-    """~4 characters per token: only used when the upstream reports no usage."""
-    return max(1, len(text) // 4) if text else 0
+    """`data.tokens.text_tokens`: only used when the upstream reports no usage."""
+    return text_tokens(text)
 
 
 def estimated_usage(prompt: str, answer: str) -> dict[str, int]:
@@ -21,32 +24,40 @@ def estimated_usage(prompt: str, answer: str) -> dict[str, int]:
     return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
 
 
-def answer_text(body: dict[str, Any]) -> str | None:
-    """The first choice's string content, None when the body has none (the record's and signals' answer)."""
+def message_text(message: object) -> str | None:
+    """A chat message's text: string content, or the text parts of list content joined; None when it has none."""
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return None
+
+
+def answer_text(body: Mapping[str, Any]) -> str | None:
+    """The first choice's text, None when the body has none (the record's, the signals' and the verifiers' answer)."""
     choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         return None
-    msg = choices[0].get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
-    return content if isinstance(content, str) else None
+    return message_text(choices[0].get("message"))
 
 
-def completion_tokens_estimate(body: dict[str, Any]) -> int:
+def completion_tokens_estimate(body: Mapping[str, Any]) -> int:
     """`estimate_tokens` summed over every choice (n > 1 is n answers, all paid for), not just the first."""
     choices = body.get("choices")
     total = 0
     for choice in choices if isinstance(choices, list) else []:
-        msg = choice.get("message") if isinstance(choice, dict) else None
-        content = msg.get("content") if isinstance(msg, dict) else None
-        total += estimate_tokens(content) if isinstance(content, str) else 0
+        text = message_text(choice.get("message")) if isinstance(choice, Mapping) else None
+        total += estimate_tokens(text) if text is not None else 0
     return total
 
 
 def cost_usd(tokens_in: int | None, tokens_out: int | None, input_price_per_m: float,
              output_price_per_m: float) -> float | None:
+    """`data.tokens.list_price_usd`, or None when neither token count is known (nothing to price)."""
     if tokens_in is None and tokens_out is None:
         return None
-    return ((tokens_in or 0) * input_price_per_m + (tokens_out or 0) * output_price_per_m) / 1e6
+    return list_price_usd(tokens_in or 0, tokens_out or 0, input_price_per_m, output_price_per_m)
 
 
 class Prices(Protocol):

@@ -5,7 +5,7 @@ What it cannot remove is boilerplate a user or a client adds: "be precise", "you
 preamble, a line of hard-sounding keywords, typos. A router that sees such phrases on easy and hard prompts
 alike learns they carry no signal, so they cannot buy the strong tier. The copies are built from the fragments
 below, combined at random; this set is used for training only. The probes that judge robustness
-(`closed_loop.perturbations`, `gearshift probe`, `benchmarks/router_robustness.py`) use different phrases,
+(`evaluation.perturbations`, `gearshift probe`, `benchmarks/router_robustness.py`) use different phrases,
 so a router is never scored on the very additions it was trained to ignore.
 """
 

@@ -7,7 +7,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from gearshift.errors import RouterError
+from gearshift.errors import ConfigError, RouterError
 from gearshift.routers.base import Router, TrainableRouter
 
 #: Every router name, with a one-line description (what `gearshift` lists to users).
@@ -44,6 +44,24 @@ def router_class(name: str) -> type[Router]:
     if not (isinstance(cls, type) and issubclass(cls, Router)) or cls.name != name:
         raise RouterError(f"{module_name}.{class_name} is not a Router named {name!r}")
     return cls
+
+
+def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """`knn:k=16,embedder=hashing` -> ("knn", {"k": 16, "embedder": "hashing"}): how every command names a router.
+
+    Values are parsed as JSON where they can be (numbers, booleans), else kept as strings.
+    """
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"router parameter {item!r} in {spec!r} is not key=value")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return name.strip(), params
 
 
 def make_router(name: str, **params: Any) -> Router:

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import argparse
 import errno
-import re
 import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gearshift.cli.common import (
+    add_json_lines,
+    add_since,
+    add_store_source,
+    existing_store_url,
+    gateway_settings,
+    parse_since,
+)
+from gearshift.cli.terminal import fit_table, print_fitted, safe_cell, stdout_console
 from gearshift.errors import ConfigError
-from gearshift.terminal import fit_table, print_fitted, safe_cell, stdout_console
-
-#: the one default look-back of every command that reads a window of traffic (`decisions` alone shows the
-#: newest --limit records of any age)
-DEFAULT_SINCE = "7d"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_since(value: str, now: float | None = None) -> float:
-    """'90s', '15m', '1h', '7d', '2w' -> a Unix time that long ago."""
-    m = _DURATION.match(value.strip())
-    if m is None:
-        raise ConfigError(f"--since: expected a duration like 30m, 1h or 7d, got {value!r}")
-    return (time.time() if now is None else now) - float(m[1]) * _UNIT_S[m[2]]
 
 
 def port_number(value: str) -> int:
@@ -75,47 +68,14 @@ def register(subparsers: Any) -> None:
                                 description="Show the gateway's recorded routing decisions, newest first. The "
                                             "store is the one `gearshift serve` uses: the demo's by default, "
                                             "or --config's, --db's or --store-url's.")
-    src = dec.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="SQLite decision store (default: the no-config demo's store)")
-    src.add_argument("--config", type=Path, help="read [store] (path or url) from this gateway config")
-    src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
-    dec.add_argument("--since", help="only decisions newer than this (30m, 1h, 7d; default: any age)")
+    add_store_source(dec)
+    add_since(dec, default=None)
     dec.add_argument("--tier", help="only this tier (e.g. cheap, strong)")
     dec.add_argument("--status", choices=["ok", "error", "truncated", "client_disconnected", "cancelled_shutdown"],
                      help="only this outcome")
     dec.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
-    dec.add_argument("--json", action="store_true", help="JSON lines on stdout instead of a table")
+    add_json_lines(dec, "the decisions")
     dec.set_defaults(handler=_decisions)
-
-    from gearshift.gateway.keys import register as register_keys
-
-    register_keys(subparsers)  # `gearshift keys create`
-
-
-def _settings(config: Path | None) -> Any:
-    from gearshift.gateway.settings import default_settings, load_settings
-
-    return load_settings(config) if config is not None else default_settings()
-
-
-def existing_store_url(db: Path | None, config: Path | None, *, store_url: str | None = None) -> str:
-    """The store url a CLI command reads: `--store-url`, else `--db` (SQLite), else `--config`'s `[store]`.
-
-    A SQLite file that does not exist is a ConfigError rather than a fresh empty store.
-    """
-    from gearshift.store.factory import settings_url, sqlite_path, store_kind
-
-    if store_url is not None:
-        url = str(store_url)
-    elif db is not None:
-        url = f"sqlite:///{db}"
-    else:
-        url = settings_url(_settings(config).store)
-    if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).exists():
-        raise ConfigError(f"no gateway store at {sqlite_path(url)}: nothing recorded there yet. Pass --db FILE, "
-                          "--config gearshift.toml (its [store]) or --store-url URL to read the store a gateway "
-                          "wrote; `gearshift serve` prints its store when it starts")
-    return url
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -159,7 +119,7 @@ def banner(settings: Any, host: str, port: int) -> str:
 def _serve(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    settings = _settings(args.config)
+    settings = gateway_settings(args.config)
     if args.worker_fd is not None:  # one worker of `--workers N`: the supervisor printed the banner
         from gearshift.gateway.workers import die_with_parent, per_worker_settings, worker_socket
 
@@ -195,10 +155,10 @@ def _run_server(settings: Any, sock: socket.socket, args: argparse.Namespace) ->
     try:
         app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
         loop, http = server_speedups()
+        # SIGTERM: drain, flush (uvicorn types the timeout int but waits on it with asyncio, so a float works)
+        drain: Any = settings.limits.drain_timeout_s
         config = uvicorn.Config(app, host=args.host, port=sock.getsockname()[1], log_level=args.log_level,
-                                access_log=args.access_log,
-                                timeout_graceful_shutdown=settings.limits.drain_timeout_s,  # SIGTERM: drain, flush
-                                loop=loop, http=http)
+                                access_log=args.access_log, timeout_graceful_shutdown=drain, loop=loop, http=http)
         server = uvicorn.Server(config)
         drain_on_exit_signal(server, app.state.gateway)  # SIGTERM: draining first (gateway/lifecycle.py)
         server.run(sockets=[sock])

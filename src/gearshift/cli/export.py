@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gearshift.gateway.commands import DEFAULT_SINCE
+from gearshift.cli.common import DEFAULT_SINCE, add_since, add_store_source
 
 if TYPE_CHECKING:
     from gearshift.records.redaction import TextMode
@@ -14,12 +14,9 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     exp = subparsers.add_parser("export", help="write decision records (labels, feedback joined) as Parquet")
-    exp.add_argument("--since", default=DEFAULT_SINCE,
-                     help=f"only decisions newer than this (30m, 1h, 7d, 52w; default {DEFAULT_SINCE})")
+    add_since(exp, DEFAULT_SINCE)
     exp.add_argument("--out", type=Path, required=True, help="new directory; gets date=YYYY-MM-DD/ partitions")
-    src = exp.add_mutually_exclusive_group()
-    src.add_argument("--config", type=Path, help="read [store] url/path from this gateway config")
-    src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
+    add_store_source(exp, db=False)
     exp.add_argument("--text", choices=["full", "hash", "redact"],
                      help="conceal prompt/answer text in the export (default: --config's [store] text, else as "
                           "stored); hash reads its HMAC key from --hash-key-env")
@@ -33,7 +30,7 @@ def _export(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gearshift.gateway.commands import parse_since
+    from gearshift.cli.common import gateway_settings, parse_since
     from gearshift.records.redaction import HASH_KEY_ENV, Concealment
     from gearshift.store.export import export_parquet
     from gearshift.store.factory import settings_url
@@ -44,9 +41,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.store_url:
         url = args.store_url
     else:
-        from gearshift.gateway.settings import default_settings, load_settings
-
-        settings = load_settings(args.config) if args.config is not None else default_settings()
+        settings = gateway_settings(args.config)
         url = settings_url(settings.store)
         mode = args.text or settings.store.text
         key_env = args.hash_key_env or settings.store.hash_key_env

@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gearshift.terminal import add_json_options
+from gearshift.cli.terminal import add_json_options
 
 if TYPE_CHECKING:
-    from gearshift.closed_loop.probes import ProbeReport
+    from gearshift.evaluation.probes import ProbeReport
     from gearshift.routers.base import Router
 
 EXIT_OVER_BUDGET = 3
@@ -61,9 +61,8 @@ def _budgets(items: list[str]) -> dict[str, float]:
 
 def _router(args: argparse.Namespace, train_prompts: list[str], gaps: Any) -> Router:
     from gearshift.errors import ConfigError
-    from gearshift.evaluation.commands import parse_router_spec
     from gearshift.routers.base import TrainableRouter
-    from gearshift.routers.registry import load_router, make_router
+    from gearshift.routers.registry import load_router, make_router, parse_router_spec
 
     if args.router_dir is not None:
         router = load_router(args.router_dir)
@@ -84,14 +83,14 @@ def run_probe(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
+    from gearshift.cli.terminal import emit_json, json_outputs, stdout_console
     from gearshift.data.registry import load_dataset
     from gearshift.data.text import dedupe_key
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair, outcome_gaps
+    from gearshift.evaluation.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.evaluation.protocols import fixed_split
     from gearshift.routers.policy import TierPolicy
-    from gearshift.terminal import emit_json, json_outputs, stdout_console
 
     console = Console(stderr=True, soft_wrap=True)  # progress and info; results go to stdout
     json_stdout, json_path = json_outputs(args, console)
@@ -134,7 +133,7 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def _all_families() -> tuple[str, ...]:
-    from gearshift.closed_loop.probes import FAMILIES
+    from gearshift.evaluation.probes import FAMILIES
 
     return FAMILIES
 

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gearshift.cli.common import add_log_source
 from gearshift.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,11 +25,9 @@ MIN_SEGMENT = 20  #: fewer logged decisions than this in a segment: no per-segme
 
 
 def register(subparsers: Any) -> None:
-    from gearshift.learning.commands import _source as source  # --db/--config/--store-url/--since, as its siblings
-
     cal = subparsers.add_parser("calibrate", help="set thresholds from logged scores: share, cost or risk target",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source(cal)
+    add_log_source(cal)
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float, help="share of requests sent to the strongest tier")
     target.add_argument("--target-cost-per-1k", type=float, help="average USD per 1,000 requests")
@@ -102,7 +101,7 @@ def _risk(args: argparse.Namespace, log: DecisionLog | None, scores: np.ndarray 
 
         if router is None:
             raise ConfigError("--data needs --router (the router whose scores the thresholds apply to)")
-        from gearshift.learning.commands import score_prompts
+        from gearshift.cli.common import score_prompts
 
         data = load_dataset(args.data)
         rng = np.random.default_rng(0)
@@ -159,7 +158,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from gearshift.learning.commands import read, registry, resolve_candidate, score_prompts, store_exists
+    from gearshift.cli.common import read, registry, score_prompts, store_exists
+    from gearshift.learning.candidates import resolve_candidate
 
     console = Console()
     if args.max_quality_loss is not None and args.per_segment:

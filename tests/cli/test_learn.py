@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from gearshift.cli import main
+from gearshift.cli.common import parse_params
 from gearshift.config import default_data_dir
 from gearshift.data.registry import load_dataset
-from gearshift.learning.commands import parse_params
 from gearshift.learning.retrain import simulate_logged_traffic
 from gearshift.policy.exploration import ExplorationPolicy
 from gearshift.routers.policy import TierPolicy

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from gearshift.closed_loop.perturbations import (
+from gearshift.errors import ConfigError
+from gearshift.evaluation.perturbations import (
     CONFOUNDER_CANDIDATES,
     GADGETS,
     INVARIANCE,
@@ -25,7 +26,6 @@ from gearshift.closed_loop.perturbations import (
     PARALLEL_QUESTIONS,
     join_intents,
 )
-from gearshift.errors import ConfigError
 from gearshift.routers.base import Router
 from gearshift.routers.policy import TierPolicy
 

@@ -15,38 +15,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gearshift.errors import ConfigError, GearshiftError
-from gearshift.gateway.commands import DEFAULT_SINCE
-from gearshift.terminal import add_json_options
+from gearshift.cli.common import (
+    add_json_lines,
+    add_log_source,
+    parse_params,
+    read,
+    registry,
+    saved_versions_dir,
+    score_prompts,
+    store_exists,
+)
+from gearshift.cli.terminal import add_json_options
+from gearshift.errors import GearshiftError
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from gearshift.learning.gates import Gate
     from gearshift.learning.logs import DecisionLog
     from gearshift.learning.ope import OPEResult
-    from gearshift.routers.base import Router
     from gearshift.store.versions import RouterVersion, VersionRegistry
 
 EXIT_REFUSED = 3
 #: how a champion change reaches running gateways (printed by promote and rollback)
 REACH = ("gateways with [router] version = \"champion\" serve it after POST /v1/admin/router/reload (admin key), "
          "SIGHUP to `gearshift serve`, or within [router] reload_interval_s when set")
-LIVE = "live"  #: candidate name for the deterministic policy the log was made with (thresholds on logged scores)
-
-
-def _source(p: argparse.ArgumentParser, since: str | None = DEFAULT_SINCE) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="the gateway's SQLite store")
-    src.add_argument("--config", type=Path, help="read [store] and the tiers from this gateway config")
-    src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
-    p.add_argument("--tiers", help="tier names cheap to strong, comma-separated (default: --config, else inferred)")
-    p.add_argument("--versions-dir", type=Path, help="where versions are saved (default: <db stem>-versions/)")
-    if since is not None:
-        p.add_argument("--since", default=since, help=f"decisions newer than this (30m, 1h, 7d; default {since})")
 
 
 def _reward(p: argparse.ArgumentParser) -> None:
@@ -56,7 +50,7 @@ def _reward(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     rt = subparsers.add_parser("retrain", help="train a challenger router version from logged traffic")
-    _source(rt)
+    add_log_source(rt)
     _reward(rt)
     rt.add_argument("--name", required=True, help="version name; each retrain adds NAME/<next number>")
     rt.add_argument("--router", default="classifier", metavar="NAME[:k=v,...]",
@@ -71,10 +65,10 @@ def register(subparsers: Any) -> None:
     rt.set_defaults(handler=_retrain)
 
     ope = subparsers.add_parser("ope", help="off-policy estimate of a candidate's quality and cost on logged traffic")
-    _source(ope)
+    add_log_source(ope)
     _reward(ope)
     ope.add_argument("--candidate", required=True,
-                     help=f"NAME[/VERSION], 'champion', '{LIVE}' (the logging policy without exploration), "
+                     help="NAME[/VERSION], 'champion', 'live' (the logging policy without exploration), "
                           "or a router spec like heuristic")
     ope.add_argument("--thresholds", help="thresholds for a router spec (default: the logged ones)")
     ope.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (default 500)")
@@ -84,7 +78,7 @@ def register(subparsers: Any) -> None:
     ope.set_defaults(handler=_ope)
 
     pr = subparsers.add_parser("promote", help="make a version the champion if it beats the current one off-policy")
-    _source(pr)
+    add_log_source(pr)
     _reward(pr)
     pr.add_argument("ref", metavar="NAME[/VERSION]", help="the version to promote (NAME alone: its newest)")
     pr.add_argument("--margin", type=float, default=0.0,
@@ -104,188 +98,14 @@ def register(subparsers: Any) -> None:
     pr.set_defaults(handler=_promote)
 
     rb = subparsers.add_parser("rollback", help="restore the previous champion")
-    _source(rb, since=None)
+    add_log_source(rb, since=None)
     rb.set_defaults(handler=_rollback)
 
     vs = subparsers.add_parser("versions", help="list router versions (champion, challengers, retired)")
-    _source(vs, since=None)
-    vs.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_log_source(vs, since=None)
+    add_json_lines(vs, "the versions")
     vs.set_defaults(handler=_versions)
-    # `calibrate` and `train` (learning/calibrate_command.py, train_command.py) register themselves (cli.py)
-
-
-# -- shared ----------------------------------------------------------------------------------------------------
-def store_url(args: argparse.Namespace) -> str:
-    """The store the command reads: `--store-url`, `--db`, else `[store]` of `--config` (or the defaults)."""
-    from gearshift.store.factory import settings_url
-
-    if getattr(args, "store_url", None):
-        return str(args.store_url)
-    if args.db is not None:
-        return f"sqlite:///{args.db}"
-    from gearshift.gateway.settings import default_settings, load_settings
-
-    settings = load_settings(args.config) if args.config is not None else default_settings()
-    return settings_url(settings.store)
-
-
-def store_exists(args: argparse.Namespace) -> bool:
-    """False for a SQLite file that is not there yet (a PostgreSQL store is always "there")."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    url = store_url(args)
-    return store_kind(url) != "sqlite" or Path(sqlite_path(url)).exists()
-
-
-def db_path(args: argparse.Namespace) -> Path:
-    """The SQLite file of the store; a ConfigError for PostgreSQL (which has none)."""
-    from gearshift.store.factory import sqlite_path, store_kind
-
-    url = store_url(args)
-    if store_kind(url) != "sqlite":
-        raise ConfigError("the store is PostgreSQL: there is no SQLite file (pass --versions-dir for saved routers)")
-    return Path(sqlite_path(url))
-
-
-def saved_versions_dir(args: argparse.Namespace) -> Path:
-    """Where a new version is saved: `--versions-dir`, else `<db stem>-versions/` beside a SQLite store."""
-    from gearshift.store.factory import store_kind
-    from gearshift.store.versions import versions_dir
-
-    if args.versions_dir is not None:
-        return Path(args.versions_dir)
-    if store_kind(store_url(args)) != "sqlite":
-        raise ConfigError("with a PostgreSQL store, pass --versions-dir: a directory every gateway can read")
-    return versions_dir(db_path(args))
-
-
-def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
-    if args.tiers:
-        return tuple(t.strip() for t in args.tiers.split(",") if t.strip())
-    if args.config is not None:
-        from gearshift.gateway.settings import load_settings
-
-        return load_settings(args.config).tier_names
-    return None
-
-
-def registry(args: argparse.Namespace) -> VersionRegistry:
-    from gearshift.store.factory import open_version_registry, sqlite_path
-
-    if not store_exists(args):
-        raise ConfigError(f"no gateway store at {sqlite_path(store_url(args))}")
-    return open_version_registry(store_url(args))
-
-
-def registry_for_write(args: argparse.Namespace) -> VersionRegistry:
-    """The registry of the store the command names (or the default one), created if there is none yet."""
-    from gearshift.store.factory import open_version_registry, sqlite_path, store_kind
-
-    url = store_url(args)
-    if store_kind(url) == "sqlite" and sqlite_path(url) != ":memory:":
-        Path(sqlite_path(url)).parent.mkdir(parents=True, exist_ok=True)
-    return open_version_registry(url)
-
-
-def read(args: argparse.Namespace) -> DecisionLog:
-    from rich.console import Console
-
-    from gearshift.gateway.commands import parse_since
-    from gearshift.learning.logs import read_log
-
-    with Console(stderr=True).status("reading the decision log"):
-        return read_log(store_url(args), parse_since(args.since), tier_names(args))
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"--param {item!r} is not K=V")
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
-    return out
-
-
-def score_prompts(router: Router, prompts: list[str], what: str = "scoring logged prompts") -> np.ndarray:
-    """p_strong in batches, with a progress bar (embedding routers take a while on big logs)."""
-    import numpy as np
-    from rich.console import Console
-    from rich.progress import Progress
-
-    out: list[np.ndarray] = []
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=len(prompts))
-        for i in range(0, len(prompts), 512):
-            out.append(router.p_strong(prompts[i:i + 512]))
-            bar.advance(task, len(prompts[i:i + 512]))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def resolve_candidate(ref: str, reg: VersionRegistry | None) -> tuple[Router | None, tuple[float, ...] | None,
-                                                                        RouterVersion | None]:
-    """(router or None for the live policy, its thresholds or None, the version when registered)."""
-    from gearshift.evaluation.commands import parse_router_spec
-    from gearshift.routers.base import TrainableRouter
-    from gearshift.routers.registry import load_router, make_router
-
-    if ref == LIVE:
-        return None, None, None
-    version = None
-    if reg is not None and ":" not in ref:
-        version = reg.find(ref) if ref != "champion" else reg.get(ref)
-    if version is not None:
-        return load_router(version.path), version.thresholds, version
-    name, params = parse_router_spec(ref)
-    router = make_router(name, **params)
-    if isinstance(router, TrainableRouter) and not router.is_fitted():
-        raise ConfigError(f"{ref!r} is neither a registered version nor a router usable without training")
-    return router, None, None
-
-
-def policy_scores(log: DecisionLog, rows: np.ndarray, router: Router | None) -> np.ndarray:
-    """p_strong of `router` on the logged rows `rows` (None: the live policy's logged scores)."""
-    if router is None:
-        logged: np.ndarray = log.scores[rows]
-        return logged
-    missing = [int(i) for i in rows if log.prompts[i] is None]
-    if missing:
-        raise ConfigError(f"{len(missing)} of {len(rows)} labelled decisions have no prompt text to re-score "
-                          "(keep [store] text = \"full\" and [exploration] record_prompts = true)")
-    return score_prompts(router, [str(log.prompts[i]) for i in rows])
-
-
-def candidate_probs(log: DecisionLog, rows: np.ndarray, router: Router | None,
-                    thresholds: tuple[float, ...] | None, scores: np.ndarray | None = None) -> np.ndarray:
-    """The candidate's (deterministic) tier distribution on the logged rows `rows`."""
-    import numpy as np
-
-    k = len(log.tiers)
-    if scores is None:
-        scores = policy_scores(log, rows, router)
-    # the live policy: each row's own thresholds on its logged score
-    per_row = [(thresholds if router is not None else None) or log.thresholds[i] for i in rows]
-    idx = np.array([int(np.searchsorted(np.asarray(t), s, side="right")) if t else 0
-                    for t, s in zip(per_row, scores, strict=True)], dtype=np.int64)
-    out = np.zeros((len(rows), k))
-    out[np.arange(len(rows)), np.minimum(idx, k - 1)] = 1.0
-    return out
-
-
-def run_ope(log: DecisionLog, ref: str, reg: VersionRegistry | None, reward: str, *, n_boot: int,
-            min_ess: float = 30.0, warn_only: bool = False, thresholds: tuple[float, ...] | None = None,
-            ) -> tuple[OPEResult, RouterVersion | None]:
-    from gearshift.learning.ope import evaluate_policy
-
-    router, ths, version = resolve_candidate(ref, reg)
-    bandit, rows = log.bandit(reward)  # type: ignore[arg-type]
-    target = candidate_probs(log, rows, router, thresholds or ths)
-    result = evaluate_policy(bandit, target, n_boot=n_boot, min_ess=min_ess,
-                             on_violation="warn" if warn_only else "raise")
-    return result, version
+    # `calibrate`, `train` and `bounds` (cli/calibrate.py, train.py, bounds.py) register themselves (cli/app.py)
 
 
 def print_ope(console: Any, title: str, result: OPEResult) -> None:
@@ -317,7 +137,7 @@ def _retrain(args: argparse.Namespace) -> int:
     console = Console()
     log = read(args)
     traffic, rows = log.traffic(args.reward)
-    from gearshift.evaluation.commands import parse_router_spec
+    from gearshift.routers.registry import parse_router_spec
 
     name, spec_params = parse_router_spec(args.router)  # `NAME[:k=v,...]`, as `gearshift eval --router` takes it
     params = {**spec_params, **parse_params(args.params)}
@@ -350,8 +170,9 @@ def _retrain(args: argparse.Namespace) -> int:
 def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from gearshift.cli.terminal import emit_json, json_outputs
+    from gearshift.learning.candidates import run_ope
     from gearshift.learning.ope import InsufficientSupportError
-    from gearshift.terminal import emit_json, json_outputs
 
     console = Console()
     log = read(args)
@@ -359,7 +180,7 @@ def _ope(args: argparse.Namespace) -> int:
     reg = registry(args)
     try:
         try:
-            result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot,
+            result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot, score=score_prompts,
                                       min_ess=args.min_ess, warn_only=args.warn_only, thresholds=thresholds)
         except InsufficientSupportError as exc:
             console.print(f"[bold red]refused:[/] {exc.message}", highlight=False)
@@ -382,6 +203,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from gearshift.learning.candidates import LIVE
     from gearshift.learning.gates import Gate
     from gearshift.learning.ope import InsufficientSupportError
 
@@ -432,9 +254,11 @@ def _ope_gates(args: argparse.Namespace, log: DecisionLog, ref: str, base_ref: s
     """The quality, cost and calibration gates of `ref` against `base_ref` on the logged traffic, printed."""
     from rich.table import Table
 
+    from gearshift.learning.candidates import candidate_probs, policy_scores, resolve_candidate, run_ope
     from gearshift.learning.gates import GateSettings, calibration_gate, paired_gain, quality_and_cost_gates
 
-    new, _ = run_ope(log, ref, reg, args.reward, n_boot=args.n_boot)  # support check; kept with the version
+    new, _ = run_ope(log, ref, reg, args.reward, n_boot=args.n_boot,  # support check; kept with the version
+                     score=score_prompts)
     reg.update_metrics(ref, {"ope": {**new.to_json(), "reward": args.reward, "since": args.since}})
     settings = GateSettings(args.estimator, args.margin, args.max_cost_increase, args.ece_tolerance,
                             n_boot=args.n_boot)
@@ -442,7 +266,7 @@ def _ope_gates(args: argparse.Namespace, log: DecisionLog, ref: str, base_ref: s
     probs, scores, targets = [], [], []
     for r in (ref, base_ref):
         router, ths, _ = resolve_candidate(r, reg)
-        s = policy_scores(log, rows, router)
+        s = policy_scores(log, rows, router, score_prompts)
         scores.append(s)
         targets.append(str(getattr(router, "target", "soft")))  # the live policy: taken as soft
         probs.append(candidate_probs(log, rows, router, ths, scores=s))
@@ -470,7 +294,7 @@ def _probe_gate(args: argparse.Namespace, candidate: RouterVersion, console: Any
     decision log when the off-policy check already read it (read here only under --force)."""
     import numpy as np
 
-    from gearshift.closed_loop.probes import ProbeConfig, policy_for_share, run_probes
+    from gearshift.evaluation.probes import ProbeConfig, policy_for_share, run_probes
     from gearshift.routers.policy import TierPolicy
     from gearshift.routers.registry import load_router
 

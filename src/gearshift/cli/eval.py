@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from gearshift.terminal import add_json_options
+from gearshift.cli.terminal import add_json_options
 
 if TYPE_CHECKING:
 
@@ -68,26 +68,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run_eval)
 
 
-def parse_router_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """`knn:k=16,embedder=hashing` -> ("knn", {"k": 16, "embedder": "hashing"}).
-
-    Values are parsed as JSON where they can be (numbers, booleans), else kept as strings.
-    """
-    from gearshift.errors import ConfigError
-
-    name, _, rest = spec.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"router parameter {item!r} in {spec!r} is not key=value")
-        try:
-            params[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key.strip()] = raw
-    return name.strip(), params
-
-
 def _default_routers() -> list[str]:
     from gearshift.routers.registry import ROUTERS
 
@@ -96,6 +76,8 @@ def _default_routers() -> list[str]:
 
 def _labels(specs: list[str]) -> dict[str, str]:
     """Show a router by its name, or by its full spec when the same router is compared under several settings."""
+    from gearshift.routers.registry import parse_router_spec
+
     names = [parse_router_spec(s)[0] for s in specs]
     return {s: n if names.count(n) == 1 else s for s, n in zip(specs, names, strict=True)}
 
@@ -106,7 +88,7 @@ def _evaluate_one(spec: str, label: str, train: Dataset | None, test: Dataset, s
     from gearshift.evaluation.metrics import MetricSettings
     from gearshift.evaluation.protocols import fixed_split, group_kfold, kfold
     from gearshift.evaluation.runner import default_fit_cache, evaluate, evaluate_folds
-    from gearshift.routers.registry import make_router
+    from gearshift.routers.registry import make_router, parse_router_spec
 
     name, params = parse_router_spec(spec)
     settings = MetricSettings(threshold=args.threshold, eps=args.eps) if args.threshold is not None else \
@@ -159,9 +141,9 @@ def _print_results(results: list[EvalResult], console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from gearshift.cli.terminal import fit_table, print_fitted
     from gearshift.evaluation.legend import REFERENCE_LABELS
     from gearshift.evaluation.metrics import clean
-    from gearshift.terminal import fit_table, print_fitted
 
     def f(v: float | None, d: int = 3) -> str:
         return "–" if v is None or clean(v) is None else f"{v:.{d}f}"
@@ -257,11 +239,11 @@ class StepConsole(Console):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from gearshift.cli.terminal import emit_json, json_outputs, progress_enabled, stdout_console
     from gearshift.data.registry import load_dataset
     from gearshift.errors import ConfigError
     from gearshift.evaluation.labels import check_pair, default_pair
     from gearshift.evaluation.report import write_report
-    from gearshift.terminal import emit_json, json_outputs, progress_enabled, stdout_console
 
     # results on stdout; progress and info on stderr
     out, console = stdout_console(), StepConsole(stderr=True, soft_wrap=True)

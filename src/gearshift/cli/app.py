@@ -1,7 +1,7 @@
-"""The `gearshift` command line. `main(argv) -> int` is what tests call.
+"""The `gearshift` command line: the parser and the dispatch. `main(argv) -> int` is what tests call.
 
-Each area registers its own subcommands (`<area>/commands.py: register(subparsers)`), and keeps its
-heavy imports inside the handlers so `gearshift --help` stays instant.
+Each command group is one module of this package (`cli/<group>.py: register(subparsers)`) and keeps its
+heavy imports inside the handlers, so `gearshift --help` imports no gateway, router or numpy code.
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ from gearshift.errors import GearshiftError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES = (
-    "gearshift.evaluation.commands",
-    "gearshift.evaluation.cache_commands",
-    "gearshift.data.commands",
-    "gearshift.gateway.commands",
-    "gearshift.closed_loop.commands",
-    "gearshift.closed_loop.triage_commands",
-    "gearshift.store.commands",
-    "gearshift.learning.commands",
-    "gearshift.learning.calibrate_command",
-    "gearshift.learning.train_command",
-    "gearshift.learning.bounds_command",
-    "gearshift.closed_loop.topics_command",
-    "gearshift.cascade.commands",
+    "gearshift.cli.eval",
+    "gearshift.cli.cache",
+    "gearshift.cli.data",
+    "gearshift.cli.serve",
+    "gearshift.cli.keys",
+    "gearshift.cli.probe",
+    "gearshift.cli.triage",
+    "gearshift.cli.export",
+    "gearshift.cli.learn",
+    "gearshift.cli.calibrate",
+    "gearshift.cli.train",
+    "gearshift.cli.bounds",
+    "gearshift.cli.topics",
+    "gearshift.cli.verifiers",
 )
 
 Handler = Callable[[argparse.Namespace], int]

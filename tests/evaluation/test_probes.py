@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from gearshift.cli import main
-from gearshift.closed_loop.commands import EXIT_OVER_BUDGET
-from gearshift.closed_loop.probes import ProbeConfig, run_probes
+from gearshift.cli.probe import EXIT_OVER_BUDGET
 from gearshift.data.records import Dataset, write_jsonl
 from gearshift.data.registry import load_dataset
+from gearshift.evaluation.probes import ProbeConfig, run_probes
 from gearshift.routers import registry
 from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.routers.policy import TierPolicy

@@ -53,9 +53,9 @@ def run_fit(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
 
-    from gearshift.closed_loop.topics import TopicModel, router_embedder
     from gearshift.errors import ConfigError, GearshiftError
     from gearshift.routers.embedding import Embedder
+    from gearshift.routers.topics import TopicModel, router_embedder
 
     console = Console(stderr=True)
     try:

@@ -13,8 +13,6 @@ import secrets
 from typing import Any
 
 from gearshift.errors import ConfigError
-from gearshift.gateway.auth import SCOPES
-from gearshift.gateway.settings import hash_key
 
 KEY_PREFIX = "gs-"
 _ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -26,6 +24,8 @@ def generate_key() -> str:
 
 
 def parse_scopes(value: str) -> list[str]:
+    from gearshift.gateway.auth import SCOPES
+
     scopes = [s.strip() for s in value.split(",") if s.strip()]
     bad = sorted(set(scopes) - set(SCOPES))
     if not scopes or bad:
@@ -37,6 +37,8 @@ def toml_snippet(key_id: str, raw_key: str, scopes: list[str], *, budget_usd_per
                  rpm: int | None = None, max_strong_share: float | None = None,
                  models: list[str] | None = None) -> str:
     """The `[[auth.keys]]` table for the config (values JSON-quoted, which is valid TOML for these types)."""
+    from gearshift.gateway.settings import hash_key
+
     lines = ["[[auth.keys]]", f"id = {json.dumps(key_id)}", f"sha256 = {json.dumps(hash_key(raw_key))}",
              f"scopes = {json.dumps(scopes)}"]
     if budget_usd_per_day is not None:

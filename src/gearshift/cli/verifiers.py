@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gearshift.cli.common import DEFAULT_SINCE, add_store_source, gateway_settings
+from gearshift.cli.terminal import add_json_options
 from gearshift.errors import ConfigError
-from gearshift.gateway.commands import DEFAULT_SINCE
-from gearshift.terminal import add_json_options
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -25,9 +25,7 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("verifiers", help="how well each cascade verifier predicts a good cheap answer")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="the gateway's SQLite store (shadow-labelled traffic)")
-    src.add_argument("--store-url", help="sqlite:///path or postgresql://... (shadow-labelled traffic)")
+    add_store_source(p, config=None)  # --config is not exclusive here: it also names the [cascade] verifiers
     p.add_argument("--config", type=Path,
                    help="gateway config: its [cascade] verifiers, and its [store] unless --db/--store-url")
     p.add_argument("--since", default=DEFAULT_SINCE,
@@ -45,9 +43,7 @@ def _cascade_options(config: Path | None) -> dict[str, Any] | None:
     """The `[cascade]` section when the config enables a cascade or lists its verifiers, else None (all)."""
     if config is None:
         return None
-    from gearshift.gateway.commands import _settings
-
-    cascade = _settings(config).cascade.model_dump()
+    cascade = gateway_settings(config).cascade.model_dump()
     return cascade if cascade.get("enabled") or "verifiers" in cascade else None
 
 
@@ -59,9 +55,7 @@ def _open_store(args: argparse.Namespace) -> LabelStore:
     elif args.store_url is not None:
         url = args.store_url
     else:
-        from gearshift.gateway.commands import _settings
-
-        url = settings_url(_settings(args.config).store)
+        url = settings_url(gateway_settings(args.config).store)
     if store_kind(url) == "sqlite" and not Path(sqlite_path(url)).is_file():
         raise ConfigError(f"no gateway store at {sqlite_path(url)} (pass --db, --store-url or --config)")
     return open_label_store(url)
@@ -103,7 +97,7 @@ def _recorded(args: argparse.Namespace) -> QualityReport:
 
 def _traffic(args: argparse.Namespace) -> QualityReport:
     from gearshift.cascade.verifier_quality import traffic_verifier_quality, verifiers_for
-    from gearshift.gateway.commands import parse_since
+    from gearshift.cli.common import parse_since
 
     since = parse_since(args.since)
     verifiers, combine, notes = verifiers_for(_cascade_options(args.config))
@@ -131,7 +125,7 @@ def _verifiers(args: argparse.Namespace) -> int:
         raise ConfigError("--limit must be > 0")
     if args.data is not None and (args.db is not None or args.store_url is not None):
         raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
-    from gearshift.terminal import emit_json, json_outputs
+    from gearshift.cli.terminal import emit_json, json_outputs
 
     err = Console(stderr=True, soft_wrap=True)
     json_stdout, json_path = json_outputs(args, err)

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gearshift.terminal import add_json_options, fit_table, json_outputs, safe_cell
+from gearshift.cli.terminal import add_json_options, fit_table, json_outputs, safe_cell
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

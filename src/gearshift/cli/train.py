@@ -14,12 +14,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gearshift.cli.common import add_log_source
 from gearshift.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:
-    from gearshift.learning.commands import _source as source  # --db/--config/--store-url/--since, as its siblings
-
     p = subparsers.add_parser("train", help="fit a router on recorded outcomes and save it, calibrated, for serve",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="recorded outcomes: a dataset name or FILE.jsonl")
@@ -43,7 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-register", action="store_true", help="only save the directory, do not register it")
     p.add_argument("--data-dir", type=Path, help="raw data directory for dataset names (default: from config)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    source(p, since=None)
+    add_log_source(p, since=None)
     p.set_defaults(handler=run_train)
 
 
@@ -63,9 +62,9 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from gearshift.cli.common import parse_params, registry_for_write
     from gearshift.data.registry import load_dataset
     from gearshift.evaluation.labels import default_pair
-    from gearshift.learning.commands import parse_params, registry_for_write
     from gearshift.learning.train import train
     from gearshift.routers.operating_point import save_operating_point
 

@@ -1,7 +1,7 @@
 """`gearshift triage list|label|export`, `judge-agreement` and `signals`: the closed loop's tables from the shell.
 
-Both read the gateway's store (`--db` for a SQLite file, or `[store]` of `--config`: SQLite path or
-PostgreSQL url), where the gateway keeps decisions, shadow labels, the triage queue and downstream
+Both read the gateway's store (`--db` for a SQLite file, `--store-url`, or `[store]` of `--config`: SQLite
+path or PostgreSQL url), where the gateway keeps decisions, shadow labels, the triage queue and downstream
 signal events side by side.
 """
 
@@ -13,17 +13,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gearshift.cli.common import DEFAULT_SINCE, add_json_lines, add_since, add_store_source
 from gearshift.errors import ConfigError
-from gearshift.gateway.commands import DEFAULT_SINCE
 
 if TYPE_CHECKING:
     from gearshift.store.labels import LabelStore
 
 
 def _source(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--db", type=Path, help="the gateway's SQLite store")
-    src.add_argument("--config", type=Path, help="read [store] (path or url) from this gateway config")
+    add_store_source(p)
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +32,7 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--status", choices=["open", "labelled", "all"], default="open",
                     help="which items: open (not yet labelled, the default), labelled or all")
     ls.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")
-    ls.add_argument("--json", action="store_true", help="JSON lines (with both answers) instead of a table")
+    add_json_lines(ls, "the items (with both answers)")
     ls.set_defaults(handler=_list)
     lb = sub.add_parser("label", help="label one item")
     _source(lb)
@@ -60,25 +58,24 @@ def register(subparsers: Any) -> None:
 
     sig = subparsers.add_parser("signals", help="downstream signal rates per tier and segment")
     _source(sig)
-    sig.add_argument("--since", default=DEFAULT_SINCE, help=f"decisions newer than this (30m, 1h, 7d; default "
-                                                            f"{DEFAULT_SINCE})")
-    sig.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    add_since(sig, DEFAULT_SINCE)
+    add_json_lines(sig, "the rates")
     sig.set_defaults(handler=_signals)
 
 
 def _store(args: argparse.Namespace) -> LabelStore:
     """The label store of `--db` (SQLite) or of `--config`'s `[store]` (SQLite path or PostgreSQL url)."""
-    from gearshift.gateway.commands import existing_store_url
+    from gearshift.cli.common import existing_store_url
     from gearshift.store.factory import open_label_store
 
-    return open_label_store(existing_store_url(args.db, args.config))
+    return open_label_store(existing_store_url(args.db, args.config, store_url=args.store_url))
 
 
 def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from gearshift.terminal import safe_cell
+    from gearshift.cli.terminal import safe_cell
 
     store = _store(args)
     try:
@@ -135,8 +132,8 @@ def _agreement(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from gearshift.cli.terminal import safe_cell
     from gearshift.learning.judge_agreement import judge_agreement
-    from gearshift.terminal import safe_cell
 
     store = _store(args)
     try:
@@ -172,9 +169,9 @@ def _signals(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from gearshift.cli.common import parse_since
+    from gearshift.cli.terminal import safe_cell
     from gearshift.closed_loop.signals import signal_rates
-    from gearshift.gateway.commands import parse_since
-    from gearshift.terminal import safe_cell
 
     since, until = parse_since(args.since), time.time() + 1.0
     store = _store(args)

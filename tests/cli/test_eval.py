@@ -72,7 +72,7 @@ def test_cross_dataset_and_errors(tmp_path: Path, capsys) -> None:  # type: igno
 
 
 def test_no_arguments_runs_the_demo_and_writes_the_default_report(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
-    from gearshift.evaluation import commands
+    from gearshift.cli import eval as commands
 
     data = _write(tmp_path)
     monkeypatch.setattr(commands, "DEMO_DATASETS", (str(data),))
