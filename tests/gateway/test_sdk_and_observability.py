@@ -53,6 +53,10 @@ def test_metrics_expose_requests_tiers_failovers_and_latency(gateway: GatewaySer
     for dep in ("cheap-a", "cheap-b", "strong"):  # first request failed over to b, the second went to a again
         assert f'gearshift_upstream_latency_seconds_count{{deployment="{dep}",kind="complete"}} 1.0' in text
     assert "gearshift_decision_records_dropped 0.0" in text
+    # request latency by the tier that answered (issue #15); a request refused before routing has none
+    assert 'gearshift_request_latency_seconds_count{stream="false",tier="cheap"} 2.0' in text
+    assert 'gearshift_request_latency_seconds_count{stream="false",tier="strong"} 1.0' in text
+    assert 'gearshift_request_latency_seconds_count{stream="false",tier="none"} 1.0' in text
 
 
 def test_healthz(gateway: GatewayServer) -> None:

@@ -79,6 +79,9 @@ def test_each_request_is_one_span_with_genai_and_routing_attributes(ups: Any, tm
     assert a["gearshift.router"] == "heuristic"
     assert a["gearshift.score"] == pytest.approx(float(ok.headers["x-gearshift-score"]), abs=1e-4)
     assert a["gearshift.propensity"] == 1.0 and a["gearshift.cascade.steps"] == 0
+    # why the tier was chosen, as the record says it (issue #15: spans carry the decision's reason and confidence)
+    assert a["gearshift.reason"].startswith("p_strong=") and 0.0 <= a["gearshift.confidence"] <= 1.0
+    assert a["gearshift.router_version"] and a["gearshift.explored"] is False
     # the span covers the request: it starts when the gateway got it and lasts its recorded latency
     assert t0 - 1 < s.start_time / 1e9 < s.end_time / 1e9 < time.time() + 1
     f = spans[forced.headers["x-gearshift-request-id"]].attributes

@@ -30,8 +30,9 @@ class GatewayMetrics:
         self.upstream_latency = Histogram("gearshift_upstream_latency_seconds",
                                           "Upstream latency per deployment (to last byte / first token).",
                                           ["deployment", "kind"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.request_latency = Histogram("gearshift_request_latency_seconds", "Gateway request latency.",
-                                         ["stream"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_latency = Histogram("gearshift_request_latency_seconds",
+                                         "Gateway request latency, by the tier that answered ('none': no tier).",
+                                         ["stream", "tier"], buckets=_LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("gearshift_tokens", "Tokens by direction and tier.", ["direction", "tier"], registry=r)
         self.cost = Counter("gearshift_cost_usd", "Upstream cost in USD by tier.", ["tier"], registry=r)
         self.records_dropped = Gauge("gearshift_decision_records_dropped",
@@ -60,8 +61,8 @@ class GatewayMetrics:
         """Count one finished request from its decision row (requests, latency, tier, tokens, cost, failovers)."""
         status, tier = row["status"], row["tier"]
         self.child(self.requests, status, str(row["route"] or "none")).inc()
-        self.child(self.request_latency, "true" if row["stream"] else "false").observe((row["latency_ms"] or 0.0)
-                                                                                       / 1000.0)
+        self.child(self.request_latency, "true" if row["stream"] else "false",
+                   str(tier or "none")).observe((row["latency_ms"] or 0.0) / 1000.0)
         if tier is not None and status == "ok":
             self.child(self.tier_requests, tier).inc()
             self.child(self.tokens, "in", tier).inc(row["tokens_in"] or 0)

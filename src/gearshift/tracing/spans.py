@@ -48,6 +48,10 @@ def record_attributes(record: DecisionRecord, providers: Mapping[str, str] | Non
         "gearshift.router_version": record.router_version,
         "gearshift.score": record.score,
         "gearshift.propensity": record.propensity,
+        "gearshift.reason": record.reason or None,  # why this tier: what a trace reader asks first
+        "gearshift.confidence": record.confidence,
+        "gearshift.rule": record.rule,
+        "gearshift.explored": record.explored,
         "gearshift.escalated": record.escalated,
         "gearshift.cascade.steps": len(record.cascade),
         "gearshift.deployment": record.deployment,
