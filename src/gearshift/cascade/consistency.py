@@ -19,12 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from gearshift.cascade.judge import CompletionFn, reply_cost
-from gearshift.cascade.math_verifiers import DEFAULT_FINAL_MARKERS, parse_number
+from gearshift.cascade.math_verifiers import final_answer_pattern, parse_number
 from gearshift.cascade.verifiers import Verdict, answer_text
 from gearshift.errors import GearshiftError
 
-_NUM = r"-?\$?\d[\d,]*(?:\.\d+)?%?"
-_FINAL = re.compile(rf"(?:{'|'.join(f'(?:{m})' for m in DEFAULT_FINAL_MARKERS)})\s*\**\s*({_NUM})", re.IGNORECASE)
+_FINAL = final_answer_pattern()  # the final_answer verifier's own reading of "the answer is N"
 _CHOICE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-E])\)?(?![A-Za-z])", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 

@@ -28,6 +28,12 @@ def parse_number(text: str) -> float:
     return float(text.replace(",", "").replace("$", "").replace("%", ""))
 
 
+def final_answer_pattern(markers: Iterable[str] = DEFAULT_FINAL_MARKERS) -> re.Pattern[str]:
+    """A number after one of `markers` (regexes, case-insensitive), captured."""
+    alternatives = "|".join(f"(?:{m})" for m in markers)
+    return re.compile(rf"(?:{alternatives})\s*\**\s*({_NUM})", re.IGNORECASE)
+
+
 class FinalAnswerVerifier:
     """Passes answers that state a numeric final answer after one of `markers` (regexes, case-insensitive).
 
@@ -38,8 +44,7 @@ class FinalAnswerVerifier:
 
     def __init__(self, markers: Iterable[str] = DEFAULT_FINAL_MARKERS) -> None:
         self.markers = tuple(markers)
-        alternatives = "|".join(f"(?:{m})" for m in self.markers)
-        self._pattern = re.compile(rf"(?:{alternatives})\s*\**\s*({_NUM})", re.IGNORECASE)
+        self._pattern = final_answer_pattern(self.markers)
 
     def verify(self, request: Mapping[str, Any], response: Mapping[str, Any]) -> Verdict:
         matches = self._pattern.findall(answer_text(response))

@@ -24,6 +24,7 @@ import numpy as np
 from gearshift.errors import ConfigError
 from gearshift.evaluation.calibration import expected_calibration_error
 from gearshift.learning.ope import ESTIMATORS, Estimate, LoggedBandit, reward_model
+from gearshift.routers.embedders.space import soft_labels
 
 _MIN_CALIBRATION_ROWS = 30
 
@@ -110,12 +111,10 @@ def quality_and_cost_gates(gain: Gain, settings: GateSettings, baseline: str) ->
 
 
 def hardness(gaps: np.ndarray, target: str) -> np.ndarray:
-    """What a router's p_strong estimates, from judged gaps: P(strong better) for "hard"-target routers, the
-    expected gain (1 + gap) / 2 for "soft"-target ones (the default: both models failing is not "strong
-    needed", and scoring that 0 would call every soft router miscalibrated alike)."""
-    if target == "hard":
-        return (gaps > 0).astype(np.float64)
-    return np.clip((1.0 + gaps) / 2.0, 0.0, 1.0)
+    """What a router's p_strong estimates, from judged gaps: the training target its router used
+    (`soft_labels`): P(strong better) for "hard"-target routers, the expected gain (1 + gap) / 2 for "soft"-target
+    ones (the default; scoring a tie 0 would call every soft router miscalibrated alike)."""
+    return soft_labels(gaps, "hard" if target == "hard" else "soft", 0.0)
 
 
 def calibration_gate(candidate_p: np.ndarray, baseline_p: np.ndarray, gaps: np.ndarray,
