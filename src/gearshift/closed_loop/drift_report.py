@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gearshift.closed_loop.drift import DriftConfig, DriftResult, check_drift
+from gearshift.closed_loop.drift import DriftConfig, DriftResult, psi
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.routers.reference import MIX_SEGMENTS, ScoreReference
 
@@ -70,6 +70,24 @@ def goodness_of_fit(reference: Mapping[str, float], counts: Mapping[str, int]) -
     if len(keys) < 2:
         return 1.0
     return float(chisquare(observed, expected).pvalue)
+
+
+def score_shift(reference: ScoreReference, scores: np.ndarray, rules: DriftRules) -> DriftResult:
+    """PSI and KS of live p_strong against the reference's quantile sketch. The KS p-value is taken at the
+    reference's true size `n` (not the sketch's length), so a small calibration set cannot make noise significant."""
+    from scipy.stats import kstwo
+
+    ref = reference.sample()
+    value = psi(ref, scores)
+    grid = np.concatenate([ref, scores])
+    cdf_ref = np.searchsorted(np.sort(ref), grid, side="right") / ref.size
+    cdf_cur = np.searchsorted(np.sort(scores), grid, side="right") / scores.size
+    stat = float(np.max(np.abs(cdf_ref - cdf_cur)))
+    m, k = reference.n, scores.size
+    p_value = float(kstwo.sf(stat, max(1, round(m * k / (m + k)))))
+    cfg = rules.score_config()
+    return DriftResult(value, stat, p_value, m, int(k), value > cfg.psi_threshold,
+                       p_value < cfg.ks_alpha and stat >= cfg.ks_min_statistic)
 
 
 @dataclass(frozen=True)
@@ -181,8 +199,7 @@ def compare(reference: ScoreReference, rows: Sequence[Mapping[str, Any]], rules:
     if n < cfg.min_samples:
         return DriftReport(n, False)
     scores = np.array([float(r["score"]) for r in rows if r.get("score") is not None], dtype=np.float64)
-    score_drift = check_drift(reference.sample(), scores, cfg.score_config()) if scores.size >= cfg.min_samples \
-        else None
+    score_drift = score_shift(reference, scores, cfg) if scores.size >= cfg.min_samples else None
     idx = np.array([tiers.index(str(r["tier"])) for r in rows], dtype=np.int64)
     counts = np.bincount(idx, minlength=len(tiers))
     tier_shift = _shift(dict(zip(tiers, reference.tier_shares, strict=True)),
@@ -235,9 +252,11 @@ def _read(r: DriftReport, cfg: DriftRules) -> DriftReport:
         r.cost_per_request > r.cost_at_reference_shares * cfg.cost_ratio
     quality_down = r.quality_loss_rate is not None and \
         r.quality_loss_rate > (r.reference_quality_loss_rate or 0.0) + cfg.quality_margin
-    shares_moved = r.tiers is not None and r.tiers.drifted or (r.scores is not None and r.scores.drifted)
+    cheap_up = r.strong_share is not None and r.reference_strong_share is not None and \
+        r.strong_share < r.reference_strong_share
+    shares_moved = (r.tiers is not None and r.tiers.drifted) or (r.scores is not None and r.scores.drifted)
     if shares_moved and strong_up and cost_up:
         return replace(r, reading="drift")
-    if shares_moved and not strong_up and quality_down:
+    if shares_moved and cheap_up and quality_down:
         return replace(r, reading="collapse")
     return replace(r, reading="shift")

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from gearshift.extension import GatewayView, KeyCheck, Served
+    from gearshift.routers.reference import ScoreReference
     from gearshift.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,28 @@ class ClosedLoop:
         except Exception:
             log.exception("closed loop could not take decision %s", record.get("request_id"))
 
+    def note_signals(self, events: Sequence[SignalEvent]) -> None:
+        """Bad answers among `events` count against the live drift reading (the monitor's `observe_bad`)."""
+        if self.monitor is None:
+            return
+        from dataclasses import asdict
+
+        from gearshift.learning.signal_model import is_bad
+
+        for e in events:
+            if is_bad(asdict(e)):
+                self.monitor.observe_bad(e.request_id, e.time)
+
+    def note_label(self, label: Mapping[str, Any], tier_names: Sequence[str]) -> None:
+        """A shadow label whose cheapest sufficient tier is above the served one is a quality loss."""
+        tier, needed = label.get("tier"), label.get("min_tier")
+        if self.monitor is not None and tier in tier_names and needed in tier_names and \
+                list(tier_names).index(str(needed)) > list(tier_names).index(str(tier)):
+            self.monitor.observe_bad(str(label["request_id"]), float(label.get("decision_time") or label["time"]))
+
     def write_signals(self, events: Sequence[SignalEvent]) -> None:
         """Store signal events from a worker thread; the caller does not wait."""
+        self.note_signals(events)
         for e in events:
             self.signal_counts[e.signal] = self.signal_counts.get(e.signal, 0) + 1
         fut = asyncio.get_running_loop().run_in_executor(None, self.store.add_signals, list(events))
@@ -198,9 +219,11 @@ def label_store_url(gw: GatewayView, store_settings: StoreSettings) -> str:
 
 def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: ShadowSettings | None = None,
                       signals: SignalSettings | None = None, slo: SLOSettings | None = None, *,
-                      counters: FleetCounter | None = None) -> ClosedLoop | None:
+                      counters: FleetCounter | None = None,
+                      reference: Callable[[], ScoreReference | None] | None = None) -> ClosedLoop | None:
     """The closed loop for a gateway from its sections; None when all parts are off. `counters`: the fleet's
-    shared counters (`[redis] url`), for `[shadow] every_n` across gateways."""
+    shared counters (`[redis] url`), for `[shadow] every_n` across gateways; `reference`: the serving router's
+    score reference, for `[slo.drift]`."""
     sh, sg, so = shadow or ShadowSettings(), signals or SignalSettings(), slo or SLOSettings()
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
@@ -209,11 +232,15 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     try:
         how = store_settings.concealment()
         runner, owned = _build_shadow(gw, sh, store, how, counters) if sh.enabled else (None, [])
-        monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
+        monitor = GatewayMonitor(so, gw.tier_names, gw.registry, reference=reference) if so.enabled else None
     except Exception:
         store.close()
         raise
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
-    return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
+    loop = ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)
+    if runner is not None and monitor is not None:
+        names = list(gw.tier_names)
+        runner.on_label = lambda label: loop.note_label(label, names)
+    return loop
 

@@ -106,6 +106,27 @@ class SignalSettings(_Strict):
     regeneration_window_s: float = Field(default=3600.0, gt=0.0)
 
 
+class DriftSettings(_Strict):
+    """`[slo.drift]`: live decisions against the serving router's reference distribution (closed_loop/drift_watch.py).
+
+    `reference`: a `score_reference.json` to compare against; unset, the saved router's own (beside `[router] path`
+    or the registered version's directory), else the first `min_samples` routed decisions after start (the default
+    heuristic router ships no calibration data of its own). `window_s` of traffic, `min_samples` routed decisions
+    before comparing; PSI above `psi_threshold` (0.2: the conventional "major shift") and, for shares and mix, a
+    chi-square p under `alpha`; KS needs p < `ks_alpha` and a statistic >= `ks_min_statistic`."""
+
+    enabled: bool = True
+    reference: str | None = None
+    window_s: float = Field(default=900.0, gt=0.0)
+    min_samples: int = Field(default=200, ge=10)
+    psi_threshold: float = Field(default=0.2, gt=0.0)
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    ks_alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    ks_min_statistic: float = Field(default=0.1, ge=0.0, le=1.0)
+    quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    cost_ratio: float = Field(default=1.05, ge=1.0)
+
+
 class SLOSettings(_Strict):
     """Escalation SLIs (`gearshift.closed_loop.sli`) checked every `check_interval_s` over `window_s`."""
 
@@ -121,6 +142,7 @@ class SLOSettings(_Strict):
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(default=2.0, gt=0.0)
     log: bool = True
+    drift: DriftSettings = Field(default_factory=DriftSettings)  # drift against the router's reference
 
     _bands = field_validator("strong_share", "escalation_rate")(_band)
 

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +21,10 @@ from gearshift.closed_loop.alerts import Alert, AlertSink, LogSink, PrometheusSi
 from gearshift.closed_loop.loop_settings import SLOSettings
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.closed_loop.sli import Band, DecisionEvent, SLIConfig, SLIMonitor
+
+if TYPE_CHECKING:
+    from gearshift.closed_loop.drift_watch import DriftWatch
+    from gearshift.routers.reference import ScoreReference
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,8 @@ class GatewayMonitor:
     """SLIs over the gateway's decisions; `alerts` keeps every alert raised (newest last, bounded)."""
 
     def __init__(self, settings: SLOSettings, tier_names: Sequence[str], registry: CollectorRegistry,
-                 extra_sinks: Sequence[AlertSink] = ()) -> None:
+                 extra_sinks: Sequence[AlertSink] = (),
+                 reference: Callable[[], ScoreReference | None] | None = None) -> None:
         self.settings = settings
         self.tier_names = list(tier_names)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gearshift-alerts")
@@ -67,6 +72,13 @@ class GatewayMonitor:
             self.webhook = None
         sinks.extend(extra_sinks)
         self.sli = SLIMonitor(sli_config(settings, len(self.tier_names)), sinks)
+        self.drift: DriftWatch | None = None  # `[slo.drift]`: against the router's reference (drift_watch.py)
+        if settings.drift.enabled:
+            from gearshift.closed_loop.drift_watch import DriftWatch
+            from gearshift.tracing.metrics import DriftMetrics
+
+            self.drift = DriftWatch(settings.drift, self.tier_names, reference or (lambda: None), sinks,
+                                    DriftMetrics(registry))
         self.alerts: list[Alert] = []
         self.observed = 0
         self._task: asyncio.Task[None] | None = None
@@ -77,16 +89,30 @@ class GatewayMonitor:
         if tier not in self.tier_names or record.get("route") == "concrete" or record.get("status") == "error":
             return
         self.observed += 1
+        if self.drift is not None:
+            self.drift.observe(record)
         self.sli.observe(DecisionEvent(timestamp=float(record["time"]), tier_index=self.tier_names.index(str(tier)),
                                        segments=segment_labels(record.get("segment")),
                                        escalated=bool(record.get("escalated")), p_strong=record.get("score")))
 
     def check(self, now: float | None = None) -> list[Alert]:
+        at = time.time() if now is None else now
         try:
-            return self.sli.check(time.time() if now is None else now)
+            out = self.sli.check(at)
         except Exception:  # monitoring must not take the gateway down
             log.exception("SLO check failed")
-            return []
+            out = []
+        if self.drift is not None:
+            try:
+                out += self.drift.check(at)
+            except Exception:
+                log.exception("drift check failed")
+        return out
+
+    def observe_bad(self, request_id: str, when: float) -> None:
+        """A served answer known to be bad (signal, feedback, or a shadow label that needed a stronger tier)."""
+        if self.drift is not None:
+            self.drift.observe_bad(request_id, when)
 
     def start(self) -> None:
         if self._task is None:

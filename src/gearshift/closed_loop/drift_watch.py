@@ -1,0 +1,134 @@
+"""Drift, live: the gateway's routed decisions over the last `window_s` against the serving router's reference.
+
+Fed by the SLO monitor (`observe` per finished decision, `observe_bad` per bad-answer signal or shadow label that
+needed a stronger tier) and checked on the monitor's timer. A reading (`drift_report`: drift, collapse, shift) is
+raised once through the monitor's sinks (log, Prometheus, webhook) when it appears, and again only after a check
+in which it cleared, as the SLIs do. `reference` is asked at every check, so a router reload brings its own
+reference; when it gives none, the first `min_samples` routed decisions after start become the baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gearshift.closed_loop.alerts import Alert, AlertSink
+from gearshift.closed_loop.drift_report import DriftReport, DriftRules, compare, routed
+from gearshift.closed_loop.loop_settings import DriftSettings
+from gearshift.closed_loop.signals import segment_labels
+from gearshift.routers.reference import ScoreReference, build_reference
+from gearshift.tracing.metrics import DriftMetrics
+
+log = logging.getLogger(__name__)
+
+READINGS = ("drift", "collapse", "shift", "stable")
+_KEEP = ("request_id", "time", "tier", "route", "status", "score", "segment", "cost_usd", "thresholds")
+
+
+def rules_of(settings: DriftSettings) -> DriftRules:
+    return DriftRules(psi_threshold=settings.psi_threshold, ks_alpha=settings.ks_alpha,
+                      ks_min_statistic=settings.ks_min_statistic, alpha=settings.alpha,
+                      min_samples=settings.min_samples, quality_margin=settings.quality_margin,
+                      cost_ratio=settings.cost_ratio)
+
+
+def alert_of(report: DriftReport, start: float, end: float, psi_threshold: float,
+             source: str = "the router's reference") -> Alert | None:
+    """The alert a report raises: kind "drift" (reading drift: strong share and cost up, direction "high"; reading
+    shift: direction None) or "collapse" (cheap share up, quality down: direction "low"); the detail says which."""
+    if report.reading is None:
+        return None
+    value = report.scores.psi if report.scores is not None else (report.tiers.psi if report.tiers else 0.0)
+    kind, way = {"drift": ("drift", "high"), "collapse": ("collapse", "low")}.get(report.reading, ("drift", None))
+    return Alert(kind, "*", value, (0.0, psi_threshold), start, end, report.n, way,
+                 f"{report.summary()} (reference: {source})")
+
+
+class DriftWatch:
+    def __init__(self, settings: DriftSettings, tier_names: Sequence[str],
+                 reference: Callable[[], ScoreReference | None], sinks: Sequence[AlertSink],
+                 metrics: DriftMetrics | None = None) -> None:
+        self.settings = settings
+        self.rules = rules_of(settings)
+        self.tier_names = list(tier_names)
+        self.reference = reference
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.baseline: ScoreReference | None = None
+        self.last: DriftReport | None = None
+        self.source: str | None = None
+        self._rows: deque[dict[str, Any]] = deque()
+        self._bad: dict[str, float] = {}
+        self._active: str | None = None
+
+    def observe(self, record: Mapping[str, Any]) -> None:
+        self._rows.append({k: record.get(k) for k in _KEEP})
+
+    def observe_bad(self, request_id: str, when: float) -> None:
+        """A bad answer (implicit signal, feedback) or a shadow label saying a stronger tier was needed."""
+        self._bad[request_id] = when
+
+    def current_reference(self) -> ScoreReference | None:
+        try:
+            ref = self.reference()
+        except Exception:  # a missing or unreadable reference file must not stop the monitor
+            log.exception("could not read the router's score reference")
+            ref = None
+        if ref is not None and list(ref.tiers) == self.tier_names:
+            self.source = ref.source or "the router's saved reference"
+            return ref
+        return self._warm_up()
+
+    def _warm_up(self) -> ScoreReference | None:
+        """The first `min_samples` routed decisions after start, as the baseline (kept until restart)."""
+        if self.baseline is None:
+            rows = routed(list(self._rows), self.tier_names)
+            scored = [r for r in rows if r.get("score") is not None]
+            if len(scored) < self.settings.min_samples:
+                return None
+            first = scored[: self.settings.min_samples]
+            thresholds = first[-1].get("thresholds") or []
+            if len(thresholds) != len(self.tier_names) - 1:
+                return None
+            self.baseline = build_reference([float(r["score"]) for r in first], thresholds, self.tier_names,
+                                            segments=[segment_labels(r.get("segment")) for r in first],
+                                            source=f"the first {len(first)} routed decisions since start")
+            self._rows = deque(r for r in self._rows if float(r["time"]) > float(first[-1]["time"]))
+        self.source = self.baseline.source
+        return self.baseline
+
+    def check(self, now: float) -> list[Alert]:
+        start = now - self.settings.window_s
+        while self._rows and float(self._rows[0]["time"] or 0.0) < start:
+            self._rows.popleft()
+        self._bad = {k: t for k, t in self._bad.items() if t >= start}
+        ref = self.current_reference()
+        if ref is None:
+            return []
+        window = [r for r in self._rows if float(r["time"] or 0.0) <= now]
+        report = compare(ref, window, self.rules, self._bad.keys())
+        self.last = report
+        self._export(report)
+        alert = alert_of(report, start, now, self.settings.psi_threshold, self.source or "the router's reference")
+        fresh = [alert] if alert is not None and report.reading != self._active else []
+        self._active = report.reading
+        if fresh:
+            for sink in self.sinks:
+                sink.emit(fresh)
+        return fresh
+
+    def _export(self, report: DriftReport) -> None:
+        m = self.metrics
+        if m is None or not report.enough:
+            return
+        m.decisions.set(report.n)
+        if report.scores is not None:
+            m.psi.labels(what="p_strong").set(report.scores.psi)
+        if report.tiers is not None:
+            m.psi.labels(what="tier_shares").set(report.tiers.psi)
+        for name, s in report.mix.items():
+            m.psi.labels(what=f"segment_mix:{name}").set(s.psi)
+        for r in READINGS:
+            m.reading.labels(reading=r).set(1.0 if (report.reading or "stable") == r else 0.0)
