@@ -101,5 +101,6 @@ def test_watch_pages_once_per_reading_and_warms_up_a_baseline_without_a_referenc
         watch.observe(r)
     fired = watch.check(2030.0)
     assert [(a.kind, a.direction) for a in fired] == [("drift", "high")]
-    assert "reading=drift" in fired[0].detail and "reference: the first 100 routed decisions since start" in fired[0].detail
+    assert "reading=drift" in fired[0].detail
+    assert "reference: the first 100 routed decisions since start" in fired[0].detail
     assert watch.check(2031.0) == [] and len(sink.alerts) == 1  # still drifting: paged once

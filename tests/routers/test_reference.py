@@ -31,7 +31,8 @@ def test_reference_keeps_the_distribution_shares_and_mix(tmp_path: Path) -> None
     assert json.loads(path.read_text())["format"] == "gearshift-score-reference"  # JSON, no pickle
     back = load_reference(tmp_path)
     assert back is not None
-    assert back.tier_shares == pytest.approx(ref.tier_shares) and back.quantiles == pytest.approx(ref.quantiles, abs=1e-6)
+    assert back.tier_shares == pytest.approx(ref.tier_shares)
+    assert back.quantiles == pytest.approx(ref.quantiles, abs=1e-6)
     assert back.segment_mix == ref.segment_mix and back.quality_loss_rate == 0.04 and back.source == "unit test"
 
 
