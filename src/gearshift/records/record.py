@@ -99,9 +99,11 @@ class DecisionRecord(BaseModel):
     tokens_in: int | None = None
     tokens_out: int | None = None
     usage_estimated: bool = False
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # everything the request cost: the answer(s), the cascade's judge, the LLM router
     latency_ms: float | None = None
     upstream_latency_ms: float | None = None
+    router_cost_usd: float | None = None  # priced overheads: the LLM-as-router's call (part of cost_usd)
+    router_latency_ms: float | None = None  # and the time it added before any upstream was called
     status: Status = "ok"
     http_status: int = 200
     error_type: str | None = None
@@ -118,7 +120,8 @@ class DecisionRecord(BaseModel):
 
 _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
-_FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
+_FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms",
+           "router_cost_usd", "router_latency_ms")
 _INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
 _STATUSES = frozenset(get_args(Status))
 

@@ -25,7 +25,8 @@ CHUNK = 2000
 
 _STR = ("request_id", "api_key_id", "conversation_id", "requested_model", "route", "router", "router_version", "tier",
         "reason", "deployment", "upstream_model", "status", "error_type", "finish_reason", "prompt")
-_FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
+_FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms",
+          "router_cost_usd", "router_latency_ms")
 _INT = ("tokens_in", "tokens_out", "http_status")
 _BOOL = ("stream", "escalated", "usage_estimated", "explored")
 
