@@ -130,6 +130,27 @@ def cost_series(rows: Sequence[Mapping[str, Any]], prices: tuple[float, float], 
     }
 
 
+def priced_overheads(cost: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                     labels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`cost` (from `cost_series`) with what routing and judging themselves cost: the LLM-as-router's calls (already
+    inside each record's cost_usd), the shadow tiers' answers and the shadow judge's calls (in the labels). `savings`
+    is then net of every overhead; `savings_before_overheads` counts the answers alone."""
+    router = sum(float(r.get("router_cost_usd") or 0.0) for r in rows if r.get("status") != "error")
+    judge = sum(float(lab.get("cost_usd") or 0.0) for lab in labels)
+    shadow = sum(float(lab.get("shadow_cost_usd") or 0.0) for lab in labels)
+    router_ms = [float(r["router_latency_ms"]) for r in rows if r.get("router_latency_ms") is not None]
+    judge_ms = [float(lab["judge_latency_ms"]) for lab in labels if lab.get("judge_latency_ms") is not None]
+    strong, spent = float(cost["all_strong_usd"]), float(cost["cost_usd"])
+    return {**cost, "savings": round(1 - (spent + judge + shadow) / strong, 6) if strong > 0 else None,
+            "savings_before_overheads": round(1 - (spent - router) / strong, 6) if strong > 0 else None,
+            "overheads": {"llm_router_usd": round(router, 8), "shadow_judge_usd": round(judge, 8),
+                          "shadow_answers_usd": round(shadow, 8), "total_usd": round(router + judge + shadow, 8),
+                          "llm_router_latency_ms_mean": round(sum(router_ms) / len(router_ms), 3) if router_ms
+                          else None,
+                          "shadow_judge_latency_ms_mean": round(sum(judge_ms) / len(judge_ms), 3) if judge_ms
+                          else None}}
+
+
 BAD_ANSWER = "bad answer (any)"
 
 
@@ -290,7 +311,8 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "stores": {"decisions": gw.store is not None, "closed_loop": label_store is not None},
         "bands": _bands(gw),
         "routing": routing_series(rows, tiers, w),
-        "cost": {**cost_series(rows, strong_prices(gw), w), "strong_prices_per_m": list(strong_prices(gw))},
+        "cost": {**priced_overheads(cost_series(rows, strong_prices(gw), w), rows, labels),
+                 "strong_prices_per_m": list(strong_prices(gw))},
         "signals": signal_rates(rows, events, tiers),
         "confusion": confusion(labels, tiers),
         "triage": triage_queue(triage),

@@ -65,6 +65,9 @@ def kpis(s: Mapping[str, Any]) -> str:
              ("$ / 1k requests", "–" if per_1k is None else f"${per_1k:.4f}"),
              ("all-strong $ / 1k", "–" if strong_1k is None else f"${strong_1k:.4f}"),
              ("saved vs all-strong", pct(cost["savings"]))]
+    over = cost.get("overheads") or {}
+    if over.get("total_usd"):  # priced overheads: routing and judging calls, counted against the savings
+        items.append(("routing + judging overheads", f"${over['total_usd']:.4f}"))
     cells = "".join(f'<div class="kpi"><div class="v">{e(v)}</div><div class="k">{e(k)}</div></div>' for k, v in items)
     return f'<section class="kpis">{cells}</section>'
 
