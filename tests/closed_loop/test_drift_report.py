@@ -104,3 +104,17 @@ def test_watch_pages_once_per_reading_and_warms_up_a_baseline_without_a_referenc
     assert "reading=drift" in fired[0].detail
     assert "reference: the first 100 routed decisions since start" in fired[0].detail
     assert watch.check(2031.0) == [] and len(sink.alerts) == 1  # still drifting: paged once
+
+
+def test_a_config_that_moves_the_thresholds_moves_the_expected_shares_not_a_drift() -> None:
+    rng = np.random.default_rng(6)
+    ref = _reference(rng)  # calibrated at 0.5
+    live = rng.beta(2, 4, 600)
+    rows = _rows(live)
+    for r in rows:  # the gateway serves threshold 0.3 instead: more strong, as the reference's scores predict
+        r["thresholds"] = [0.3]
+        r["tier"] = "strong" if r["score"] >= 0.3 else "cheap"
+        r["cost_usd"] = PRICE[r["tier"]]
+    report = compare(ref, rows, DriftRules(min_samples=200))
+    assert report.reading is None
+    assert report.reference_strong_share is not None and report.reference_strong_share > 0.4

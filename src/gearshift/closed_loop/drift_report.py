@@ -202,6 +202,7 @@ def compare(reference: ScoreReference, rows: Sequence[Mapping[str, Any]], rules:
     score_drift = score_shift(reference, scores, cfg) if scores.size >= cfg.min_samples else None
     idx = np.array([tiers.index(str(r["tier"])) for r in rows], dtype=np.int64)
     counts = np.bincount(idx, minlength=len(tiers))
+    reference = at_live_thresholds(reference, rows)
     tier_shift = _shift(dict(zip(tiers, reference.tier_shares, strict=True)),
                         {t: int(c) for t, c in zip(tiers, counts, strict=True)}, cfg)
     labels = [segment_labels(r.get("segment")) for r in rows]
@@ -227,6 +228,19 @@ def compare(reference: ScoreReference, rows: Sequence[Mapping[str, Any]], rules:
     report = DriftReport(n, True, score_drift, tier_shift, mix, float(counts[-1] / n), reference.strong_share,
                          float(costs.mean()), at_ref, loss, reference.quality_loss_rate)
     return _read(report, cfg)
+
+
+def at_live_thresholds(reference: ScoreReference, rows: Sequence[Mapping[str, Any]]) -> ScoreReference:
+    """The reference's tier shares at the thresholds the gateway serves now (the newest row's), read off its score
+    sketch: a config that moves the thresholds moves the expected shares, and that is not drift."""
+    from dataclasses import replace
+
+    live = rows[-1].get("thresholds") if rows else None
+    if not live or len(live) != len(reference.tiers) - 1 or tuple(float(t) for t in live) == reference.thresholds:
+        return reference
+    idx = np.searchsorted(np.asarray(live, dtype=np.float64), reference.sample(), side="right")
+    shares = np.bincount(idx, minlength=len(reference.tiers)) / idx.size
+    return replace(reference, thresholds=tuple(float(t) for t in live), tier_shares=tuple(float(s) for s in shares))
 
 
 def _fill_costs(per_tier: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gearshift.closed_loop.alerts import Alert, AlertSink
@@ -76,9 +77,9 @@ class DriftWatch:
         except Exception:  # a missing or unreadable reference file must not stop the monitor
             log.exception("could not read the router's score reference")
             ref = None
-        if ref is not None and list(ref.tiers) == self.tier_names:
+        if ref is not None and len(ref.tiers) == len(self.tier_names):  # tiers match by position, cheap to strong
             self.source = ref.source or "the router's saved reference"
-            return ref
+            return ref if list(ref.tiers) == self.tier_names else replace(ref, tiers=tuple(self.tier_names))
         return self._warm_up()
 
     def _warm_up(self) -> ScoreReference | None:
