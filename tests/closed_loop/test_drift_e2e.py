@@ -102,6 +102,8 @@ def test_control_traffic_is_quiet_and_a_strong_shift_with_cost_pages_drift(tmp_p
             assert wait_until(lambda: any(a["kind"] == "drift" for a in _drift_alerts(hook)), 5.0)
             with gw.client() as c:
                 metrics = c.get("/metrics").text
+                board = c.get("/dashboard/api/summary").json()["drift"]
+    assert board["reading"] == "drift" and board["reference"] == "calibration set of the level router"
     alert = next(a for a in _drift_alerts(hook) if a["kind"] == "drift")
     assert alert["direction"] == "high" and alert["segment"] == "*"
     assert alert["detail"].startswith("reading=drift")

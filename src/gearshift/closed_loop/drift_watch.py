@@ -25,6 +25,8 @@ from gearshift.tracing.metrics import DriftMetrics
 log = logging.getLogger(__name__)
 
 READINGS = ("drift", "collapse", "shift", "stable")
+#: the newest decisions a window keeps: enough for PSI/KS to see a few-percent move, bounded at any request rate
+MAX_ROWS = 20_000
 _KEEP = ("request_id", "time", "tier", "route", "status", "score", "segment", "cost_usd", "thresholds")
 
 
@@ -60,7 +62,7 @@ class DriftWatch:
         self.baseline: ScoreReference | None = None
         self.last: DriftReport | None = None
         self.source: str | None = None
-        self._rows: deque[dict[str, Any]] = deque()
+        self._rows: deque[dict[str, Any]] = deque(maxlen=MAX_ROWS)
         self._bad: dict[str, float] = {}
         self._active: str | None = None
 
@@ -70,6 +72,8 @@ class DriftWatch:
     def observe_bad(self, request_id: str, when: float) -> None:
         """A bad answer (implicit signal, feedback) or a shadow label saying a stronger tier was needed."""
         self._bad[request_id] = when
+        if len(self._bad) > MAX_ROWS:  # oldest first (insertion order): bounded like the window
+            del self._bad[next(iter(self._bad))]
 
     def current_reference(self) -> ScoreReference | None:
         try:
@@ -96,7 +100,7 @@ class DriftWatch:
             self.baseline = build_reference([float(r["score"]) for r in first], thresholds, self.tier_names,
                                             segments=[segment_labels(r.get("segment")) for r in first],
                                             source=f"the first {len(first)} routed decisions since start")
-            self._rows = deque(r for r in self._rows if float(r["time"]) > float(first[-1]["time"]))
+            self._rows = deque((r for r in self._rows if float(r["time"]) > float(first[-1]["time"])), maxlen=MAX_ROWS)
         self.source = self.baseline.source
         return self.baseline
 

@@ -285,6 +285,14 @@ def _alerts(gw: Gateway, limit: int = 50) -> list[dict[str, Any]]:
     return [a.to_json() for a in list(monitor.alerts)[-limit:]][::-1]
 
 
+def _drift(gw: Gateway) -> dict[str, Any] | None:
+    """The live drift comparison's latest report (`[slo.drift]`), with what it compares against."""
+    watch = getattr(getattr(gw.closed_loop, "monitor", None), "drift", None)
+    if watch is None or watch.last is None:
+        return None
+    return {**watch.last.to_json(), "reference": watch.source}
+
+
 def summary(gw: Gateway, window: str | None = None, *, now: float | None = None) -> dict[str, Any]:
     """Everything the page shows, for the look-back `window` (default: `[dashboard] window`)."""
     ds = gw.settings.dashboard
@@ -318,6 +326,7 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "triage": triage_queue(triage),
         "judge_agreement": judge_agreement(reviewed, ["language"]).to_json(),
         "alerts": _alerts(gw),
+        "drift": _drift(gw),
         "versions": versions,
         "auth": {"open": not gw.keys.enabled},
     }
