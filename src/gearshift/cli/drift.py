@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("drift", help="compare recent decisions with the router's reference: drift, collapse",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_store_source(p, config="read [store], [router] and [slo.drift] from this gateway config")
-    add_since(p, "1d")
+    add_since(p)
     p.add_argument("--reference", type=Path, metavar="FILE|DIR", help="a score_reference.json, or a saved router "
                                                                       "directory holding one")
     p.add_argument("--router", metavar="REF", help="a registered version (NAME[/VERSION] or champion): its reference "
