@@ -118,3 +118,16 @@ def test_a_config_that_moves_the_thresholds_moves_the_expected_shares_not_a_drif
     report = compare(ref, rows, DriftRules(min_samples=200))
     assert report.reading is None
     assert report.reference_strong_share is not None and report.reference_strong_share > 0.4
+
+
+def test_the_decision_is_compared_not_what_a_cascade_or_a_category_route_made_of_it() -> None:
+    rng = np.random.default_rng(7)
+    ref = _reference(rng)
+    rows = _rows(rng.beta(2, 4, 600))
+    for r in rows[::2]:  # half the cheap answers escalated by the cascade: served strong, decided cheap
+        if r["tier"] == "cheap":
+            r["tier"], r["cascade"] = "strong", [{"tier": "cheap", "shipped": False}, {"tier": "strong"}]
+    category = [{**r, "request_id": f"c{i}", "score": None, "tier": "strong"} for i, r in enumerate(rows[:300])]
+    report = compare(ref, rows + category, DriftRules(min_samples=200))
+    assert report.n == 600 and report.reading is None
+    assert report.strong_share is not None and report.strong_share < 0.3

@@ -183,9 +183,19 @@ class DriftReport:
                 "segment_mix": {k: s.to_json() for k, s in self.mix.items()}, "summary": self.summary()}
 
 
+def decided_tier(row: Mapping[str, Any]) -> Any:
+    """The tier the routing decision chose: a cascade's first rung, not the tier it escalated to."""
+    steps = row.get("cascade") or []
+    first = steps[0] if steps and isinstance(steps[0], Mapping) else None
+    return first.get("tier") if first is not None and first.get("tier") is not None else row.get("tier")
+
+
 def routed(rows: Sequence[Mapping[str, Any]], tiers: Sequence[str]) -> list[Mapping[str, Any]]:
-    """The rows that are routing decisions of these tiers (the SLO monitor's rule: no errors, no concrete models)."""
-    return [r for r in rows if r.get("tier") in tiers and r.get("route") != "concrete" and r.get("status") != "error"]
+    """The rows the router scored and decided among these tiers (the SLO monitor's rule: no errors, no concrete
+    models; and a score: a category route's request was never scored), each with its decided tier as `tier`."""
+    return [{**r, "tier": decided_tier(r)} for r in rows
+            if decided_tier(r) in tiers and r.get("route") != "concrete" and r.get("status") != "error"
+            and r.get("score") is not None]
 
 
 def compare(reference: ScoreReference, rows: Sequence[Mapping[str, Any]], rules: DriftRules | None = None,

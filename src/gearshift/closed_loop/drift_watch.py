@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from gearshift.closed_loop.alerts import Alert, AlertSink
-from gearshift.closed_loop.drift_report import DriftReport, DriftRules, compare, routed
+from gearshift.closed_loop.drift_report import DriftReport, DriftRules, compare, decided_tier, routed
 from gearshift.closed_loop.loop_settings import DriftSettings
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.routers.reference import ScoreReference, build_reference
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 READINGS = ("drift", "collapse", "shift", "stable")
 #: the newest decisions a window keeps: enough for PSI/KS to see a few-percent move, bounded at any request rate
 MAX_ROWS = 20_000
-_KEEP = ("request_id", "time", "tier", "route", "status", "score", "segment", "cost_usd", "thresholds")
+_KEEP = ("request_id", "time", "route", "status", "score", "segment", "cost_usd", "thresholds")
 
 
 def rules_of(settings: DriftSettings) -> DriftRules:
@@ -67,7 +67,7 @@ class DriftWatch:
         self._active: str | None = None
 
     def observe(self, record: Mapping[str, Any]) -> None:
-        self._rows.append({k: record.get(k) for k in _KEEP})
+        self._rows.append({**{k: record.get(k) for k in _KEEP}, "tier": decided_tier(record)})
 
     def observe_bad(self, request_id: str, when: float) -> None:
         """A bad answer (implicit signal, feedback) or a shadow label saying a stronger tier was needed."""
