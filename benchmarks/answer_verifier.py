@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(title=f"GSM8K, Mixtral's recorded answers (n={len(items)}, base accuracy {correct.mean():.3f}); "
                         f"answer_model threshold set for {args.ship:.0%} shipped",
-                  caption="value [Wilson 95 % interval]; k-fold rows: the mean over seeds [seed 0's interval]")
+                  caption="value [Wilson 95 % interval]; k-fold rows: the mean over seeds (and seed 0's interval)")
     for col in ("verifier", "ship rate", "precision", "recall", "false-accept"):
         table.add_column(col, justify="left" if col == "verifier" else "right")
 
