@@ -19,9 +19,10 @@ The reading rule, applied when anything drifted:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -190,62 +191,77 @@ def decided_tier(row: Mapping[str, Any]) -> Any:
     return first.get("tier") if first is not None and first.get("tier") is not None else row.get("tier")
 
 
-def routed(rows: Sequence[Mapping[str, Any]], tiers: Sequence[str]) -> list[Mapping[str, Any]]:
-    """The rows the router scored and decided among these tiers (the SLO monitor's rule: no errors, no concrete
-    models; and a score: a category route's request was never scored), each with its decided tier as `tier`."""
-    return [{**r, "tier": decided_tier(r)} for r in rows
-            if decided_tier(r) in tiers and r.get("route") != "concrete" and r.get("status") != "error"
-            and r.get("score") is not None]
+class Decided(NamedTuple):
+    """One routing decision as the comparison needs it (what the live watch keeps per request)."""
+
+    time: float
+    request_id: str
+    tier: str
+    score: float
+    cost: float
+    mix: tuple[str, ...]  # values of MIX_SEGMENTS, in that order
+    thresholds: tuple[float, ...]
+
+
+def decided(row: Mapping[str, Any]) -> Decided | None:
+    """A decision record as a `Decided`, or None when it is no routing decision of the router: an error, a concrete
+    model, or no score (a category route's request was never scored); the SLO monitor's rule, plus the score."""
+    score, tier = row.get("score"), decided_tier(row)
+    if score is None or tier is None or row.get("route") == "concrete" or row.get("status") == "error":
+        return None
+    labels = segment_labels(row.get("segment"))
+    return Decided(float(row["time"]), str(row.get("request_id")), str(tier), float(score),
+                   float(row.get("cost_usd") or 0.0), tuple(labels.get(n, "") for n in MIX_SEGMENTS),
+                   tuple(float(t) for t in row.get("thresholds") or ()))
 
 
 def compare(reference: ScoreReference, rows: Sequence[Mapping[str, Any]], rules: DriftRules | None = None,
             bad: Collection[str] = ()) -> DriftReport:
     """`rows` (decision records) against `reference`; `bad`: request ids with a bad-answer signal or a shadow label
     that needed a stronger tier than they got."""
+    return compare_decided(reference, [d for d in map(decided, rows) if d is not None], rules, bad)
+
+
+def compare_decided(reference: ScoreReference, rows: Sequence[Decided], rules: DriftRules | None = None,
+                    bad: Collection[str] = ()) -> DriftReport:
     cfg = rules or DriftRules()
     tiers = list(reference.tiers)
-    rows = routed(rows, tiers)
+    position = {t: i for i, t in enumerate(tiers)}
+    rows = [d for d in rows if d.tier in position]
     n = len(rows)
     if n < cfg.min_samples:
         return DriftReport(n, False)
-    scores = np.array([float(r["score"]) for r in rows if r.get("score") is not None], dtype=np.float64)
-    score_drift = score_shift(reference, scores, cfg) if scores.size >= cfg.min_samples else None
-    idx = np.array([tiers.index(str(r["tier"])) for r in rows], dtype=np.int64)
+    scores = np.fromiter((d.score for d in rows), dtype=np.float64, count=n)
+    score_drift = score_shift(reference, scores, cfg)
+    idx = np.fromiter((position[d.tier] for d in rows), dtype=np.int64, count=n)
     counts = np.bincount(idx, minlength=len(tiers))
-    reference = at_live_thresholds(reference, rows)
+    reference = at_live_thresholds(reference, rows[-1].thresholds)
     tier_shift = _shift(dict(zip(tiers, reference.tier_shares, strict=True)),
                         {t: int(c) for t, c in zip(tiers, counts, strict=True)}, cfg)
-    labels = [segment_labels(r.get("segment")) for r in rows]
     mix: dict[str, Shift] = {}
-    for name in MIX_SEGMENTS:
+    for k, name in enumerate(MIX_SEGMENTS):
         ref_mix = reference.segment_mix.get(name)
-        if not ref_mix:
-            continue
-        seen: dict[str, int] = {}
-        for lab in labels:
-            v = lab.get(name)
-            if v is not None:
-                seen[v] = seen.get(v, 0) + 1
-        if seen:
+        seen = {v: c for v, c in Counter(d.mix[k] for d in rows).items() if v}
+        if ref_mix and seen:
             mix[name] = _shift(ref_mix, seen, cfg)
-    costs = np.array([float(r.get("cost_usd") or 0.0) for r in rows], dtype=np.float64)
+    costs = np.fromiter((d.cost for d in rows), dtype=np.float64, count=n)
     per_tier = np.array([costs[idx == i].mean() if (idx == i).any() else np.nan for i in range(len(tiers))])
     per_tier = _fill_costs(per_tier)
     at_ref = float(np.dot(reference.tier_shares, per_tier)) if np.all(np.isfinite(per_tier)) else None
-    cheap = idx < len(tiers) - 1
-    loss = float(np.mean([cheap[i] and str(r.get("request_id")) in bad for i, r in enumerate(rows)])) \
-        if bad else 0.0
+    loss = 0.0
+    if bad:
+        hit = np.fromiter((d.request_id in bad for d in rows), dtype=bool, count=n)
+        loss = float(np.mean(hit & (idx < len(tiers) - 1)))
     report = DriftReport(n, True, score_drift, tier_shift, mix, float(counts[-1] / n), reference.strong_share,
                          float(costs.mean()), at_ref, loss, reference.quality_loss_rate)
     return _read(report, cfg)
 
 
-def at_live_thresholds(reference: ScoreReference, rows: Sequence[Mapping[str, Any]]) -> ScoreReference:
-    """The reference's tier shares at the thresholds the gateway serves now (the newest row's), read off its score
-    sketch: a config that moves the thresholds moves the expected shares, and that is not drift."""
+def at_live_thresholds(reference: ScoreReference, live: Sequence[float]) -> ScoreReference:
+    """The reference's tier shares at the thresholds the gateway serves now (the newest decision's), read off its
+    score sketch: a config that moves the thresholds moves the expected shares, and that is not drift."""
     from dataclasses import replace
 
-    live = rows[-1].get("thresholds") if rows else None
     if not live or len(live) != len(reference.tiers) - 1 or tuple(float(t) for t in live) == reference.thresholds:
         return reference
     idx = np.searchsorted(np.asarray(live, dtype=np.float64), reference.sample(), side="right")

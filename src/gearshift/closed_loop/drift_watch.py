@@ -16,10 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from gearshift.closed_loop.alerts import Alert, AlertSink
-from gearshift.closed_loop.drift_report import DriftReport, DriftRules, compare, decided_tier, routed
+from gearshift.closed_loop.drift_report import Decided, DriftReport, DriftRules, compare_decided, decided
 from gearshift.closed_loop.loop_settings import DriftSettings
-from gearshift.closed_loop.signals import segment_labels
-from gearshift.routers.reference import ScoreReference, build_reference
+from gearshift.routers.reference import MIX_SEGMENTS, ScoreReference, build_reference
 from gearshift.tracing.metrics import DriftMetrics
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 READINGS = ("drift", "collapse", "shift", "stable")
 #: the newest decisions a window keeps: enough for PSI/KS to see a few-percent move, bounded at any request rate
 MAX_ROWS = 20_000
-_KEEP = ("request_id", "time", "route", "status", "score", "segment", "cost_usd", "thresholds")
 
 
 def rules_of(settings: DriftSettings) -> DriftRules:
@@ -62,12 +60,14 @@ class DriftWatch:
         self.baseline: ScoreReference | None = None
         self.last: DriftReport | None = None
         self.source: str | None = None
-        self._rows: deque[dict[str, Any]] = deque(maxlen=MAX_ROWS)
+        self._rows: deque[Decided] = deque(maxlen=MAX_ROWS)
         self._bad: dict[str, float] = {}
         self._active: str | None = None
 
     def observe(self, record: Mapping[str, Any]) -> None:
-        self._rows.append({**{k: record.get(k) for k in _KEEP}, "tier": decided_tier(record)})
+        d = decided(record)
+        if d is not None:
+            self._rows.append(d)
 
     def observe_bad(self, request_id: str, when: float) -> None:
         """A bad answer (implicit signal, feedback) or a shadow label saying a stronger tier was needed."""
@@ -89,31 +89,26 @@ class DriftWatch:
     def _warm_up(self) -> ScoreReference | None:
         """The first `min_samples` routed decisions after start, as the baseline (kept until restart)."""
         if self.baseline is None:
-            rows = routed(list(self._rows), self.tier_names)
-            scored = [r for r in rows if r.get("score") is not None]
-            if len(scored) < self.settings.min_samples:
+            first = [d for d in self._rows if d.tier in self.tier_names][: self.settings.min_samples]
+            if len(first) < self.settings.min_samples or len(first[-1].thresholds) != len(self.tier_names) - 1:
                 return None
-            first = scored[: self.settings.min_samples]
-            thresholds = first[-1].get("thresholds") or []
-            if len(thresholds) != len(self.tier_names) - 1:
-                return None
-            self.baseline = build_reference([float(r["score"]) for r in first], thresholds, self.tier_names,
-                                            segments=[segment_labels(r.get("segment")) for r in first],
+            self.baseline = build_reference([d.score for d in first], first[-1].thresholds, self.tier_names,
+                                            segments=[dict(zip(MIX_SEGMENTS, d.mix, strict=True)) for d in first],
                                             source=f"the first {len(first)} routed decisions since start")
-            self._rows = deque((r for r in self._rows if float(r["time"]) > float(first[-1]["time"])), maxlen=MAX_ROWS)
+            self._rows = deque((d for d in self._rows if d.time > first[-1].time), maxlen=MAX_ROWS)
         self.source = self.baseline.source
         return self.baseline
 
     def check(self, now: float) -> list[Alert]:
         start = now - self.settings.window_s
-        while self._rows and float(self._rows[0]["time"] or 0.0) < start:
+        while self._rows and self._rows[0].time < start:
             self._rows.popleft()
         self._bad = {k: t for k, t in self._bad.items() if t >= start}
         ref = self.current_reference()
         if ref is None:
             return []
-        window = [r for r in self._rows if float(r["time"] or 0.0) <= now]
-        report = compare(ref, window, self.rules, self._bad.keys())
+        window = [d for d in self._rows if d.time <= now]
+        report = compare_decided(ref, window, self.rules, self._bad.keys())
         self.last = report
         self._export(report)
         alert = alert_of(report, start, now, self.settings.psi_threshold, self.source or "the router's reference")
