@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from gearshift.errors import InvalidRequestError
-from gearshift.gateway.dashboard.data import Window, confusion, cost_series, parse_window, routing_series, signal_rates
+from gearshift.gateway.dashboard.data import (
+    Window,
+    confusion,
+    cost_series,
+    parse_window,
+    priced_overheads,
+    routing_series,
+    signal_rates,
+)
 from gearshift.gateway.dashboard.routes import STATIC_DIR
 from gearshift.gateway.dashboard.views import json_island, triage_html
 
@@ -54,6 +62,24 @@ def test_cost_against_the_all_strong_counterfactual() -> None:
     assert c["all_strong_usd"] == pytest.approx(0.003 + 0.015 + 0.003)  # same tokens at strong prices
     assert c["per_1k"] == [pytest.approx(2.0)] and c["all_strong_per_1k"] == [pytest.approx(10.5)]
     assert c["savings"] == pytest.approx(1 - 0.004 / 0.021)
+
+
+def test_savings_are_net_of_routing_and_judging_overheads() -> None:
+    w = Window(0.0, 10.0, 1)
+    judged = [{"tier": "cheap", "shipped": True, "verdicts": [{"name": "judge", "passed": True, "cost_usd": 0.0005}]}]
+    rows = [_row(1, "cheap", tokens_in=1000, tokens_out=1000, cost_usd=0.0015, router_cost_usd=0.0005,
+                 router_latency_ms=40.0),
+            _row(2, "cheap", tokens_in=1000, tokens_out=1000, cost_usd=0.0015, cascade=judged)]
+    labels = [{"cost_usd": 0.002, "shadow_cost_usd": 0.003, "judge_latency_ms": 900.0}]
+    c = priced_overheads(cost_series(rows, (3.0, 15.0), w), rows, labels)
+    strong = c["all_strong_usd"]
+    assert strong == pytest.approx(0.036)
+    assert c["savings_before_overheads"] == pytest.approx(1 - 0.002 / strong)  # the answers alone
+    assert c["savings"] == pytest.approx(1 - (0.003 + 0.005) / strong)  # router, cascade judge, shadow, its judge
+    o = c["overheads"]
+    assert (o["llm_router_usd"], o["cascade_judge_usd"], o["shadow_judge_usd"], o["shadow_answers_usd"]) == (
+        pytest.approx(0.0005), pytest.approx(0.0005), pytest.approx(0.002), pytest.approx(0.003))
+    assert o["llm_router_latency_ms_mean"] == 40.0 and o["shadow_judge_latency_ms_mean"] == 900.0
 
 
 def test_signal_rates_count_decisions_not_events() -> None:

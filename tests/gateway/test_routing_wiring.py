@@ -143,6 +143,7 @@ def test_llm_router_call_is_priced_and_timed_into_the_record_and_metrics(upstrea
         ids = [ask(c, p).headers["x-gearshift-request-id"] for p in ("Plan a migration", "Capital of Peru?")]
         text = c.get("/metrics").text
         rows = records(server)
+        board = c.get("/dashboard/api/summary").json()["cost"]
     sent = [r.json for r in extra.router.chat_requests]
     prompt_tokens = [sum(len(str(m["content"]).split()) for m in s["messages"]) for s in sent]
     first, second = rows[ids[0]], rows[ids[1]]
@@ -157,6 +158,10 @@ def test_llm_router_call_is_priced_and_timed_into_the_record_and_metrics(upstrea
     assert metric(text, "gearshift_llm_router_latency_seconds_count") == 2.0
     assert metric(text, "gearshift_llm_router_latency_seconds_sum") >= 0.2
     assert metric(text, 'gearshift_cost_usd_total{tier="strong"}') == pytest.approx(first["cost_usd"])
+    routing = first["router_cost_usd"] + second["router_cost_usd"]
+    assert board["overheads"]["llm_router_usd"] == pytest.approx(routing, abs=1e-8)  # the dashboard's savings
+    assert board["savings_before_overheads"] - board["savings"] == pytest.approx(routing / board["all_strong_usd"],
+                                                                                 abs=1e-5)
 
 
 def test_llm_router_down_serves_the_default_tier(upstreams: Upstreams, extra: Extra, tmp_path: Path) -> None:

@@ -132,19 +132,23 @@ def cost_series(rows: Sequence[Mapping[str, Any]], prices: tuple[float, float], 
 
 def priced_overheads(cost: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                      labels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """`cost` (from `cost_series`) with what routing and judging themselves cost: the LLM-as-router's calls (already
-    inside each record's cost_usd), the shadow tiers' answers and the shadow judge's calls (in the labels). `savings`
-    is then net of every overhead; `savings_before_overheads` counts the answers alone."""
-    router = sum(float(r.get("router_cost_usd") or 0.0) for r in rows if r.get("status") != "error")
+    """`cost` (from `cost_series`) with what routing and judging themselves cost: the LLM-as-router's calls and the
+    cascade judge's (already inside each record's cost_usd), the shadow tiers' answers and the shadow judge's calls
+    (in the labels). `savings` is then net of every overhead; `savings_before_overheads` counts the answers alone."""
+    answered = [r for r in rows if r.get("status") != "error"]
+    router = sum(float(r.get("router_cost_usd") or 0.0) for r in answered)
+    checks = sum(float(v.get("cost_usd") or 0.0) for r in answered for step in r.get("cascade") or []
+                 for v in step.get("verdicts") or [] if isinstance(v, Mapping))  # the cascade's LLM judge
     judge = sum(float(lab.get("cost_usd") or 0.0) for lab in labels)
     shadow = sum(float(lab.get("shadow_cost_usd") or 0.0) for lab in labels)
     router_ms = [float(r["router_latency_ms"]) for r in rows if r.get("router_latency_ms") is not None]
     judge_ms = [float(lab["judge_latency_ms"]) for lab in labels if lab.get("judge_latency_ms") is not None]
     strong, spent = float(cost["all_strong_usd"]), float(cost["cost_usd"])
     return {**cost, "savings": round(1 - (spent + judge + shadow) / strong, 6) if strong > 0 else None,
-            "savings_before_overheads": round(1 - (spent - router) / strong, 6) if strong > 0 else None,
-            "overheads": {"llm_router_usd": round(router, 8), "shadow_judge_usd": round(judge, 8),
-                          "shadow_answers_usd": round(shadow, 8), "total_usd": round(router + judge + shadow, 8),
+            "savings_before_overheads": round(1 - (spent - router - checks) / strong, 6) if strong > 0 else None,
+            "overheads": {"llm_router_usd": round(router, 8), "cascade_judge_usd": round(checks, 8),
+                          "shadow_judge_usd": round(judge, 8), "shadow_answers_usd": round(shadow, 8),
+                          "total_usd": round(router + checks + judge + shadow, 8),
                           "llm_router_latency_ms_mean": round(sum(router_ms) / len(router_ms), 3) if router_ms
                           else None,
                           "shadow_judge_latency_ms_mean": round(sum(judge_ms) / len(judge_ms), 3) if judge_ms
