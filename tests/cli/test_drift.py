@@ -89,3 +89,34 @@ def test_drift_without_any_reference_says_what_to_pass(tmp_path: Path, capsys: p
     _store(db, _rows(np.full(30, 0.3), time.time() - 100, "x"))
     assert main(["drift", "--db", str(db), "--since", "1d"]) == 1
     assert "pass --reference, --router or --config" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_drift_of_a_registered_version_reads_its_reference_and_only_its_decisions(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gearshift.store.versions import SQLiteVersionRegistry
+
+    rng = np.random.default_rng(2)
+    saved = tmp_path / "routers" / "v1"
+    saved.mkdir(parents=True)
+    save_reference(saved, build_reference(rng.beta(2, 4, 2000), [0.5], ("cheap", "strong"),
+                                          prompts=["What is the capital of France?"] * 2000, source="v1 calibration"))
+    db = tmp_path / "gw.sqlite"
+    reg = SQLiteVersionRegistry(db)
+    try:
+        reg.register("lvl", "level", saved, thresholds=[0.5])
+        reg.promote("lvl/1")
+    finally:
+        reg.close()
+    now = time.time()
+    mine = _rows(rng.beta(2, 4, 300), now - 5000, "m")
+    other = _rows(rng.beta(8, 1, 300), now - 4000, "o")  # another router's decisions: strong-heavy, not compared
+    for r in mine:
+        r["router_version"] = "lvl/1"
+    _store(db, mine + other)
+    report = _json(capsys, ["drift", "--db", str(db), "--router", "champion", "--json"])
+    assert report["version"] == "lvl/1" and report["reference"] == "version lvl/1"
+    assert report["n"] == 300 and report["reading"] is None
+    missing = tmp_path / "bare"
+    missing.mkdir()
+    assert main(["drift", "--db", str(db), "--reference", str(missing)]) == 1
+    assert "no score reference there" in capsys.readouterr().err

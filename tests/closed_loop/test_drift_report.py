@@ -131,3 +131,25 @@ def test_the_decision_is_compared_not_what_a_cascade_or_a_category_route_made_of
     report = compare(ref, rows + category, DriftRules(min_samples=200))
     assert report.n == 600 and report.reading is None
     assert report.strong_share is not None and report.strong_share < 0.3
+
+
+def test_quality_evidence_reaching_the_watch_bad_signals_and_labels_that_needed_more() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gearshift.closed_loop.loop import ClosedLoop
+    from gearshift.closed_loop.loop_settings import SLOSettings
+    from gearshift.closed_loop.monitor import GatewayMonitor
+    from gearshift.store.labels import SignalEvent, SQLiteLabelStore
+
+    monitor = GatewayMonitor(SLOSettings(enabled=True, log=False), list(TIERS), CollectorRegistry())
+    loop = ClosedLoop(SQLiteLabelStore(":memory:"), monitor=monitor)
+    try:
+        loop.note_label({"request_id": "under", "tier": "cheap", "min_tier": "strong", "time": 5.0}, TIERS)
+        loop.note_label({"request_id": "fine", "tier": "cheap", "min_tier": "cheap", "time": 5.0}, TIERS)
+        loop.note_label({"request_id": "over", "tier": "strong", "min_tier": "cheap", "time": 5.0}, TIERS)
+        loop.note_signals([SignalEvent("down", 6.0, "thumbs_down", "explicit"),
+                           SignalEvent("up", 6.0, "thumbs_up", "explicit"),
+                           SignalEvent("left", 6.0, "abandonment", "implicit")])
+        assert monitor.drift is not None and set(monitor.drift._bad) == {"under", "down"}
+    finally:
+        loop.store.close()
