@@ -106,6 +106,18 @@ def test_watch_pages_once_per_reading_and_warms_up_a_baseline_without_a_referenc
     assert watch.check(2031.0) == [] and len(sink.alerts) == 1  # still drifting: paged once
 
 
+def test_a_shift_can_be_kept_off_the_pager() -> None:
+    rng = np.random.default_rng(8)
+    ref = _reference(rng)
+    for page, expected in ((True, 1), (False, 0)):
+        sink = _Sink()
+        watch = DriftWatch(DriftSettings(min_samples=100, window_s=1e6, page_shift=page), TIERS, lambda: ref, [sink])
+        for r in _rows(rng.beta(2, 4, 400), language="de"):
+            watch.observe(r)
+        watch.check(2000.0)
+        assert watch.last is not None and watch.last.reading == "shift" and len(sink.alerts) == expected
+
+
 def test_a_config_that_moves_the_thresholds_moves_the_expected_shares_not_a_drift() -> None:
     rng = np.random.default_rng(6)
     ref = _reference(rng)  # calibrated at 0.5

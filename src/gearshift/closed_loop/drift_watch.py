@@ -112,7 +112,8 @@ class DriftWatch:
         self.last = report
         self._export(report)
         alert = alert_of(report, start, now, self.settings.psi_threshold, self.source or "the router's reference")
-        fresh = [alert] if alert is not None and report.reading != self._active else []
+        quiet = report.reading == "shift" and not self.settings.page_shift
+        fresh = [alert] if alert is not None and report.reading != self._active and not quiet else []
         self._active = report.reading
         if fresh:
             for sink in self.sinks:

@@ -125,6 +125,7 @@ class DriftSettings(_Strict):
     ks_min_statistic: float = Field(default=0.1, ge=0.0, le=1.0)
     quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
     cost_ratio: float = Field(default=1.05, ge=1.0)
+    page_shift: bool = True  # false: a shift (moved, no cost or quality reading) is in /metrics and the dashboard only
 
 
 class SLOSettings(_Strict):
