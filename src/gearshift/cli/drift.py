@@ -89,33 +89,25 @@ def _configured(args: argparse.Namespace, url: str) -> tuple[ScoreReference | No
 
 def _baseline(rows: list[dict[str, Any]], since: float, span: float, min_samples: int) -> ScoreReference:
     """The decisions of [since - span, since) as the reference, when no saved one applies."""
-    from gearshift.closed_loop.signals import segment_labels
-    from gearshift.routers.reference import build_reference
+    from gearshift.closed_loop.drift_report import decided
+    from gearshift.routers.reference import MIX_SEGMENTS, build_reference
 
-    before = [r for r in rows if since - span <= float(r["time"]) < since and r.get("score") is not None
-              and r.get("route") != "concrete" and r.get("status") != "error" and r.get("tier") is not None]
+    before = [d for d in map(decided, rows) if d is not None and since - span <= d.time < since]
     if len(before) < min_samples:
         raise ConfigError(f"no score reference to compare with and only {len(before)} routed decisions in the "
                           f"period before the window: pass --reference, --router or --config (a router saved by "
                           f"`gearshift train` carries one), or widen --since")
-    newest = max(before, key=lambda r: float(r["time"]))
-    thresholds = [float(t) for t in newest.get("thresholds") or []]
-    tiers = _tiers(before, len(thresholds) + 1)
-    return build_reference([float(r["score"]) for r in before], thresholds, tiers,
-                           segments=[segment_labels(r.get("segment")) for r in before],
-                           source=f"the {len(before)} routed decisions of the period before the window")
-
-
-def _tiers(rows: list[dict[str, Any]], n: int) -> tuple[str, ...]:
-    """Tier names cheap to strong, ordered by the mean score of the decisions each served."""
+    thresholds = max(before, key=lambda d: d.time).thresholds
     by: dict[str, list[float]] = {}
-    for r in rows:
-        by.setdefault(str(r["tier"]), []).append(float(r["score"]))
-    names = sorted(by, key=lambda t: sum(by[t]) / len(by[t]))
-    if len(names) != n:
-        raise ConfigError(f"the decisions before the window served {len(names)} tier(s) but their thresholds imply "
-                          f"{n}: pass --reference or --config")
-    return tuple(names)
+    for d in before:
+        by.setdefault(d.tier, []).append(d.score)
+    tiers = tuple(sorted(by, key=lambda t: sum(by[t]) / len(by[t])))  # cheap to strong: by mean score served
+    if len(tiers) != len(thresholds) + 1:
+        raise ConfigError(f"the decisions before the window served {len(tiers)} tier(s) but their thresholds imply "
+                          f"{len(thresholds) + 1}: pass --reference or --config")
+    return build_reference([d.score for d in before], thresholds, tiers,
+                           segments=[dict(zip(MIX_SEGMENTS, d.mix, strict=True)) for d in before],
+                           source=f"the {len(before)} routed decisions of the period before the window")
 
 
 def _bad(url: str, since: float, tiers: tuple[str, ...]) -> set[str]:
