@@ -1,10 +1,12 @@
 """The one list of decision-record fields, and what each one is outside the record.
 
-A field is written once (records/builder.py) and read in four other shapes: a column of the decisions table
+A field is written once (records/builder.py) and read in five other shapes: a column of the decisions table
 (store/schema.py), a typed Parquet column of `gearshift export` (store/export.py), an OpenTelemetry span
-attribute (tracing/spans.py) and an input of the dashboard's summary (gateway/dashboard/data.py). Each of those
-reads its part of `FIELDS` instead of keeping its own list, so adding a field here is adding it everywhere it
-is asked for, and tests/records/test_fields.py holds the list to `DecisionRecord`, the DDL and the migrations.
+attribute (tracing/spans.py), an input of the dashboard's summary (gateway/dashboard/data.py) and the routing
+part of a triage item (closed_loop/triage.py). Each reads its part of `FIELDS` instead of keeping its own
+list, so adding a field here adds it everywhere it is asked for. tests/records/test_fields.py holds the list to
+`DecisionRecord` and to what `[store] text` conceals; each reader's tests hold it to the list (the decisions
+table and the PostgreSQL migrations: tests/store/test_schema.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FieldSpec:
     export: bool = True  # a typed column of `gearshift export` (always also inside `record_json`)
     span: str | None = None  # the span attribute, when a trace reader wants it
     dashboard: bool = False  # the dashboard's summary reads it
+    triage: bool = False  # a triage item's `routing` part: what the router did, for the reviewer
     conceal: Conceal = "none"
 
     @property
@@ -77,7 +80,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     F("api_key_id", "str"),
     F("conversation_id", "str", conceal="client"),
     F("requested_model", "str", span="gen_ai.request.model", conceal="client"),
-    F("route", "str", span=_g("route"), dashboard=True),
+    F("route", "str", span=_g("route"), dashboard=True, triage=True),
     F("stream", "bool", span=_g("stream")),
     F("segment.language", "str", span=_g("segment.language"), dashboard=True),
     F("segment.length_bucket", "str", span=_g("segment.length_bucket"), dashboard=True),
@@ -85,24 +88,24 @@ FIELDS: tuple[FieldSpec, ...] = (
     F("segment.turn", "int"),
     F("segment.topic", "str", export=False, dashboard=True),
     F("segment.client", "str", export=False, dashboard=True),
-    F("router", "str", span=_g("router")),
-    F("router_version", "str", span=_g("router_version")),
-    F("score", "float", span=_g("score")),
-    F("thresholds", "floats"),
-    F("tier", "str", column=True, index=True, span=_g("tier"), dashboard=True),
+    F("router", "str", span=_g("router"), triage=True),
+    F("router_version", "str", span=_g("router_version"), triage=True),
+    F("score", "float", span=_g("score"), triage=True),
+    F("thresholds", "floats", triage=True),
+    F("tier", "str", column=True, index=True, span=_g("tier"), dashboard=True, triage=True),
     F("propensity", "float", span=_g("propensity")),
     F("explored", "bool", span=_g("explored")),
     F("tier_probabilities", "floats"),
     F("prompt", "str", conceal="text"),
     F("experiment_arm", "str", export=False),
-    F("reason", "str", span=_g("reason")),
+    F("reason", "str", span=_g("reason"), triage=True),
     F("rule", "str", export=False, span=_g("rule")),
     F("category", "str", export=False),
-    F("confidence", "float", span=_g("confidence")),
-    F("ood", "float"),
-    F("escalated", "bool", span=_g("escalated"), dashboard=True),
+    F("confidence", "float", span=_g("confidence"), triage=True),
+    F("ood", "float", triage=True),
+    F("escalated", "bool", span=_g("escalated"), dashboard=True, triage=True),
     F("cascade", "json"),
-    F("deployment", "str", span=_g("deployment")),
+    F("deployment", "str", span=_g("deployment"), triage=True),
     F("upstream_model", "str", span="gen_ai.response.model"),
     F("finish_reason", "str"),
     F("attempts", "json", conceal="error"),
@@ -125,6 +128,7 @@ COLUMNS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.column)
 EXPORTED: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.export)
 SPAN_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.span is not None)
 DASHBOARD_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.dashboard)
+TRIAGE_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.triage)
 
 
 def named(kind: Kind, fields: Sequence[FieldSpec] = FIELDS) -> tuple[str, ...]:
