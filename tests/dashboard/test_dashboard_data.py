@@ -114,8 +114,9 @@ def _varied_rows(now: float) -> list[dict[str, Any]]:
     return rows
 
 
-def _views(rows: list[dict[str, Any]], now: float, buckets: int = 6) -> Any:
-    w = Window(now - 3600, now, buckets)
+def _views(rows: list[dict[str, Any]], now: float) -> Any:
+    """Every part of `summary` that reads decision rows."""
+    w = Window(now - 3600, now, 6)
     events = [{"request_id": f"d{i}", "tier": TIERS[i % 2], "signal": "thumbs_down"} for i in range(0, 24, 4)]
     return routing_series(rows, TIERS, w), cost_series(rows, (3.0, 15.0), w), signal_rates(rows, events, TIERS)
 
@@ -128,7 +129,8 @@ def _views_or_error(rows: list[dict[str, Any]], now: float) -> Any:
 
 
 def test_the_dashboard_reads_exactly_the_fields_the_list_marks() -> None:
-    from gearshift.records.fields import DASHBOARD_FIELDS, project
+    from gearshift.records.fields import DASHBOARD_FIELDS
+    from support.records import project
 
     now = 1_700_000_000.0
     rows = _varied_rows(now)
@@ -139,27 +141,3 @@ def test_the_dashboard_reads_exactly_the_fields_the_list_marks() -> None:
         without = [project(r, [g for g in DASHBOARD_FIELDS if g is not f]) for r in rows]
         assert _views_or_error(without, now) != _views(rows, now), f.name
 
-
-def test_the_summary_of_stored_records_is_what_their_dashboard_fields_give(tmp_path: Path) -> None:
-    import time
-
-    from gearshift.gateway.app import create_app
-    from gearshift.gateway.dashboard.data import strong_prices, summary
-    from gearshift.gateway.settings import parse_settings
-
-    now = time.time()
-    db = tmp_path / "gw.sqlite"
-    settings = parse_settings({"tiers": [{"name": t, "deployments": [
-        {"name": f"{t}-a", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]} for t in TIERS],
-        "store": {"path": str(db)}}, "test")
-    gw = create_app(settings).state.gateway
-    rows = _varied_rows(now)
-    try:
-        gw.store.append_many(rows)
-        s = summary(gw, "1h", now=now)
-    finally:
-        gw.store.close()
-    w = Window(now - 3600, now, gw.settings.dashboard.buckets)
-    assert s["routing"] == routing_series(rows, TIERS, w) and s["routing"]["*"]["total"] > 0
-    assert s["cost"] == {**cost_series(rows, strong_prices(gw), w), "strong_prices_per_m": list(strong_prices(gw))}
-    assert s["cost"]["cost_usd"] > 0

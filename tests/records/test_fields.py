@@ -10,10 +10,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import pytest
 
-from gearshift.records.fields import COLUMNS, FIELDS, FieldSpec, project
+from gearshift.records.fields import COLUMNS, FIELDS, FieldSpec
 from gearshift.records.record import DecisionRecord, Segment, record_row
 from gearshift.records.redaction import Concealment, record_transform
-from support.records import full_record
+from support.records import full_record, project
 
 
 def _kind(annotation: Any) -> str:

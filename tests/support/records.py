@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gearshift.records.fields import FieldSpec
 from gearshift.records.record import DecisionRecord
 
 
@@ -28,3 +30,21 @@ def full_record(request_id: str = "req-full", t: float = 1_700_000_000.5, **over
     }
     rec.update(overrides)
     return DecisionRecord.model_validate(rec).to_row()
+
+
+_ABSENT = object()
+
+
+def project(record: Mapping[str, Any], fields: Sequence[FieldSpec]) -> dict[str, Any]:
+    """Only `fields` of a stored row, nested as in the record; a field the row lacks stays absent."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        value = f.get(record, _ABSENT)
+        if value is _ABSENT:
+            continue
+        *parents, leaf = f.path
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out

@@ -41,7 +41,7 @@ class FieldSpec:
     required: bool = False  # NOT NULL in the table, and every record has it
     export: bool = True  # a typed column of `gearshift export` (always also inside `record_json`)
     span: str | None = None  # the span attribute, when a trace reader wants it
-    dashboard: bool = False  # the dashboard's summary reads it
+    dashboard: bool = False  # the dashboard's summary reads it (no more, no fewer: its tests hold it to that)
     triage: bool = False  # a triage item's `routing` part: what the router did, for the reviewer
     conceal: Conceal = "none"
 
@@ -134,26 +134,3 @@ TRIAGE_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.triage)
 def named(kind: Kind, fields: Sequence[FieldSpec] = FIELDS) -> tuple[str, ...]:
     """The top-level field names of one kind (record_row's type coercion)."""
     return tuple(f.name for f in fields if f.kind == kind and "." not in f.name)
-
-
-def concealed(how: Conceal) -> tuple[str, ...]:
-    return tuple(f.name for f in FIELDS if f.conceal == how)
-
-
-_ABSENT = object()
-
-
-def project(record: Mapping[str, Any], fields: Sequence[FieldSpec]) -> dict[str, Any]:
-    """Only `fields` of a stored row, nested as in the record (`segment.x` under `segment`); a field the row
-    lacks stays absent, so readers' own defaults still apply."""
-    out: dict[str, Any] = {}
-    for f in fields:
-        value = f.get(record, _ABSENT)
-        if value is _ABSENT:
-            continue
-        *parents, leaf = f.path
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out

@@ -1,7 +1,7 @@
 """What the dashboard shows, computed from the gateway's stores as one JSON-able summary.
 
-Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`, and only
-the fields the field list (`records.fields`) marks `dashboard` reach the summary;
+Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`; the summary
+reads only the fields the field list (`records.fields`) marks `dashboard` (tests/dashboard holds it to that);
 labels, triage items and signal events from the closed loop's label store; alerts from the live SLO
 monitor; router versions (with any OPE results kept in their metrics) from the version registry beside
 the decisions (SQLite file or PostgreSQL). A part whose source is off or empty comes back empty, and the
@@ -24,7 +24,6 @@ from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import InvalidRequestError
 from gearshift.learning.judge_agreement import judge_agreement
 from gearshift.learning.signal_model import is_bad
-from gearshift.records.fields import DASHBOARD_FIELDS, project
 from gearshift.store.base import DecisionQuery
 from gearshift.store.factory import store_options
 
@@ -274,7 +273,6 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
     w = Window(until - span_s, until, ds.buckets)
     tiers = list(gw.tier_names)
     rows = gw.store.query(DecisionQuery(since=w.since, limit=ds.max_rows)) if gw.store is not None else []
-    rows = [project(r, DASHBOARD_FIELDS) for r in rows]  # what the field list lets the page read, nothing else
     label_store = getattr(gw.closed_loop, "store", None)
     labels = label_store.labels(since=w.since) if label_store is not None else []
     events = label_store.signals(since=w.since) if label_store is not None else []
