@@ -53,7 +53,7 @@ _PLAN = tuple((f.name, _CASTS[f.kind], f.required) for f in COLUMNS)  # columns 
 def column_values(record: Mapping[str, Any]) -> tuple[Any, ...]:
     """The `column` fields of one record, typed for the table (the record's JSON is the caller's: the two
     backends escape it differently). Runs per row on the writer thread, hence the plan made once."""
-    out = []
+    out: list[Any] = []
     for name, cast, required in _PLAN:
         v = record.get(name)
         if v is None:
