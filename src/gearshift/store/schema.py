@@ -3,8 +3,9 @@
 The table holds the fields marked `column` (filters the stores query on, indexed with `time`) and the whole
 record as JSON. SQLite's DDL is generated here, and an older SQLite file gains any column the list has since
 grown (added, filled from the stored JSON, indexed) when it is opened. PostgreSQL's schema is versioned by the
-migrations in `store/migrations/` (a fleet migrates under one lock); tests/records/test_fields.py fails until a
-migration gives a fresh database exactly the columns this module derives, so a new column needs one.
+migrations in `store/migrations/` (a fleet migrates under one lock); tests/store/test_schema.py fails until the
+migrations give a fresh database exactly the columns derived here (`create_table("postgresql")`), so a new
+column needs a migration.
 """
 
 from __future__ import annotations
