@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gearshift.closed_loop.fleet import FleetStore
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
@@ -197,9 +198,10 @@ def label_store_url(gw: GatewayView, store_settings: StoreSettings) -> str:
 
 def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: ShadowSettings | None = None,
                       signals: SignalSettings | None = None, slo: SLOSettings | None = None, *,
-                      counters: FleetCounter | None = None) -> ClosedLoop | None:
+                      counters: FleetCounter | None = None, fleet: FleetStore | None = None) -> ClosedLoop | None:
     """The closed loop for a gateway from its sections; None when all parts are off. `counters`: the fleet's
-    shared counters (`[redis] url`), for `[shadow] every_n` across gateways."""
+    shared counters (`[redis] url`), for `[shadow] every_n` across gateways; `fleet`: its shared SLO windows
+    and alert claims (`[slo] fleet`)."""
     sh, sg, so = shadow or ShadowSettings(), signals or SignalSettings(), slo or SLOSettings()
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
@@ -208,10 +210,12 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     try:
         how = store_settings.concealment()
         runner, owned = _build_shadow(gw, sh, store, how, counters) if sh.enabled else (None, [])
-        monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
+        monitor = GatewayMonitor(so, gw.tier_names, gw.registry, fleet=fleet) if so.enabled else None
     except Exception:
         store.close()
         raise
+    if runner is not None and monitor is not None:
+        runner.on_judged = monitor.observe_judgement  # shadow judgements feed the quality-loss SLI
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
     return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)

@@ -170,6 +170,8 @@ class ShadowRunner:
         self.fleet = fleet
         self.concealment = concealment  # `[store] text`: how the cheap answer is kept in the label
         self._sampling: set[asyncio.Task[None]] = set()
+        # each judgement's (production record, cheapest good-enough tier): the SLO monitor's quality-loss SLI
+        self.on_judged: Callable[[Mapping[str, Any], str | None], None] | None = None
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.counts: dict[str, int] = {}
@@ -307,6 +309,11 @@ class ShadowRunner:
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
+        if self.on_judged is not None:
+            try:
+                self.on_judged(rec, verdict.min_tier)
+            except Exception:  # the label is stored; a monitor failure must not count the job as failed
+                log.exception("quality SLI could not take the judgement of %s", rec.get("request_id"))
         return verdict
 
     def _cheap_answer(self, job: ShadowJob, answers: Mapping[str, str], bodies: Mapping[str, dict[str, Any]],
