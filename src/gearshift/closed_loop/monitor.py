@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from gearshift.closed_loop.alerts import Alert, AlertSink, LogSink, PrometheusSink, WebhookSink
 from gearshift.closed_loop.fleet import FleetStore, FleetWindows
@@ -38,6 +38,7 @@ from gearshift.closed_loop.sli import (
     tally,
 )
 from gearshift.records.failopen import FailOpenLog, outage_errors
+from gearshift.tracing.metrics import SLIMetrics
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,7 @@ class GatewayMonitor:
         self.judged = 0
         self._errors = FailOpenLog()
         self._outage = outage_errors()
-        self._gauge = Gauge("gearshift_slo_sli", "SLI value per segment as of the last SLO check (scope: fleet "
-                            "or this process).", ["sli", "segment", "scope"], registry=registry)
-        self._samples = Gauge("gearshift_slo_sli_samples", "Decisions (or shadow judgements, for quality_loss) "
-                              "behind each SLI value.", ["sli", "segment", "scope"], registry=registry)
+        self._metrics = SLIMetrics(registry)
         self._task: asyncio.Task[None] | None = None
 
     def observe(self, record: Mapping[str, Any]) -> None:
@@ -205,14 +203,15 @@ class GatewayMonitor:
     def _publish(self, decisions: Tally, quality: Tally, scope: str, now: float) -> None:
         rows = sli_rows(decisions, quality, self.sli.config)
         self.snapshot = {"scope": scope, "time": now, "rows": rows}
-        self._gauge.clear()
-        self._samples.clear()
+        m = self._metrics
+        m.value.clear()  # a segment gone from the window is gone from the gauges
+        m.samples.clear()
         for row in rows:
             for name in _SLIS:
                 got = row[name]
                 if got["value"] is not None:
-                    self._gauge.labels(sli=name, segment=row["segment"], scope=scope).set(got["value"])
-                    self._samples.labels(sli=name, segment=row["segment"], scope=scope).set(got["n"])
+                    m.value.labels(sli=name, segment=row["segment"], scope=scope).set(got["value"])
+                    m.samples.labels(sli=name, segment=row["segment"], scope=scope).set(got["n"])
 
     def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first: the fleet's (as of the last check) when there is a fleet, else this process's."""
