@@ -108,3 +108,15 @@ def test_fleet_escalation_alert_pages_once(ups: Any, tmp_path: Path) -> None:
     assert sorted(x["segment"] for x in esc) == sorted({x["segment"] for x in esc})  # one page per segment
     star = [x for x in esc if x["segment"] == "*"]
     assert len(star) == 1 and star[0]["n"] >= 10 and star[0]["value"] > 0.4  # each gateway alone: 6 decisions
+
+
+def test_with_redis_down_a_gateway_alerts_on_its_own_windows(ups: Any, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    # nothing listens on port 1: every fleet check meets an outage and falls back to this process's windows
+    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=BANDS,
+                                                sections={"redis": {"url": "redis://127.0.0.1:1/0"}}) as gw:
+        send_as(gw, PLAIN[:3] + DE)
+        settled([gw], hook, 9)
+        assert gw.gateway.closed_loop.monitor.snapshot["scope"] == "process"
+    assert fired(hook, "quality_loss") == ["language=de"]
+    assert any("slo" in r.getMessage() for r in caplog.records)
