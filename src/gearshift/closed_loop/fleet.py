@@ -13,15 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from gearshift.closed_loop.sli import (
-    ALL,
-    DecisionEvent,
-    QualityEvent,
-    SLIConfig,
-    Tally,
-    decision_fields,
-    quality_fields,
-)
+from gearshift.closed_loop.sli import DecisionEvent, QualityEvent, SLIConfig, Tally, tally
 
 BUCKETS = 30
 
@@ -59,42 +51,47 @@ def unflatten(totals: Mapping[str, int]) -> Tally:
 
 
 class FleetWindows:
-    """This process's share of the fleet's windows: counts waiting to be flushed, and the fleet's sums."""
+    """This process's share of the fleet's windows: events waiting to be flushed, and the fleet's sums.
+
+    `observe` is a list append (the request path); the counting per bucket and segment happens in `flush`.
+    """
 
     def __init__(self, store: FleetStore, config: SLIConfig) -> None:
         self.store = store
         self.config = config
         self.series = {"d": config.window_s / BUCKETS, "q": config.quality_window_s / BUCKETS}
-        self._pending: dict[str, dict[str, int]] = {}
-        self._ttl: dict[str, float] = {}
-
-    def _slot(self, series: str, timestamp: float) -> dict[str, int]:
-        bucket_s = self.series[series]
-        key = self.store.bucket_key(series, bucket_s, math.floor(timestamp / bucket_s))
-        if key not in self._pending:
-            self._pending[key] = {}
-            self._ttl[key] = bucket_s * (BUCKETS + 2)
-        return self._pending[key]
-
-    def _segments(self, segments: Mapping[str, str]) -> list[str]:
-        return [ALL, *(f"{k}={v}" for k, v in segments.items() if self.config.wanted(k))]
+        self._pending: list[DecisionEvent | QualityEvent] = []
 
     def observe(self, event: DecisionEvent) -> None:
-        slot = self._slot("d", event.timestamp)
-        fields = decision_fields(event.tier_index, event.escalated, self.config.n_tiers)
-        for seg in self._segments(event.segments):
-            _flat(fields, seg, slot)
+        self._pending.append(event)
 
     def observe_quality(self, event: QualityEvent) -> None:
-        slot = self._slot("q", event.timestamp)
-        for seg in self._segments(event.segments):
-            _flat(quality_fields(event.loss), seg, slot)
+        self._pending.append(event)
+
+    def pending_counts(self, events: Sequence[DecisionEvent | QualityEvent]
+                       ) -> tuple[dict[str, dict[str, int]], dict[str, float]]:
+        """(bucket key -> "segment|field" -> count, bucket key -> ttl) for `events`."""
+        buckets: dict[str, list[DecisionEvent | QualityEvent]] = {}
+        ttl: dict[str, float] = {}
+        for e in events:
+            series = "q" if isinstance(e, QualityEvent) else "d"
+            bucket_s = self.series[series]
+            key = self.store.bucket_key(series, bucket_s, math.floor(e.timestamp / bucket_s))
+            if key not in buckets:
+                buckets[key], ttl[key] = [], bucket_s * (BUCKETS + 2)
+            buckets[key].append(e)
+        counts: dict[str, dict[str, int]] = {}
+        for key, group in buckets.items():
+            flat = counts[key] = {}
+            for seg, fields in tally(group, self.config).items():
+                _flat(fields, seg, flat)
+        return counts, ttl
 
     async def flush(self) -> None:
-        """Add the pending counts to the fleet's; on failure they are dropped (never counted twice)."""
-        pending, ttl = self._pending, self._ttl
-        self._pending, self._ttl = {}, {}
-        await self.store.add(pending, ttl)
+        """Add the pending events' counts to the fleet's; on failure they are dropped (never counted twice)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await self.store.add(*self.pending_counts(pending))
 
     def _keys(self, series: str, now: float) -> list[str]:
         bucket_s = self.series[series]

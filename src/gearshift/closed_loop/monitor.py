@@ -35,7 +35,6 @@ from gearshift.closed_loop.sli import (
     SLIMonitor,
     Tally,
     count_alerts,
-    tally,
 )
 from gearshift.records.failopen import FailOpenLog, outage_errors
 from gearshift.tracing.metrics import SLIMetrics
@@ -162,8 +161,7 @@ class GatewayMonitor:
         try:
             t = time.time() if now is None else now
             fresh = self.sli.check(t)
-            events, quality = self.sli.window(t)
-            self._publish(tally(events, self.sli.config), tally(quality, self.sli.config), "process", t)
+            self._publish(*self.sli.tallies, "process", t)
             return fresh
         except Exception:  # monitoring must not take the gateway down
             log.exception("SLO check failed")
@@ -191,8 +189,15 @@ class GatewayMonitor:
         alerts = count_alerts(decisions, quality, now - cfg.window_s, now, cfg, now - cfg.quality_window_s)
         alerts += [a for a in self.sli.evaluate(now) if a.kind == "drift"]  # p_strong drift: per process
         ttl = max(self.settings.cooldown_s, 3 * self.settings.check_interval_s, 1.0)
-        mine = [a for a in self.sli.fresh(alerts, now)
-                if await fleet.store.claim(f"{a.kind}|{a.segment}|{a.direction or ''}", ttl)]
+        mine = []
+        for a in self.sli.fresh(alerts, now):
+            try:
+                won = await fleet.store.claim(f"{a.kind}|{a.segment}|{a.direction or ''}", ttl)
+            except self._outage as exc:  # cannot ask the fleet: page from here (twice beats never)
+                self._errors.failed("slo", exc)
+                won = True
+            if won:
+                mine.append(a)
         self.sli.emit(mine)
         await fleet.store.log_alerts([a.to_json() for a in mine])
         self.fleet_alerts = await fleet.store.recent_alerts()

@@ -21,7 +21,7 @@ the overall rate.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -152,16 +152,25 @@ def quality_fields(loss: bool) -> dict[str, int]:
 
 
 def tally(events: Iterable[DecisionEvent | QualityEvent], config: SLIConfig) -> Tally:
-    """Counts per segment; a `DecisionEvent` with a known `quality_loss` also counts as a judgement."""
-    out: Tally = {}
+    """Counts per segment; a `DecisionEvent` with a known `quality_loss` also counts as a judgement.
+
+    Events are first counted by what they are (tier, escalated, loss, segments): a window of many decisions
+    holds few distinct ones, so the per-segment work is done once per kind, not once per decision."""
+    kinds: Counter[tuple[int, bool, bool | None, tuple[tuple[str, str], ...]]] = Counter()
+    judged: Counter[tuple[bool, tuple[tuple[str, str], ...]]] = Counter()
     for e in events:
-        keys = _keys(e.segments, config)
         if isinstance(e, QualityEvent):
-            _bump(out, keys, quality_fields(e.loss))
-            continue
-        _bump(out, keys, decision_fields(e.tier_index, e.escalated, config.n_tiers))
-        if e.quality_loss is not None:
-            _bump(out, keys, quality_fields(e.quality_loss))
+            judged[(e.loss, tuple(e.segments.items()))] += 1
+        else:
+            kinds[(e.tier_index, e.escalated, e.quality_loss, tuple(e.segments.items()))] += 1
+    out: Tally = {}
+    for (tier, escalated, loss, segments), k in kinds.items():
+        keys = _keys(dict(segments), config)
+        _bump(out, keys, {f: k * by for f, by in decision_fields(tier, escalated, config.n_tiers).items()})
+        if loss is not None:
+            judged[(loss, segments)] += k
+    for (loss, segments), k in judged.items():
+        _bump(out, _keys(dict(segments), config), {"judged": k, "loss": k * int(loss)})
     return out
 
 
@@ -204,13 +213,20 @@ def count_alerts(decisions: Tally, quality: Tally, start: float, end: float, con
     return out
 
 
+def window_tallies(events: Sequence[DecisionEvent], quality: Sequence[QualityEvent], config: SLIConfig
+                   ) -> tuple[Tally, Tally]:
+    """(decision counts, judgement counts); without separate judgements, the decisions' own `quality_loss`."""
+    decided = tally(events, config)
+    return decided, tally(quality, config) if quality else decided
+
+
 def window_alerts(events: Sequence[DecisionEvent], start: float, end: float, config: SLIConfig,
                   reference: np.ndarray | None = None, quality: Sequence[QualityEvent] = (),
-                  quality_start: float | None = None) -> list[Alert]:
+                  quality_start: float | None = None, tallies: tuple[Tally, Tally] | None = None) -> list[Alert]:
     """Alerts for one window of events (all assumed inside [start, end]) and of judgements (inside
-    [quality_start, end])."""
-    decided = tally(events, config)
-    out = count_alerts(decided, tally(quality, config) if quality else decided, start, end, config, quality_start)
+    [quality_start, end]); `tallies`: their (decision, judgement) counts when the caller has them."""
+    decided, judged = tallies or window_tallies(events, quality, config)
+    out = count_alerts(decided, judged, start, end, config, quality_start)
     if len(events) < config.min_events:
         return out
     scores = np.array([e.p_strong for e in events if e.p_strong is not None], dtype=np.float64)
@@ -283,6 +299,7 @@ class SLIMonitor:
         self._quality: deque[QualityEvent] = deque()
         self._active: set[AlertKey] = set()
         self._paged: dict[AlertKey, float] = {}
+        self.tallies: tuple[Tally, Tally] = ({}, {})  # the last `evaluate`'s (decision, judgement) counts
 
     def observe(self, event: DecisionEvent) -> None:
         self._events.append(event)
@@ -302,8 +319,9 @@ class SLIMonitor:
     def evaluate(self, now: float) -> list[Alert]:
         """Every alert the window ending at `now` holds, active or not."""
         events, quality = self.window(now)
+        self.tallies = window_tallies(events, quality, self.config)
         return window_alerts(events, now - self.config.window_s, now, self.config, self.reference, quality,
-                             now - self.config.quality_window_s)
+                             now - self.config.quality_window_s, self.tallies)
 
     def fresh(self, alerts: Sequence[Alert], now: float) -> list[Alert]:
         """The alerts that should page now: newly active and out of their cooldown; updates the active set."""

@@ -2,10 +2,11 @@
 and claims an alert before paging, so a fleet pages once.
 
 A bucket is a hash `PREFIXslo:<series>:<bucket seconds>:<bucket index>` whose fields are
-"<segment>|<field>" counts (HINCRBY, so concurrent gateways add, never overwrite); it expires once it has
-left every window. Reading a window is one pipelined HGETALL per bucket, summed here: the cost of a check
-grows with the number of buckets and segments, not with the traffic. An alert is claimed with
-`SET PREFIXslo:alert:<kind>|<segment>|<direction> NX EX <ttl>`: only the gateway that sets it pages; the
+"<segment>|<field>" counts (HINCRBY in a script, so concurrent gateways add, never overwrite); it expires
+once it has left every window. Reading a window is one script summing the buckets on the server, so a
+check's cost grows with the number of segment values, not with the traffic (on Redis Cluster a window's
+buckets would need one hash slot; gearshift uses a single Redis). An alert is claimed with
+`SET PREFIXslo:alert:<kind>|<segment>|<direction> NX PX <ttl>`: only the gateway that sets it pages; the
 claimed alerts are kept, newest first, in the list `PREFIXslo:alerts` for every gateway's dashboard.
 """
 
@@ -21,6 +22,39 @@ if TYPE_CHECKING:
 
 _KEEP_ALERTS = 200
 
+# add counts to one bucket and (re)set its expiry: ARGV = ttl seconds, then field, count pairs
+_ADD = """
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+# the sum over the buckets, field by field, on the server: a window's read returns one count per field,
+# not one per field per bucket
+_SUM = """
+local acc, order = {}, {}
+for _, key in ipairs(KEYS) do
+  local h = redis.call('HGETALL', key)
+  for i = 1, #h, 2 do
+    local f, v = h[i], tonumber(h[i + 1])
+    if acc[f] == nil then
+      acc[f] = v
+      order[#order + 1] = f
+    else
+      acc[f] = acc[f] + v
+    end
+  end
+end
+local out = {}
+for _, f in ipairs(order) do
+  out[#out + 1] = f
+  out[#out + 1] = tostring(acc[f])
+end
+return out
+"""
+
 
 class RedisSLOStore:
     """The fleet's SLO counts and alert claims under one key prefix (`closed_loop.fleet.FleetStore`)."""
@@ -28,31 +62,32 @@ class RedisSLOStore:
     def __init__(self, client: Redis, prefix: str = "gearshift:") -> None:
         self.client = client
         self.prefix = prefix
+        self._add = client.register_script(_ADD)
+        self._sum = client.register_script(_SUM)
 
     def bucket_key(self, series: str, bucket_s: float, index: int) -> str:
         return f"{self.prefix}slo:{series}:{bucket_s:g}:{index}"
 
     async def add(self, counts: Mapping[str, Mapping[str, int]], ttl_s: Mapping[str, float]) -> None:
-        """Add `counts` (bucket key -> field -> count) in one round trip; each key expires after its ttl."""
+        """Add `counts` (bucket key -> field -> count), one script call per bucket in one round trip; each
+        key expires after its ttl."""
         if not counts:
             return
         pipe = self.client.pipeline(transaction=False)
         for key, fields in counts.items():
+            args: list[str | int] = [max(1, math.ceil(ttl_s[key]))]
             for name, by in fields.items():
-                pipe.hincrby(key, name, by)
-            pipe.expire(key, max(1, math.ceil(ttl_s[key])))
+                args += [name, by]
+            await self._add(keys=[key], args=args, client=pipe)
         await pipe.execute()
 
     async def totals(self, keys: Sequence[str]) -> dict[str, int]:
-        """Field -> the sum over the bucket keys (missing keys count zero)."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
+        """Field -> the sum over the bucket keys (missing keys count zero), summed on the server."""
+        flat = await self._sum(keys=list(keys), args=[])
         out: dict[str, int] = {}
-        for got in await pipe.execute():
-            for name, value in (got or {}).items():
-                field = name.decode() if isinstance(name, bytes) else str(name)
-                out[field] = out.get(field, 0) + int(value)
+        for i in range(0, len(flat), 2):
+            name = flat[i]
+            out[name.decode() if isinstance(name, bytes) else str(name)] = int(flat[i + 1])
         return out
 
     async def claim(self, name: str, ttl_s: float) -> bool:
