@@ -153,6 +153,7 @@ class CheapUpstream(FakeUpstream):
         return super()._completion(req, b, text)
 
 
+PLAIN = [p.replace(", please", "") for p in EN]  # English prompts whose cheap answers are all fine
 KEYS = {"team-a": "sk-team-a-0001", "team-b": "sk-team-b-0002"}
 
 
@@ -183,12 +184,18 @@ def sli_gateway(ups: tuple[FakeUpstream, FakeUpstream, JudgeUpstream], db: Path,
     return GatewayServer(create_app(cfg, router=KeywordRouter()))
 
 
-def send_as(gw: GatewayServer, prompts: list[str], key: str = "team-a") -> None:
+def send_as(gw: GatewayServer, prompts: list[str], key: str = "team-a", *, judged: bool = False) -> None:
+    """`judged`: return only once every one of these requests has been judged, so that a window's rates
+    never pass through a mix the test did not mean (e.g. the failing half judged before the control half)."""
+    monitor = gw.gateway.closed_loop.monitor
+    before = monitor.judged
     with gw.client(headers={"Authorization": f"Bearer {KEYS[key]}"}) as c:
         for p in prompts:
             r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
                                                      "messages": [{"role": "user", "content": p}]})
             assert r.status_code == 200, r.text
+    if judged:
+        assert wait_until(lambda: monitor.judged == before + len(prompts), 10.0), monitor.judged
 
 
 def settled(gws: Sequence[GatewayServer], hook: WebhookReceiver, judged: int) -> None:

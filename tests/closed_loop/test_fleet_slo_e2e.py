@@ -19,6 +19,7 @@ from closed_loop.shadow_harness import (
     DE,
     EN,
     KEYS,
+    PLAIN,
     JudgeUpstream,
     WebhookReceiver,
     fired,
@@ -29,11 +30,10 @@ from closed_loop.shadow_harness import (
 )
 from gateway.harness import GatewayServer
 from support.fake_upstream import FakeUpstream
-from support.services import redis_prefix
+from support.services import pg_schema, redis_prefix
 
 pytestmark = [pytest.mark.services]
 
-PLAIN = [p.replace(", please", "") for p in EN]  # English prompts whose cheap answers are fine
 BANDS = {"language=de": {"quality_loss": [0.0, 0.2]}}
 
 
@@ -62,8 +62,10 @@ def test_two_gateways_each_under_min_judged_page_one_fleet_alert(ups: Any, tmp_p
     # min_judged = 8; the fleet's 10 are over it. All traffic: 10 losses in 16 (0.63), inside the global 0-0.7
     with redis_prefix() as (url, prefix), WebhookReceiver() as hook, ExitStack() as stack:
         a, b = _pair(stack, ups, tmp_path, hook, {"url": url, "prefix": prefix})
-        send_as(a, PLAIN[:3] + DE[:5])
-        send_as(b, PLAIN[3:6] + DE[1:6])
+        send_as(a, PLAIN[:3], judged=True)
+        send_as(b, PLAIN[3:6], judged=True)
+        send_as(a, DE[:5])
+        send_as(b, DE[1:6])
         settled([a, b], hook, 8)
         assert fired(hook, "quality_loss") == ["language=de"]  # once for the fleet, not once per gateway
         alert = next(x for x in hook.alerts() if x["kind"] == "quality_loss")
@@ -87,8 +89,10 @@ def test_without_redis_each_gateway_sees_only_its_half(ups: Any, tmp_path: Path)
     # the control: the same traffic, no shared windows -> each gateway's 5 judgements stay under min_judged
     with WebhookReceiver() as hook, ExitStack() as stack:
         a, b = _pair(stack, ups, tmp_path, hook, None)
-        send_as(a, PLAIN[:3] + DE[:5])
-        send_as(b, PLAIN[3:6] + DE[1:6])
+        send_as(a, PLAIN[:3], judged=True)
+        send_as(b, PLAIN[3:6], judged=True)
+        send_as(a, DE[:5])
+        send_as(b, DE[1:6])
         settled([a, b], hook, 8)
         assert a.gateway.closed_loop.monitor.snapshot["scope"] == "process"
     assert fired(hook, "quality_loss") == []
@@ -115,8 +119,27 @@ def test_with_redis_down_a_gateway_alerts_on_its_own_windows(ups: Any, tmp_path:
     # nothing listens on port 1: every fleet check meets an outage and falls back to this process's windows
     with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=BANDS,
                                                 sections={"redis": {"url": "redis://127.0.0.1:1/0"}}) as gw:
-        send_as(gw, PLAIN[:3] + DE)
+        send_as(gw, PLAIN[:3], judged=True)
+        send_as(gw, DE)
         settled([gw], hook, 9)
         assert gw.gateway.closed_loop.monitor.snapshot["scope"] == "process"
     assert fired(hook, "quality_loss") == ["language=de"]
     assert any("slo" in r.getMessage() for r in caplog.records)
+
+
+def test_two_gateways_on_one_postgresql_store_page_one_fleet_alert(ups: Any, tmp_path: Path) -> None:
+    # no Redis: the shared PostgreSQL store holds the fleet's windows and claims (migration 0004)
+    with pg_schema("gs_slo") as store_url, WebhookReceiver() as hook, ExitStack() as stack:
+        a, b = [stack.enter_context(sli_gateway(ups, tmp_path / f"{n}.sqlite", hook.url, bands=BANDS,
+                                                sections={"store": {"url": store_url}}, min_judged=8))
+                for n in ("a", "b")]
+        send_as(a, PLAIN[:3], judged=True)
+        send_as(b, PLAIN[3:6], judged=True)
+        send_as(a, DE[:5])
+        send_as(b, DE[1:6])
+        settled([a, b], hook, 8)
+        assert fired(hook, "quality_loss") == ["language=de"]
+        for gw in (a, b):
+            snapshot = gw.gateway.closed_loop.monitor.snapshot
+            rows = {r["segment"]: r for r in snapshot["rows"]}
+            assert snapshot["scope"] == "fleet" and rows["language=de"]["quality_loss"]["n"] == 10

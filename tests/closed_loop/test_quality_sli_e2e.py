@@ -18,6 +18,7 @@ from closed_loop.shadow_harness import (
     DE,
     EN,
     KEYS,
+    PLAIN,
     JudgeUpstream,
     WebhookReceiver,
     fired,
@@ -36,12 +37,15 @@ def ups() -> Iterator[tuple[FakeUpstream, FakeUpstream, JudgeUpstream]]:
     with sli_upstreams() as u:
         yield u
 
+
 def test_a_language_whose_cheap_answers_fail_raises_a_quality_alert(ups: Any, tmp_path: Path) -> None:
     # German: every cheap answer fails (loss 1.0, band 0-0.2 for language=de); English: one in three fails
-    # (0.33, under the global band 0-0.7), and all traffic together (0.67) stays under it too
-    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url,
-                  bands={"language=de": {"quality_loss": [0.0, 0.2]}}) as gw:
-        send_as(gw, DE + EN)
+    # (0.33, under the global band 0-0.7), and all traffic together (0.67) stays under it too (English is
+    # judged first, so the mix rises to 0.67 and never passes it)
+    bands = {"language=de": {"quality_loss": [0.0, 0.2]}}
+    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=bands) as gw:
+        send_as(gw, EN, judged=True)
+        send_as(gw, DE)
         settled([gw], hook, 12)
         assert fired(hook, "quality_loss") == ["language=de"]
         with gw.client(headers={"Authorization": f"Bearer {KEYS['team-a']}"}) as c:
@@ -64,18 +68,19 @@ def test_a_language_whose_cheap_answers_fail_raises_a_quality_alert(ups: Any, tm
 def test_min_judged_holds_back_a_segment_with_too_few_judgements(ups: Any, tmp_path: Path) -> None:
     bands = {"language=de": {"quality_loss": [0.0, 0.2]}}
     with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=bands, min_judged=7) as gw:
-        send_as(gw, DE + EN)
+        send_as(gw, EN, judged=True)
+        send_as(gw, DE)
         settled([gw], hook, 12)
     assert fired(hook, "quality_loss") == []  # 6 German judgements < 7
 
 
 def test_a_client_whose_cheap_answers_fail_raises_a_quality_alert(ups: Any, tmp_path: Path) -> None:
-    # same English prompts from two keys; team-b's all hold "please" (every cheap answer fails)
-    plain = [p.replace(", please", "") for p in EN]
-    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url,
-                  bands={"client=team-b": {"quality_loss": [0.0, 0.2]}}) as gw:
-        send_as(gw, plain, key="team-a")
-        send_as(gw, [p.rstrip("?.") + ", please?" for p in plain], key="team-b")
+    # same English prompts from two keys; team-b's all hold "please" (every cheap answer fails); all traffic
+    # together: 0.5, under the global band 0-0.7
+    bands = {"client=team-b": {"quality_loss": [0.0, 0.2]}}
+    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=bands) as gw:
+        send_as(gw, PLAIN, key="team-a", judged=True)
+        send_as(gw, [p.rstrip("?.") + ", please?" for p in PLAIN], key="team-b")
         settled([gw], hook, 12)
     assert fired(hook, "quality_loss") == ["client=team-b"]
 
@@ -85,18 +90,14 @@ def test_escalation_band_per_segment(ups: Any, tmp_path: Path) -> None:
     # inside the global band 0-0.5 but outside has_code=yes's own 0-0.1
     code = [f"Fix this: ```python\ndef f{i}(x):\n    return x + {i}\n```" for i in range(6)]
     code[0], code[3] = "UNSURE " + code[0], "UNSURE " + code[3]
-    prose = [f"UNSURE {p}" if i in (1, 4) else p for i, p in enumerate(plain_en())]
-    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url,
-                  bands={"has_code=yes": {"escalation_rate": [0.0, 0.1]}}) as gw:
+    prose = [f"UNSURE {p}" if i in (1, 4) else p for i, p in enumerate(PLAIN)]
+    bands = {"has_code=yes": {"escalation_rate": [0.0, 0.1]}}
+    with WebhookReceiver() as hook, sli_gateway(ups, tmp_path / "gw.sqlite", hook.url, bands=bands) as gw:
         send_as(gw, code + prose)
         settled([gw], hook, 12)
     assert fired(hook, "escalation_rate") == ["has_code=yes"]
     alert = next(a for a in hook.alerts() if a["kind"] == "escalation_rate")
     assert alert["value"] == pytest.approx(1 / 3) and alert["band"] == [0.0, 0.1]
-
-
-def plain_en() -> list[str]:
-    return [p.replace(", please", "") for p in EN]
 
 
 def test_segment_bands_are_validated() -> None:
