@@ -143,10 +143,10 @@ class GatewayMonitor:
 
     def observe_judgement(self, record: Mapping[str, Any], min_tier: str | None, now: float | None = None) -> None:
         """Feed one shadow judgement of a served decision: a quality loss when the judge's cheapest good-enough
-        tier (`min_tier`) is above the tier that answered. No `min_tier` (unjudgeable): nothing."""
+        tier (`min_tier`) is above the tier that answered."""
         tier = record.get("tier")
-        if min_tier not in self.tier_names or tier not in self.tier_names:
-            return
+        if min_tier not in self.tier_names or tier not in self.tier_names or record.get("route") == "concrete":
+            return  # unjudgeable, or a model the client named (not a routing decision)
         self.judged += 1
         event = QualityEvent(timestamp=time.time() if now is None else now,
                              loss=self.tier_names.index(str(min_tier)) > self.tier_names.index(str(tier)),

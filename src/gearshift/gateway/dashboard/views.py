@@ -142,7 +142,8 @@ def slis_html(slis: Mapping[str, Any], slo_enabled: bool) -> str:
 
     rows = [[e(r["segment"]), cell(r["strong_share"]), cell(r["escalation_rate"]), cell(r["quality_loss"])]
             for r in slis["rows"]]
-    scope = "the whole fleet (windows shared in Redis or PostgreSQL)" if slis.get("scope") == "fleet" else "this gateway process"
+    fleet = slis.get("scope") == "fleet"
+    scope = "the whole fleet (windows shared in Redis or PostgreSQL)" if fleet else "this gateway process"
     note = f'<p class="note">over {e(scope)}, as of {e(when(slis.get("time")))}</p>'
     return note + _table(["segment", "strong share", "escalation rate", "quality loss (shadow-judged)"], rows,
                          "slis")
