@@ -50,7 +50,7 @@ end
 local out = {}
 for _, f in ipairs(order) do
   out[#out + 1] = f
-  out[#out + 1] = tostring(acc[f])
+  out[#out + 1] = string.format('%d', acc[f])
 end
 return out
 """
