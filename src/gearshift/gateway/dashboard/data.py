@@ -1,6 +1,7 @@
 """What the dashboard shows, computed from the gateway's stores as one JSON-able summary.
 
-Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`;
+Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`; the summary
+reads only the fields the field list (`records.fields`) marks `dashboard` (tests/dashboard holds it to that);
 labels, triage items and signal events from the closed loop's label store; alerts from the live SLO
 monitor; router versions (with any OPE results kept in their metrics) from the version registry beside
 the decisions (SQLite file or PostgreSQL). A part whose source is off or empty comes back empty, and the
