@@ -156,9 +156,10 @@ def test_quality_evidence_reaching_the_watch_bad_signals_and_labels_that_needed_
     monitor = GatewayMonitor(SLOSettings(enabled=True, log=False), list(TIERS), CollectorRegistry())
     loop = ClosedLoop(SQLiteLabelStore(":memory:"), monitor=monitor)
     try:
-        loop.note_label({"request_id": "under", "tier": "cheap", "min_tier": "strong", "time": 5.0}, TIERS)
-        loop.note_label({"request_id": "fine", "tier": "cheap", "min_tier": "cheap", "time": 5.0}, TIERS)
-        loop.note_label({"request_id": "over", "tier": "strong", "min_tier": "cheap", "time": 5.0}, TIERS)
+        # shadow judgements reach the monitor as `observe_judgement` (the runner's on_judged)
+        monitor.observe_judgement({"request_id": "under", "tier": "cheap", "time": 5.0}, "strong")
+        monitor.observe_judgement({"request_id": "fine", "tier": "cheap", "time": 5.0}, "cheap")
+        monitor.observe_judgement({"request_id": "over", "tier": "strong", "time": 5.0}, "cheap")
         loop.note_signals([SignalEvent("down", 6.0, "thumbs_down", "explicit"),
                            SignalEvent("up", 6.0, "thumbs_up", "explicit"),
                            SignalEvent("left", 6.0, "abandonment", "implicit")])

@@ -170,7 +170,8 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     from gearshift.gateway.drift_reference import reference_source
 
     gw.closed_loop = build_closed_loop(gw, settings.store, settings.shadow, settings.signals, settings.slo,
-                                       counters=None if shared is None else shared.counters,  # None: all off
+                                       counters=None if shared is None else shared.counters,
+                                       fleet=None if shared is None else shared.slo,  # None: all off
                                        reference=reference_source(settings, resolver))
     if settings.tracing.enabled:
         from gearshift.tracing import build_tracer

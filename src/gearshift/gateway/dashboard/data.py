@@ -279,15 +279,25 @@ def store_versions(gw: Gateway) -> list[dict[str, Any]]:
 def _bands(gw: Gateway) -> dict[str, Any]:
     slo = gw.settings.slo
     return {"enabled": slo.enabled, "strong_share": list(slo.strong_share),
-            "escalation_rate": list(slo.escalation_rate),
-            "segment_bands": {k: list(v) for k, v in slo.segment_bands.items()}}
+            "escalation_rate": list(slo.escalation_rate), "quality_loss": list(slo.quality_loss),
+            "segment_bands": {k: list(v) if isinstance(v, list) else v.model_dump(exclude_none=True)
+                              for k, v in slo.segment_bands.items()}}
 
 
 def _alerts(gw: Gateway, limit: int = 50) -> list[dict[str, Any]]:
+    """The fleet's alerts when the monitor checks the fleet (`[redis] url`), else this process's."""
     monitor = getattr(gw.closed_loop, "monitor", None)
     if monitor is None:
         return []
-    return [a.to_json() for a in list(monitor.alerts)[-limit:]][::-1]
+    return list(monitor.recent_alerts(limit))
+
+
+def _slis(gw: Gateway) -> dict[str, Any]:
+    """The SLIs per segment as of the monitor's last check (fleet-wide or this process's)."""
+    monitor = getattr(gw.closed_loop, "monitor", None)
+    if monitor is None:
+        return {"scope": None, "time": None, "rows": []}
+    return dict(monitor.snapshot)
 
 
 def _drift(gw: Gateway) -> dict[str, Any] | None:
@@ -331,6 +341,7 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "triage": triage_queue(triage),
         "judge_agreement": judge_agreement(reviewed, ["language"]).to_json(),
         "alerts": _alerts(gw),
+        "slis": _slis(gw),
         "drift": _drift(gw),
         "versions": versions,
         "auth": {"open": not gw.keys.enabled},
