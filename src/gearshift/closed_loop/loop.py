@@ -86,7 +86,7 @@ class ClosedLoop:
             if self.monitor is not None:
                 self.monitor.observe(record)
             if self.signals is not None:
-                events = self.signals.observe(record, messages, conversation_header, answer)
+                events = self.signals.observe(record, messages, conversation_header, answer, served.answer_tools)
                 if events:
                     self.write_signals(events)
             if self.shadow is not None and payload is not None:
@@ -212,7 +212,9 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     except Exception:
         store.close()
         raise
-    tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
+    tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s, edit_window_s=sg.edit_window_s,
+                              edit_min_similarity=sg.edit_min_similarity, handoff_tools=sg.handoff_tools,
+                              handoff_phrases=sg.handoff_phrases) if sg.enabled else None
     return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)
 
