@@ -40,7 +40,7 @@ class Served(Protocol):
 
     @property
     def answer_tools(self) -> Sequence[str]:
-        """Names of the tool calls in the answer (a JSON answer's; empty for a stream)."""
+        """Names of the tool calls in the answer (JSON or streamed)."""
         ...
 
 

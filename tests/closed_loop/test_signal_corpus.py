@@ -15,13 +15,14 @@ import random
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from closed_loop.shadow_harness import KeywordRouter, settings, wait_until
-from gateway.harness import GatewayServer
+from gateway.harness import GatewayServer, deployment
 from gearshift.gateway.app import create_app
 from gearshift.learning.signal_model import SIGNAL_REWARD, signal_reward
 from gearshift.store.base import DecisionQuery
@@ -296,3 +297,42 @@ def test_abandonment_is_in_the_record_and_the_signal_model_reads_it_as_no_verdic
     assert "abandonment" in SIGNAL_REWARD and all(signal_reward(e) is None for e in events.values())
     edits = [e for e in measured["events"] if e["signal"] in ("edit", "handoff")]
     assert edits and all(signal_reward(e) == 0.0 for e in edits)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_configured_tool_call_is_a_handoff_json_or_streamed_through_another_wire_format(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    """The answer comes from an Anthropic-format upstream (tool_use blocks, translated to OpenAI tool calls); the
+    hand-off tool is read from the JSON answer or from the stream's tool-call deltas; another tool is no hand-off."""
+    from gearshift.gateway.settings import parse_settings
+    from support.fake_formats import FakeAnthropic
+
+    monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-handoff-0123456789")
+    db = tmp_path / "gw.sqlite"
+    with FakeAnthropic(answer="strong answer") as up, FakeUpstream(answer="cheap") as cheap:
+        opus = {"name": "opus", "provider": "anthropic", "model": "opus", "base_url": up.root_url, "timeout_s": 5.0,
+                "api_key_env": "TEST_ANTHROPIC_KEY"}
+        cfg = parse_settings({
+            "tiers": [{"name": "cheap", "deployments": [deployment("mini", cheap)]},
+                      {"name": "strong", "deployments": [opus]}],
+            "store": {"path": str(db)}, "reliability": {"max_retries": 0},
+            "signals": {"handoff_tools": [HANDOFF_TOOL]}}, "test")
+        with GatewayServer(create_app(cfg)) as gw, gw.client() as c:
+            rids = []
+            for tool in (HANDOFF_TOOL, "get_weather"):
+                up.tool_calls = [(tool, {})]
+                r = c.post("/v1/chat/completions", json={"model": "opus", "stream": stream, "tools": TOOLS,
+                                                         "messages": [{"role": "user", "content": "help"}]})
+                assert r.status_code == 200 and tool in r.text
+                rids.append(r.headers["x-gearshift-request-id"])
+            loop = gw.gateway.closed_loop
+            assert loop is not None and wait_until(lambda: loop.signal_counts.get("handoff", 0) >= 1)
+            time.sleep(0.2)
+            gw.flush()
+    labels = SQLiteLabelStore(db)
+    try:
+        assert wait_until(lambda: len(labels.signals()) >= 1)
+        assert [(e["request_id"], e["signal"], e["source"]) for e in labels.signals()] == [
+            (rids[0], "handoff", "implicit")]
+    finally:
+        labels.close()
