@@ -68,6 +68,18 @@ def _true_value(route_cheap: np.ndarray) -> float:
     return float(np.mean(np.where(route_cheap, kinds != WRONG, True)))
 
 
+def _cost(i: int, first: str) -> float:
+    """What prompt i costs when it starts on tier `first`: the fake upstreams count words as tokens and every
+    deployment costs $1 / $2 per million input / output tokens; a refused cheap answer pays for the strong one too."""
+    words = len(_prompt(i).split())
+    strong = (words + 2.0 * len((RIGHT_TEXT + " (strong)").split(" "))) / 1e6
+    if first == "strong":
+        return strong
+    kind = _cheap_kind(i)
+    text = {OK: RIGHT_TEXT, WRONG: WRONG_TEXT, REFUSE: REFUSAL_TEXT}[kind]
+    return (words + 2.0 * len(text.split(" "))) / 1e6 + (strong if kind == REFUSE else 0.0)
+
+
 @contextlib.contextmanager
 def _fixed_request_ids() -> Iterator[None]:
     """Exploration draws are seeded per request id: fixed ids make the run (and its bootstrap) repeatable, so a test
@@ -139,6 +151,14 @@ def test_ope_recovers_the_true_value_of_always_cheap(logged: tuple[Path, list[di
         value, lo, hi = got["estimates"][name]["quality"]
         assert lo <= truth <= hi, (name, truth, value, lo, hi)
         assert hi - lo < 0.25  # an interval that says something
+    # cost: every rung's answer is in the record, so "always cheap" pays for the strong rescues too
+    index = {_prompt(i): i for i in range(N)}
+    logged_cost = [float(r["cost_usd"]) for r in rows]
+    assert logged_cost == pytest.approx([_cost(index[r["prompt"]], r["cascade"][0]["tier"]) for r in rows])
+    true_cost = float(np.mean([_cost(i, "cheap") for i in range(N)]))
+    for name in ("ips", "snips", "dr"):
+        value, lo, hi = got["estimates"][name]["cost"]
+        assert lo <= true_cost <= hi, (name, true_cost, value, lo, hi)
     reward = np.array([feedback[r["request_id"]] for r in rows])
     first_cheap = np.array([r["cascade"][0]["tier"] == "cheap" for r in rows])
     shipped_cheap = np.array([r["tier"] == "cheap" for r in rows])
