@@ -14,6 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from prometheus_client import CollectorRegistry
+
+from gearshift.tracing.metrics import alert_counter
+
 log = logging.getLogger("gearshift.alerts")
 
 #: Alert kinds: strong_share / escalation_rate (with direction), collapse, drift, segment_outlier.
@@ -61,13 +65,10 @@ class LogSink:
 
 
 class PrometheusSink:
-    """`gearshift_alerts_total{kind, segment, direction}` on the given registry (default: the global one)."""
+    """`gearshift_alerts_total{kind, segment, direction}` on the given registry (the instrument: tracing/metrics.py)."""
 
-    def __init__(self, registry: Any = None) -> None:
-        from prometheus_client import REGISTRY, Counter
-
-        self.counter = Counter("gearshift_alerts", "Closed-loop alerts raised",
-                               ("kind", "segment", "direction"), registry=registry or REGISTRY)
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counter = alert_counter(registry)
 
     def emit(self, alerts: Sequence[Alert]) -> None:
         for a in alerts:

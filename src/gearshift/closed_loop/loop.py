@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
-from gearshift.closed_loop.shadow import FleetCounter, FleetSampler, ShadowMetrics, ShadowRunner
+from gearshift.closed_loop.shadow import FleetCounter, FleetSampler, ShadowRunner
 from gearshift.closed_loop.signals import ImplicitSignals
 from gearshift.errors import ConfigError
 from gearshift.providers.attempts import RetryPolicy
@@ -29,6 +29,7 @@ from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.factory import open_label_store, settings_url, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
+from gearshift.tracing.metrics import ShadowMetrics
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute

@@ -23,8 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter
-
 from gearshift.cascade.verifiers import answer_text
 from gearshift.closed_loop.judge_pairwise import Judgement, PairwiseJudge
 from gearshift.closed_loop.loop_settings import ShadowSettings
@@ -35,6 +33,7 @@ from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.labels import LabelStore
+from gearshift.tracing.metrics import ShadowMetrics
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +132,6 @@ class ShadowJob:
     answer: str
     tier_index: int
     shadow_tiers: list[int] = field(default_factory=list)
-
-
-class ShadowMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.samples = Counter("gearshift_shadow_samples", "Shadow samples by outcome (queued, done, "
-                               "skipped_budget, dropped_queue_full, failed).", ["outcome"], registry=registry)
-        self.calls = Counter("gearshift_shadow_calls", "Shadow upstream calls by tier and outcome.",
-                             ["tier", "outcome"], registry=registry)
-        self.cost = Counter("gearshift_shadow_cost_usd", "Shadow and judge spend in USD.", registry=registry)
-        self.judge = Counter("gearshift_judge_replies", "Judge replies by outcome (ok, unparseable, failed).",
-                             ["outcome"], registry=registry)
-        self.labels = Counter("gearshift_shadow_labels", "Hardness labels stored.", ["label"], registry=registry)
 
 
 class ShadowRunner:

@@ -27,7 +27,6 @@ from gearshift.gateway.chat import chat_completions
 from gearshift.gateway.embeddings import embeddings
 from gearshift.gateway.lifecycle import Admission, AdmissionControl
 from gearshift.gateway.messages import MESSAGES, messages
-from gearshift.gateway.metrics import CONTENT_TYPE
 from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.responses import responses
 from gearshift.gateway.service import Gateway
@@ -35,6 +34,7 @@ from gearshift.gateway.settings import GatewaySettings
 from gearshift.providers.base import ChatProvider
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
+from gearshift.tracing.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
 from gearshift.gateway.auth import KeyChecker
-from gearshift.gateway.metrics import GatewayMetrics
 from gearshift.gateway.reload import RouterReloader
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.service import Gateway
@@ -26,6 +25,7 @@ from gearshift.records.failopen import FailOpenLog
 from gearshift.records.redaction import record_transform
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
+from gearshift.tracing.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
     from gearshift.cascade.judge import CompletionFn

@@ -57,9 +57,7 @@ def count(gw: Gateway, decision: Decision) -> None:
         elif kind == "escalation":
             m.escalations.labels(cause=label).inc()
         elif kind == "key_alert":
-            from gearshift.gateway.lifecycle import guard_metrics
-
-            guard_metrics(m.registry).key_alerts.labels(kind=label).inc()
+            m.child(m.key_alerts, label).inc()
 
 
 def _usage(body: dict[str, Any], prompt: str) -> tuple[dict[str, Any], bool]:

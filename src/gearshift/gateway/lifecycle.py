@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gearshift.errors import OverloadedError, openai_error_body
@@ -36,31 +33,6 @@ if TYPE_CHECKING:
     from gearshift.gateway.service import Gateway
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/responses"})
-
-
-@dataclass(frozen=True)
-class GuardMetrics:
-    rejected: Counter
-    key_alerts: Counter
-    in_flight: Gauge
-
-
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, GuardMetrics] = weakref.WeakKeyDictionary()
-
-
-def guard_metrics(registry: CollectorRegistry) -> GuardMetrics:
-    """This module's counters, registered once on the gateway's own registry."""
-    m = _METRICS.get(registry)
-    if m is None:
-        m = GuardMetrics(
-            rejected=Counter("gearshift_rejected", "Chat requests refused before any work, by reason.", ["reason"],
-                             registry=registry),
-            key_alerts=Counter("gearshift_key_alerts", "Per-key abuse alerts (e.g. strong-tier share cap).",
-                               ["kind"], registry=registry),
-            in_flight=Gauge("gearshift_in_flight", "Chat requests being served.", registry=registry),
-        )
-        _METRICS[registry] = m
-    return m
 
 
 def spool_path(settings: GatewaySettings) -> Path:
@@ -84,7 +56,7 @@ class Admission:
         self.gateway = gateway
         self.max_in_flight = gateway.settings.limits.max_in_flight
         self.in_flight = 0
-        self.metrics = guard_metrics(gateway.metrics.registry)
+        self.metrics = gateway.metrics
         self.metrics.in_flight.set_function(lambda: float(self.in_flight))
 
     @property

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from gearshift.errors import GearshiftError, InvalidRequestError, RouterReloadError
 
 if TYPE_CHECKING:
-    from gearshift.gateway.metrics import GatewayMetrics
     from gearshift.gateway.routing import ModelResolver
     from gearshift.gateway.settings import GatewaySettings
     from gearshift.policy.decide import Policy
     from gearshift.policy.route import LiveRouter
     from gearshift.store.versions import RouterVersion, VersionRegistry
+    from gearshift.tracing.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 

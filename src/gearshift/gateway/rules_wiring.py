@@ -19,9 +19,9 @@ from gearshift.providers.base import Deployment
 from gearshift.routers.base import Router, TrainableRouter
 
 if TYPE_CHECKING:
-    from gearshift.gateway.metrics import GatewayMetrics
     from gearshift.gateway.routing import ModelResolver
     from gearshift.providers.reliability import FailoverExecutor
+    from gearshift.tracing.metrics import GatewayMetrics
 
 
 def _gate(gs: GateSettings) -> Router:

@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gearshift.gateway.auth import KeyChecker
-from gearshift.gateway.metrics import GatewayMetrics
 from gearshift.gateway.routing import ModelResolver
 from gearshift.gateway.settings import DeploymentSettings, GatewaySettings
 from gearshift.policy.decide import Policy
@@ -24,6 +23,7 @@ from gearshift.records.record import DecisionRecord
 from gearshift.records.redaction import Transform
 from gearshift.store.base import DecisionStore
 from gearshift.store.writer import BackgroundWriter
+from gearshift.tracing.metrics import GatewayMetrics
 
 if TYPE_CHECKING:  # the optional parts: each imported only by what builds it (gateway/build.py)
     from prometheus_client import CollectorRegistry

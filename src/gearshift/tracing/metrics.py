@@ -1,4 +1,10 @@
-"""Prometheus metrics for one gateway app, on its own registry so several apps (tests) never collide."""
+"""Every Prometheus instrument gearshift exposes, defined here and nowhere else.
+
+Each gateway app gets its own registry (several apps in one test process never collide). The gateway and
+its admission control use `GatewayMetrics`; extensions register theirs on the same registry from here too
+(`ShadowMetrics` for the shadow runner, `alert_counter` for the alert sink), so `/metrics` has one list of
+names to read, in this file.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +54,12 @@ class GatewayMetrics:
         self.router_reloads = Counter(  # learning: router hot reload (gateway/reload.py)
             "gearshift_router_reloads", "Router reloads by result: ok (swapped), unchanged (polling), error.",
             ["result"], registry=r)
+        # admission control (gateway/lifecycle.py) and per-key abuse alerts (gateway/chat.py)
+        self.rejected = Counter("gearshift_rejected", "Chat requests refused before any work, by reason.",
+                                ["reason"], registry=r)
+        self.key_alerts = Counter("gearshift_key_alerts", "Per-key abuse alerts (e.g. strong-tier share cap).",
+                                  ["kind"], registry=r)
+        self.in_flight = Gauge("gearshift_in_flight", "Chat requests being served.", registry=r)
 
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, cached: prometheus_client re-validates and re-locks on every `.labels()`."""
@@ -83,6 +95,26 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ShadowMetrics:
+    """Shadow sampling and judge counters (closed_loop/shadow.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.samples = Counter("gearshift_shadow_samples", "Shadow samples by outcome (queued, done, "
+                               "skipped_budget, dropped_queue_full, failed).", ["outcome"], registry=registry)
+        self.calls = Counter("gearshift_shadow_calls", "Shadow upstream calls by tier and outcome.",
+                             ["tier", "outcome"], registry=registry)
+        self.cost = Counter("gearshift_shadow_cost_usd", "Shadow and judge spend in USD.", registry=registry)
+        self.judge = Counter("gearshift_judge_replies", "Judge replies by outcome (ok, unparseable, failed).",
+                             ["outcome"], registry=registry)
+        self.labels = Counter("gearshift_shadow_labels", "Hardness labels stored.", ["label"], registry=registry)
+
+
+def alert_counter(registry: CollectorRegistry) -> Counter:
+    """`gearshift_alerts_total{kind, segment, direction}`: closed-loop alerts raised."""
+    return Counter("gearshift_alerts", "Closed-loop alerts raised", ("kind", "segment", "direction"),
+                   registry=registry)
 
 
 class _LLMRouterCollector(Collector):
