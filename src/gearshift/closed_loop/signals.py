@@ -7,8 +7,7 @@ either edited in place or re-asked as the next turn) all point at the previous a
 gone before the answer arrived, streamed or not) at the request itself. A *handoff* is derived when the answer
 calls a configured tool (`handoff_tools`, e.g. "transfer_to_human") or says a configured phrase (this answer),
 or when the user's next message says one (the previous answer). Conversations are keyed like the gateway's
-stickiness (`policy.conversations`):
-the client's conversation header, else hashes of the message history.
+stickiness (`policy.conversations`): the client's conversation header, else hashes of the message history.
 
 A regeneration needs a conversation identity: the header, or earlier turns whose hash matches. The same
 first-turn prompt sent twice under one key with neither is two users (or a benchmark, or a batch job)
