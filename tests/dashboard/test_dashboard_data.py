@@ -98,3 +98,46 @@ def test_vendored_chart_library_matches_its_record() -> None:
     assert body.startswith(f"/*!\n * Chart.js v{digest.group(1)}".encode())
     assert "MIT" in (STATIC_DIR / "chart.js.LICENSE.md").read_text(encoding="utf-8")
     assert {p.name for p in Path(STATIC_DIR).iterdir()} >= {"dashboard.js", "dashboard.css"}
+
+
+def _varied_rows(now: float) -> list[dict[str, Any]]:
+    """Full records whose every dashboard field varies (times, tiers, routes, statuses, segments, costs)."""
+    from support.records import full_record
+
+    rows = []
+    for i in range(24):
+        rows.append(full_record(
+            f"d{i}", now - 3000 + 120 * i, tier=TIERS[i % 2], route="concrete" if i % 7 == 0 else "router",
+            status="error" if i % 5 == 0 else "ok", escalated=i % 3 == 0, cost_usd=0.001 * i, tokens_in=100 + i,
+            tokens_out=10 * i, segment={"language": "en" if i % 2 else "de", "length_bucket": "long",
+                                        "has_code": i % 4 == 0, "turn": 2, "topic": f"t{i % 3}", "client": "k"}))
+    return rows
+
+
+def _views(rows: list[dict[str, Any]], now: float) -> Any:
+    """Every part of `summary` that reads decision rows."""
+    w = Window(now - 3600, now, 6)
+    events = [{"request_id": f"d{i}", "tier": TIERS[i % 2], "signal": "thumbs_down"} for i in range(0, 24, 4)]
+    return routing_series(rows, TIERS, w), cost_series(rows, (3.0, 15.0), w), signal_rates(rows, events, TIERS)
+
+
+def _views_or_error(rows: list[dict[str, Any]], now: float) -> Any:
+    try:
+        return _views(rows, now)
+    except (KeyError, TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def test_the_dashboard_reads_exactly_the_fields_the_list_marks() -> None:
+    from gearshift.records.fields import DASHBOARD_FIELDS
+    from support.records import project
+
+    now = 1_700_000_000.0
+    rows = _varied_rows(now)
+    shown = [project(r, DASHBOARD_FIELDS) for r in rows]
+    assert "prompt" not in shown[0] and "cost_usd" in shown[0]
+    assert _views(shown, now) == _views(rows, now)  # nothing the page reads is left out
+    for f in DASHBOARD_FIELDS:  # and every marked field changes what it shows
+        without = [project(r, [g for g in DASHBOARD_FIELDS if g is not f]) for r in rows]
+        assert _views_or_error(without, now) != _views(rows, now), f.name
+

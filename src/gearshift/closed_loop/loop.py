@@ -12,9 +12,10 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gearshift.closed_loop.fleet import FleetStore
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
@@ -27,7 +28,7 @@ from gearshift.providers.registry import DeploymentSettings, build_providers
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
-from gearshift.store.factory import open_label_store, settings_url, store_options
+from gearshift.store.factory import open_label_store, settings_url, store_kind, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
 from gearshift.tracing.metrics import ShadowMetrics
 
@@ -59,6 +60,7 @@ class ClosedLoop:
         self._lock = threading.Lock()
         self._pending: set[asyncio.Future[Any]] = set()
         self.signal_counts: dict[str, int] = {}
+        self.closers: list[Callable[[], None]] = []  # what the loop opened beside its store (a fleet SLO pool)
 
     def start(self) -> None:
         if self.shadow is not None:
@@ -128,6 +130,8 @@ class ClosedLoop:
             for p in self.owned_providers:
                 await p.aclose()
         finally:
+            for close in self.closers:
+                close()
             self.store.close()
 
 
@@ -198,9 +202,10 @@ def label_store_url(gw: GatewayView, store_settings: StoreSettings) -> str:
 
 def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: ShadowSettings | None = None,
                       signals: SignalSettings | None = None, slo: SLOSettings | None = None, *,
-                      counters: FleetCounter | None = None) -> ClosedLoop | None:
+                      counters: FleetCounter | None = None, fleet: FleetStore | None = None) -> ClosedLoop | None:
     """The closed loop for a gateway from its sections; None when all parts are off. `counters`: the fleet's
-    shared counters (`[redis] url`), for `[shadow] every_n` across gateways."""
+    shared counters (`[redis] url`), for `[shadow] every_n` across gateways; `fleet`: its shared SLO windows
+    and alert claims (`[slo] fleet`; without Redis, a PostgreSQL store holds them)."""
     sh, sg, so = shadow or ShadowSettings(), signals or SignalSettings(), slo or SLOSettings()
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
@@ -209,13 +214,23 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     try:
         how = store_settings.concealment()
         runner, owned = _build_shadow(gw, sh, store, how, counters) if sh.enabled else (None, [])
-        monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
+        owned_fleet = None
+        if so.enabled and so.fleet and fleet is None and store_kind(url) == "postgresql":  # no Redis: the database
+            from gearshift.store.postgres_slo import PostgresSLOStore
+
+            fleet = owned_fleet = PostgresSLOStore(url, **store_options(store_settings, url))
+        monitor = GatewayMonitor(so, gw.tier_names, gw.registry, fleet=fleet) if so.enabled else None
     except Exception:
         store.close()
         raise
+    if runner is not None and monitor is not None:
+        runner.on_judged = monitor.observe_judgement  # shadow judgements feed the quality-loss SLI
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s, edit_window_s=sg.edit_window_s,
                               edit_min_similarity=sg.edit_min_similarity, handoff_tools=sg.handoff_tools,
                               handoff_phrases=sg.handoff_phrases) if sg.enabled else None
-    return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
+    loop = ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)
+    if owned_fleet is not None:
+        loop.closers.append(owned_fleet.close)
+    return loop
 

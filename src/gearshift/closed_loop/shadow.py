@@ -30,6 +30,7 @@ from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.failopen import FailOpenLog, outage_errors
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.labels import LabelStore
@@ -157,6 +158,9 @@ class ShadowRunner:
         self.fleet = fleet
         self.concealment = concealment  # `[store] text`: how the cheap answer is kept in the label
         self._sampling: set[asyncio.Task[None]] = set()
+        self._fleet_errors = FailOpenLog()  # one warning a minute while the fleet counter is out
+        # each judgement's (production record, cheapest good-enough tier): the SLO monitor's quality-loss SLI
+        self.on_judged: Callable[[Mapping[str, Any], str | None], None] | None = None
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.counts: dict[str, int] = {}
@@ -206,9 +210,15 @@ class ShadowRunner:
     async def _fleet_submit(self, fleet: FleetSampler, record: dict[str, Any], payload: dict[str, Any], prompt: str,
                             answer: str, idx: int) -> None:
         try:
-            if await fleet.sample():
+            try:
+                picked = await fleet.sample()
+                self._fleet_errors.recovered("shadow_sampling")
+            except outage_errors() as exc:  # Redis out: this process's own every-n-th count meanwhile
+                self._fleet_errors.failed("shadow_sampling", exc)
+                picked = self.sampler.sample(segment_labels(record.get("segment")))
+            if picked:
                 self._enqueue(record, payload, prompt, answer, idx)
-        except Exception:  # Redis down: this decision goes unsampled, the gateway carries on
+        except Exception:
             log.exception("fleet-wide shadow sampling failed")
 
     def _enqueue(self, record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answer: str,
@@ -294,6 +304,11 @@ class ShadowRunner:
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
+        if self.on_judged is not None:
+            try:
+                self.on_judged(rec, verdict.min_tier)
+            except Exception:  # the label is stored; a monitor failure must not count the job as failed
+                log.exception("quality SLI could not take the judgement of %s", rec.get("request_id"))
         return verdict
 
     def _cheap_answer(self, job: ShadowJob, answers: Mapping[str, str], bodies: Mapping[str, dict[str, Any]],

@@ -169,7 +169,8 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
     from gearshift.closed_loop.loop import build_closed_loop
 
     gw.closed_loop = build_closed_loop(gw, settings.store, settings.shadow, settings.signals, settings.slo,
-                                       counters=None if shared is None else shared.counters)  # None: all off
+                                       counters=None if shared is None else shared.counters,
+                                       fleet=None if shared is None else shared.slo)  # None: all off
     if settings.tracing.enabled:
         from gearshift.tracing import build_tracer
 

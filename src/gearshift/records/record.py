@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from gearshift.data.segments import has_code, language_of, length_bucket
+from gearshift.records.fields import named
 
 #: `client_disconnected`: the client left before its answer ended (the upstream call is cancelled);
 #: `cancelled_shutdown`: the gateway's SIGTERM grace ran out while the request was in flight.
@@ -118,8 +119,8 @@ class DecisionRecord(BaseModel):
 
 _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
-_FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
-_INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
+_FLOATS = named("float")
+_INTS = named("int")
 _STATUSES = frozenset(get_args(Status))
 
 

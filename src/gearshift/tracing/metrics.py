@@ -117,6 +117,17 @@ def alert_counter(registry: CollectorRegistry) -> Counter:
                    registry=registry)
 
 
+class SLIMetrics:
+    """SLIs per segment as of the last SLO check (closed_loop/monitor.py); `scope` is "fleet" (shared Redis
+    windows: every gateway exports the same value, so aggregate with max, not sum) or "process"."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.value = Gauge("gearshift_slo_sli", "SLI value per segment as of the last SLO check (strong_share, "
+                           "escalation_rate, quality_loss).", ["sli", "segment", "scope"], registry=registry)
+        self.samples = Gauge("gearshift_slo_sli_samples", "Decisions (shadow judgements, for quality_loss) "
+                             "behind each SLI value.", ["sli", "segment", "scope"], registry=registry)
+
+
 class _LLMRouterCollector(Collector):
     """`gearshift_llm_router_{calls,unparseable,errors}_total`: the router keeps plain ints, counted once."""
 

@@ -1,6 +1,7 @@
 """What the dashboard shows, computed from the gateway's stores as one JSON-able summary.
 
-Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`;
+Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`; the summary
+reads only the fields the field list (`records.fields`) marks `dashboard` (tests/dashboard holds it to that);
 labels, triage items and signal events from the closed loop's label store; alerts from the live SLO
 monitor; router versions (with any OPE results kept in their metrics) from the version registry beside
 the decisions (SQLite file or PostgreSQL). A part whose source is off or empty comes back empty, and the
@@ -253,15 +254,25 @@ def store_versions(gw: Gateway) -> list[dict[str, Any]]:
 def _bands(gw: Gateway) -> dict[str, Any]:
     slo = gw.settings.slo
     return {"enabled": slo.enabled, "strong_share": list(slo.strong_share),
-            "escalation_rate": list(slo.escalation_rate),
-            "segment_bands": {k: list(v) for k, v in slo.segment_bands.items()}}
+            "escalation_rate": list(slo.escalation_rate), "quality_loss": list(slo.quality_loss),
+            "segment_bands": {k: list(v) if isinstance(v, list) else v.model_dump(exclude_none=True)
+                              for k, v in slo.segment_bands.items()}}
 
 
 def _alerts(gw: Gateway, limit: int = 50) -> list[dict[str, Any]]:
+    """The fleet's alerts when the monitor checks the fleet (`[redis] url`), else this process's."""
     monitor = getattr(gw.closed_loop, "monitor", None)
     if monitor is None:
         return []
-    return [a.to_json() for a in list(monitor.alerts)[-limit:]][::-1]
+    return list(monitor.recent_alerts(limit))
+
+
+def _slis(gw: Gateway) -> dict[str, Any]:
+    """The SLIs per segment as of the monitor's last check (fleet-wide or this process's)."""
+    monitor = getattr(gw.closed_loop, "monitor", None)
+    if monitor is None:
+        return {"scope": None, "time": None, "rows": []}
+    return dict(monitor.snapshot)
 
 
 def summary(gw: Gateway, window: str | None = None, *, now: float | None = None) -> dict[str, Any]:
@@ -296,6 +307,7 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "triage": triage_queue(triage),
         "judge_agreement": judge_agreement(reviewed, ["language"]).to_json(),
         "alerts": _alerts(gw),
+        "slis": _slis(gw),
         "versions": versions,
         "auth": {"open": not gw.keys.enabled},
     }

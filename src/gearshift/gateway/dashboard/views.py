@@ -128,6 +128,27 @@ def alerts_html(alerts: Sequence[Mapping[str, Any]], slo_enabled: bool) -> str:
     return _table(["window end", "kind", "segment", "value", "band", "direction", "n", "detail"], rows)
 
 
+def slis_html(slis: Mapping[str, Any], slo_enabled: bool) -> str:
+    """Per segment: strong share, escalation rate and shadow-judged quality loss, each with its samples and
+    band; a value out of band with enough samples (so it alerts) is marked."""
+    if not slis.get("rows"):
+        return NONE_YET if slo_enabled else '<p class="none">none yet (the SLO monitor is off)</p>'
+
+    def cell(x: Mapping[str, Any]) -> str:
+        if x["value"] is None:
+            return "–"
+        mark = ' class="loss"' if x["out"] else ""
+        return f'<span{mark}>{e(pct(x["value"]))}</span> <small>n={e(x["n"])} band {e(x["band"])}</small>'
+
+    rows = [[e(r["segment"]), cell(r["strong_share"]), cell(r["escalation_rate"]), cell(r["quality_loss"])]
+            for r in slis["rows"]]
+    fleet = slis.get("scope") == "fleet"
+    scope = "the whole fleet (windows shared in Redis or PostgreSQL)" if fleet else "this gateway process"
+    note = f'<p class="note">over {e(scope)}, as of {e(when(slis.get("time")))}</p>'
+    return note + _table(["segment", "strong share", "escalation rate", "quality loss (shadow-judged)"], rows,
+                         "slis")
+
+
 def _ope_cell(ope: Mapping[str, Any]) -> str:
     parts = []
     for key, res in ope.items():
@@ -206,6 +227,7 @@ def render_page(s: Mapping[str, Any]) -> str:
 <section class="card" id="judge-agreement"><h2>Judge vs reviewers</h2>
 <p class="note">labelled triage items where the judge's label matches the reviewer's; kappa discounts chance</p>
 {agreement_html(s["judge_agreement"])}</section>
+<section class="card" id="slis"><h2>SLIs per segment</h2>{slis_html(s["slis"], bands["enabled"])}</section>
 <section class="card" id="alerts"><h2>Alerts</h2>{alerts_html(s["alerts"], bands["enabled"])}</section>
 <section class="card" id="versions"><h2>Router versions and OPE results</h2>{versions_html(s["versions"])}</section>
 </main>
