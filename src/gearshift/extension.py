@@ -38,6 +38,11 @@ class Served(Protocol):
     @property
     def answer(self) -> str | None: ...
 
+    @property
+    def answer_tools(self) -> Sequence[str]:
+        """Names of the tool calls in the answer (JSON or streamed)."""
+        ...
+
 
 class KeyCheck(Protocol):
     def check(self, authorization: str | None, scope: str | None = None) -> str | None:

@@ -67,3 +67,37 @@ def test_json_alone_prints_only_the_report_on_stdout(tmp_path: Path, capsys: pyt
     assert main(["verifiers", "--data", "gsm8k", "--limit", "20", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)  # nothing but the JSON: pipe it into jq
     assert report["n"] == 20 or len(report["rows"]) > 0
+
+
+def test_agreement_verifier_per_family_on_llmrouter(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--data llmrouter`: a second cheap model must agree. The counts are checked against the raw scores, and the
+    ends of the unobserved case (both wrong: same answer or not) bracket every figure that depends on it."""
+    import numpy as np
+
+    from gearshift.data.registry import load_dataset
+
+    assert main(["verifiers", "--data", "llmrouter", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["first"], report["second"]) == ("gemma-2-9b-it", "qwen2.5-7b-instruct")
+    rows = {r["family"]: r for r in report["rows"]}
+    data = [load_dataset(n) for n in ("llmrouter-train", "llmrouter-test")]
+    tasks = np.concatenate([np.array(d.segment("task")) for d in data])
+    a = np.concatenate([d.scores("gemma-2-9b-it") for d in data])[tasks == "gsm8k"] > 0.5
+    b = np.concatenate([d.scores("qwen2.5-7b-instruct") for d in data])[tasks == "gsm8k"] > 0.5
+    g = rows["gsm8k"]
+    assert g["n"] == a.size and g["base_accuracy"]["k"] == int(a.sum())
+    assert g["ship_rate"]["never"]["k"] == int((a & b).sum())  # both right: they agree
+    assert g["ship_rate"]["always"]["k"] == int((a & b).sum() + (~a & ~b).sum())  # + every shared wrong answer
+    assert g["false_accept"]["always"]["k"] == int((~a & ~b).sum()) and g["false_accept"]["never"]["k"] == 0
+    assert g["recall"]["value"] == pytest.approx((a & b).sum() / a.sum())
+    for r in report["rows"]:
+        for key in ("ship_rate", "precision", "false_accept"):
+            for end in ("never", "always"):
+                iv = r[key][end]
+                assert iv["value"] is None or iv["low"] <= iv["value"] <= iv["high"]  # Wilson, around the value
+    assert rows["all"]["n"] == sum(r["n"] for f, r in rows.items() if f != "all")
+
+
+def test_agreement_verifier_names_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verifiers", "--data", "llmrouter", "--second", "no-such-model"]) != 0
+    assert "no model 'no-such-model'" in capsys.readouterr().err

@@ -2,13 +2,16 @@
 
 Two sources of ground truth: shadow-labelled traffic in the gateway's store (the judge's "cheap_ok" vs
 "strong_needed" on the cheapest tier's answer; `--db`, `--config` or `--store-url`), or recorded
-outcomes (`--data gsm8k`: RouteLLM's GSM8K answers of both models with their correctness).
+outcomes (`--data gsm8k`: RouteLLM's GSM8K answers of both models with their correctness). `--data llmrouter`
+measures the agreement verifier instead (a second cheap model must agree; `--first`, `--second`) per task family
+on LLMRouter's recorded outcomes (cascade/agreement_quality.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +33,12 @@ def register(subparsers: Any) -> None:
                    help="gateway config: its [cascade] verifiers, and its [store] unless --db/--store-url")
     p.add_argument("--since", default=DEFAULT_SINCE,
                    help=f"traffic labelled since this long ago (30m, 1h, 7d; default {DEFAULT_SINCE})")
-    p.add_argument("--data", metavar="gsm8k|FILE.csv",
-                   help="recorded outcomes instead of traffic: 'gsm8k' (shared data) or a gsm8k_responses.csv")
+    p.add_argument("--data", metavar="gsm8k|llmrouter|FILE.csv",
+                   help="recorded outcomes instead of traffic: 'gsm8k' (shared data) or a gsm8k_responses.csv; "
+                        "'llmrouter': the agreement verifier per task family")
+    p.add_argument("--first", default="gemma-2-9b-it", help="--data llmrouter: the cheap model whose answer ships")
+    p.add_argument("--second", default="qwen2.5-7b-instruct",
+                   help="--data llmrouter: the second cheap model that must agree")
     p.add_argument("--model", choices=["cheap", "strong"], default="cheap", help="whose recorded answers (--data)")
     p.add_argument("--limit", type=int, default=None, help="at most this many items")
     p.add_argument("--offset", type=int, default=0, help="skip this many recorded rows first (--data)")
@@ -111,6 +118,60 @@ def _traffic(args: argparse.Namespace) -> QualityReport:
         store.close()
 
 
+def _agreement(args: argparse.Namespace) -> int:
+    """`--data llmrouter`: the agreement verifier per task family, both ends of the unobserved case."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from gearshift.cascade.agreement_quality import Bounded, agreement_quality
+    from gearshift.cli.terminal import emit_json, fit_table, json_outputs, print_fitted, stdout_console
+    from gearshift.data.registry import load_dataset
+
+    err = Console(stderr=True, soft_wrap=True)
+    json_stdout, json_path = json_outputs(args, err)
+    with err.status("loading LLMRouter's recorded outcomes"):
+        data = [load_dataset(n) for n in ("llmrouter-train", "llmrouter-test")]
+    models = set(data[0].models)
+    for m in (args.first, args.second):
+        if m not in models:
+            raise ConfigError(f"no model {m!r} in LLMRouter's data; choose from {sorted(models)}")
+    tasks = np.concatenate([np.array(d.segment("task")) for d in data])
+    first = np.concatenate([d.scores(args.first) for d in data]) > 0.5  # a few families score 0-1 continuously
+    second = np.concatenate([d.scores(args.second) for d in data]) > 0.5
+    rows = agreement_quality(first, second, [str(t) for t in tasks])
+    if json_stdout or json_path:
+        emit_json({"source": "llmrouter", "first": args.first, "second": args.second,
+                   "rows": [r.to_json() for r in rows]}, json_stdout, json_path, err, "agreement report")
+    if json_stdout:
+        return 0
+    console = stdout_console()
+
+    def ci(iv: Interval) -> str:
+        return "-" if math.isnan(iv.value) else f"{iv.value:.2f} [{iv.low:.2f},{iv.high:.2f}]"
+
+    def ends(b: Bounded) -> str:
+        return f"{ci(b.never)} – {ci(b.always)}"
+
+    columns = ("family", "n", "base accuracy", "ship rate", "precision", "recall", "false-accept rate")
+
+    def build(shown: Sequence[str]) -> Table:
+        table = Table(title=f"ship {args.first}'s answer when {args.second} agrees (LLMRouter train + test), "
+                            "Wilson 95% CI; a – b: if wrong answers never / always coincide")
+        for col in shown:
+            table.add_column(col, justify="left" if col == "family" else "right", no_wrap=True)
+        for r in rows:
+            cells = {"family": r.family, "n": str(r.n), "base accuracy": ci(r.base_accuracy),
+                     "ship rate": ends(r.ship_rate), "precision": ends(r.precision), "recall": ci(r.recall),
+                     "false-accept rate": ends(r.false_accept)}
+            table.add_row(*(cells[c] for c in shown))
+        return table
+
+    print_fitted(console, fit_table(console, build, columns, ("base accuracy", "recall", "precision", "ship rate")),
+                 columns)
+    return 0
+
+
 def _fmt(iv: Interval) -> str:
     if math.isnan(iv.value):
         return "-"
@@ -127,6 +188,8 @@ def _verifiers(args: argparse.Namespace) -> int:
         raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
     from gearshift.cli.terminal import emit_json, json_outputs
 
+    if args.data is not None and args.data.lower() == "llmrouter":
+        return _agreement(args)
     err = Console(stderr=True, soft_wrap=True)
     json_stdout, json_path = json_outputs(args, err)
     report = _recorded(args) if args.data is not None else _traffic(args)

@@ -90,7 +90,7 @@ class ClosedLoop:
             if self.monitor is not None:
                 self.monitor.observe(record)
             if self.signals is not None:
-                events = self.signals.observe(record, messages, conversation_header, answer)
+                events = self.signals.observe(record, messages, conversation_header, answer, served.answer_tools)
                 if events:
                     self.write_signals(events)
             if self.shadow is not None and payload is not None:
@@ -242,7 +242,9 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
         raise
     if runner is not None and monitor is not None:
         runner.on_judged = monitor.observe_judgement  # shadow judgements feed the quality-loss SLI
-    tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
+    tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s, edit_window_s=sg.edit_window_s,
+                              edit_min_similarity=sg.edit_min_similarity, handoff_tools=sg.handoff_tools,
+                              handoff_phrases=sg.handoff_phrases) if sg.enabled else None
     loop = ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)
     if owned_fleet is not None:

@@ -96,14 +96,22 @@ class ShadowSettings(_Strict):
 
 
 class SignalSettings(_Strict):
-    """Implicit downstream signals: regeneration, follow-up correction, abandonment (client disconnect).
+    """Implicit downstream signals: regeneration, follow-up correction, edit (a reworded message), abandonment
+    (client disconnect) and hand-off (a configured tool call or phrase).
 
-    `memory` bounds the in-process map from conversation keys to the decision that answered them.
+    `memory` bounds the in-process map from conversation keys to the decision that answered them. An edit is a
+    message sharing at least `edit_min_similarity` of its words (Jaccard) with the previous one, within
+    `edit_window_s`. `handoff_tools`: tool names whose call in an answer means a human took over;
+    `handoff_phrases`: phrases (case-insensitive) saying so in an answer, or asking for it in the user's next turn.
     """
 
     enabled: bool = True
     memory: int = Field(default=50_000, gt=0)
     regeneration_window_s: float = Field(default=3600.0, gt=0.0)
+    edit_window_s: float = Field(default=600.0, gt=0.0)
+    edit_min_similarity: float = Field(default=0.6, gt=0.0, le=1.0)
+    handoff_tools: list[str] = Field(default_factory=list)
+    handoff_phrases: list[str] = Field(default_factory=list)
 
 
 class DriftSettings(_Strict):

@@ -1,10 +1,13 @@
 """Downstream signals: implicit ones inferred from traffic, and their per-tier / per-segment rates.
 
 A signal belongs to the decision whose answer provoked it: a *regeneration* (the same last user
-message sent again in the same conversation) and a *correction* ("no, I meant...", "c'est faux", ...)
-both point at the previous answer; *abandonment* (client gone before the stream ended) at the
-request itself. Conversations are keyed like the gateway's stickiness (`policy.conversations`):
-the client's conversation header, else hashes of the message history.
+message sent again in the same conversation), a *correction* ("no, I meant...", "c'est faux", ...) and an
+*edit* (the user's message again, reworded: a near-duplicate of the previous one within `edit_window_s`,
+either edited in place or re-asked as the next turn) all point at the previous answer; *abandonment* (client
+gone before the answer arrived, streamed or not) at the request itself. A *handoff* is derived when the answer
+calls a configured tool (`handoff_tools`, e.g. "transfer_to_human") or says a configured phrase (this answer),
+or when the user's next message says one (the previous answer). Conversations are keyed like the gateway's
+stickiness (`policy.conversations`): the client's conversation header, else hashes of the message history.
 
 A regeneration needs a conversation identity: the header, or earlier turns whose hash matches. The same
 first-turn prompt sent twice under one key with neither is two users (or a benchmark, or a batch job)
@@ -26,7 +29,7 @@ from gearshift.data.segments import yes_no
 from gearshift.policy.conversations import conversation_keys, next_key
 from gearshift.store.labels import LabelStore, SignalEvent
 
-IMPLICIT_SIGNALS = ("regeneration", "correction", "abandonment")
+IMPLICIT_SIGNALS = ("regeneration", "correction", "edit", "abandonment", "handoff")
 EXPLICIT_SIGNALS = ("thumbs_up", "thumbs_down", "rating", "handoff")
 
 #: Openings of a follow-up that says the previous answer was wrong, in the languages segments detect.
@@ -47,6 +50,20 @@ _CORRECTION = re.compile("|".join([
 def is_correction(text: str) -> bool:
     """True when the opening of a user message rejects the previous answer."""
     return bool(_CORRECTION.search(text[:240]))
+
+
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> frozenset[str]:
+    """Lower-cased word set of a message, for near-duplicate checks."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
+def is_rephrasing(a: frozenset[str], b: frozenset[str], min_similarity: float) -> bool:
+    """True when two different messages share most words (Jaccard >= `min_similarity`, three words at least)."""
+    union = a | b
+    return a != b and len(union) >= 3 and len(a & b) / len(union) >= min_similarity
 
 
 def _content(message: Mapping[str, Any]) -> str:
@@ -75,17 +92,30 @@ class _Seen:
     time: float
     tier: str | None
     segment: dict[str, str]
+    words: frozenset[str] = frozenset()
 
 
 class ImplicitSignals:
     """Remembers recent answers (bounded LRU) and turns each new decision into implicit signal events."""
 
-    def __init__(self, memory: int = 50_000, regeneration_window_s: float = 3600.0) -> None:
+    def __init__(self, memory: int = 50_000, regeneration_window_s: float = 3600.0, *, edit_window_s: float = 600.0,
+                 edit_min_similarity: float = 0.6, handoff_tools: Sequence[str] = (),
+                 handoff_phrases: Sequence[str] = ()) -> None:
         self.memory = memory
         self.window_s = regeneration_window_s
+        self.edit_window_s = edit_window_s
+        self.edit_min_similarity = edit_min_similarity
+        self.handoff_tools = frozenset(handoff_tools)
+        self.handoff_phrases = tuple(p.lower() for p in handoff_phrases if p.strip())
         self._answered: OrderedDict[str, _Seen] = OrderedDict()  # next-turn key -> decision that answered
         self._asked: OrderedDict[str, _Seen] = OrderedDict()  # (conversation, last user message) -> decision
+        self._position: OrderedDict[str, _Seen] = OrderedDict()  # earlier turns (no header) -> decision asked there
         self._lock = threading.Lock()
+
+    def says_handoff(self, text: str | None) -> bool:
+        """True when `text` contains one of the configured hand-off phrases (case-insensitive)."""
+        low = (text or "").lower()
+        return any(p in low for p in self.handoff_phrases)
 
     def _put(self, table: OrderedDict[str, _Seen], key: str, seen: _Seen) -> None:
         table[key] = seen
@@ -105,8 +135,10 @@ class ImplicitSignals:
         return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
 
     def observe(self, record: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], header: str | None,
-                answer: str | None) -> list[SignalEvent]:
-        """Signals this decision reveals about earlier ones (and about itself, for abandonment)."""
+                answer: str | None, tools: Sequence[str] = ()) -> list[SignalEvent]:
+        """Signals this decision reveals about earlier ones (and about itself: abandonment, a hand-off it made).
+
+        `tools`: names of the tool calls in the answer."""
         rid, now, tier = str(record["request_id"]), float(record["time"]), record.get("tier")
         seg = segment_labels(record.get("segment"))
         out: list[SignalEvent] = []
@@ -115,24 +147,44 @@ class ImplicitSignals:
                                    decision_time=now))
         if tier is None or not messages:
             return out
-        me = _Seen(rid, now, tier, seg)
+        text = _content(messages[-1]) if messages[-1].get("role") == "user" else ""
+        me = _Seen(rid, now, tier, seg, words(text))
+        if record.get("status") == "ok" and (self.handoff_tools.intersection(tools) or self.says_handoff(answer)):
+            out.append(self._event(me, now, "handoff"))
         scope = str(record.get("api_key_id") or "")
         ask = self._ask_key(scope, header, messages)
         lookup, _ = conversation_keys(header, messages)
+        position = scope + "|" + lookup if lookup is not None and not (header and header.strip()) else None
         with self._lock:
             earlier = self._asked.get(ask) if ask is not None else None
+            prev = self._answered.get(scope + "|" + lookup) if lookup is not None else None
+            prev = prev if prev is not None and prev.request_id != rid else None
             if earlier is not None and now - earlier.time <= self.window_s and earlier.request_id != rid:
                 out.append(self._event(earlier, now, "regeneration"))
-            elif lookup is not None and is_correction(_content(messages[-1])):
-                prev = self._answered.get(scope + "|" + lookup)
-                if prev is not None and prev.request_id != rid:
-                    out.append(self._event(prev, now, "correction"))
+            elif prev is not None and is_correction(text):
+                out.append(self._event(prev, now, "correction"))
+            elif prev is not None and self.says_handoff(text):
+                out.append(self._event(prev, now, "handoff"))
+            elif (edited := self._edited(prev, position, me)) is not None:
+                out.append(self._event(edited, now, "edit"))
             if ask is not None:
                 self._put(self._asked, ask, me)
+            if position is not None:
+                self._put(self._position, position, me)
             nk = next_key(header, messages, answer)
             if nk is not None and record.get("status") == "ok":
                 self._put(self._answered, scope + "|" + nk, me)
         return out
+
+    def _edited(self, prev: _Seen | None, position: str | None, me: _Seen) -> _Seen | None:
+        """The earlier decision `me` rewords: the answer it follows (re-asked as the next turn) or the request sent
+        at the same place in the conversation (edited in place), within the edit window."""
+        sibling = self._position.get(position) if position is not None else None
+        for seen in (prev, sibling):
+            if (seen is not None and seen.request_id != me.request_id and me.time - seen.time <= self.edit_window_s
+                    and is_rephrasing(seen.words, me.words, self.edit_min_similarity)):
+                return seen
+        return None
 
     @staticmethod
     def _event(seen: _Seen, now: float, signal: str) -> SignalEvent:

@@ -44,6 +44,7 @@ class Call:
     prompt: str = ""  # prompt_text(messages), computed once per request
     payload: dict[str, Any] | None = None  # the client's request body, for shadow re-sends
     answer: str | None = None  # the answer text shipped, for implicit signals and shadow judging
+    answer_tools: list[str] = field(default_factory=list)  # tool names the shipped JSON answer calls (signals)
     reserved_usd: float = 0.0  # the worst-case cost booked against the key's budget at admission
     surface: Surface = OPENAI  # the client's wire format: chat completions, or Anthropic's messages
     timeout_s: float = 60.0  # the whole-request deadline, from `started` (gateway/deadline.py)
@@ -135,10 +136,20 @@ async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int
         await store.set(scoped(tool_key, call.facts.api_key_id) or tool_key, idx)
 
 
-def tool_call_ids(body: dict[str, Any]) -> list[str]:
-    """The ids of the tool calls in a chat completion's first choice."""
+def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]]:
     choices = body.get("choices")
     first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     msg = first.get("message") if isinstance(first.get("message"), dict) else {}
     calls = msg.get("tool_calls") if isinstance(msg, dict) else None
-    return [str(c["id"]) for c in calls or [] if isinstance(c, dict) and c.get("id")]
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+
+
+def tool_call_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of the tool calls in a chat completion's first choice."""
+    return [str(c["id"]) for c in _tool_calls(body) if c.get("id")]
+
+
+def tool_call_names(body: dict[str, Any]) -> list[str]:
+    """The function names of the tool calls in a chat completion's first choice."""
+    fns = [c.get("function") for c in _tool_calls(body)]
+    return [str(f["name"]) for f in fns if isinstance(f, dict) and f.get("name")]

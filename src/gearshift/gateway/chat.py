@@ -20,7 +20,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
-from gearshift.gateway.call import Call, error_response, finish, new_call, pin_conversation, tool_call_ids
+from gearshift.gateway.call import (
+    Call,
+    error_response,
+    finish,
+    new_call,
+    pin_conversation,
+    tool_call_ids,
+    tool_call_names,
+)
 from gearshift.gateway.deadline import TIMEOUT_HEADER, ClientGone, answer_within, request_timeout_s
 from gearshift.gateway.origin import require_json
 from gearshift.gateway.requests import ChatRequest, validate_chat
@@ -241,6 +249,7 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
     if rejected_usd and out.cost_usd is not None:  # rejected rungs and the checks' own calls were paid for too
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
+    call.answer_tools = tool_call_names(body)
     await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
     finish(gw, call)
     return body

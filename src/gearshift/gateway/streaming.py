@@ -85,7 +85,10 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     pieces.append(delta["content"])
                 if i == 0 and isinstance(delta, dict) and isinstance(delta.get("tool_calls"), list):
-                    calls += [str(tc["id"]) for tc in delta["tool_calls"] if isinstance(tc, dict) and tc.get("id")]
+                    tcs = [tc for tc in delta["tool_calls"] if isinstance(tc, dict)]
+                    calls += [str(tc["id"]) for tc in tcs if tc.get("id")]
+                    call.answer_tools += [str(fn["name"]) for fn in (tc.get("function") for tc in tcs)
+                                          if isinstance(fn, dict) and fn.get("name")]  # implicit hand-off signals
             yield encoder.chunk(data)
         if usage is None and client_wants_usage:
             usage = estimated_usage(prompt, "".join(pieces))

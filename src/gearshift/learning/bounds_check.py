@@ -172,7 +172,7 @@ def logged_results(log: DecisionLog, arms: dict[str, str | None], bad: set[str],
     arm = [arms.get(rid) for rid in log.request_ids]
     signal_q = np.array([0.0 if rid in bad else 1.0 for rid in log.request_ids])
     out = {}
-    for source, quality in (("judge", log.judge), ("signals", signal_q)):
+    for source, quality in (("judge", log.judge_rewards()), ("signals", signal_q)):
         keep = np.flatnonzero(np.isfinite(quality))
         if keep.size == 0:
             continue

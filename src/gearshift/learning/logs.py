@@ -76,12 +76,22 @@ class DecisionLog:
     gaps: np.ndarray
     tier_scores: list[dict[str, float]]
     experiment_arms: list[str | None] = field(default_factory=list)  # misroute experiment arm per row, if any
+    #: rows whose judge reward is only a cascade verifier's rejection (no judge or reviewer spoke of them)
+    rejection_only: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.request_ids)
 
     def rewards(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> np.ndarray:
         return combine_rewards(self.judge, self.feedback, mode, judge_weight)
+
+    def judge_rewards(self) -> np.ndarray:
+        """The judge (or reviewer) reward per row, NaN where there is none or only a cascade rejection: estimates
+        of a tier's quality read these, where the labelled rows are a random sample (see `bandit`)."""
+        if self.rejection_only is None or not self.rejection_only.any():
+            return self.judge
+        out: np.ndarray = np.where(self.rejection_only, np.nan, self.judge)
+        return out
 
     def base_tiers(self) -> np.ndarray:
         """The tier each row's own thresholds gave its score: the deterministic live policy, no exploration."""
@@ -99,8 +109,12 @@ class DecisionLog:
 
     def bandit(self, mode: RewardMode = "judge", judge_weight: float = 0.5) -> tuple[LoggedBandit, np.ndarray]:
         """(the labelled rows as a `LoggedBandit`, their row indices into this log). With judge rewards, rows
-        whose every tier was judged carry those rewards as observed counterfactuals (`known_rewards`)."""
-        r = self.rewards(mode, judge_weight)
+        whose every tier was judged carry those rewards as observed counterfactuals (`known_rewards`).
+
+        A cascade rejection is not a reward here: every rejected answer carries one and no accepted answer does,
+        so counting them would weigh rejected answers above their share and bias the estimate (the shadow
+        judge's sample is random; the verifier's is not). Retraining still reads them as labels (`traffic`)."""
+        r = combine_rewards(self.judge_rewards(), self.feedback, mode, judge_weight)
         keep = np.flatnonzero(np.isfinite(r))
         if keep.size == 0:
             raise DataError(f"no logged decision has a {mode} reward: enable [shadow] judging, collect "
@@ -221,6 +235,7 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
     n, k = len(rows), len(order)
     cheap, strong = order[0], order[-1]
     judge, fb, gaps = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    rejection_only = np.zeros(n, dtype=bool)
     probs = np.zeros((n, k))
     have_probs = True
     tier_scores: list[dict[str, float]] = []
@@ -234,11 +249,13 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
         if r.get("cascade_rejected"):  # a verifier rejected this tier's answer: a label where the judge gave none
             if not np.isfinite(judge[i]):
                 judge[i] = 0.0
+                rejection_only[i] = True
             if tier == cheap and not np.isfinite(gaps[i]):
                 gaps[i] = 1.0
         label = human.get(rid)
         if label is not None:  # a reviewer's label beats the judge, for every tier it speaks of
             judge[i] = 0.0 if (label == "strong_needed" and tier == cheap) else 1.0
+            rejection_only[i] = False
             gaps[i] = 1.0 if label == "strong_needed" else 0.0
             s = {cheap: 1.0 - gaps[i], strong: 1.0}
         tier_scores.append(s)
@@ -264,4 +281,4 @@ def _assemble(rows: Sequence[Mapping[str, Any]], order: tuple[str, ...], scores:
         thresholds=[tuple(float(t) for t in (r.get("thresholds") or ())) for r in rows],
         segments=[dict(r.get("segment") or {}) for r in rows], logging_probs=probs if have_probs else None,
         judge=judge, feedback=fb, gaps=gaps, tier_scores=tier_scores,
-        experiment_arms=[r.get("experiment_arm") for r in rows])
+        experiment_arms=[r.get("experiment_arm") for r in rows], rejection_only=rejection_only)

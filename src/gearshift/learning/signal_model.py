@@ -11,6 +11,7 @@ cannot be a bad answer in one report and noise in another.
 | `handoff` | 0 | the user needed a human (explicit, or a configured tool call / phrase) |
 | `regeneration` | 0 | the same conversation asked again for the same turn |
 | `correction` | 0 | the next turn corrected the answer |
+| `edit` | 0 | the user reworded the same message (edited it, or re-asked it next turn): the answer missed |
 | `abandonment` | none | the client left before the answer arrived: the wait was too long, not the answer bad |
 | judge score | the score | the shadow judge's rating of the answer (0–1) |
 
@@ -23,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 SIGNAL_REWARD: dict[str, float | None] = {"thumbs_up": 1.0, "thumbs_down": 0.0, "handoff": 0.0,
-                                          "regeneration": 0.0, "correction": 0.0, "abandonment": None}
+                                          "regeneration": 0.0, "correction": 0.0, "edit": 0.0,
+                                          "abandonment": None}
 BAD_BELOW = 0.5
 
 
