@@ -42,7 +42,7 @@ def test_fit_follows_scikit_learn_conventions_and_saves_as_json(answers: list[La
                      [answer_text(i.response) for i in answers[:200]], [i.correct for i in answers[:200]]) is model
     assert (model.C, model.target_ship_rate) == (0.5, 0.6)  # settings untouched by fit
     assert {k for k in vars(model) if k.endswith("_")} == {"mean_", "scale_", "coef_", "intercept_", "threshold_",
-                                                          "n_train_"}
+                                                          "n_train_", "oof_quality_"}
     path = model.save(tmp_path / "m.json")
     state = json.loads(path.read_text())
     assert state["features"] == list(FEATURE_NAMES) and state["n_train"] == 200

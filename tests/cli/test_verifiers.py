@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gearshift.cascade.factory import DEFAULT_VERIFIERS
-from gearshift.cascade.math_verifiers import FinalAnswerVerifier
+from gearshift.cascade.math_verifiers import ArithmeticVerifier, FinalAnswerVerifier
 from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, load_gsm8k_answers, verifier_quality
 from gearshift.cli import main
 from gearshift.config import default_data_dir
@@ -101,3 +101,32 @@ def test_agreement_verifier_per_family_on_llmrouter(capsys: pytest.CaptureFixtur
 def test_agreement_verifier_names_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verifiers", "--data", "llmrouter", "--second", "no-such-model"]) != 0
     assert "no model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_fit_the_answer_model_then_measure_it_on_answers_it_never_saw(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`--fit-answer-model` on the first 700 recorded answers, then `--config` with that model on the next 400:
+    held out, it lets through a much smaller share of the wrong answers than the rule checks do."""
+    model = tmp_path / "answer-model.json"
+    assert main(["verifiers", "--data", "gsm8k", "--limit", "700", "--fit-answer-model", str(model)]) == 0
+    fitted = capsys.readouterr().out
+    assert "out of fold: ships" in fitted and "false-accept rate" in fitted and model.is_file()
+    config = tmp_path / "gearshift.toml"
+    config.write_text("\n".join([
+        *(f'[[tiers]]\nname = "{t}"\n[[tiers.deployments]]\nname = "{t}-d"\nprovider = "openai"\nmodel = "m"\n'
+          f'base_url = "http://127.0.0.1:9/v1"' for t in ("cheap", "strong")),
+        '[cascade]\nenabled = true\nverifiers = ["final_answer", "arithmetic", "answer_model"]',
+        f'answer_model_path = "{model}"']))
+    out = tmp_path / "held-out.json"
+    assert main(["verifiers", "--config", str(config), "--data", "gsm8k", "--offset", "700", "--limit", "400",
+                 "--json-out", str(out)]) == 0
+    rows = {r["verifier"]: r for r in json.loads(out.read_text())["rows"]}
+    rules = verifier_quality([FinalAnswerVerifier(), ArithmeticVerifier()], load_gsm8k_answers(
+        default_data_dir() / "routellm" / "gsm8k" / "gsm8k_responses.csv", limit=400, offset=700))
+    assert 0.4 <= rows["answer_model"]["accept_rate"]["value"] <= 0.7  # 0.575 here
+    assert rows["answer_model"]["false_accept_rate"]["value"] < rules.false_accept_rate - 0.2  # 0.31 vs 0.6
+
+
+def test_fit_answer_model_needs_recorded_answers(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["verifiers", "--fit-answer-model", str(tmp_path / "m.json")]) == 1
+    assert "needs --data gsm8k" in capsys.readouterr().err

@@ -149,6 +149,12 @@ class AnswerModel:
         self.intercept_ = float(model.intercept_[0])
         self.threshold_ = float(np.quantile(oof, 1.0 - self.target_ship_rate))
         self.n_train_ = len(y)
+        shipped, right = oof >= self.threshold_, y == 1
+        self.oof_quality_ = {  # what the threshold does on answers each fold did not see: the fit's own report
+            "ship_rate": float(shipped.mean()), "precision": float(right[shipped].mean()) if shipped.any() else 0.0,
+            "recall": float(shipped[right].mean()), "false_accept": float(shipped[~right].mean()),
+            "base_accuracy": float(right.mean()),
+        }
         return self
 
     def predict_proba(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
@@ -166,6 +172,7 @@ class AnswerModel:
                        "random_state": self.random_state},
             "mean": self.mean_.tolist(), "scale": self.scale_.tolist(), "coef": self.coef_.tolist(),
             "intercept": self.intercept_, "threshold": self.threshold_, "n_train": self.n_train_,
+            "oof_quality": self.oof_quality_,
         }
         out.write_text(json.dumps(state, indent=1), encoding="utf-8")
         return out
@@ -189,6 +196,7 @@ class AnswerModel:
             model.intercept_ = float(state["intercept"])
             model.threshold_ = float(state["threshold"])
             model.n_train_ = int(state["n_train"])
+            model.oof_quality_ = {str(k): float(v) for k, v in dict(state.get("oof_quality") or {}).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{p}: malformed answer model ({exc})") from exc
         if not model.mean_.shape == model.scale_.shape == model.coef_.shape == (len(FEATURE_NAMES),):

@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", choices=["cheap", "strong"], default="cheap", help="whose recorded answers (--data)")
     p.add_argument("--limit", type=int, default=None, help="at most this many items")
     p.add_argument("--offset", type=int, default=0, help="skip this many recorded rows first (--data)")
+    p.add_argument("--fit-answer-model", type=Path, metavar="OUT.json",
+                   help="fit the learned answer check (verifier 'answer_model') on the --data answers and save it; "
+                        "prints its out-of-fold ship and false-accept rates")
+    p.add_argument("--target-ship-rate", type=float, default=0.55,
+                   help="--fit-answer-model: the share of answers its threshold ships (default 0.55)")
     add_json_options(p, "the report")
     p.set_defaults(handler=_verifiers)
 
@@ -172,6 +177,33 @@ def _agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_answer_model(args: argparse.Namespace) -> int:
+    """Fit `answer_model` on recorded answers with known correctness; the threshold is set out of fold."""
+    from rich.console import Console
+
+    from gearshift.cascade.answer_model import AnswerModel, question_text
+    from gearshift.cascade.quality import GSM8K_CHEAP_MODEL, GSM8K_STRONG_MODEL, load_gsm8k_answers
+    from gearshift.cascade.verifiers import answer_text
+
+    if args.data is None or args.data.lower() == "llmrouter":
+        raise ConfigError("--fit-answer-model needs --data gsm8k or a gsm8k_responses.csv-shaped FILE.csv "
+                          "(answers with their correctness)")
+    model_name = GSM8K_CHEAP_MODEL if args.model == "cheap" else GSM8K_STRONG_MODEL
+    items = load_gsm8k_answers(_gsm8k_path(args.data), model_name, limit=args.limit, offset=args.offset)
+    err = Console(stderr=True)
+    with err.status(f"fitting the answer model on {len(items)} answers (5-fold threshold)"):
+        model = AnswerModel(target_ship_rate=args.target_ship_rate).fit(
+            [question_text(i.request) for i in items], [answer_text(i.response) for i in items],
+            [i.correct for i in items])
+    path = model.save(args.fit_answer_model)
+    q = model.oof_quality_
+    print(f"saved {path}: {model.n_train_} answers of {model_name}, threshold p(correct) >= {model.threshold_:.3f}")
+    print(f"out of fold: ships {q['ship_rate']:.1%} at precision {q['precision']:.3f} (base accuracy "
+          f"{q['base_accuracy']:.3f}), recall {q['recall']:.3f}, false-accept rate {q['false_accept']:.3f}")
+    print(f'serve it: [cascade] verifiers = [..., "answer_model"], answer_model_path = "{path}"')
+    return 0
+
+
 def _fmt(iv: Interval) -> str:
     if math.isnan(iv.value):
         return "-"
@@ -188,6 +220,8 @@ def _verifiers(args: argparse.Namespace) -> int:
         raise ConfigError("--data reads recorded outcomes; --db/--store-url are for traffic")
     from gearshift.cli.terminal import emit_json, json_outputs
 
+    if args.fit_answer_model is not None:
+        return _fit_answer_model(args)
     if args.data is not None and args.data.lower() == "llmrouter":
         return _agreement(args)
     err = Console(stderr=True, soft_wrap=True)
