@@ -11,6 +11,13 @@ above it and as a ratio to it. Apps run in alternating rounds so drift hits both
     .venv/bin/python benchmarks/gateway_cpu.py --stack-router DIR    # also a saved router (e.g. a stack)
     .venv/bin/python benchmarks/gateway_cpu.py --profile out.pstats  # cProfile of gearshift's rounds
 
+On a loaded machine even CPU time moves by 10-30 % between runs. Instruction counts do not: run one app alone
+under callgrind at two request counts and divide the difference (startup cancels out), e.g.
+
+    valgrind --tool=callgrind --callgrind-out-file=cg-10.out .venv/bin/python benchmarks/gateway_cpu.py \
+        --only gearshift --requests 10 --rounds 1 --warmup 30      # then --requests 110 into cg-110.out
+    # instructions per request = (totals in cg-110.out - totals in cg-10.out) / 100   (~3 min a run)
+
 Only 127.0.0.1 is contacted; every loop is bounded in count.
 """
 
@@ -139,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up requests per app")
     ap.add_argument("--stack-router", type=Path, help="also measure a saved router directory (e.g. a stack)")
+    ap.add_argument("--only", choices=("passthrough", "gearshift"), help="measure one app alone (e.g. under "
+                    "`valgrind --tool=callgrind`, whose instruction counts do not move with the machine's load)")
     ap.add_argument("--no-record", action="store_true", help="diagnostic: gearshift with [store] off")
     ap.add_argument("--profile", type=Path, help="write a cProfile of gearshift's measured rounds here")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
@@ -154,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="gs-cpu-") as tmpdir:
             apps = build_apps(upstream, Path(tmpdir), args)
+            if args.only:
+                apps = {args.only: apps[args.only]}
             use_uvloop = importlib.util.find_spec("uvloop") is not None
             if use_uvloop:
                 import uvloop
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if prof is not None:
         prof.dump_stats(str(args.profile))
     med = {name: statistics.median(v) for name, v in rounds.items()}
-    base = med["passthrough"]
+    base = med.get("passthrough", float("nan"))
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start, "
           f"{os.getloadavg()[0]:.2f} at end; {args.rounds} rounds x {args.requests} requests; "
           f"event loop {'uvloop' if use_uvloop else 'asyncio'}")
