@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gearshift"
 
 #: Bottom to top. A module may import its own package and any package below it, nothing above.
 LAYERS = ("errors", "config", "http_body", "data", "providers", "routers", "evaluation", "records", "store",
-          "extension", "tracing", "cascade", "policy", "learning", "closed_loop", "gateway", "cli")
+          "extension", "tracing", "cascade", "policy", "learning", "closed_loop", "gateway", "cli", "__main__")
 
 
 def _module_name(path: Path) -> str:

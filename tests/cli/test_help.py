@@ -46,3 +46,11 @@ def test_help_loads_no_gateway_router_or_numpy_code() -> None:
                                                       "gearshift.policy", "gearshift.learning", "numpy", "fastapi",
                                                       "pydantic", "uvicorn", "httpx")))
     assert heavy == []
+
+
+def test_python_dash_m_gearshift_runs_the_command() -> None:
+    """`python -m gearshift --version` works like the installed script (a newcomer's first guess)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-m", "gearshift", "--version"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("gearshift "), out.stderr

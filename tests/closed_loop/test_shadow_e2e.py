@@ -196,3 +196,45 @@ def test_judge_agreement_with_reviewers_in_the_cli_and_on_the_dashboard(upstream
     assert lang["n"] == 3
     assert main(["judge-agreement", "--db", str(db)]) == 0
     assert "kappa" in capsys.readouterr().out
+
+
+def test_shadow_judge_cost_and_latency_reach_metrics_labels_and_dashboard_savings(upstreams: Any,
+                                                                                   tmp_path: Path) -> None:
+    """Priced overheads: what the shadow tiers and the judge cost is in each label, in /metrics, and is taken off
+    the dashboard's savings (`savings` net of it, `savings_before_overheads` without)."""
+    judge = upstreams[2]
+    judge.script(Behaviour(latency_s=0.05, text=None), Behaviour(latency_s=0.05, text=None))
+    db = tmp_path / "gw.sqlite"
+    with _gateway(upstreams, db, every_n=2) as gw, gw.client() as c:
+        for i in range(4):
+            _ask(c, f"question number {i}")
+        loop = gw.gateway.closed_loop
+        assert wait_until(lambda: loop.shadow.counts.get("done", 0) == 2)
+        gw.flush()
+        metrics = c.get("/metrics").text
+        summary = c.get("/dashboard/api/summary").json()
+    labels = SQLiteLabelStore(db).labels()
+    judge_usd = sum(lab["cost_usd"] for lab in labels)
+    shadow_usd = sum(lab["shadow_cost_usd"] for lab in labels)
+    # judge endpoint prices: $1/M in and out; the fake upstream counts words as tokens, prompts run to ~80 words
+    prompt_words = sum(sum(len(str(m["content"]).split()) for m in r.json["messages"]) for r in judge.chat_requests)
+    assert len(judge.chat_requests) == 4 and prompt_words / 1e6 < judge_usd < (prompt_words + 4 * 50) / 1e6
+    assert shadow_usd > 0 and len(labels) == 2
+    assert any(lab["judge_latency_ms"] >= 50.0 for lab in labels)
+    assert _metric(metrics, "gearshift_shadow_judge_cost_usd_total") == pytest.approx(judge_usd)
+    assert _metric(metrics, "gearshift_shadow_judge_latency_seconds_count") == 2.0
+    cost = summary["cost"]
+    assert cost["overheads"]["shadow_judge_usd"] == pytest.approx(judge_usd, abs=1e-8)
+    assert cost["overheads"]["shadow_answers_usd"] == pytest.approx(shadow_usd, abs=1e-8)
+    strong = cost["all_strong_usd"]
+    assert cost["savings_before_overheads"] == pytest.approx(1 - cost["cost_usd"] / strong, abs=1e-5)
+    assert cost["savings"] == pytest.approx(1 - (cost["cost_usd"] + judge_usd + shadow_usd) / strong, abs=1e-5)
+    assert cost["savings"] < cost["savings_before_overheads"]
+
+
+def _metric(text: str, name: str) -> float:
+    import re
+
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert m is not None, f"{name} not in /metrics"
+    return float(m.group(1))

@@ -137,3 +137,44 @@ def test_unreachable_webhook_is_counted_not_raised() -> None:
     sink = WebhookSink("http://127.0.0.1:9/none", timeout_s=0.5)
     sink.emit([Alert("collapse", "*", 0.0, None, 0.0, 1.0, 10)])
     assert sink.failures == 1 and sink.delivered == 0
+
+
+def test_flapping_alert_pages_once_per_cooldown() -> None:
+    monitor = SLIMonitor(CONFIG, cooldown_s=100.0)
+
+    def feed(n: int, share: float, t0: float = 0.0) -> None:
+        for e in _events(n, share, seed=n, t0=t0):
+            monitor.observe(e)
+
+    feed(200, 0.95)
+    assert ("strong_share", "*", "high") in _kinds(monitor.check(now=50.0))
+    feed(2000, 0.4)  # diluted back into the band: cleared
+    assert monitor.check(now=51.0) == []
+    feed(5000, 0.95)  # out again 2 s after the page: inside the cooldown, no page
+    assert monitor.check(now=52.0) == []
+    assert monitor.check(now=140.0) == []  # window empty: cleared
+    feed(200, 0.95, t0=150.0)  # out again 150 s after the page: pages
+    assert ("strong_share", "*", "high") in _kinds(monitor.check(now=200.0))
+
+
+def test_segment_bands_override_each_sli() -> None:
+    from gearshift.closed_loop.sli import SegmentSLO
+
+    cfg = SLIConfig(segment_bands={"has_code=yes": Band(0.0, 0.9)},
+                    segments={"language=de": SegmentSLO(quality_loss=Band(0.0, 0.05)),
+                              "has_code=yes": SegmentSLO(escalation_rate=Band(0.0, 0.5))})
+    assert cfg.band("quality_loss", "language=de") == Band(0.0, 0.05)
+    assert cfg.band("strong_share", "language=de") == cfg.strong_share  # unset: the global band
+    assert cfg.band("strong_share", "has_code=yes") == Band(0.0, 0.9)  # the bare strong-share form still works
+    assert cfg.band("escalation_rate", "has_code=yes") == Band(0.0, 0.5)
+
+
+def test_quality_loss_alerts_need_min_judged_per_segment() -> None:
+    from gearshift.closed_loop.sli import QualityEvent
+
+    cfg = SLIConfig(min_judged=10, quality_loss=Band(0.0, 0.2))
+    losses = [QualityEvent(float(i), True, {"language": "de"}) for i in range(9)]
+    fine = [QualityEvent(float(i), False, {"language": "en"}) for i in range(40)]
+    assert [a.segment for a in window_alerts([], 0, 60, cfg, quality=losses + fine)] == []
+    alerts = window_alerts([], 0, 60, cfg, quality=[*losses, QualityEvent(9.0, True, {"language": "de"}), *fine])
+    assert [(a.kind, a.segment, a.n, a.value) for a in alerts] == [("quality_loss", "language=de", 10, 1.0)]

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from gearshift.errors import InvalidRequestError
-from gearshift.gateway.dashboard.data import Window, confusion, cost_series, parse_window, routing_series, signal_rates
+from gearshift.gateway.dashboard.data import (
+    Window,
+    confusion,
+    cost_series,
+    parse_window,
+    priced_overheads,
+    routing_series,
+    signal_rates,
+)
 from gearshift.gateway.dashboard.routes import STATIC_DIR
 from gearshift.gateway.dashboard.views import json_island, triage_html
 
@@ -56,6 +64,24 @@ def test_cost_against_the_all_strong_counterfactual() -> None:
     assert c["savings"] == pytest.approx(1 - 0.004 / 0.021)
 
 
+def test_savings_are_net_of_routing_and_judging_overheads() -> None:
+    w = Window(0.0, 10.0, 1)
+    judged = [{"tier": "cheap", "shipped": True, "verdicts": [{"name": "judge", "passed": True, "cost_usd": 0.0005}]}]
+    rows = [_row(1, "cheap", tokens_in=1000, tokens_out=1000, cost_usd=0.0015, router_cost_usd=0.0005,
+                 router_latency_ms=40.0),
+            _row(2, "cheap", tokens_in=1000, tokens_out=1000, cost_usd=0.0015, cascade=judged)]
+    labels = [{"cost_usd": 0.002, "shadow_cost_usd": 0.003, "judge_latency_ms": 900.0}]
+    c = priced_overheads(cost_series(rows, (3.0, 15.0), w), rows, labels)
+    strong = c["all_strong_usd"]
+    assert strong == pytest.approx(0.036)
+    assert c["savings_before_overheads"] == pytest.approx(1 - 0.002 / strong)  # the answers alone
+    assert c["savings"] == pytest.approx(1 - (0.003 + 0.005) / strong)  # router, cascade judge, shadow, its judge
+    o = c["overheads"]
+    assert (o["llm_router_usd"], o["cascade_judge_usd"], o["shadow_judge_usd"], o["shadow_answers_usd"]) == (
+        pytest.approx(0.0005), pytest.approx(0.0005), pytest.approx(0.002), pytest.approx(0.003))
+    assert o["llm_router_latency_ms_mean"] == 40.0 and o["shadow_judge_latency_ms_mean"] == 900.0
+
+
 def test_signal_rates_count_decisions_not_events() -> None:
     rows = [_row(1, "cheap"), _row(2, "cheap"), _row(3, "cheap"), _row(4, "cheap"), _row(5, "strong")]
     events = [{"request_id": "a", "tier": "cheap", "signal": "thumbs_down"},
@@ -98,3 +124,49 @@ def test_vendored_chart_library_matches_its_record() -> None:
     assert body.startswith(f"/*!\n * Chart.js v{digest.group(1)}".encode())
     assert "MIT" in (STATIC_DIR / "chart.js.LICENSE.md").read_text(encoding="utf-8")
     assert {p.name for p in Path(STATIC_DIR).iterdir()} >= {"dashboard.js", "dashboard.css"}
+
+
+def _varied_rows(now: float) -> list[dict[str, Any]]:
+    """Full records whose every dashboard field varies (times, tiers, routes, statuses, segments, costs)."""
+    from support.records import full_record
+
+    rows = []
+    for i in range(24):
+        rows.append(full_record(
+            f"d{i}", now - 3000 + 120 * i, tier=TIERS[i % 2], route="concrete" if i % 7 == 0 else "router",
+            status="error" if i % 5 == 0 else "ok", escalated=i % 3 == 0, cost_usd=0.001 * i, tokens_in=100 + i,
+            tokens_out=10 * i, segment={"language": "en" if i % 2 else "de", "length_bucket": "long",
+                                        "has_code": i % 4 == 0, "turn": 2, "topic": f"t{i % 3}", "client": "k"},
+            router_cost_usd=0.0001 * i, router_latency_ms=float(i),
+            cascade=[{"tier": "cheap", "verdicts": [{"name": "judge", "passed": True, "cost_usd": 0.00001 * i}]}]))
+    return rows
+
+
+def _views(rows: list[dict[str, Any]], now: float) -> Any:
+    """Every part of `summary` that reads decision rows."""
+    w = Window(now - 3600, now, 6)
+    events = [{"request_id": f"d{i}", "tier": TIERS[i % 2], "signal": "thumbs_down"} for i in range(0, 24, 4)]
+    return (routing_series(rows, TIERS, w), priced_overheads(cost_series(rows, (3.0, 15.0), w), rows, []),
+            signal_rates(rows, events, TIERS))
+
+
+def _views_or_error(rows: list[dict[str, Any]], now: float) -> Any:
+    try:
+        return _views(rows, now)
+    except (KeyError, TypeError, ValueError) as exc:
+        return type(exc)
+
+
+def test_the_dashboard_reads_exactly_the_fields_the_list_marks() -> None:
+    from gearshift.records.fields import DASHBOARD_FIELDS
+    from support.records import project
+
+    now = 1_700_000_000.0
+    rows = _varied_rows(now)
+    shown = [project(r, DASHBOARD_FIELDS) for r in rows]
+    assert "prompt" not in shown[0] and "cost_usd" in shown[0]
+    assert _views(shown, now) == _views(rows, now)  # nothing the page reads is left out
+    for f in DASHBOARD_FIELDS:  # and every marked field changes what it shows
+        without = [project(r, [g for g in DASHBOARD_FIELDS if g is not f]) for r in rows]
+        assert _views_or_error(without, now) != _views(rows, now), f.name
+

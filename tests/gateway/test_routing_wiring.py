@@ -130,6 +130,40 @@ def test_llm_router_labels_map_to_tiers_and_garbage_falls_back_counted(upstreams
     assert metric(text, "gearshift_llm_router_errors_total") == 0.0
 
 
+def test_llm_router_call_is_priced_and_timed_into_the_record_and_metrics(upstreams: Upstreams, extra: Extra,
+                                                                          tmp_path: Path) -> None:
+    """Priced overheads: the classification call's cost (its deployment's prices) and latency are in the record
+    (`router_cost_usd`, `router_latency_ms`, and inside `cost_usd`) and in /metrics."""
+    cfg = settings(upstreams, tmp_path / "d.sqlite",
+                   router={"kind": "llm", "llm": {"deployment": "router-model", "default_tier": "cheap"}},
+                   extra_deployments=[deployment("router-model", extra.router, input_price_per_m=500.0,
+                                                 output_price_per_m=1000.0)])
+    extra.router.script(Behaviour(text="complex", latency_s=0.2), Behaviour(text="simple"))
+    with gateway_for(cfg) as server, server.client() as c:
+        ids = [ask(c, p).headers["x-gearshift-request-id"] for p in ("Plan a migration", "Capital of Peru?")]
+        text = c.get("/metrics").text
+        rows = records(server)
+        board = c.get("/dashboard/api/summary").json()["cost"]
+    sent = [r.json for r in extra.router.chat_requests]
+    prompt_tokens = [sum(len(str(m["content"]).split()) for m in s["messages"]) for s in sent]
+    first, second = rows[ids[0]], rows[ids[1]]
+    for row, tokens in ((first, prompt_tokens[0]), (second, prompt_tokens[1])):
+        expected = (tokens * 500.0 + 1 * 1000.0) / 1e6  # the fake upstream answers one word: one completion token
+        assert row["router_cost_usd"] == pytest.approx(expected)
+        answer_cost = (row["tokens_in"] * 1.0 + row["tokens_out"] * 2.0) / 1e6  # the tier's deployment prices
+        assert row["cost_usd"] == pytest.approx(answer_cost + expected)  # what the request cost, router included
+    assert first["router_latency_ms"] >= 200.0 > second["router_latency_ms"] > 0.0
+    assert metric(text, "gearshift_llm_router_cost_usd_total") == pytest.approx(
+        first["router_cost_usd"] + second["router_cost_usd"])
+    assert metric(text, "gearshift_llm_router_latency_seconds_count") == 2.0
+    assert metric(text, "gearshift_llm_router_latency_seconds_sum") >= 0.2
+    assert metric(text, 'gearshift_cost_usd_total{tier="strong"}') == pytest.approx(first["cost_usd"])
+    routing = first["router_cost_usd"] + second["router_cost_usd"]
+    assert board["overheads"]["llm_router_usd"] == pytest.approx(routing, abs=1e-8)  # the dashboard's savings
+    assert board["savings_before_overheads"] - board["savings"] == pytest.approx(routing / board["all_strong_usd"],
+                                                                                 abs=1e-5)
+
+
 def test_llm_router_down_serves_the_default_tier(upstreams: Upstreams, extra: Extra, tmp_path: Path) -> None:
     cfg = settings(upstreams, tmp_path / "d.sqlite", router={"kind": "llm", "llm": {"deployment": "router-model"}},
                    extra_deployments=[deployment("router-model", extra.router)])

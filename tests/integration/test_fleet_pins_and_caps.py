@@ -200,9 +200,10 @@ def test_with_redis_out_requests_are_served_per_process_and_shared_state_returns
             print(f"Redis {mode}: request times {[round(t, 2) for t in times]} s")
             # the first shared-state call meeting the outage costs at most `timeout_s` (0.5 s), then Redis is
             # skipped for `retry_s` (1 s): at most one more timeout in the 4 keyed requests (it used to be one
-            # per call, ~2.5 s a request, 10 s in all)
-            assert times[0] < (1.0 if mode == "down" else 1.5), times
-            assert sum(times[1:]) < (1.0 if mode == "down" else 2.0), times
+            # per call, ~2.5 s a request, 10 s in all); the bounds leave room for a loaded machine, where an
+            # ordinary request takes 0.3 s (seen at load 10 on 2 cores), and still fail the old behaviour
+            assert times[0] < (1.5 if mode == "down" else 2.0), times
+            assert sum(times[1:]) < (2.5 if mode == "down" else 3.5), times
             metrics = _metrics(b)
             ops = ("breaker", "rate_limit", "budget_check", "conversation_get", "conversation_set",
                    "strong_share", "budget_spend")

@@ -12,7 +12,10 @@ from gearshift.cli import main
 from gearshift.config import default_data_dir
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord, write_jsonl
 from gearshift.data.registry import load_dataset
+from gearshift.gateway.build import build_gateway
+from gearshift.gateway.settings import parse_settings
 from gearshift.routers.operating_point import load_operating_point
+from gearshift.routers.reference import load_reference
 from gearshift.store.versions import SQLiteVersionRegistry
 
 FAST = ["--router", "classifier", "--param", "embedder=hashing:dim=256", "--param", "folds=2", "--folds", "2"]
@@ -51,6 +54,24 @@ def test_cost_target_is_met_out_of_fold_and_registered(gsm8k_file: Path, tmp_pat
     finally:
         reg.close()
     assert v.status == "challenger" and v.thresholds == point.thresholds and Path(v.path) == out.resolve()
+    # drift: the out-of-fold scores are saved beside the router as its reference, and a gateway serving the saved
+    # router (here under its own tier names) compares its live traffic with them
+    ref = load_reference(out)
+    assert ref is not None and ref.n == 300 and ref.thresholds == point.thresholds
+    assert ref.strong_share == pytest.approx(point.measured["strong_share"], abs=0.02)
+    assert ref.quality_loss_rate == point.measured["quality_loss_rate"] and "out-of-fold" in ref.source
+    dep = {"provider": "openai", "base_url": "http://127.0.0.1:9", "model": "m"}
+    cfg = parse_settings({"tiers": [{"name": "small", "deployments": [{**dep, "name": "s"}]},
+                                    {"name": "large", "deployments": [{**dep, "name": "l"}]}],
+                          "router": {"path": str(out)}, "store": {"path": str(tmp_path / "serve.sqlite")},
+                          "slo": {"enabled": True}}, "test")
+    gw = build_gateway(cfg)
+    try:
+        live = gw.closed_loop.monitor.drift.current_reference()  # type: ignore[union-attr]
+    finally:
+        gw.closed_loop.store.close()  # type: ignore[union-attr]
+        gw.store.close()  # type: ignore[union-attr]
+    assert live is not None and live.tiers == ("small", "large") and live.quantiles == ref.quantiles
 
 
 def test_quality_loss_target_keeps_its_bound_out_of_fold(gsm8k_file: Path, tmp_path: Path) -> None:

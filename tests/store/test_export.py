@@ -57,3 +57,37 @@ def test_export_writes_date_partitions_with_labels_and_feedback(store_url: str, 
 
     # a second export into the same directory is refused rather than mixing runs
     assert main(["export", "--out", str(out), "--store-url", store_url]) == 1
+
+
+#: The typed columns `gearshift export` wrote before the field list drove them: none may go missing.
+COLUMNS_BEFORE_THE_FIELD_LIST = {
+    "request_id", "api_key_id", "conversation_id", "requested_model", "route", "router", "router_version", "tier",
+    "reason", "deployment", "upstream_model", "status", "error_type", "finish_reason", "prompt", "time", "score",
+    "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms", "tokens_in", "tokens_out",
+    "http_status", "stream", "escalated", "usage_estimated", "explored", "segment_language", "segment_length_bucket",
+    "segment_has_code", "segment_turn", "thresholds", "tier_probabilities", "attempts_json", "cascade_json",
+    "shadow_label", "shadow_gap", "feedback_count", "feedback_json", "record_json", "date"}
+
+
+def test_every_field_the_list_exports_is_a_typed_column_with_its_value(tmp_path: Path) -> None:
+    import time
+
+    from gearshift.records.fields import EXPORTED, FIELDS
+    from gearshift.store.export import arrow_schema
+    from support.records import full_record
+
+    names = arrow_schema().names
+    assert names[:len(EXPORTED)] == [f.export_name for f in EXPORTED]
+    assert set(names) >= COLUMNS_BEFORE_THE_FIELD_LIST
+    url = f"sqlite:///{tmp_path / 'gw.sqlite'}"
+    rec = full_record(t=time.time() - 60)
+    store = open_decision_store(url)
+    store.append_many([rec])
+    store.close()
+    assert main(["export", "--out", str(tmp_path / "out"), "--store-url", url]) == 0
+    (row,) = ds.dataset(tmp_path / "out", format="parquet", partitioning="hive").to_table().to_pylist()
+    for f in EXPORTED:
+        got = json.loads(row[f.export_name]) if f.kind == "json" else row[f.export_name]
+        assert got == pytest.approx(f.get(rec)) if f.kind in ("float", "floats") else got == f.get(rec), f.name
+    assert not {f.export_name for f in FIELDS if not f.export} & set(row)  # those travel in record_json only
+    assert json.loads(row["record_json"]) == rec

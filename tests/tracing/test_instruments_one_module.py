@@ -29,13 +29,14 @@ def test_no_module_but_tracing_metrics_defines_a_prometheus_instrument() -> None
 
 
 def test_one_gateway_registry_renders_every_family_once() -> None:
-    from gearshift.tracing.metrics import GatewayMetrics, ShadowMetrics, alert_counter
+    from gearshift.tracing.metrics import GatewayMetrics, ShadowMetrics, SLIMetrics, alert_counter
 
     m = GatewayMetrics()
     ShadowMetrics(m.registry)
     alert_counter(m.registry)
+    SLIMetrics(m.registry)
     names = [fam.name for fam in m.registry.collect()]
     assert len(names) == len(set(names))
     for name in ("gearshift_requests", "gearshift_rejected", "gearshift_in_flight", "gearshift_shadow_samples",
-                 "gearshift_alerts"):
+                 "gearshift_alerts", "gearshift_slo_sli", "gearshift_slo_sli_samples"):
         assert name in names

@@ -114,3 +114,35 @@ def test_without_the_sdk_tracing_is_a_no_op(monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setattr(builtins, "__import__", no_otel)
     assert build_tracer(TracingSettings(enabled=True, exporter="console")) is None
     assert "not installed" in caplog.text
+
+
+#: The attributes a span carried before the field list drove them: none may go missing.
+ATTRIBUTES_BEFORE_THE_FIELD_LIST = {
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model", "gen_ai.response.model",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.response.finish_reasons",
+    "gearshift.request_id", "gearshift.route", "gearshift.tier", "gearshift.router", "gearshift.router_version",
+    "gearshift.score", "gearshift.propensity", "gearshift.reason", "gearshift.confidence", "gearshift.rule",
+    "gearshift.explored", "gearshift.escalated", "gearshift.cascade.steps", "gearshift.deployment",
+    "gearshift.cost_usd", "gearshift.usage_estimated", "gearshift.status", "gearshift.stream",
+    "gearshift.segment.language", "gearshift.segment.length_bucket", "gearshift.segment.has_code",
+    "http.response.status_code", "error.type"}
+
+
+def test_every_field_the_list_names_a_span_attribute_is_on_the_span_with_its_value() -> None:
+    from gearshift.records.fields import SPAN_FIELDS
+    from gearshift.records.record import DecisionRecord
+    from gearshift.tracing.spans import record_attributes
+    from support.records import full_record
+
+    row = full_record()
+    attrs = record_attributes(DecisionRecord.model_validate(row), {"strong-a": "anthropic"})
+    for f in SPAN_FIELDS:
+        assert attrs[str(f.span)] == f.get(row), f.name
+    computed = {"gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gearshift.cascade.steps",
+                "gen_ai.response.finish_reasons"}
+    assert set(attrs) == {f.span for f in SPAN_FIELDS} | computed
+    assert set(attrs) >= ATTRIBUTES_BEFORE_THE_FIELD_LIST
+    assert attrs["gen_ai.provider.name"] == "anthropic" and attrs["gearshift.cascade.steps"] == 1
+    # what a record leaves unset (None, an empty reason) is no attribute at all
+    bare = record_attributes(DecisionRecord(request_id="r", time=1.0))
+    assert "gearshift.reason" not in bare and "gearshift.tier" not in bare and bare["gearshift.request_id"] == "r"

@@ -4,7 +4,8 @@ Keys (all optional): `verifiers` (names, in order; default :data:`DEFAULT_VERIFI
 `start_tier`, `escalate_on_error`, `stream_mode`, plus per-verifier options: `refusal_phrases`,
 `refusal_window`, `empty_min_chars`, `truncation_reasons`, `json_allow_code_fence`, `min_mean_logprob`,
 `final_answer_markers`, `arithmetic_rel_tol`, `judge_model`, `judge_min_rating`,
-`judge_unparseable_passes`. `enabled` is the gateway's and ignored here. Unknown keys are a ConfigError,
+`judge_unparseable_passes`, `answer_model_path` (a fitted `cascade/answer_model.py` JSON),
+`answer_model_min_p`. `enabled` is the gateway's and ignored here. Unknown keys are a ConfigError,
 so a typo never silently turns a check off.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gearshift.cascade.answer_model import AnswerModel, AnswerModelVerifier
 from gearshift.cascade.consistency import ConsistencyVerifier
 from gearshift.cascade.judge import CompletionFn, JudgeVerifier
 from gearshift.cascade.math_verifiers import DEFAULT_FINAL_MARKERS, ArithmeticVerifier, FinalAnswerVerifier
@@ -31,7 +33,8 @@ from gearshift.errors import ConfigError
 
 #: Free, model-less checks that make sense for any request. `judge` and the math checks are opt-in.
 DEFAULT_VERIFIERS: tuple[str, ...] = ("shape", "empty", "truncation", "refusal", "json", "logprob")
-VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge", "consistency")
+VERIFIER_NAMES: tuple[str, ...] = (*DEFAULT_VERIFIERS, "final_answer", "arithmetic", "judge", "consistency",
+                                   "answer_model")
 
 _RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_costly_after_failure", "stream_mode",
                 "request_logprobs", "buffer_max_s", "combine", "combine_weights", "combine_min_score",
@@ -39,7 +42,8 @@ _RUNNER_KEYS = {"max_escalations", "start_tier", "escalate_on_error", "skip_cost
 _OPTION_KEYS = {
     "refusal_phrases", "refusal_window", "empty_min_chars", "truncation_reasons", "json_allow_code_fence",
     "min_mean_logprob", "final_answer_markers", "arithmetic_rel_tol", "judge_model", "judge_min_rating",
-    "judge_unparseable_passes", "consistency_rel_tol", "consistency_min_similarity",
+    "judge_unparseable_passes", "consistency_rel_tol", "consistency_min_similarity", "answer_model_path",
+    "answer_model_min_p",
 }
 
 
@@ -66,6 +70,14 @@ def _builders(o: Mapping[str, Any], judge: CompletionFn | None,
                              min_rating=int(o.get("judge_min_rating", 7)),
                              unparseable_passes=bool(o.get("judge_unparseable_passes", False)))
 
+    def make_answer_model() -> Verifier:
+        path = o.get("answer_model_path")
+        if not path:
+            raise ConfigError("cascade verifier 'answer_model' needs answer_model_path (a model saved by "
+                              "AnswerModel.save, e.g. benchmarks/answer_verifier.py --save FILE)")
+        min_p = o.get("answer_model_min_p")
+        return AnswerModelVerifier(AnswerModel.load(str(path)), None if min_p is None else float(min_p))
+
     return {
         "shape": ShapeVerifier,
         "empty": lambda: EmptyAnswerVerifier(int(o.get("empty_min_chars", 1))),
@@ -78,6 +90,7 @@ def _builders(o: Mapping[str, Any], judge: CompletionFn | None,
         "arithmetic": lambda: ArithmeticVerifier(float(o.get("arithmetic_rel_tol", 0.01))),
         "judge": make_judge,
         "consistency": make_consistency,
+        "answer_model": make_answer_model,
     }
 
 

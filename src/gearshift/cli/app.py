@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "gearshift.cli.keys",
     "gearshift.cli.probe",
     "gearshift.cli.triage",
+    "gearshift.cli.drift",
     "gearshift.cli.export",
     "gearshift.cli.learn",
     "gearshift.cli.calibrate",

@@ -154,6 +154,12 @@ def _retrain(args: argparse.Namespace) -> int:
         version = reg.next_version(args.name)
         out = saved_versions_dir(args) / args.name / f"v{version}"
         router.save(out)
+        from gearshift.closed_loop.signals import segment_labels
+        from gearshift.routers.reference import build_reference, save_reference
+
+        save_reference(out, build_reference(  # drift: the scores of the traffic it was retrained on
+            p_new, cal.thresholds, cal.tiers, segments=[segment_labels(log.segments[i]) for i in with_prompt],
+            source=f"{len(with_prompt)} logged prompts since {args.since}"))
         metrics = {"trained": {"n": len(traffic), "explored": int(traffic.explored.sum()),
                                "labelled": int(np.isfinite(log.gaps[rows]).sum()), "weighting": args.weighting,
                                "reward": args.reward, "since": args.since, "router": name, "params": params,

@@ -57,6 +57,11 @@ def _target(args: argparse.Namespace) -> Any:
     return Target("strong_share", share)
 
 
+def _tier_names(n: int) -> tuple[str, ...]:
+    """Placeholder names: a gateway compares by position, cheap to strong, whatever its tiers are called."""
+    return ("cheap", "strong") if n == 2 else tuple(f"tier{i}" for i in range(n))
+
+
 def run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -95,6 +100,14 @@ def run_train(args: argparse.Namespace) -> int:
                         progress=step)
     out = trained.router.save(args.out)
     save_operating_point(out, trained.point)
+    from gearshift.routers.base import prompt_text
+    from gearshift.routers.reference import build_reference, save_reference
+
+    # drift: what the gateway's live scores are compared with (`[slo.drift]`, `gearshift drift`)
+    save_reference(out, build_reference(
+        trained.oof_p_strong, trained.point.thresholds, _tier_names(len(trained.point.thresholds) + 1),
+        prompts=[prompt_text(p) for p in data.prompts], quality_loss_rate=trained.point.measured.get(
+            "quality_loss_rate"), source=f"out-of-fold scores of {len(data)} {data.name} prompts"))
     console.print(f"trained [bold]{args.router}[/] on {len(data)} prompts of {escape(data.name)} "
                   f"({escape(strong)} vs {escape(weak)}), saved to {escape(str(out))}", highlight=False)
     console.print(f"operating point: {trained.point.describe()}", highlight=False)

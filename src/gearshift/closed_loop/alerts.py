@@ -20,8 +20,8 @@ from gearshift.tracing.metrics import alert_counter
 
 log = logging.getLogger("gearshift.alerts")
 
-#: Alert kinds: strong_share / escalation_rate (with direction), collapse, drift, segment_outlier.
-ALERT_KINDS = ("strong_share", "escalation_rate", "collapse", "drift", "segment_outlier")
+#: Alert kinds: strong_share / escalation_rate / quality_loss (with direction), collapse, drift, segment_outlier.
+ALERT_KINDS = ("strong_share", "escalation_rate", "quality_loss", "collapse", "drift", "segment_outlier")
 
 
 @dataclass(frozen=True, slots=True)

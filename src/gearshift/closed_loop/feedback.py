@@ -38,6 +38,8 @@ class Loop(Protocol):
 
     async def find_decision(self, request_id: str) -> dict[str, Any] | None: ...
 
+    def note_signals(self, events: list[SignalEvent]) -> None: ...
+
 _MAX_BODY = 64_000
 _MAX_ID = 2**63 - 1  # a 64-bit row id; anything larger cannot name an item (and would overflow the driver)
 
@@ -90,6 +92,7 @@ async def post_feedback(request: Request, loop: Loop, key_id: str | None = None)
     value = fb.value if fb.value is not None else (0.0 if fb.signal == "thumbs_down" else 1.0)
     event = explicit_event(decision, fb.signal, value, loop.concealment(fb.comment), time.time())
     await asyncio.to_thread(loop.store.add_signals, [event])
+    loop.note_signals([event])  # a thumbs-down counts against the live drift reading (drift_watch.py)
     loop.signal_counts[fb.signal] = loop.signal_counts.get(fb.signal, 0) + 1
     return JSONResponse({"object": "feedback", "request_id": fb.request_id, "signal": fb.signal, "value": value,
                          "tier": decision.get("tier")}, status_code=201)

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gearshift.closed_loop.fleet import FleetStore
 from gearshift.closed_loop.judge_pairwise import PairwiseJudge
 from gearshift.closed_loop.loop_settings import JudgeSettings, ShadowSettings, SignalSettings, SLOSettings
 from gearshift.closed_loop.monitor import GatewayMonitor
@@ -27,7 +28,7 @@ from gearshift.providers.registry import DeploymentSettings, build_providers
 from gearshift.providers.reliability import FailoverExecutor
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
-from gearshift.store.factory import open_label_store, settings_url, store_options
+from gearshift.store.factory import open_label_store, settings_url, store_kind, store_options
 from gearshift.store.labels import LabelStore, SignalEvent
 from gearshift.tracing.metrics import ShadowMetrics
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from gearshift.extension import GatewayView, KeyCheck, Served
+    from gearshift.routers.reference import ScoreReference
     from gearshift.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class ClosedLoop:
         self._lock = threading.Lock()
         self._pending: set[asyncio.Future[Any]] = set()
         self.signal_counts: dict[str, int] = {}
+        self.closers: list[Callable[[], None]] = []  # what the loop opened beside its store (a fleet SLO pool)
 
     def start(self) -> None:
         if self.shadow is not None:
@@ -95,8 +98,21 @@ class ClosedLoop:
         except Exception:
             log.exception("closed loop could not take decision %s", record.get("request_id"))
 
+    def note_signals(self, events: Sequence[SignalEvent]) -> None:
+        """Bad answers among `events` count against the live drift reading (the monitor's `observe_bad`)."""
+        if self.monitor is None:
+            return
+        from dataclasses import asdict
+
+        from gearshift.learning.signal_model import is_bad
+
+        for e in events:
+            if is_bad(asdict(e)):
+                self.monitor.observe_bad(e.request_id, e.time)
+
     def write_signals(self, events: Sequence[SignalEvent]) -> None:
         """Store signal events from a worker thread; the caller does not wait."""
+        self.note_signals(events)
         for e in events:
             self.signal_counts[e.signal] = self.signal_counts.get(e.signal, 0) + 1
         fut = asyncio.get_running_loop().run_in_executor(None, self.store.add_signals, list(events))
@@ -128,6 +144,8 @@ class ClosedLoop:
             for p in self.owned_providers:
                 await p.aclose()
         finally:
+            for close in self.closers:
+                close()
             self.store.close()
 
 
@@ -198,9 +216,12 @@ def label_store_url(gw: GatewayView, store_settings: StoreSettings) -> str:
 
 def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: ShadowSettings | None = None,
                       signals: SignalSettings | None = None, slo: SLOSettings | None = None, *,
-                      counters: FleetCounter | None = None) -> ClosedLoop | None:
+                      counters: FleetCounter | None = None, fleet: FleetStore | None = None,
+                      reference: Callable[[], ScoreReference | None] | None = None) -> ClosedLoop | None:
     """The closed loop for a gateway from its sections; None when all parts are off. `counters`: the fleet's
-    shared counters (`[redis] url`), for `[shadow] every_n` across gateways."""
+    shared counters (`[redis] url`), for `[shadow] every_n` across gateways; `fleet`: its shared SLO windows
+    and alert claims (`[slo] fleet`; without Redis, a PostgreSQL store holds them); `reference`: the serving
+    router's score reference, for `[slo.drift]`."""
     sh, sg, so = shadow or ShadowSettings(), signals or SignalSettings(), slo or SLOSettings()
     if not (sh.enabled or sg.enabled or so.enabled):
         return None
@@ -209,11 +230,22 @@ def build_closed_loop(gw: GatewayView, store_settings: StoreSettings, shadow: Sh
     try:
         how = store_settings.concealment()
         runner, owned = _build_shadow(gw, sh, store, how, counters) if sh.enabled else (None, [])
-        monitor = GatewayMonitor(so, gw.tier_names, gw.registry) if so.enabled else None
+        owned_fleet = None
+        if so.enabled and so.fleet and fleet is None and store_kind(url) == "postgresql":  # no Redis: the database
+            from gearshift.store.postgres_slo import PostgresSLOStore
+
+            fleet = owned_fleet = PostgresSLOStore(url, **store_options(store_settings, url))
+        monitor = GatewayMonitor(so, gw.tier_names, gw.registry, fleet=fleet,
+                                 reference=reference) if so.enabled else None
     except Exception:
         store.close()
         raise
+    if runner is not None and monitor is not None:
+        runner.on_judged = monitor.observe_judgement  # shadow judgements feed the quality-loss SLI
     tracker = ImplicitSignals(sg.memory, sg.regeneration_window_s) if sg.enabled else None
-    return ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
+    loop = ClosedLoop(store, shadow=runner, signals=tracker, monitor=monitor, owned_providers=owned,
                       memory=sg.memory, keys=gw.keys, concealment=how)
+    if owned_fleet is not None:
+        loop.closers.append(owned_fleet.close)
+    return loop
 

@@ -106,8 +106,46 @@ class SignalSettings(_Strict):
     regeneration_window_s: float = Field(default=3600.0, gt=0.0)
 
 
+class DriftSettings(_Strict):
+    """`[slo.drift]`: live decisions against the serving router's reference distribution (closed_loop/drift_watch.py).
+
+    `reference`: a `score_reference.json` to compare against; unset, the saved router's own (beside `[router] path`
+    or the registered version's directory), else the first `min_samples` routed decisions after start (the default
+    heuristic router ships no calibration data of its own). `window_s` of traffic, `min_samples` routed decisions
+    before comparing; PSI above `psi_threshold` (0.2: the conventional "major shift") and, for shares and mix, a
+    chi-square p under `alpha`; KS needs p < `ks_alpha` and a statistic >= `ks_min_statistic`."""
+
+    enabled: bool = True
+    reference: str | None = None
+    window_s: float = Field(default=900.0, gt=0.0)
+    min_samples: int = Field(default=200, ge=10)
+    psi_threshold: float = Field(default=0.2, gt=0.0)
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    ks_alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    ks_min_statistic: float = Field(default=0.1, ge=0.0, le=1.0)
+    quality_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    cost_ratio: float = Field(default=1.05, ge=1.0)
+    page_shift: bool = True  # false: a shift (moved, no cost or quality reading) is in /metrics and the dashboard only
+
+
+class SegmentBands(_Strict):
+    """`[slo.segment_bands."name=value"]`: bands for one segment (unset ones: the global band)."""
+
+    strong_share: list[float] | None = None
+    escalation_rate: list[float] | None = None
+    quality_loss: list[float] | None = None
+
+    @field_validator("strong_share", "escalation_rate", "quality_loss")
+    @classmethod
+    def _bands(cls, v: list[float] | None) -> list[float] | None:
+        return None if v is None else _band(v)
+
+
 class SLOSettings(_Strict):
-    """Escalation SLIs (`gearshift.closed_loop.sli`) checked every `check_interval_s` over `window_s`."""
+    """Routing and quality SLIs (`gearshift.closed_loop.sli`) checked every `check_interval_s`: decisions over
+    `window_s`, shadow judgements (quality loss) over `quality_window_s`. `segment_bands."name=value"` is
+    either a strong-share band or a table of bands; `cooldown_s` is the least time between two pages of one
+    alert. With `[redis] url` and `fleet` (the default) the windows and the alerts are the fleet's."""
 
     enabled: bool = False
     window_s: float = Field(default=300.0, gt=0.0)
@@ -115,23 +153,35 @@ class SLOSettings(_Strict):
     min_events: int = Field(default=30, ge=1)
     strong_share: list[float] = Field(default_factory=lambda: [0.05, 0.6])
     escalation_rate: list[float] = Field(default_factory=lambda: [0.0, 0.2])
-    segment_bands: dict[str, list[float]] = Field(default_factory=dict)
+    quality_loss: list[float] = Field(default_factory=lambda: [0.0, 0.2])
+    min_judged: int = Field(default=20, ge=1)
+    quality_window_s: float = Field(default=3600.0, gt=0.0)
+    cooldown_s: float = Field(default=900.0, ge=0.0)
+    fleet: bool = True
+    segment_bands: dict[str, list[float] | SegmentBands] = Field(default_factory=dict)
     segments: list[str] | None = None  # segment names to slice by; None: all
     collapse_entropy: float = Field(default=0.05, ge=0.0, le=1.0)
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(default=2.0, gt=0.0)
     log: bool = True
+    drift: DriftSettings = Field(default_factory=DriftSettings)  # drift against the router's reference
 
-    _bands = field_validator("strong_share", "escalation_rate")(_band)
+    _bands = field_validator("strong_share", "escalation_rate", "quality_loss")(_band)
 
     @field_validator("segment_bands")
     @classmethod
-    def _segment_bands(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+    def _segment_bands(cls, v: dict[str, list[float] | SegmentBands]) -> dict[str, list[float] | SegmentBands]:
         for key, band in v.items():
             if "=" not in key:
                 raise ValueError(f"segment_bands: {key!r} must be 'name=value'")
-            _band(band)
+            if isinstance(band, list):
+                _band(band)
         return v
+
+    def bands_of(self, segment: str) -> SegmentBands | None:
+        """The bands set for `segment` (a bare list is its strong-share band)."""
+        got = self.segment_bands.get(segment)
+        return SegmentBands(strong_share=got) if isinstance(got, list) else got
 
     @field_validator("webhook_url")
     @classmethod

@@ -30,6 +30,7 @@ from gearshift.closed_loop.signals import segment_labels
 from gearshift.errors import GearshiftError
 from gearshift.providers.base import Deployment
 from gearshift.providers.reliability import FailoverExecutor
+from gearshift.records.failopen import FailOpenLog, outage_errors
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.records.usage import cost_usd
 from gearshift.store.labels import LabelStore
@@ -157,6 +158,9 @@ class ShadowRunner:
         self.fleet = fleet
         self.concealment = concealment  # `[store] text`: how the cheap answer is kept in the label
         self._sampling: set[asyncio.Task[None]] = set()
+        self._fleet_errors = FailOpenLog()  # one warning a minute while the fleet counter is out
+        # each judgement's (production record, cheapest good-enough tier): the SLO monitor's quality-loss SLI
+        self.on_judged: Callable[[Mapping[str, Any], str | None], None] | None = None
         self.queue: asyncio.Queue[ShadowJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.counts: dict[str, int] = {}
@@ -206,9 +210,15 @@ class ShadowRunner:
     async def _fleet_submit(self, fleet: FleetSampler, record: dict[str, Any], payload: dict[str, Any], prompt: str,
                             answer: str, idx: int) -> None:
         try:
-            if await fleet.sample():
+            try:
+                picked = await fleet.sample()
+                self._fleet_errors.recovered("shadow_sampling")
+            except outage_errors() as exc:  # Redis out: this process's own every-n-th count meanwhile
+                self._fleet_errors.failed("shadow_sampling", exc)
+                picked = self.sampler.sample(segment_labels(record.get("segment")))
+            if picked:
                 self._enqueue(record, payload, prompt, answer, idx)
-        except Exception:  # Redis down: this decision goes unsampled, the gateway carries on
+        except Exception:
             log.exception("fleet-wide shadow sampling failed")
 
     def _enqueue(self, record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answer: str,
@@ -246,8 +256,8 @@ class ShadowRunner:
             finally:
                 queue.task_done()
 
-    async def _answer(self, job: ShadowJob, idx: int) -> dict[str, Any] | None:
-        """The shadow tier's response body, or None when the call failed."""
+    async def _answer(self, job: ShadowJob, idx: int) -> tuple[dict[str, Any] | None, float]:
+        """(the shadow tier's response body or None when the call failed, what it cost)."""
         body = self.request_for_tier(job.payload, idx)
         body["stream"] = False
         body.pop("stream_options", None)
@@ -257,14 +267,14 @@ class ShadowRunner:
         except GearshiftError as exc:
             self.metrics.calls.labels(tier=name, outcome="error").inc()
             log.info("shadow call to tier %s failed: %s", name, exc.message)
-            return None
+            return None, 0.0
         self.metrics.calls.labels(tier=name, outcome="ok").inc()
         usage = res.result.body.get("usage") or {}
         in_p, out_p = self.prices.get(res.deployment.name, (0.0, 0.0))
         spent = cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), in_p, out_p)
         self._spend(spent or 0.0)
         answered: dict[str, Any] = res.result.body
-        return answered
+        return answered, spent or 0.0
 
     def _spend(self, usd: float) -> None:
         self.budget.spend(usd)
@@ -274,12 +284,16 @@ class ShadowRunner:
         """Answer with every shadow tier, judge, store the label (and a triage item on disagreement)."""
         got = await asyncio.gather(*(self._answer(job, i) for i in job.shadow_tiers))
         prod = self.tier_names[job.tier_index]
-        bodies = {self.tier_names[i]: b for i, b in zip(job.shadow_tiers, got, strict=True) if b is not None}
+        bodies = {self.tier_names[i]: b for i, (b, _) in zip(job.shadow_tiers, got, strict=True) if b is not None}
         answers = {prod: job.answer}
         answers.update({name: answer_text(b) for name, b in bodies.items()})
         before = (self.judge.unparseable, self.judge.failed)
+        began = time.perf_counter()
         verdict = await self.judge.judge(job.prompt, answers, prod, self.tier_names)
+        judge_s = time.perf_counter() - began
         self._spend(verdict.cost_usd)
+        self.metrics.judge_cost.inc(verdict.cost_usd)  # priced overheads: what judging cost, how long it took
+        self.metrics.judge_latency.observe(judge_s)
         self.metrics.judge.labels(outcome="unparseable").inc(self.judge.unparseable - before[0])
         self.metrics.judge.labels(outcome="failed").inc(self.judge.failed - before[1])
         self.metrics.judge.labels(outcome="ok").inc(
@@ -289,11 +303,17 @@ class ShadowRunner:
                  "tier": prod, "shadow_tiers": [self.tier_names[i] for i in job.shadow_tiers],
                  "answered": sorted(answers), "judge_model": self.judge.model, "judge_mode": self.judge.mode,
                  "epsilon": self.judge.epsilon, **verdict.to_json(),
+                 "shadow_cost_usd": round(sum(c for _, c in got), 10), "judge_latency_ms": round(judge_s * 1000, 3),
                  "cheap_answer": self._cheap_answer(job, answers, bodies, verdict)}
         label["reasoning"] = [self.concealment(r) for r in label.get("reasoning") or []]  # quotes the prompt
         await asyncio.to_thread(self._store, job, answers, verdict, label)
         if verdict.label is not None:
             self.metrics.labels.labels(label=verdict.label).inc()
+        if self.on_judged is not None:
+            try:
+                self.on_judged(rec, verdict.min_tier)
+            except Exception:  # the label is stored; a monitor failure must not count the job as failed
+                log.exception("quality SLI could not take the judgement of %s", rec.get("request_id"))
         return verdict
 
     def _cheap_answer(self, job: ShadowJob, answers: Mapping[str, str], bodies: Mapping[str, dict[str, Any]],

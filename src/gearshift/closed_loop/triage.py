@@ -17,11 +17,11 @@ from gearshift.closed_loop.judge_pairwise import Judgement
 from gearshift.closed_loop.signals import segment_labels
 from gearshift.data.records import Dataset, ModelInfo, Outcome, PromptRecord, write_jsonl
 from gearshift.errors import DataError
+from gearshift.records.fields import TRIAGE_FIELDS
 from gearshift.records.redaction import Concealment
 from gearshift.store.labels import LabelStore
 
-_ROUTING_KEYS = ("tier", "router", "router_version", "score", "thresholds", "reason", "escalated", "route",
-                 "deployment", "confidence", "ood")
+_ROUTING_KEYS = tuple(f.name for f in TRIAGE_FIELDS)
 
 
 def triage_item(record: Mapping[str, Any], payload: Mapping[str, Any], prompt: str, answers: Mapping[str, str],

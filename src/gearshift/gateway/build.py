@@ -167,9 +167,12 @@ def build_gateway(settings: GatewaySettings, *, providers: Mapping[str, ChatProv
         gw.topics = load_segmenter(settings.segments.topics, gw.resolver.router)
     gw.reloader = RouterReloader(settings, resolver, policy, metrics)
     from gearshift.closed_loop.loop import build_closed_loop
+    from gearshift.gateway.drift_reference import reference_source
 
     gw.closed_loop = build_closed_loop(gw, settings.store, settings.shadow, settings.signals, settings.slo,
-                                       counters=None if shared is None else shared.counters)  # None: all off
+                                       counters=None if shared is None else shared.counters,
+                                       fleet=None if shared is None else shared.slo,  # None: all off
+                                       reference=reference_source(settings, resolver))
     if settings.tracing.enabled:
         from gearshift.tracing import build_tracer
 

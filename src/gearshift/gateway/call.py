@@ -100,6 +100,7 @@ def finish(gw: Gateway, call: Call, *, status: str = "ok", exc: BaseException | 
                             list(attempts) if attempts else None)
         cost = call.outcome.cost_usd
         row = build_row(call.facts, _decision_fields(call), call.outcome, ending)
+        cost = row["cost_usd"]  # with the LLM-as-router's call, when one was made
         gw.metrics.observe_record(row)
         gw.emit(row)
         exts = gw.extensions

@@ -16,6 +16,7 @@ from gearshift.gateway.settings import GateSettings, GatewaySettings, LLMRouterS
 from gearshift.policy.llm_router import LLMRouter
 from gearshift.policy.rules import CODE_PATTERNS, CategoryRule, GatewayRules, RoutingRules, Scorer, Threaded
 from gearshift.providers.base import Deployment
+from gearshift.records.usage import cost_usd
 from gearshift.routers.base import Router, TrainableRouter
 
 if TYPE_CHECKING:
@@ -41,11 +42,18 @@ def _llm_router(settings: GatewaySettings, ls: LLMRouterSettings, tiers: Sequenc
     else:
         deps = tuple(tiers[names.index(ls.tier)] if ls.tier is not None else tiers[0])
     max_tokens, timeout_s = ls.max_tokens, ls.timeout_s
+    prices = {d.name: (d.input_price_per_m, d.output_price_per_m) for d in deps}
 
     async def complete(request: dict[str, Any]) -> dict[str, Any]:
+        """The classification call, priced like the cascade's judge (judge_verifier.py): cost into `usage.cost`."""
         request["max_tokens"] = max_tokens
         res = await executor.complete(deps, request, deadline_s=timeout_s)
-        return res.result.body
+        body = dict(res.result.body)
+        usage = dict(body.get("usage") or {})
+        in_p, out_p = prices.get(res.deployment.name, (0.0, 0.0))
+        usd = cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), in_p, out_p)
+        body["usage"] = {**usage, "cost": usd or 0.0}
+        return body
 
     return LLMRouter(complete, tiers=names, label_tiers=ls.labels, default_tier=ls.default_tier,
                      model=deps[0].name, max_prompt_chars=ls.max_prompt_chars)

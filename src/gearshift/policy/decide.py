@@ -74,7 +74,9 @@ class Decision:
                 "explored": "explored" in self.flags, "escalated": "escalated" in self.flags,
                 "score": None if s is None else s.p_strong, "confidence": None if s is None else s.confidence,
                 "ood": None if s is None else s.ood, "experiment_arm": self.experiment_arm,
-                "conversation_id": self.conversation_id}
+                "conversation_id": self.conversation_id,
+                "router_cost_usd": None if s is None else s.cost_usd,
+                "router_latency_ms": None if s is None else s.latency_ms}
 
     def headers(self) -> dict[str, str]:
         """The response headers that explain the decision."""

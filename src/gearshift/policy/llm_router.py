@@ -10,6 +10,7 @@ that is visibly unparseable.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,16 @@ def parse_label(text: str, labels: Sequence[str]) -> str | None:
         if m and (best is None or m.start() < best[0]):
             best = (m.start(), label)
     return best[1] if best else None
+
+
+def _ms(began: float) -> float:
+    return round((time.perf_counter() - began) * 1000.0, 3)
+
+
+def _usage_cost(reply: Mapping[str, Any]) -> float | None:
+    usage = reply.get("usage")
+    cost = usage.get("cost") if isinstance(usage, Mapping) else None
+    return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
 
 
 class LLMRouter:
@@ -128,26 +139,32 @@ class LLMRouter:
         return idx, idx / (len(self.tiers) - 1)
 
     async def route(self, prompt: PromptLike) -> LLMRouteResult:
+        """The call's cost (the reply's `usage.cost`, USD, as the gateway's completion puts it there) and its
+        latency ride on the score into the decision record: routing by LLM is an overhead to be priced."""
         self.calls += 1
+        began = time.perf_counter()
         try:
             reply = await self.complete(self.request_for(prompt))
         except GearshiftError as exc:
             self.errors += 1
-            return self._fallback("", f"router model failed: {exc.message}")
+            return self._fallback("", f"router model failed: {exc.message}", _ms(began), None)
+        spent = _usage_cost(reply)
         raw = answer_text(reply)
         label = parse_label(raw, self.labels)
         if label is None:
             self.unparseable += 1
-            return self._fallback(raw, f"unparseable router reply {raw[:40]!r}")
+            return self._fallback(raw, f"unparseable router reply {raw[:40]!r}", _ms(began), spent)
         tier = self.label_tiers[label]
         idx, p = self._p_strong(tier)
         score = RoutingScore(p_strong=p, confidence=self.parsed_confidence,
-                             reason=f"llm label {label!r} -> tier {tier!r}", features={f"label_{label}": 1.0})
+                             reason=f"llm label {label!r} -> tier {tier!r}", features={f"label_{label}": 1.0},
+                             cost_usd=spent, latency_ms=_ms(began))
         return LLMRouteResult(score, tier, idx, label, raw)
 
-    def _fallback(self, raw: str, why: str) -> LLMRouteResult:
+    def _fallback(self, raw: str, why: str, latency_ms: float, spent: float | None) -> LLMRouteResult:
         idx, p = self._p_strong(self.default_tier)
-        score = RoutingScore(p_strong=p, confidence=0.0, reason=f"{why}; default tier {self.default_tier!r}")
+        score = RoutingScore(p_strong=p, confidence=0.0, reason=f"{why}; default tier {self.default_tier!r}",
+                             cost_usd=spent, latency_ms=latency_ms)
         return LLMRouteResult(score, self.default_tier, idx, None, raw)
 
     async def score(self, prompt: PromptLike) -> RoutingScore:

@@ -74,6 +74,9 @@ def build_row(facts: RequestFacts, decision: Mapping[str, Any] | None, outcome: 
     rec.update(deployment=o.deployment, upstream_model=o.upstream_model, attempts=o.attempts, tokens_in=o.tokens_in,
                tokens_out=o.tokens_out, usage_estimated=o.usage_estimated, cost_usd=o.cost_usd,
                finish_reason=o.finish_reason, upstream_latency_ms=o.upstream_latency_ms, cascade=o.cascade)
+    router_cost = rec.get("router_cost_usd")
+    if router_cost:  # the LLM-as-router's call is part of what the request cost, answered or not
+        rec["cost_usd"] = (o.cost_usd or 0.0) + router_cost
     if o.tier is not None:
         rec["tier"] = o.tier
     if o.escalation is not None:

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from gearshift.data.segments import has_code, language_of, length_bucket
+from gearshift.records.fields import named
 
 #: `client_disconnected`: the client left before its answer ended (the upstream call is cancelled);
 #: `cancelled_shutdown`: the gateway's SIGTERM grace ran out while the request was in flight.
@@ -99,9 +100,11 @@ class DecisionRecord(BaseModel):
     tokens_in: int | None = None
     tokens_out: int | None = None
     usage_estimated: bool = False
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # everything the request cost: the answer(s), the cascade's judge, the LLM router
     latency_ms: float | None = None
     upstream_latency_ms: float | None = None
+    router_cost_usd: float | None = None  # priced overheads: the LLM-as-router's call (part of cost_usd)
+    router_latency_ms: float | None = None  # and the time it added before any upstream was called
     status: Status = "ok"
     http_status: int = 200
     error_type: str | None = None
@@ -118,8 +121,8 @@ class DecisionRecord(BaseModel):
 
 _FIELDS = tuple(DecisionRecord.model_fields)
 _FIELD_SET = frozenset(_FIELDS)
-_FLOATS = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
-_INTS = ("tokens_in", "tokens_out", "http_status", "schema_version")
+_FLOATS = named("float")
+_INTS = named("int")
 _STATUSES = frozenset(get_args(Status))
 
 

@@ -42,6 +42,8 @@ class RoutingScore:
     reason: str
     features: Mapping[str, float] = field(default_factory=dict)
     ood: float | None = None
+    cost_usd: float | None = None  # what scoring this prompt cost (the LLM-as-router's call); None: nothing priced
+    latency_ms: float | None = None  # how long a scoring *call* took (the LLM-as-router's); None: local scoring
 
 
 def prompt_text(prompt: PromptLike) -> str:

@@ -2,8 +2,9 @@
 
 The output (`DIR/date=YYYY-MM-DD/part-*.parquet`, Hive-style) is what offline training and analysis
 read: pyarrow.dataset, DuckDB (`read_parquet('DIR/**/*.parquet', hive_partitioning=1)`) or Polars
-(`scan_parquet`). Columns are a fixed, typed schema (so files from different days concatenate); nested
-parts of a record (attempts, cascade steps) travel as JSON text, and `record_json` keeps the whole record.
+(`scan_parquet`). Columns are a fixed, typed schema (so files from different days concatenate): the fields the
+field list (`records.fields`) marks `export`; nested parts of a record (attempts, cascade steps) travel as
+JSON text, and `record_json` keeps the whole record.
 Decisions are read in chunks, so a month of traffic never sits in memory at once.
 """
 
@@ -18,33 +19,44 @@ from pathlib import Path
 from typing import Any
 
 from gearshift.errors import ConfigError
+from gearshift.records.fields import EXPORTED, FieldSpec
 from gearshift.records.redaction import FULL, Concealment
 from gearshift.store.factory import sqlite_path, store_kind
 
 CHUNK = 2000
 
-_STR = ("request_id", "api_key_id", "conversation_id", "requested_model", "route", "router", "router_version", "tier",
-        "reason", "deployment", "upstream_model", "status", "error_type", "finish_reason", "prompt")
-_FLOAT = ("time", "score", "propensity", "confidence", "ood", "cost_usd", "latency_ms", "upstream_latency_ms")
-_INT = ("tokens_in", "tokens_out", "http_status")
-_BOOL = ("stream", "escalated", "usage_estimated", "explored")
+_PA_TYPES = {"str": "string", "float": "float64", "int": "int64", "bool": "bool_"}
+_CASTS: dict[str, Callable[[Any], Any]] = {"str": str, "float": float, "int": int, "bool": bool}
 
 
 def arrow_schema() -> Any:
+    """The exported fields of the field list (`records.fields`, in its order), then the joined closed-loop
+    columns, the whole record and the date partition."""
     import pyarrow as pa  # type: ignore[import-untyped]
 
-    fields = [pa.field(c, pa.string()) for c in _STR] + [pa.field(c, pa.float64()) for c in _FLOAT]
-    fields += [pa.field(c, pa.int64()) for c in _INT] + [pa.field(c, pa.bool_()) for c in _BOOL]
+    def arrow_type(f: FieldSpec) -> Any:
+        if f.kind == "floats":
+            return pa.list_(pa.float64())
+        if f.kind == "json":
+            return pa.string()
+        return getattr(pa, _PA_TYPES[f.kind])()
+
+    fields = [pa.field(f.export_name, arrow_type(f)) for f in EXPORTED]
     fields += [
-        pa.field("segment_language", pa.string()), pa.field("segment_length_bucket", pa.string()),
-        pa.field("segment_has_code", pa.bool_()), pa.field("segment_turn", pa.int64()),
-        pa.field("thresholds", pa.list_(pa.float64())), pa.field("tier_probabilities", pa.list_(pa.float64())),
-        pa.field("attempts_json", pa.string()),
-        pa.field("cascade_json", pa.string()), pa.field("shadow_label", pa.string()),
-        pa.field("shadow_gap", pa.float64()), pa.field("feedback_count", pa.int64()),
-        pa.field("feedback_json", pa.string()), pa.field("record_json", pa.string()), pa.field("date", pa.string()),
+        pa.field("shadow_label", pa.string()), pa.field("shadow_gap", pa.float64()),
+        pa.field("feedback_count", pa.int64()), pa.field("feedback_json", pa.string()),
+        pa.field("record_json", pa.string()), pa.field("date", pa.string()),
     ]
     return pa.schema(fields)
+
+
+def _column(f: FieldSpec, record: dict[str, Any]) -> Any:
+    value = f.get(record)
+    if f.kind == "floats":
+        return [float(t) for t in value] if isinstance(value, list) else None
+    if f.kind == "json":
+        return json.dumps(value or [], default=str)
+    return _typed(value, _CASTS[f.kind])
 
 
 def _typed(value: Any, cast: Callable[[Any], Any]) -> Any:
@@ -72,22 +84,8 @@ def conceal_text(obj: Any, how: Concealment) -> Any:
 
 
 def flatten(record: dict[str, Any], label: dict[str, Any] | None, feedback: list[dict[str, Any]]) -> dict[str, Any]:
-    """One Parquet row: typed top-level fields, flattened segment, JSON for the nested parts."""
-    row: dict[str, Any] = {c: _typed(record.get(c), str) for c in _STR}
-    row |= {c: _typed(record.get(c), float) for c in _FLOAT}
-    row |= {c: _typed(record.get(c), int) for c in _INT}
-    row |= {c: _typed(record.get(c), bool) for c in _BOOL}
-    raw_seg = record.get("segment")
-    seg: dict[str, Any] = raw_seg if isinstance(raw_seg, dict) else {}
-    row |= {"segment_language": _typed(seg.get("language"), str),
-            "segment_length_bucket": _typed(seg.get("length_bucket"), str),
-            "segment_has_code": _typed(seg.get("has_code"), bool), "segment_turn": _typed(seg.get("turn"), int)}
-    thresholds = record.get("thresholds")
-    row["thresholds"] = [float(t) for t in thresholds] if isinstance(thresholds, list) else None
-    probs = record.get("tier_probabilities")
-    row["tier_probabilities"] = [float(p) for p in probs] if isinstance(probs, list) else None
-    row["attempts_json"] = json.dumps(record.get("attempts") or [], default=str)
-    row["cascade_json"] = json.dumps(record.get("cascade") or [], default=str)
+    """One Parquet row: the exported fields typed (segment flattened, nested parts as JSON), then the joins."""
+    row: dict[str, Any] = {f.export_name: _column(f, record) for f in EXPORTED}
     row["shadow_label"] = _typed((label or {}).get("label"), str)
     row["shadow_gap"] = _typed((label or {}).get("gap"), float)
     row["feedback_count"] = len(feedback)

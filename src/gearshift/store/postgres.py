@@ -2,8 +2,9 @@
 
 Selected by `[store] url = "postgresql://user@host:5432/db"`; an optional `?schema=NAME` puts every table
 in that schema (tests use a fresh one per run). The schema is versioned by yoyo-migrations (raw SQL files
-in `store/migrations/`, all `IF NOT EXISTS`); creating it and migrating run under one advisory lock, so a
-fleet starting together on a new database does not race (`migrate`).
+in `store/migrations/`, all `IF NOT EXISTS`; the decisions table's columns come from the field list,
+`store/schema.py`, and a test holds the migrations to it); creating it and migrating run under one advisory
+lock, so a fleet starting together on a new database does not race (`migrate`).
 
 Writes are batched: the gateway's BackgroundWriter thread calls `append_many` with up to `batch_size`
 records, which become one transaction of pipelined upserts (`executemany`). Reads and writes share a
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gearshift.errors import ConfigError, StoreUnavailableError
 from gearshift.store.base import DecisionQuery
+from gearshift.store.schema import COLUMN_NAMES, KEY, RECORD, TABLE, column_values
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,6 +39,18 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _SCHEMES = ("postgresql", "postgres")
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})  # libpq parameters that hold a secret
+
+
+def _upsert(update: tuple[str, ...]) -> str:
+    """One decision row, the record as JSONB; a request id seen before keeps the last write's `update` columns."""
+    marks = ", ".join(["%s"] * (len(COLUMN_NAMES) - 1) + ["%s::jsonb"])
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
+    return (f"INSERT INTO {TABLE} ({', '.join(COLUMN_NAMES)}) VALUES ({marks}) "
+            f"ON CONFLICT ({KEY}) DO UPDATE SET {sets}")
+
+
+_UPSERT = _upsert(tuple(c for c in COLUMN_NAMES if c != KEY))
+_UPSERT_RECORD = _upsert((RECORD,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,28 +267,17 @@ class PostgresDecisionStore(PostgresTables):
             yield conn
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
-        rows = [(str(r["request_id"]), float(r["time"]), r.get("tier"), r.get("status"), to_json(r))
-                for r in records]
+        rows = [(*column_values(r), to_json(r)) for r in records]
         if not rows:
             return 0
         with self._write_conn() as conn, conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
-                "ON CONFLICT (request_id) DO UPDATE SET time = EXCLUDED.time, tier = EXCLUDED.tier, "
-                "status = EXCLUDED.status, record = EXCLUDED.record",
-                rows,
-            )
+            cur.executemany(_UPSERT, rows)
         return len(rows)
 
     def append_one(self, record: Mapping[str, Any]) -> int:
         """One row, one transaction: the unbatched baseline the write-rate benchmark compares against."""
         with self._write_conn() as conn:
-            conn.execute(
-                "INSERT INTO decisions (request_id, time, tier, status, record) VALUES (%s, %s, %s, %s, %s::jsonb) "
-                "ON CONFLICT (request_id) DO UPDATE SET record = EXCLUDED.record",
-                (str(record["request_id"]), float(record["time"]), record.get("tier"), record.get("status"),
-                 to_json(record)),
-            )
+            conn.execute(_UPSERT_RECORD, (*column_values(record), to_json(record)))
         return 1
 
     @staticmethod

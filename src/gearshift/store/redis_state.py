@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gearshift.errors import ProviderError
 from gearshift.providers.breaker import BreakerSnapshot, BreakerState, BreakerStore, InMemoryBreakerStore
 from gearshift.records.failopen import FailOpenLog, RedisGate, outage_errors
+from gearshift.store.redis_slo import RedisSLOStore
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -351,6 +352,7 @@ class SharedState:
     counters: RedisCounters
     conversations: RedisConversationStore
     share_windows: RedisShareWindows
+    slo: RedisSLOStore  # the fleet's SLO windows and alert claims (store/redis_slo.py)
 
     @classmethod
     def from_settings(cls, url: str, prefix: str, auth: Any, *, conversation_ttl_s: int = 86_400,
@@ -370,6 +372,7 @@ class SharedState:
             counters=RedisCounters(client, prefix),
             conversations=RedisConversationStore(client, prefix, ttl_s=conversation_ttl_s),
             share_windows=RedisShareWindows(client, prefix),
+            slo=RedisSLOStore(client, prefix),
         )
 
     async def aclose(self) -> None:

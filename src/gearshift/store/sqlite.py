@@ -1,4 +1,4 @@
-"""SQLite decision store: one table, indexed filter columns plus the full record as JSON.
+"""SQLite decision store: one table, indexed filter columns plus the full record as JSON (store/schema.py).
 
 WAL mode lets the CLI read while the gateway's writer thread appends. Each method opens no long
 transaction; the connection is guarded by a lock so the writer thread and readers can share one store.
@@ -16,19 +16,10 @@ from typing import Any
 
 from gearshift.errors import ConfigError
 from gearshift.store.base import DecisionQuery
+from gearshift.store.schema import COLUMN_NAMES, TABLE, column_values, create_table, upgrade_sqlite
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    request_id TEXT PRIMARY KEY,
-    time REAL NOT NULL,
-    tier TEXT,
-    status TEXT,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
-CREATE INDEX IF NOT EXISTS decisions_tier ON decisions(tier, time);
-CREATE INDEX IF NOT EXISTS decisions_status ON decisions(status, time);
-"""
+_INSERT = (f"INSERT OR REPLACE INTO {TABLE}({', '.join(COLUMN_NAMES)}) "
+           f"VALUES ({','.join('?' * len(COLUMN_NAMES))})")
 
 
 def open_sqlite(path: str, schema: str, what: str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
@@ -57,24 +48,22 @@ class SQLiteDecisionStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._conn = open_sqlite(self.path, _SCHEMA, "decision store", timeout_s=5.0)
+        self._conn = open_sqlite(self.path, create_table("sqlite"), "decision store", timeout_s=5.0)
+        try:
+            upgrade_sqlite(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise ConfigError(f"decision store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
-        rows = [
-            (str(r["request_id"]), float(r["time"]), r.get("tier"), r.get("status"),
-             json.dumps(r, separators=(",", ":"), default=str))
-            for r in records
-        ]
+        rows = [(*column_values(r), json.dumps(r, separators=(",", ":"), default=str)) for r in records]
         if not rows:
             return 0
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                cur = self._conn.executemany(
-                    "INSERT OR REPLACE INTO decisions(request_id, time, tier, status, record) VALUES (?,?,?,?,?)",
-                    rows,
-                )
+                cur = self._conn.executemany(_INSERT, rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")

@@ -60,6 +60,12 @@ class GatewayMetrics:
         self.key_alerts = Counter("gearshift_key_alerts", "Per-key abuse alerts (e.g. strong-tier share cap).",
                                   ["kind"], registry=r)
         self.in_flight = Gauge("gearshift_in_flight", "Chat requests being served.", registry=r)
+        # priced overheads: the LLM-as-router's classification call, from the record (policy/llm_router.py)
+        self.router_cost = Counter("gearshift_llm_router_cost_usd", "Spend on LLM-as-router classification calls.",
+                                   registry=r)
+        self.router_latency = Histogram("gearshift_llm_router_latency_seconds",
+                                        "Latency the LLM-as-router's classification call added to a request.",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
 
     def child(self, metric: Any, *values: str) -> Any:
         """`metric.labels(*values)`, cached: prometheus_client re-validates and re-locks on every `.labels()`."""
@@ -80,6 +86,10 @@ class GatewayMetrics:
             self.child(self.tokens, "in", tier).inc(row["tokens_in"] or 0)
             self.child(self.tokens, "out", tier).inc(row["tokens_out"] or 0)
             self.child(self.cost, tier).inc(row["cost_usd"] or 0.0)
+        if row.get("router_cost_usd") is not None:
+            self.router_cost.inc(row["router_cost_usd"])
+        if row.get("router_latency_ms") is not None:
+            self.router_latency.observe(row["router_latency_ms"] / 1000.0)
         for a in row["attempts"][:-1]:  # a failed attempt followed by another one is a failover or retry
             if a.get("outcome") == "error":
                 self.child(self.failovers, str(a.get("deployment"))).inc()
@@ -109,12 +119,41 @@ class ShadowMetrics:
         self.judge = Counter("gearshift_judge_replies", "Judge replies by outcome (ok, unparseable, failed).",
                              ["outcome"], registry=registry)
         self.labels = Counter("gearshift_shadow_labels", "Hardness labels stored.", ["label"], registry=registry)
+        # priced overheads: the shadow judge's share of `cost`, and how long each judgement took
+        self.judge_cost = Counter("gearshift_shadow_judge_cost_usd", "Spend on shadow judge calls (part of "
+                                  "gearshift_shadow_cost_usd).", registry=registry)
+        self.judge_latency = Histogram("gearshift_shadow_judge_latency_seconds",
+                                       "Wall time of one shadow judgement (all its judge calls).",
+                                       buckets=_LATENCY_BUCKETS, registry=registry)
+
+
+class DriftMetrics:
+    """The live drift comparison against the router's reference (closed_loop/drift_watch.py), set every check."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.psi = Gauge("gearshift_drift_psi", "PSI of the live window against the router's reference, by what "
+                         "is compared (p_strong, tier_shares, segment_mix:<name>).", ["what"], registry=registry)
+        self.decisions = Gauge("gearshift_drift_window_decisions", "Routed decisions in the drift window.",
+                               registry=registry)
+        self.reading = Gauge("gearshift_drift_reading", "1 for the current reading (drift, collapse, shift, "
+                             "stable), 0 for the others.", ["reading"], registry=registry)
 
 
 def alert_counter(registry: CollectorRegistry) -> Counter:
     """`gearshift_alerts_total{kind, segment, direction}`: closed-loop alerts raised."""
     return Counter("gearshift_alerts", "Closed-loop alerts raised", ("kind", "segment", "direction"),
                    registry=registry)
+
+
+class SLIMetrics:
+    """SLIs per segment as of the last SLO check (closed_loop/monitor.py); `scope` is "fleet" (shared Redis
+    windows: every gateway exports the same value, so aggregate with max, not sum) or "process"."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.value = Gauge("gearshift_slo_sli", "SLI value per segment as of the last SLO check (strong_share, "
+                           "escalation_rate, quality_loss).", ["sli", "segment", "scope"], registry=registry)
+        self.samples = Gauge("gearshift_slo_sli_samples", "Decisions (shadow judgements, for quality_loss) "
+                             "behind each SLI value.", ["sli", "segment", "scope"], registry=registry)
 
 
 class _LLMRouterCollector(Collector):

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gearshift.errors import ConfigError
+from gearshift.records.fields import SPAN_FIELDS
 from gearshift.tracing.settings import TracingSettings
 
 if TYPE_CHECKING:
@@ -30,44 +31,27 @@ log = logging.getLogger(__name__)
 AttrValue = str | bool | int | float | Sequence[str]
 
 
+def _value(record: DecisionRecord, path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for part in path:
+        value = getattr(value, part)
+    return value
+
+
 def record_attributes(record: DecisionRecord, providers: Mapping[str, str] | None = None) -> dict[str, AttrValue]:
-    """Span attributes for one record; `providers` maps deployment name -> provider ("openai", "local")."""
+    """Span attributes for one record: the fields the field list (`records.fields`) gives a `span` name, and
+    the provider, cascade length and finish reasons; `providers` maps deployment name -> provider."""
     provider = (providers or {}).get(record.deployment or "", None)
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
         "gen_ai.system": provider,
-        "gen_ai.request.model": record.requested_model,
-        "gen_ai.response.model": record.upstream_model,
-        "gen_ai.usage.input_tokens": record.tokens_in,
-        "gen_ai.usage.output_tokens": record.tokens_out,
-        "gearshift.request_id": record.request_id,
-        "gearshift.route": record.route,
-        "gearshift.tier": record.tier,
-        "gearshift.router": record.router,
-        "gearshift.router_version": record.router_version,
-        "gearshift.score": record.score,
-        "gearshift.propensity": record.propensity,
-        "gearshift.reason": record.reason or None,  # why this tier: what a trace reader asks first
-        "gearshift.confidence": record.confidence,
-        "gearshift.rule": record.rule,
-        "gearshift.explored": record.explored,
-        "gearshift.escalated": record.escalated,
+        **{f.span: _value(record, f.path) for f in SPAN_FIELDS if f.span is not None},
         "gearshift.cascade.steps": len(record.cascade),
-        "gearshift.deployment": record.deployment,
-        "gearshift.cost_usd": record.cost_usd,
-        "gearshift.usage_estimated": record.usage_estimated,
-        "gearshift.status": record.status,
-        "gearshift.stream": record.stream,
-        "gearshift.segment.language": record.segment.language,
-        "gearshift.segment.length_bucket": record.segment.length_bucket,
-        "gearshift.segment.has_code": record.segment.has_code,
-        "http.response.status_code": record.http_status,
-        "error.type": record.error_type,
     }
     if record.finish_reason:
         attrs["gen_ai.response.finish_reasons"] = [record.finish_reason]
-    return {k: v for k, v in attrs.items() if v is not None}
+    return {k: v for k, v in attrs.items() if v is not None and v != ""}  # an empty reason says nothing
 
 
 def span_name(record: DecisionRecord) -> str:

@@ -1,6 +1,7 @@
 """What the dashboard shows, computed from the gateway's stores as one JSON-able summary.
 
-Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`;
+Decisions come through the `DecisionStore` protocol (SQLite or PostgreSQL), bounded by `max_rows`; the summary
+reads only the fields the field list (`records.fields`) marks `dashboard` (tests/dashboard holds it to that);
 labels, triage items and signal events from the closed loop's label store; alerts from the live SLO
 monitor; router versions (with any OPE results kept in their metrics) from the version registry beside
 the decisions (SQLite file or PostgreSQL). A part whose source is off or empty comes back empty, and the
@@ -130,6 +131,31 @@ def cost_series(rows: Sequence[Mapping[str, Any]], prices: tuple[float, float], 
     }
 
 
+def priced_overheads(cost: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                     labels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`cost` (from `cost_series`) with what routing and judging themselves cost: the LLM-as-router's calls and the
+    cascade judge's (already inside each record's cost_usd), the shadow tiers' answers and the shadow judge's calls
+    (in the labels). `savings` is then net of every overhead; `savings_before_overheads` counts the answers alone."""
+    answered = [r for r in rows if r.get("status") != "error"]
+    router = sum(float(r.get("router_cost_usd") or 0.0) for r in answered)
+    checks = sum(float(v.get("cost_usd") or 0.0) for r in answered for step in r.get("cascade") or []
+                 for v in step.get("verdicts") or [] if isinstance(v, Mapping))  # the cascade's LLM judge
+    judge = sum(float(lab.get("cost_usd") or 0.0) for lab in labels)
+    shadow = sum(float(lab.get("shadow_cost_usd") or 0.0) for lab in labels)
+    router_ms = [float(r["router_latency_ms"]) for r in rows if r.get("router_latency_ms") is not None]
+    judge_ms = [float(lab["judge_latency_ms"]) for lab in labels if lab.get("judge_latency_ms") is not None]
+    strong, spent = float(cost["all_strong_usd"]), float(cost["cost_usd"])
+    return {**cost, "savings": round(1 - (spent + judge + shadow) / strong, 6) if strong > 0 else None,
+            "savings_before_overheads": round(1 - (spent - router - checks) / strong, 6) if strong > 0 else None,
+            "overheads": {"llm_router_usd": round(router, 8), "cascade_judge_usd": round(checks, 8),
+                          "shadow_judge_usd": round(judge, 8), "shadow_answers_usd": round(shadow, 8),
+                          "total_usd": round(router + checks + judge + shadow, 8),
+                          "llm_router_latency_ms_mean": round(sum(router_ms) / len(router_ms), 3) if router_ms
+                          else None,
+                          "shadow_judge_latency_ms_mean": round(sum(judge_ms) / len(judge_ms), 3) if judge_ms
+                          else None}}
+
+
 BAD_ANSWER = "bad answer (any)"
 
 
@@ -253,15 +279,33 @@ def store_versions(gw: Gateway) -> list[dict[str, Any]]:
 def _bands(gw: Gateway) -> dict[str, Any]:
     slo = gw.settings.slo
     return {"enabled": slo.enabled, "strong_share": list(slo.strong_share),
-            "escalation_rate": list(slo.escalation_rate),
-            "segment_bands": {k: list(v) for k, v in slo.segment_bands.items()}}
+            "escalation_rate": list(slo.escalation_rate), "quality_loss": list(slo.quality_loss),
+            "segment_bands": {k: list(v) if isinstance(v, list) else v.model_dump(exclude_none=True)
+                              for k, v in slo.segment_bands.items()}}
 
 
 def _alerts(gw: Gateway, limit: int = 50) -> list[dict[str, Any]]:
+    """The fleet's alerts when the monitor checks the fleet (`[redis] url`), else this process's."""
     monitor = getattr(gw.closed_loop, "monitor", None)
     if monitor is None:
         return []
-    return [a.to_json() for a in list(monitor.alerts)[-limit:]][::-1]
+    return list(monitor.recent_alerts(limit))
+
+
+def _slis(gw: Gateway) -> dict[str, Any]:
+    """The SLIs per segment as of the monitor's last check (fleet-wide or this process's)."""
+    monitor = getattr(gw.closed_loop, "monitor", None)
+    if monitor is None:
+        return {"scope": None, "time": None, "rows": []}
+    return dict(monitor.snapshot)
+
+
+def _drift(gw: Gateway) -> dict[str, Any] | None:
+    """The live drift comparison's latest report (`[slo.drift]`), with what it compares against."""
+    watch = getattr(getattr(gw.closed_loop, "monitor", None), "drift", None)
+    if watch is None or watch.last is None:
+        return None
+    return {**watch.last.to_json(), "reference": watch.source}
 
 
 def summary(gw: Gateway, window: str | None = None, *, now: float | None = None) -> dict[str, Any]:
@@ -290,12 +334,15 @@ def summary(gw: Gateway, window: str | None = None, *, now: float | None = None)
         "stores": {"decisions": gw.store is not None, "closed_loop": label_store is not None},
         "bands": _bands(gw),
         "routing": routing_series(rows, tiers, w),
-        "cost": {**cost_series(rows, strong_prices(gw), w), "strong_prices_per_m": list(strong_prices(gw))},
+        "cost": {**priced_overheads(cost_series(rows, strong_prices(gw), w), rows, labels),
+                 "strong_prices_per_m": list(strong_prices(gw))},
         "signals": signal_rates(rows, events, tiers),
         "confusion": confusion(labels, tiers),
         "triage": triage_queue(triage),
         "judge_agreement": judge_agreement(reviewed, ["language"]).to_json(),
         "alerts": _alerts(gw),
+        "slis": _slis(gw),
+        "drift": _drift(gw),
         "versions": versions,
         "auth": {"open": not gw.keys.enabled},
     }

@@ -65,6 +65,9 @@ def kpis(s: Mapping[str, Any]) -> str:
              ("$ / 1k requests", "–" if per_1k is None else f"${per_1k:.4f}"),
              ("all-strong $ / 1k", "–" if strong_1k is None else f"${strong_1k:.4f}"),
              ("saved vs all-strong", pct(cost["savings"]))]
+    over = cost.get("overheads") or {}
+    if over.get("total_usd"):  # priced overheads: routing and judging calls, counted against the savings
+        items.append(("routing + judging overheads", f"${over['total_usd']:.4f}"))
     cells = "".join(f'<div class="kpi"><div class="v">{e(v)}</div><div class="k">{e(k)}</div></div>' for k, v in items)
     return f'<section class="kpis">{cells}</section>'
 
@@ -126,6 +129,27 @@ def alerts_html(alerts: Sequence[Mapping[str, Any]], slo_enabled: bool) -> str:
     rows = [[e(when(a.get("window_end"))), e(a.get("kind")), e(a.get("segment")), e(f"{a.get('value', 0):.3f}"),
              e(a.get("band")), e(a.get("direction")), e(a.get("n")), e(a.get("detail"))] for a in alerts]
     return _table(["window end", "kind", "segment", "value", "band", "direction", "n", "detail"], rows)
+
+
+def slis_html(slis: Mapping[str, Any], slo_enabled: bool) -> str:
+    """Per segment: strong share, escalation rate and shadow-judged quality loss, each with its samples and
+    band; a value out of band with enough samples (so it alerts) is marked."""
+    if not slis.get("rows"):
+        return NONE_YET if slo_enabled else '<p class="none">none yet (the SLO monitor is off)</p>'
+
+    def cell(x: Mapping[str, Any]) -> str:
+        if x["value"] is None:
+            return "–"
+        mark = ' class="loss"' if x["out"] else ""
+        return f'<span{mark}>{e(pct(x["value"]))}</span> <small>n={e(x["n"])} band {e(x["band"])}</small>'
+
+    rows = [[e(r["segment"]), cell(r["strong_share"]), cell(r["escalation_rate"]), cell(r["quality_loss"])]
+            for r in slis["rows"]]
+    fleet = slis.get("scope") == "fleet"
+    scope = "the whole fleet (windows shared in Redis or PostgreSQL)" if fleet else "this gateway process"
+    note = f'<p class="note">over {e(scope)}, as of {e(when(slis.get("time")))}</p>'
+    return note + _table(["segment", "strong share", "escalation rate", "quality loss (shadow-judged)"], rows,
+                         "slis")
 
 
 def _ope_cell(ope: Mapping[str, Any]) -> str:
@@ -206,6 +230,7 @@ def render_page(s: Mapping[str, Any]) -> str:
 <section class="card" id="judge-agreement"><h2>Judge vs reviewers</h2>
 <p class="note">labelled triage items where the judge's label matches the reviewer's; kappa discounts chance</p>
 {agreement_html(s["judge_agreement"])}</section>
+<section class="card" id="slis"><h2>SLIs per segment</h2>{slis_html(s["slis"], bands["enabled"])}</section>
 <section class="card" id="alerts"><h2>Alerts</h2>{alerts_html(s["alerts"], bands["enabled"])}</section>
 <section class="card" id="versions"><h2>Router versions and OPE results</h2>{versions_html(s["versions"])}</section>
 </main>
