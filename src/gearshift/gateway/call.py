@@ -6,8 +6,8 @@ Shared by the JSON handler (chat.py) and the SSE one (streaming.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +59,16 @@ class Call:
         return self.timeout_s - (time.perf_counter() - self.started)
 
 
+def _uuid4_hex() -> str:
+    """`uuid.uuid4().hex` (16 random bytes, version and variant bits set) without building a UUID object."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
+
+
 def new_call(request: Request) -> Call:
-    rid = "gs-" + uuid.uuid4().hex
+    rid = "gs-" + _uuid4_hex()
     return Call(request_id=rid, started=time.perf_counter(), facts=RequestFacts(rid, time.time()),
                 headers={"x-gearshift-request-id": rid})
 

@@ -12,12 +12,15 @@ a fleet sees the same pins, wrapped in `FailOpenConversationStore` (a Redis fail
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 if TYPE_CHECKING:
     from gearshift.records.failopen import FailOpenLog
@@ -82,10 +85,20 @@ class FailOpenConversationStore:
         self.errors.recovered("conversation_set")
 
 
+_PLAIN = (str, type(None))
+
+
 def _digest(messages: Sequence[Mapping[str, Any]]) -> str:
     canon = [{"role": m.get("role"), "content": m.get("content")} for m in messages]
-    raw = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return "h-" + hashlib.blake2b(raw.encode("utf-8"), digest_size=12).digest().hex()
+    raw: bytes | None = None
+    if all(type(c["content"]) in _PLAIN and type(c["role"]) in _PLAIN for c in canon):
+        # orjson writes exactly the json module's bytes for string/None values (same escapes, compact, sorted
+        # keys): pins stored by either version match. Anything else (parts lists, numbers) takes json.
+        with contextlib.suppress(orjson.JSONEncodeError):  # a lone surrogate: json takes it
+            raw = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+    if raw is None:
+        raw = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return "h-" + hashlib.blake2b(raw, digest_size=12).digest().hex()
 
 
 def conversation_keys(header: str | None, messages: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:

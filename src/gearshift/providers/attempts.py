@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from gearshift.errors import ProviderError, ProviderResponseTooLargeError, ProviderTimeoutError
@@ -30,7 +30,12 @@ class Attempt:
     retry_after_s: float | None = None  # the upstream's Retry-After, when it sent one
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # what `dataclasses.asdict` gives (every field is a scalar), without its deepcopy walk: ~10x cheaper,
+        # and it runs for every attempt of every request
+        return {f: getattr(self, f) for f in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(Attempt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ never a success, and no error message or repr ever contains the deployment's API
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -99,6 +100,12 @@ class StreamTranslator(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=256)
+def _client_timeout(total: float | None, sock_connect: float | None) -> aiohttp.ClientTimeout:
+    """One immutable `ClientTimeout` per distinct setting, not one per request."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=sock_connect)
+
+
 class OpenAICompatProvider:
     """`ChatProvider` for OpenAI and compatible APIs (vLLM, llama.cpp server, Ollama, Together...)."""
 
@@ -157,7 +164,7 @@ class OpenAICompatProvider:
         # the first byte and the silences between reads are bounded in `_send`/`_read`, per phase; a stream may
         # legitimately outlast timeout_s (the request deadline bounds it as a whole, providers/streaming.py)
         connect = deployment.connect_timeout_s or deployment.timeout_s
-        return aiohttp.ClientTimeout(total=None if stream else deployment.timeout_s, sock_connect=connect)
+        return _client_timeout(None if stream else deployment.timeout_s, connect)
 
     async def _send(self, deployment: Deployment, request: dict[str, Any], *, stream: bool
                     ) -> aiohttp.ClientResponse:
