@@ -3,10 +3,14 @@ that pages `drift` (strong share and cost up) or `collapse` (cheap share up, thu
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from closed_loop.shadow_harness import WebhookReceiver, settings, wait_until
 from gateway.harness import GatewayServer, deployment
@@ -14,6 +18,7 @@ from gearshift.gateway.app import create_app
 from gearshift.routers.base import PromptLike, Router, RoutingScore, prompt_text
 from gearshift.routers.reference import build_reference, save_reference
 from support.fake_upstream import FakeUpstream
+from support.services import redis_prefix
 
 _LEVEL = re.compile(r"level (\d+)")
 
@@ -136,3 +141,48 @@ def test_cheap_shift_with_thumbs_down_pages_collapse(tmp_path: Path) -> None:
     assert "cheap-and-bad rate" in alert["detail"]
     assert 'gearshift_alerts_total{direction="low",kind="collapse",segment="*"} 1.0' in metrics
     assert 'gearshift_drift_reading{reading="collapse"} 1.0' in metrics
+
+
+def _fleet_config(cheap: FakeUpstream, strong: FakeUpstream, db: Path, hook: WebhookReceiver, ref: Path,
+                  redis: dict[str, Any] | None) -> Any:
+    data = _config(cheap, strong, db, hook, ref).model_dump()
+    if redis is not None:
+        data["redis"] = redis
+    from gearshift.gateway.settings import parse_settings
+
+    return parse_settings(data, "test")
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_fleet_reads_the_same_drift_and_pages_it_once(tmp_path: Path, shared: bool) -> None:
+    """Two gateways each see the same strong shift. Sharing Redis, the one that claims the drift alert pages it
+    (one webhook alert, one counter); the control without Redis pages once per gateway."""
+    ref = _reference(tmp_path)
+    with contextlib.ExitStack() as stack:
+        redis = None
+        if shared:
+            url, prefix = stack.enter_context(redis_prefix())
+            redis = {"url": url, "prefix": prefix}
+        cheap, strong = stack.enter_context(FakeUpstream()), stack.enter_context(FakeUpstream())
+        hook = stack.enter_context(WebhookReceiver())
+        gateways = [stack.enter_context(GatewayServer(create_app(
+            _fleet_config(cheap, strong, tmp_path / f"{n}.sqlite", hook, ref, redis), router=LevelRouter())))
+            for n in ("a", "b")]
+        for gw in gateways:
+            _send(gw, _interleave(_levels(0.8, 150)))
+        monitors = [gw.gateway.closed_loop.monitor for gw in gateways]
+        assert wait_until(lambda: all(m.drift.last is not None and m.drift.last.reading == "drift"
+                                      for m in monitors), 5.0)
+        time.sleep(0.5)  # a few more checks: nothing else may page
+        counts = []
+        for gw in gateways:
+            with gw.client() as c:
+                found = re.search(r'gearshift_alerts_total\{direction="high",kind="drift",segment="\*"\} (\S+)',
+                                  c.get("/metrics").text)
+                counts.append(float(found.group(1)) if found else 0.0)
+    drift = [a for a in _drift_alerts(hook) if a["kind"] == "drift"]
+    if shared:
+        assert len(drift) == 1 and sorted(counts) == [0.0, 1.0]
+    else:
+        assert len(drift) == 2 and counts == [1.0, 1.0]

@@ -99,7 +99,9 @@ class DriftWatch:
         self.source = self.baseline.source
         return self.baseline
 
-    def check(self, now: float) -> list[Alert]:
+    def check(self, now: float, emit: bool = True) -> list[Alert]:
+        """The fresh alert (a reading that just appeared), emitted through the sinks unless `emit` is False (a
+        fleet's monitor claims it first, so the fleet pages once)."""
         start = now - self.settings.window_s
         while self._rows and self._rows[0].time < start:
             self._rows.popleft()
@@ -115,10 +117,13 @@ class DriftWatch:
         quiet = report.reading == "shift" and not self.settings.page_shift
         fresh = [alert] if alert is not None and report.reading != self._active and not quiet else []
         self._active = report.reading
-        if fresh:
-            for sink in self.sinks:
-                sink.emit(fresh)
+        if fresh and emit:
+            self.emit(fresh)
         return fresh
+
+    def emit(self, alerts: list[Alert]) -> None:
+        for sink in self.sinks:
+            sink.emit(alerts)
 
     def _export(self, report: DriftReport) -> None:
         m = self.metrics

@@ -205,7 +205,7 @@ class GatewayMonitor:
             return self.check(now)
         t = time.time() if now is None else now
         try:
-            return await self._fleet_check(self.fleet, t) + self.check_drift(t)
+            return await self._fleet_check(self.fleet, t)
         except Exception as exc:  # Redis or PostgreSQL out (or anything else): this process's windows meanwhile
             self._errors.failed("slo", exc)
             return self.check(t)
@@ -227,10 +227,34 @@ class GatewayMonitor:
             if won:
                 mine.append(a)
         self.sli.emit(mine)
+        mine += await self._fleet_drift(fleet, now, ttl)
         await fleet.store.log_alerts([a.to_json() for a in mine])
         self.fleet_alerts = await fleet.store.recent_alerts()
         self._errors.recovered("slo")
         self._publish(decisions, quality, "fleet", now)
+        return mine
+
+    async def _fleet_drift(self, fleet: FleetWindows, now: float, ttl: float) -> list[Alert]:
+        """This process's drift reading, paged only by the gateway that claims it: every process of a fleet sees
+        a sample of the same traffic and reads the same drift at about the same time."""
+        if self.drift is None:
+            return []
+        try:
+            fresh = self.drift.check(now, emit=False)
+        except Exception:
+            log.exception("drift check failed")
+            return []
+        mine = []
+        for a in fresh:
+            try:
+                won = await fleet.store.claim(f"drift-watch:{a.kind}|{a.segment}|{a.direction or ''}", ttl)
+            except Exception as exc:  # cannot ask the fleet: page from here (twice beats never)
+                self._errors.failed("slo", exc)
+                won = True
+            if won:
+                mine.append(a)
+        if mine:
+            self.drift.emit(mine)
         return mine
 
     def _publish(self, decisions: Tally, quality: Tally, scope: str, now: float) -> None:
