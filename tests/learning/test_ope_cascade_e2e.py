@@ -17,7 +17,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -86,7 +85,7 @@ def _fixed_request_ids() -> Iterator[None]:
     checks one fixed draw of the traffic instead of failing on the 5% of draws a 95% interval misses."""
     counter = itertools.count()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("gearshift.gateway.call.uuid", SimpleNamespace(uuid4=lambda: uuid.UUID(int=next(counter))))
+        mp.setattr("gearshift.gateway.call._uuid4_hex", lambda: uuid.UUID(int=next(counter)).hex)
         yield
 
 
