@@ -114,3 +114,13 @@ def test_a_repeated_first_turn_without_a_conversation_is_not_a_regeneration() ->
     assert sig.observe({**rec, "request_id": "t1", "time": 30.0}, turn2, None, "Madrid") == []
     events = sig.observe({**rec, "request_id": "t2", "time": 31.0}, turn2, None, "Madrid.")
     assert [(e.signal, e.request_id) for e in events] == [("regeneration", "t1")]
+
+
+def test_the_edit_memory_keeps_only_the_start_of_a_long_message() -> None:
+    """50,000 remembered turns must not hold a pasted document word by word: only the first characters count."""
+    from gearshift.closed_loop.signals import EDIT_CHARS, words
+
+    document = " ".join(f"word{i}" for i in range(20_000))
+    kept = words(document)
+    assert kept and len(kept) <= EDIT_CHARS // 2
+    assert words("Please fix " + document) != words("Please fix this bug")

@@ -55,9 +55,14 @@ def is_correction(text: str) -> bool:
 _WORD = re.compile(r"\w+")
 
 
+#: characters of a message whose words are kept for the edit check: the memory holds up to `memory` of these
+#: sets per table, so a long pasted document must not be kept word by word
+EDIT_CHARS = 1000
+
+
 def words(text: str) -> frozenset[str]:
-    """Lower-cased word set of a message, for near-duplicate checks."""
-    return frozenset(_WORD.findall(text.lower()))
+    """Lower-cased word set of a message's first `EDIT_CHARS` characters, for near-duplicate checks."""
+    return frozenset(_WORD.findall(text[:EDIT_CHARS].lower()))
 
 
 def is_rephrasing(a: frozenset[str], b: frozenset[str], min_similarity: float) -> bool:
