@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from gearshift.cascade.math_verifiers import _ANNOTATION, _EQUATION, _calc, final_answer_pattern, parse_number
+from gearshift.cascade.math_verifiers import _ANNOTATION, _EQUATION, calculations, final_answer_pattern, parse_number
 from gearshift.cascade.verifiers import Verdict, answer_text
 from gearshift.errors import ConfigError
 
@@ -50,23 +50,6 @@ def _numbers(text: str) -> list[float]:
     return out
 
 
-def _wrong_calculations(answer: str) -> tuple[int, int]:
-    """(calculations stated, of which wrong), as in `ArithmeticVerifier` with a 1 % tolerance."""
-    stated = wrong = 0
-    for expr, result in [*_ANNOTATION.findall(answer), *_EQUATION.findall(answer)]:
-        got = _calc(expr)
-        try:
-            want = parse_number(result.strip())
-        except ValueError:
-            continue
-        if got is None:
-            continue
-        stated += 1
-        if abs(got - want) > 0.01 * max(1.0, abs(want)) and abs(round(got, 2) - want) > 0.011:
-            wrong += 1
-    return stated, wrong
-
-
 def answer_features(question: str, answer: str) -> list[float]:
     """One row of :data:`FEATURE_NAMES` for a (question, answer) pair."""
     q_numbers, a_numbers = _numbers(question), _numbers(answer)
@@ -81,7 +64,7 @@ def answer_features(question: str, answer: str) -> list[float]:
             final = None
     elif a_numbers:
         final = a_numbers[-1]  # no marker: the last number stated is the answer
-    _, wrong = _wrong_calculations(answer)
+    wrong = sum(1 for *_, right in calculations(answer) if not right)
     lowered = answer.lower()
     return [
         math.log1p(len(answer)), float(answer.count("\n")), float(len(a_numbers)), float(len(q_numbers)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from gearshift.cascade.verifiers import Verdict, answer_text
@@ -85,6 +85,20 @@ def _calc(expr: str) -> float | None:
         return None
 
 
+def calculations(text: str, rel_tol: float = 0.01) -> Iterator[tuple[str, str, float, bool]]:
+    """Each stated calculation that can be checked: (expression, stated result, true value, right?). Right means
+    within `rel_tol`, or a 2-decimal rounding of the true value (models round money)."""
+    for expr, stated in [*_ANNOTATION.findall(text), *_EQUATION.findall(text)]:
+        got = _calc(expr)
+        try:
+            want = parse_number(stated.strip())
+        except ValueError:
+            continue
+        if got is None:
+            continue
+        yield expr, stated, got, abs(got - want) <= rel_tol * max(1.0, abs(want)) or abs(round(got, 2) - want) <= 0.011
+
+
 class ArithmeticVerifier:
     """Fails answers containing a stated calculation that is wrong ("3 * 4 = 13"), within `rel_tol`
     (or a 2-decimal rounding of the true value, since models round money). No calculation: passes."""
@@ -95,18 +109,10 @@ class ArithmeticVerifier:
         self.rel_tol = rel_tol
 
     def verify(self, request: Mapping[str, Any], response: Mapping[str, Any]) -> Verdict:
-        text = answer_text(response)
         checked = 0
-        for expr, stated in [*_ANNOTATION.findall(text), *_EQUATION.findall(text)]:
-            got = _calc(expr)
-            try:
-                want = parse_number(stated.strip())
-            except ValueError:
-                continue
-            if got is None:
-                continue
+        for expr, stated, got, right in calculations(answer_text(response), self.rel_tol):
             checked += 1
-            if abs(got - want) > self.rel_tol * max(1.0, abs(want)) and abs(round(got, 2) - want) > 0.011:
+            if not right:
                 return Verdict(self.name, False, score=float(checked),
                                reason=f"wrong arithmetic: {expr.strip()} = {stated.strip()} (is {got:g})")
         return Verdict(self.name, True, score=float(checked), reason=f"{checked} calculation(s) check out")

@@ -217,15 +217,7 @@ class GatewayMonitor:
         alerts = count_alerts(decisions, quality, now - cfg.window_s, now, cfg, now - cfg.quality_window_s)
         alerts += [a for a in self.sli.evaluate(now) if a.kind == "drift"]  # p_strong drift: per process
         ttl = max(self.settings.cooldown_s, 3 * self.settings.check_interval_s, 1.0)
-        mine = []
-        for a in self.sli.fresh(alerts, now):
-            try:
-                won = await fleet.store.claim(f"{a.kind}|{a.segment}|{a.direction or ''}", ttl)
-            except Exception as exc:  # cannot ask the fleet: page from here (twice beats never)
-                self._errors.failed("slo", exc)
-                won = True
-            if won:
-                mine.append(a)
+        mine = await self._claimed(fleet, self.sli.fresh(alerts, now), ttl)
         self.sli.emit(mine)
         mine += await self._fleet_drift(fleet, now, ttl)
         await fleet.store.log_alerts([a.to_json() for a in mine])
@@ -244,17 +236,22 @@ class GatewayMonitor:
         except Exception:
             log.exception("drift check failed")
             return []
+        mine = await self._claimed(fleet, fresh, ttl, "drift-watch:")
+        if mine:
+            self.drift.emit(mine)
+        return mine
+
+    async def _claimed(self, fleet: FleetWindows, alerts: Sequence[Alert], ttl: float, scope: str = "") -> list[Alert]:
+        """The alerts this gateway claimed for the fleet (only the claimant pages one)."""
         mine = []
-        for a in fresh:
+        for a in alerts:
             try:
-                won = await fleet.store.claim(f"drift-watch:{a.kind}|{a.segment}|{a.direction or ''}", ttl)
+                won = await fleet.store.claim(f"{scope}{a.kind}|{a.segment}|{a.direction or ''}", ttl)
             except Exception as exc:  # cannot ask the fleet: page from here (twice beats never)
                 self._errors.failed("slo", exc)
                 won = True
             if won:
                 mine.append(a)
-        if mine:
-            self.drift.emit(mine)
         return mine
 
     def _publish(self, decisions: Tally, quality: Tally, scope: str, now: float) -> None:
