@@ -25,6 +25,7 @@ import numpy as np
 from gearshift.cascade.math_verifiers import _ANNOTATION, _EQUATION, calculations, final_answer_pattern, parse_number
 from gearshift.cascade.verifiers import Verdict, answer_text
 from gearshift.errors import ConfigError
+from gearshift.records.usage import message_text
 
 FORMAT = "gearshift.answer_model/1"
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
@@ -85,11 +86,7 @@ def question_text(request: Mapping[str, Any]) -> str:
         return ""
     for message in reversed(messages):
         if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+            return message_text(message) or ""
     return ""
 
 
