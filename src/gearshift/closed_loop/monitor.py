@@ -215,7 +215,6 @@ class GatewayMonitor:
         await fleet.flush()
         decisions, quality = await fleet.window(now)
         alerts = count_alerts(decisions, quality, now - cfg.window_s, now, cfg, now - cfg.quality_window_s)
-        alerts += [a for a in self.sli.evaluate(now) if a.kind == "drift"]  # p_strong drift: per process
         ttl = max(self.settings.cooldown_s, 3 * self.settings.check_interval_s, 1.0)
         mine = await self._claimed(fleet, self.sli.fresh(alerts, now), ttl)
         self.sli.emit(mine)
