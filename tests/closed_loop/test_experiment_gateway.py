@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,14 @@ from gearshift.routers.policy import TierPolicy
 from support.fake_upstream import FakeUpstream
 
 N = 120
+
+
+@pytest.fixture(autouse=True)
+def _fixed_request_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arms are drawn from the request id: fixed ids make each test check one fixed draw instead of failing on
+    the ~0.2 % of random draws that leave the tests' 3-sigma bands (seen once: 46 / 18 / 56 of 120)."""
+    counter = itertools.count(1)
+    monkeypatch.setattr("gearshift.gateway.call._uuid4_hex", lambda: uuid.UUID(int=next(counter)).hex)
 
 
 @pytest.fixture(scope="module")
