@@ -29,8 +29,8 @@ from gearshift.errors import NotFittedError, RouterError
 from gearshift.routers.embedding import l2_normalise
 
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
-#: `sparse_row` counts n-grams of texts up to this long with a Counter (fewer, cheaper calls); longer texts
-#: merge per-word arrays with numpy, whose fixed cost per call is then the smaller one
+#: `sparse_row` counts n-grams of texts up to this long as one flat list of columns (one np.unique); longer
+#: texts merge per-word arrays with numpy, counting each distinct word's n-grams once
 DICT_MAX_CHARS = 800
 #: Texts up to this many go through the pure-Python analyzers instead of scikit-learn's transform.
 FAST_MAX_TEXTS = 8
@@ -41,7 +41,9 @@ def word_ngrams(text: str, pattern: re.Pattern[str], lo: int, hi: int) -> list[s
     """scikit-learn's word analyzer without stop words: tokens of the lowercased text, then n-grams."""
     tokens: list[str] = pattern.findall(text.lower())
     out = list(tokens) if lo == 1 else []
-    for n in range(max(lo, 2), min(hi, len(tokens)) + 1):
+    if hi >= 2 and lo <= 2:  # bigrams, the common case, without a join per pair
+        out += [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    for n in range(max(lo, 3), min(hi, len(tokens)) + 1):
         out.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
     return out
 
@@ -124,8 +126,8 @@ class _Block:
     def add_columns(self, text: str, out: list[int]) -> None:
         """Append the global column of every in-vocabulary n-gram occurrence of one text to `out`.
 
-        `collections.Counter(out)` then counts them in C: a short prompt has a few hundred n-gram occurrences,
-        where a dozen small numpy calls per block (unique, bincount, repeat) cost more than the counting."""
+        One np.unique over `out` then counts them: a short prompt has a few hundred n-gram occurrences, where a
+        dozen small numpy calls per block (unique, bincount, repeat) cost more than the counting."""
         off = self.offset
         if self.analyzer == "word":
             get = self.vocab.get
@@ -288,20 +290,31 @@ class TfidfEmbedder:
                 self._colscale = np.concatenate([b.idf / float(b.scale or 1.0) * k for b in blocks])
         return self._blocks
 
+    def column_scale(self) -> np.ndarray | None:
+        """With global scaling, each column's constant: a row's value there is (1 + log tf) times it (`sparse_row`
+        on texts `counted_row` takes); None with per-row norms."""
+        self._fast_blocks()
+        return self._colscale
+
+    def counted_row(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ascending columns, float64 term counts) of one text's in-vocabulary n-grams, when the scaling is global
+        and the text short enough to count its flat list of n-gram columns; else None (use `sparse_row`)."""
+        blocks = self._fast_blocks()
+        if self._colscale is None or len(text) > DICT_MAX_CHARS:
+            return None
+        found: list[int] = []
+        for b in blocks:
+            b.add_columns(text, found)
+        cols, tf = np.unique(np.array(found, dtype=np.int64), return_counts=True)  # half a Counter's cost
+        return cols, tf.astype(np.float64)
+
     def sparse_row(self, text: str, *, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """One text's row of `sparse` as (column indices, float64 values), without scikit-learn; the columns
-        ascending unless `sort=False` (a dot product or a gather does not need them in order)."""
+        ascending (both ways of counting sort them, so `sort` changes nothing; kept for callers)."""
         blocks = self._fast_blocks()
-        if self._colscale is not None and len(text) <= DICT_MAX_CHARS:
-            found: list[int] = []
-            for b in blocks:
-                b.add_columns(text, found)
-            acc = Counter(found)
-            cols = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
-            tf = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
-            if sort and len(cols) > 1:
-                order = np.argsort(cols)
-                cols, tf = cols[order], tf[order]
+        counted = self.counted_row(text)
+        if counted is not None and self._colscale is not None:
+            cols, tf = counted
             return cols, (np.log(tf) + 1.0) * self._colscale[cols]
         rows = [b.row(text) for b in blocks]
         scale = 1 / np.sqrt(len(blocks))
