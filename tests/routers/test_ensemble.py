@@ -136,3 +136,98 @@ def test_the_stack_scores_short_prompts_on_the_event_loop_and_long_ones_in_a_thr
     assert stack.scores_inline([{"role": "user", "content": "What is 2 + 2?"}])
     assert not stack.scores_inline([{"role": "user", "content": "word " * 1000}])
     assert HeuristicRouter().scores_inline("word " * 100_000)
+
+
+def _sklearn_trees(leaves: int, trees: int, seed: int) -> tuple[TreeEnsemble, np.ndarray]:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, 6))
+    x[:, 5] = rng.integers(0, 4, size=600)  # few distinct values: many rows sit exactly on a threshold
+    y = np.sin(x[:, 0] * 2) + x[:, 1] * x[:, 2] + (x[:, 5] > 1)
+    model = HistGradientBoostingRegressor(max_iter=trees, max_leaf_nodes=leaves, min_samples_leaf=2,
+                                          random_state=seed).fit(x, y)
+    return TreeEnsemble.from_sklearn(model), x
+
+
+@pytest.mark.parametrize("leaves", [2, 7, 15, 31, 63, 100])
+def test_one_row_trees_equal_the_level_walk(leaves: int) -> None:
+    """`predict_one` (leaf bitmasks; `predict` itself past 64 leaves) gives exactly `predict`'s sums, on rows
+    at, between and beyond the thresholds, NaN and infinities included."""
+    trees, x = _sklearn_trees(leaves, 25, leaves)
+    rng = np.random.default_rng(1)
+    rows = np.vstack([x[:200], rng.normal(size=(100, 6)) * 5])
+    inner = ~trees.leaf
+    for i in range(100):  # a feature exactly on one of its thresholds
+        node = rng.choice(np.flatnonzero(inner))
+        rows[i, trees.feature[node]] = trees.threshold[node]
+    rows[200:210, 0] = np.nan
+    rows[210:220, 1] = np.inf
+    rows[220:230, 2] = -np.inf
+    want = trees.predict(rows)
+    got = np.array([trees.predict_one(r) for r in rows])
+    np.testing.assert_array_equal(got, want)
+    assert trees.predict_one(rows[0].tolist()) == want[0]
+    assert (trees._quick is None) == (leaves > 64)
+
+
+def test_one_row_trees_with_single_leaf_trees() -> None:
+    _, x = _sklearn_trees(7, 5, 0)
+    zero = np.zeros(1, dtype=np.int64)
+    only_root = TreeEnsemble(feature=zero, threshold=np.zeros(1), left=zero, right=zero, leaf=np.ones(1, dtype=bool),
+                             value=np.array([0.25]), roots=zero, baseline=0.5)
+    assert only_root.predict_one(x[0]) == float(only_root.predict(x[:1])[0]) == 0.75
+
+
+def test_shape_features_fast_scans_match_their_definitions() -> None:
+    """The option and digit scans are faster forms of `(?:^|(?<=\\s))([a-j])[.)]\\s` and `str.isdigit`."""
+    import re
+
+    from gearshift.data.text import canonical
+    from gearshift.routers import ensemble
+
+    reference = re.compile(r"(?:^|(?<=\s))([a-j])[.)]\s")
+    texts = [canonical(t) for t in mmlu_prompts(1200)] + ODD_TEXTS + ["a. x b. y", "xa. b. c.", "\u00a0a) 1 b) 2",
+                                                                      "٣ digits ² ½ 12"]
+    for text in texts:
+        assert [(*m.span(), m.group(1)) for m in ensemble._OPTION.finditer(text)] == \
+            [(*m.span(), m.group(1)) for m in reference.finditer(text)]
+        digits = dict(zip(SHAPE_FEATURES, shape_features(text), strict=True))["digit_ratio"]
+        assert digits == sum(map(str.isdigit, text)) / max(len(text), 1)
+
+
+LONG_TEXTS = ["Ünïcödé naïve café – 12½ × 3² " * 40, "what is 17 * 23? " * 60,  # past DICT_MAX_CHARS
+              " ".join(f"w{i} x{i * 7} y{i % 13}z" for i in range(1500))]  # past MATVEC_NNZ columns
+
+
+def _assert_single_equals_batch(router: StackRouter, texts: list[str]) -> None:
+    batch = router.score_batch(texts)  # more than FAST_MAX_TEXTS: the vectorised scipy path
+    assert len(texts) > 8
+    for text, b in zip(texts, batch, strict=True):
+        s = router.score(text)
+        assert s.p_strong == pytest.approx(b.p_strong, abs=1e-9)
+        assert s.ood == pytest.approx(b.ood, abs=1e-5)
+        for key in ("ngram_logit", "shape_trees"):
+            assert s.features[key] == pytest.approx(b.features[key], abs=1e-9)
+    few = router.score_batch(texts[:3])  # a handful: the one-prompt path, per prompt
+    np.testing.assert_allclose([s.p_strong for s in few], [b.p_strong for b in batch[:3]], rtol=0, atol=1e-9)
+
+
+def test_stack_single_prompt_path_on_long_and_odd_prompts(mmlu_stack: tuple[StackRouter, list[str]]) -> None:
+    router, texts = mmlu_stack
+    _assert_single_equals_batch(router, texts[:12] + ODD_TEXTS + LONG_TEXTS)
+
+
+def test_stack_single_prompt_path_with_row_norms_and_changed_params() -> None:
+    """Row-normalised n-grams (no per-column constants: the general one-prompt path) and parameters changed
+    after fitting (the one-prompt arrays fold `shape_weight` and `ood_neighbours` in, so they are rebuilt)."""
+    prompts, gaps = mmlu_slice(60)
+    router = StackRouter(folds=3, trees=20, ngram_norm="row").fit(prompts, gaps)
+    texts = mmlu_prompts(2400)[::200] + ODD_TEXTS[:4] + LONG_TEXTS[:1]
+    _assert_single_equals_batch(router, texts)
+    global_norm = StackRouter(folds=3, trees=20).fit(prompts, gaps)
+    before = global_norm.score(texts[0])
+    global_norm.set_params(shape_weight=0.5, ood_neighbours=2)
+    after = global_norm.score(texts[0])
+    assert after.features["ngram_logit"] != before.features["ngram_logit"] and after.ood != before.ood
+    _assert_single_equals_batch(global_norm, texts)

@@ -72,7 +72,8 @@ def shape_features(text: str) -> np.ndarray:
         math.log1p(len(text)), math.log1p(len(words)), math.log1p(start),
         math.log1p(len(nums)), math.log1p(len(set(nums))), math.log1p(min(max(vals, default=0.0), 1e300)),
         sum("." in x for x in nums) / (len(nums) + 1), text.count("%") / n * 100, text.count("$") / n * 100,
-        (len(_ASCII_DIGIT.findall(text)) if text.isascii() else sum(map(str.isdigit, text))) / n, len(_MATH.findall(text)) / n,
+        (len(_ASCII_DIGIT.findall(text)) if text.isascii() else sum(map(str.isdigit, text))) / n,  # isdigit: ²
+        len(_MATH.findall(text)) / n,
         math.log1p(len(_SENT.findall(text))), math.log1p(text.count("?")),
         float(len(opts)), math.log1p(ol.mean()) if len(ol) else 0.0, math.log1p(ol.max()) if len(ol) else 0.0,
         float(ol.std() / (ol.mean() + 1)) if len(ol) else 0.0,

@@ -7,8 +7,8 @@ requests, so every touch is a cache miss). `OnePrompt` derives, once at load, wh
 
 - one row per vocabulary column holding everything the prompt's columns are gathered for (the n-gram
   scale, scale x coefficient, the OOD reference's dense slot and sparse extent), so a prompt does one gather;
-- the OOD reference columns most reference rows share, dense (float32, plus an all-zero row that every other
-  column points at, so no mask splits the columns), and the rest column-major (CSC) without the dense ones;
+- the OOD reference columns most reference rows share, dense (float32), and the rest column-major (CSC, int32
+  rows, float32 values) without the dense ones, each dense column marked as an empty sparse one;
 - the shape part of the linear model folded into one weight vector and a constant.
 
 Nothing here is saved: it is derived from the saved state, which therefore loads as before.
@@ -39,10 +39,11 @@ class RefIndex:
         self.csr_rows, self.csr_cols, self.csr_data = rows, np.asarray(indices, dtype=np.int64), data
         df = np.bincount(self.csr_cols, minlength=n_cols)
         frequent = np.flatnonzero(df >= self.DENSE_DF)
-        # slot: the column's dense row; every sparse column points at the last, all-zero row
+        self.n_frequent = len(frequent)
+        # slot: the column's dense row; len(frequent) for a sparse column
         self.slot = np.full(n_cols, len(frequent), dtype=np.int64)
         self.slot[frequent] = np.arange(len(frequent))
-        self.dense = np.zeros((len(frequent) + 1, n), dtype=np.float32)
+        self.dense = np.zeros((len(frequent), n), dtype=np.float32)
         hot = self.slot[self.csr_cols] < len(frequent)
         self.dense[self.slot[self.csr_cols[hot]], rows[hot]] = data[hot]
         # CSC of the sparse columns alone (entries by column, rows ascending); a dense column has length 0
@@ -50,7 +51,8 @@ class RefIndex:
         order = np.argsort(self.csr_cols[cold], kind="stable")
         self.length = np.where(df >= self.DENSE_DF, 0, df).astype(np.int64)
         self.start = np.r_[0, np.cumsum(self.length)[:-1]].astype(np.int64)
-        self.indices, self.data = rows[cold][order], np.asarray(data[cold][order], dtype=np.float64)
+        # int32 rows and float32 values: half the bytes; bincount and the float64 product widen them exactly
+        self.indices, self.data = rows[cold][order].astype(np.int32), np.asarray(data[cold][order], dtype=np.float32)
 
     def columns(self) -> np.ndarray:
         """(vocabulary, 3) float64: each column's dense slot, sparse start and sparse length (exact integers)."""
@@ -70,7 +72,8 @@ class RefIndex:
 
     def gathered(self, vals: np.ndarray, slot: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
         """`sims` from the row's columns' slots and sparse extents (as `columns` lays them out)."""
-        out = np.asarray(vals.astype(np.float32) @ self.dense[slot], dtype=np.float64)
+        hot = slot < self.n_frequent  # gathering only these rows: 30 % fewer bytes copied than all, zeros included
+        out = np.asarray(vals[hot].astype(np.float32) @ self.dense[slot[hot]], dtype=np.float64)
         ends = np.cumsum(length)
         if not len(ends) or not ends[-1]:
             return out
@@ -120,5 +123,5 @@ class OnePrompt:
 
 def top_mean(sims: np.ndarray, k: int) -> float:
     """Mean of the k largest of `sims` (all of them when there are no more than k)."""
-    n = len(sims)
-    return float(np.partition(sims, n - k)[n - k:].mean()) if k < n else float(sims.mean())
+    n = len(sims)  # sum / k is what ndarray.mean computes, without its Python wrapper
+    return float(np.partition(sims, n - k)[n - k:].sum()) / k if k < n else float(sims.sum()) / max(n, 1)

@@ -21,6 +21,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ def word_ngrams(text: str, pattern: re.Pattern[str], lo: int, hi: int) -> list[s
     tokens: list[str] = pattern.findall(text.lower())
     out = list(tokens) if lo == 1 else []
     if hi >= 2 and lo <= 2:  # bigrams, the common case, without a join per pair
-        out += [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+        out += [f"{a} {b}" for a, b in pairwise(tokens)]
     for n in range(max(lo, 3), min(hi, len(tokens)) + 1):
         out.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
     return out
