@@ -6,9 +6,9 @@ on the scalars alone reach MMLU APGR ~0.67 in cross-validation, n-grams ~0.68, t
 logistic regression is fitted on out-of-fold base outputs of the training side only, so its weights
 are honest and its output is a calibrated probability. Scoring is a sparse dot product plus a few
 dozen tree walks: well under a millisecond of arithmetic per prompt; state is vocabulary + arrays.
-A single prompt (the request path) skips scipy entirely: the TF-IDF row comes from `sparse_row`, the
-linear part is a gathered dot product and the OOD similarities are gathered from column-major reference
-rows; batches use the vectorised matrix path, and the two agree to float64 rounding.
+A single prompt (the request path) skips scipy entirely and is scored from arrays derived at load for it
+(`stack_one`: one gather per n-gram column, dense OOD rows for common columns, leaf-bitmask trees); batches
+use the vectorised matrix path, and the two agree to float64 rounding (OOD to float32 rounding).
 """
 
 from __future__ import annotations

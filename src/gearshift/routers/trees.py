@@ -1,7 +1,8 @@
 """Gradient-boosted trees fitted by scikit-learn, kept and scored as plain arrays (no pickle).
 
 Used on a handful of scalar prompt features, where interactions (e.g. long options *and* many digits)
-matter and a linear model cannot see them. All trees are walked together, one level per step.
+matter and a linear model cannot see them. A batch walks all trees together, one level per step; one row
+(the request path) reads its exit leaves from precomputed leaf bitmasks instead (`predict_one`).
 """
 
 from __future__ import annotations
@@ -76,20 +77,20 @@ class TreeEnsemble:
         quick = self._quick
         if quick is None:  # a tree with more leaves than a uint64 has bits
             return float(self.predict(np.asarray(x, dtype=np.float64)[None, :])[0])
-        feats, bounds, offsets, table, leaf_value, leaf_base = quick
-        row = x.tolist() if isinstance(x, np.ndarray) else [float(v) for v in x]
-        # bisect_left counts the thresholds below the value: f's nodes whose test `x <= threshold` fails.
-        # NaN fails every test (as in `predict`), so it counts them all.
-        picks = [o + (bisect_left(b, v) if v == v else len(b))
-                 for o, b, v in zip(offsets, bounds, [row[f] for f in feats], strict=True)]
-        mask = np.bitwise_and.reduce(table[picks], axis=0)
+        feature_of, bounds, first, row0, table, leaf_value, leaf_base = quick
+        # per used feature, how many of its distinct thresholds fail `x <= threshold` (NaN fails them all, as in
+        # `predict`): one comparison over the ~600 sorted thresholds, not a bisect per feature over Python floats
+        fails = ~(np.asarray(x, dtype=np.float64)[feature_of] <= bounds)
+        rows = np.add.reduceat(fails, first, dtype=np.intp) + row0 if len(first) else first
+        mask = np.bitwise_and.reduce(table[rows], axis=0)
         exit_leaf = np.bitwise_count((mask & np.negative(mask)) - 1)  # index of the lowest set bit
         return float(self.baseline + leaf_value[leaf_base + exit_leaf].sum())
 
     @cached_property
-    def _quick(self) -> tuple[list[int], list[list[float]], list[int], np.ndarray, np.ndarray, np.ndarray] | None:
-        """(used features, their sorted distinct thresholds, each one's first table row, table, leaf values, each
-        tree's first leaf value): leaves are numbered left to right per tree; a node whose test fails rules out
+    def _quick(self) -> tuple[np.ndarray, ...] | None:
+        """(each threshold's feature, the used features' sorted distinct thresholds one feature after another, each
+        feature's first threshold, each feature's first table row, table, leaf values, each tree's first leaf
+        value): leaves are numbered left to right per tree; a node whose test fails rules out
         the leaves of its left subtree, and table row (feature f, k) holds, per tree, the AND of the masks of
         f's nodes with one of f's k smallest thresholds. None when a tree has more leaves than a uint64 has bits."""
         leaves: list[list[int]] = []  # per tree, its leaf nodes left to right
@@ -125,7 +126,10 @@ class TreeEnsemble:
         leaf_value = np.zeros((len(leaves), width), dtype=np.float64)
         for t, order in enumerate(leaves):
             leaf_value[t, : len(order)] = self.value[order]
-        return feats, bounds, offsets[:-1], table, leaf_value.ravel(), np.arange(len(leaves), dtype=np.int64) * width
+        sizes = [len(b) for b in bounds]
+        return (np.repeat(np.asarray(feats, dtype=np.intp), sizes), np.asarray([t for b in bounds for t in b]),
+                np.cumsum([0, *sizes[:-1]], dtype=np.intp)[: len(sizes)], np.asarray(offsets[:-1], dtype=np.intp),
+                table, leaf_value.ravel(), np.arange(len(leaves), dtype=np.intp) * width)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Sum of leaf values plus the baseline, for each row of x (n, features)."""

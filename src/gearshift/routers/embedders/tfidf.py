@@ -85,7 +85,7 @@ class _Block:
         self.idf = np.asarray(idf, dtype=np.float64)
         self.offset = offset
         self._words: dict[str, np.ndarray] = {}
-        self._word_tuples: dict[str, tuple[int, ...]] = {}
+        self._word_global: dict[str, np.ndarray] = {}  # word -> its char n-gram columns + offset
 
     @classmethod
     def of(cls, vec: Any, offset: int, scale: float | None = None) -> _Block:
@@ -124,26 +124,30 @@ class _Block:
         uniq, inv = np.unique(cols, return_inverse=True)
         return uniq, np.bincount(inv, weights=reps, minlength=len(uniq)).astype(np.float64)
 
-    def add_columns(self, text: str, out: list[int]) -> None:
-        """Append the global column of every in-vocabulary n-gram occurrence of one text to `out`.
+    def add_columns(self, text: str, out: list[np.ndarray]) -> None:
+        """Append arrays of the global column of every in-vocabulary n-gram occurrence of one text to `out`.
 
-        One np.unique over `out` then counts them: a short prompt has a few hundred n-gram occurrences, where a
-        dozen small numpy calls per block (unique, bincount, repeat) cost more than the counting."""
+        One np.unique over their concatenation then counts them: a short prompt has a few hundred n-gram
+        occurrences, where a dozen small numpy calls per block (unique, bincount, repeat) cost more. A word's
+        char n-gram columns are memoised as one int64 array, not a tuple of Python ints: on a request path whose
+        other work evicts the caches, every scattered int object read was a cache miss."""
         off = self.offset
         if self.analyzer == "word":
             get = self.vocab.get
-            out.extend(c + off for c in map(get, word_ngrams(text, self.pattern, self.lo, self.hi)) if c is not None)
+            found = [c for c in map(get, word_ngrams(text, self.pattern, self.lo, self.hi)) if c is not None]
+            out.append(np.array(found, dtype=np.int64) + off)
             return
-        memo = self._word_tuples
+        memo = self._word_global
         for word in text.lower().split():
             cols = memo.get(word)
             if cols is None:
                 get = self.vocab.get
-                cols = tuple(c + off for c in map(get, char_wb_ngrams(word, self.lo, self.hi)) if c is not None)
+                found = [c for c in map(get, char_wb_ngrams(word, self.lo, self.hi)) if c is not None]
+                cols = np.array(found, dtype=np.int64) + off
                 if len(memo) >= _WORD_CACHE_MAX:
                     memo.clear()
                 memo[word] = cols
-            out.extend(cols)
+            out.append(cols)
 
     def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """TfidfVectorizer.transform of one text as (columns + offset, values)."""
@@ -303,10 +307,10 @@ class TfidfEmbedder:
         blocks = self._fast_blocks()
         if self._colscale is None or len(text) > DICT_MAX_CHARS:
             return None
-        found: list[int] = []
+        found: list[np.ndarray] = []
         for b in blocks:
             b.add_columns(text, found)
-        cols, tf = np.unique(np.array(found, dtype=np.int64), return_counts=True)  # half a Counter's cost
+        cols, tf = np.unique(np.concatenate(found), return_counts=True)  # half a Counter's cost
         return cols, tf.astype(np.float64)
 
     def sparse_row(self, text: str, *, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
