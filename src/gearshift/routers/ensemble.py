@@ -115,7 +115,8 @@ class StackRouter(TrainableRouter):
 
     name = "stack"
     version = "2"  # reads canonical text (data.text.canonical)
-    #: ~1-2 ms of GIL-bound scoring at this length on the benchmark machine; longer prompts go to a thread
+    #: ~0.4-0.6 ms of GIL-bound scoring at this length (micro-benchmark; 2-3x that inside a busy gateway);
+    #: longer prompts go to a thread
     inline_max_chars = 2000
     C_GRID = (0.1, 0.3, 1.0)
 
