@@ -34,7 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import itertools
+import importlib.util
 import json
 import os
 import shutil
@@ -51,9 +51,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _loadgen import Client, Request, client_errors, make_client, run  # noqa: E402
+
 MODEL = "bench-model"
 PROMPT = ("Explain briefly what the capital of France is and name two famous museums there. "
           "Answer in two sentences.")
@@ -89,6 +91,8 @@ class Result:
     errors: int = 0
     note: str = ""
     rss_mb: float | None = None  # gateway resident memory after the latency phase (all its processes)
+    #: per concurrency: CPU microseconds per request of the load generator + the upstream (the harness's cost)
+    harness_cpu_us: dict[int, float] = field(default_factory=dict)
 
 
 # -- processes ---------------------------------------------------------------------------------------
@@ -326,32 +330,26 @@ general_settings:
 
 # -- load ----------------------------------------------------------------------------------------------
 
-_seq = itertools.count()
-
-
-def body_for(path: Path_, same_prompt: bool = False) -> bytes:
-    """A distinct prompt per request (as real traffic has): an identical one would look like users regenerating
-    answers to gearshift's implicit-signal detector and cost a signal write per request."""
-    text = PROMPT if same_prompt else f"{PROMPT} (ref {next(_seq)})"
-    return json.dumps({"model": path.model, "messages": [{"role": "user", "content": text}],
-                       "max_tokens": 64}).encode()
-
-
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+ERRORS = client_errors()
 
 
-async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
-    async with session.post(url, data=body, headers=HEADERS) as r:
-        data = await r.read()
-        return r.status == 200 and data.startswith(b"{")
+def request_for(path: Path_, same_prompt: bool = False) -> Request:
+    """Pre-built POSTs to `path`, a distinct prompt each (as real traffic has): an identical one would look like
+    users regenerating answers to gearshift's implicit-signal detector and cost a signal write per request."""
+    return Request(path.url, path.model, PROMPT, HEADERS, same_prompt)
 
 
-async def sequential(session: aiohttp.ClientSession, path: Path_, n: int, out: list[float], same: bool) -> int:
+async def one(client: Client, req: Request) -> bool:
+    status, data = await client.post(req)
+    return status == 200 and data.startswith(b"{")
+
+
+async def sequential(client: Client, path: Path_, req: Request, n: int, out: list[float]) -> int:
     errors = 0
     for _ in range(n):
-        body = body_for(path, same)
         t = time.perf_counter()
-        ok = await one(session, path.url, body)
+        ok = await one(client, req)
         out.append((time.perf_counter() - t) * 1000.0)
         ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
         errors += not ok
@@ -362,8 +360,18 @@ async def sequential(session: aiohttp.ClientSession, path: Path_, n: int, out: l
 ANSWERED: dict[str, int] = {}
 
 
-async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, duration_s: float,
-                    same: bool) -> tuple[float, int]:
+@dataclass
+class Step:
+    """One closed-loop load step: req/s, failed requests, and CPU microseconds per request over the measured
+    window of this process (`client`, the load generator) and of each watched process tree."""
+
+    rps: float
+    errors: int
+    cpu_us: dict[str, float]
+
+
+async def sustained(client: Client, path: Path_, req: Request, clients: int, duration_s: float,
+                    watch: dict[str, int] | None = None) -> Step:
     """Requests/s completed by `clients` closed-loop workers over `duration_s` (after a short warm-up)."""
     counts = [0, 0]  # done, errors
     measuring = False
@@ -371,23 +379,27 @@ async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, d
     async def worker(end: float) -> None:
         while time.perf_counter() < end:
             try:
-                ok = await one(session, path.url, body_for(path, same))
-            except (TimeoutError, aiohttp.ClientError):
+                ok = await one(client, req)
+            except ERRORS:
                 ok = False
             ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
             if measuring:
                 counts[0 if ok else 1] += 1
 
+    watch = watch or {}
     warm = min(1.0, duration_s / 4)
     start = time.perf_counter()
     end = start + warm + duration_s
     tasks = [asyncio.ensure_future(worker(end)) for _ in range(clients)]
     await asyncio.sleep(warm)
+    cpu0 = {"client": time.process_time(), **{k: cpu_seconds(pid) for k, pid in watch.items()}}
     measuring, t0 = True, time.perf_counter()
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
     measuring, elapsed = False, time.perf_counter() - t0
+    cpu1 = {"client": time.process_time(), **{k: cpu_seconds(pid) for k, pid in watch.items()}}
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
-    return counts[0] / elapsed, counts[1]
+    n = max(1, counts[0] + counts[1])
+    return Step(counts[0] / elapsed, counts[1], {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0})
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -395,22 +407,22 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100.0 * (len(s) - 1))))]
 
 
-async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Result]:
+async def measure(paths: list[Path_], args: argparse.Namespace, upstream_pid: int) -> dict[str, Result]:
     results = {p.name: Result(p.name, note=p.note) for p in paths}
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    reqs = {p.name: request_for(p, args.same_prompt) for p in paths}
+    client = make_client(args.client)
+    try:
         lat: dict[str, list[float]] = {p.name: [] for p in paths}
         cpu: dict[str, float] = {p.name: 0.0 for p in paths}
         for p in paths:  # warm-up: imports, pools, JITted regexes, SQLite file
-            results[p.name].errors += await sequential(session, p, args.warmup, [], args.same_prompt)
+            results[p.name].errors += await sequential(client, p, reqs[p.name], args.warmup, [])
         rounds = max(1, min(args.rounds, args.requests))
         for r in range(rounds):
             per = args.requests // rounds + (1 if r < args.requests % rounds else 0)
             order = paths if r % 2 == 0 else list(reversed(paths))
             for p in order:
                 c0 = cpu_seconds(p.proc.pid) if p.proc is not None else 0.0
-                results[p.name].errors += await sequential(session, p, per, lat[p.name], args.same_prompt)
+                results[p.name].errors += await sequential(client, p, reqs[p.name], per, lat[p.name])
                 if p.proc is not None:
                     cpu[p.name] += cpu_seconds(p.proc.pid) - c0
             print(f"  latency round {r + 1}/{rounds} done", flush=True)
@@ -429,37 +441,59 @@ async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Res
         for c in args.concurrency:
             for p in paths:
                 c0, w0 = (cpu_seconds(p.proc.pid) if p.proc is not None else 0.0), time.perf_counter()
-                rps, errs = await sustained(session, p, c, args.duration, args.same_prompt)
+                step = await sustained(client, p, reqs[p.name], c, args.duration, {"upstream": upstream_pid})
                 if p.proc is not None:
                     used, wall = cpu_seconds(p.proc.pid) - c0, time.perf_counter() - w0
                     results[p.name].cpu_share[c] = used / wall
                     if used > 0:
-                        results[p.name].rps_per_cpu[c] = rps * wall / used
-                results[p.name].rps[c] = rps
-                results[p.name].errors += errs
-                print(f"  concurrency {c:3d}  {p.name:9s} {rps:9.1f} req/s" + (f"  ({errs} errors)" if errs else ""),
-                      flush=True)
+                        results[p.name].rps_per_cpu[c] = step.rps * wall / used
+                results[p.name].rps[c] = step.rps
+                results[p.name].harness_cpu_us[c] = step.cpu_us["client"] + step.cpu_us["upstream"]
+                results[p.name].errors += step.errors
+                print(f"  concurrency {c:3d}  {p.name:9s} {step.rps:9.1f} req/s   load generator + upstream CPU "
+                      f"{step.cpu_us['client']:.0f} + {step.cpu_us['upstream']:.0f} us/req"
+                      + (f"  ({step.errors} errors)" if step.errors else ""), flush=True)
+    finally:
+        await client.close()
     return results
 
 
-async def scaling(one: Path_, two: Path_, args: argparse.Namespace) -> dict[str, Any]:
-    """req/s at `args.scale_clients` clients through `--workers 1` and `--workers 2`, alternating rounds."""
+async def scaling(one: Path_, two: Path_, args: argparse.Namespace, upstream_pid: int) -> dict[str, Any]:
+    """req/s at `args.scale_clients` clients through `--workers 1` and `--workers 2`, alternating rounds; also the
+    CPU per request of the gateway (g) and of the load generator + upstream (c) in each round: on a host where
+    they share the cores the ratio cannot exceed 2g/(g+c)."""
     rps: dict[str, list[float]] = {one.name: [], two.name: []}
+    g: dict[str, list[float]] = {one.name: [], two.name: []}
+    c: dict[str, list[float]] = {one.name: [], two.name: []}
     errors = 0
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+    client = make_client(args.client)
+    reqs = {p.name: request_for(p, args.same_prompt) for p in (one, two)}
+    try:
         for p in (one, two):  # warm-up: both workers of `two` import, connect and open SQLite
-            errors += await sequential(session, p, args.warmup, [], args.same_prompt)
-            await sustained(session, p, args.scale_clients, 1.0, args.same_prompt)
+            errors += await sequential(client, p, reqs[p.name], args.warmup, [])
+            await sustained(client, p, reqs[p.name], args.scale_clients, 1.0)
         for r in range(args.scale_rounds):
             for p in ((one, two) if r % 2 == 0 else (two, one)):
-                got, errs = await sustained(session, p, args.scale_clients, args.duration, args.same_prompt)
-                rps[p.name].append(got)
-                errors += errs
-                print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {got:9.1f} req/s", flush=True)
+                assert p.proc is not None
+                step = await sustained(client, p, reqs[p.name], args.scale_clients, args.duration,
+                                       {"upstream": upstream_pid, "gateway": p.proc.pid})
+                rps[p.name].append(step.rps)
+                g[p.name].append(step.cpu_us["gateway"])
+                c[p.name].append(step.cpu_us["client"] + step.cpu_us["upstream"])
+                errors += step.errors
+                print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {step.rps:9.1f} req/s   CPU us/req: "
+                      f"gateway {step.cpu_us['gateway']:.0f}, load generator {step.cpu_us['client']:.0f}, "
+                      f"upstream {step.cpu_us['upstream']:.0f}", flush=True)
+    finally:
+        await client.close()
     mean = {k: statistics.fmean(v) for k, v in rps.items()}
+    g_mean = {k: statistics.fmean(v) for k, v in g.items()}
+    c_mean = statistics.fmean(c[one.name] + c[two.name])
+    g_one = g_mean[one.name]
     return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors,
-            "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf")}
+            "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf"),
+            "gateway_cpu_us": g_mean, "harness_cpu_us": c_mean,
+            "bound": 2 * g_one / (g_one + c_mean) if g_one + c_mean > 0 else float("nan")}
 
 
 # -- report --------------------------------------------------------------------------------------------
@@ -485,6 +519,10 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
         print(f"{n:12s} {r.latency_ms['p50']:8.3f} {r.latency_ms['p99']:8.3f} {r.latency_ms['mean']:8.3f} "
               f"{added or ' ' * 21:21s} {cpu:>10s} {rss:>7s}  "
               + "  ".join(f"{r.rps[c]:12.1f}" for c in args.concurrency) + f"  {r.errors}")
+    print(f"load generator ({meta['client']}, {meta['loop']}) + upstream CPU us per request, by path at "
+          + "/".join(str(c) for c in args.concurrency) + " clients: "
+          + "; ".join(f"{n} " + "/".join(f"{results[n].harness_cpu_us.get(c, float('nan')):.0f}"
+                                         for c in args.concurrency) for n in names))
     ratios: dict[str, float] = {}
     verdict: dict[str, bool] = {}
     figures: dict[str, float] = {}
@@ -528,6 +566,11 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
         print(f"workers (unpinned, {scale['clients']} clients): 1 worker {m['workers-1']:.0f} req/s, 2 workers "
               f"{m['workers-2']:.0f} req/s -> {scale['ratio']:.2f}x (target >= {TARGET_WORKERS:g}: "
               f"{_verdict(verdict['workers'])})")
+        gc = scale["gateway_cpu_us"]
+        print(f"  CPU per request in those rounds: gateway {gc['workers-1']:.0f} us (1 worker) / "
+              f"{gc['workers-2']:.0f} us (2 workers), load generator + upstream {scale['harness_cpu_us']:.0f} us "
+              "-> on 2 shared cores the ratio "
+              f"is bounded by 2g/(g+c) = {scale['bound']:.2f}")
         if "records" in scale:
             verdict["records_once"] = scale["records"] == scale["answered"]
             print(f"decision records vs answered requests (each once): {scale['records']} vs {scale['answered']} "
@@ -576,6 +619,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-record", action="store_true", help="diagnostic: gearshift with [store] off (the targets "
                     "are defined with the decision record ON)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    ap.add_argument("--client", choices=("raw", "aiohttp"), default="raw", help="load generator: the minimal "
+                    "HTTP/1.1 client (default) or aiohttp (several times its CPU per request; for comparison)")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--keep-logs", type=Path, help="copy the gateway logs and configs to this folder")
     ap.add_argument("--gearshift-env", action="append", default=[], metavar="KEY=VALUE",
@@ -617,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     if pinned:
         os.sched_setaffinity(0, {1})  # this process = load generator, on the non-gateway core
     meta: dict[str, Any] = {"pinned": pinned, "python": sys.version.split()[0], "loadavg": os.getloadavg(),
-                            "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                            "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "client": args.client,
+                            "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"}
     litellm_exe = None
     if not args.no_litellm:
         venv = args.litellm_venv.resolve()
@@ -660,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"note: LiteLLM proxy failed to start ({exc}); log tail:\n"
                       + (tmp / "litellm.log").read_text(errors="replace")[-2000:], flush=True)
         print(f"paths: {', '.join(p.name for p in paths)}; upstream {upstream}", flush=True)
-        results = asyncio.run(measure(paths, args))
+        results = run(measure(paths, args, up_proc.pid))
         health = gs.url.rsplit("/v1/", 1)[0] + "/healthz"
         with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=5) as r:
             meta["gearshift_decisions"] = json.loads(r.read()).get("decisions")
@@ -675,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
             w2 = start_gearshift(upstream, tmp, None, tmp / "workers-2.log", env=env, profile=None, py_spy=args.py_spy,
                                  record=not args.no_record, name="workers-2", workers=2)
             procs.append(w2.proc)  # type: ignore[arg-type]
-            scale = asyncio.run(scaling(w1, w2, args))
+            scale = run(scaling(w1, w2, args, up_proc.pid))
             for p in (w1, w2):
                 stop(p.proc)  # SIGTERM: drain, flush the writers
             scale["records"] = {p.name: _count_records(tmp / f"{p.name}.sqlite") for p in (w1, w2)}
