@@ -75,13 +75,15 @@ class _Conn(asyncio.Protocol):
         self.started = 0.0
         self.used = False  # answered at least one request (a stale keep-alive connection can fail once)
         self.received = False  # got bytes of the current response
+        self.until_close = False  # the current response has no length: its body ends with the connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def send(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[tuple[int, bytes]]:
         assert self.transport is not None and self.waiter is None
-        self.waiter, self.started, self.received = loop.create_future(), time.monotonic(), False
+        self.waiter, self.started = loop.create_future(), time.monotonic()
+        self.received = self.until_close = False
         self.transport.write(data)
         return self.waiter
 
@@ -111,6 +113,9 @@ class _Conn(asyncio.Protocol):
             else:
                 length = header(fields, b"content-length")
                 if length is None:  # read-until-close framing: finished in connection_lost
+                    self.until_close = True
+                    if len(buf) > MAX_RESPONSE:
+                        raise ValueError("response too large")
                     return
                 end = head_end + 4 + int(length)
                 if end - head_end > MAX_RESPONSE:
@@ -142,13 +147,10 @@ class _Conn(asyncio.Protocol):
         waiter, self.waiter = self.waiter, None
         if waiter is None or waiter.done():
             return
-        head_end = self.buf.find(b"\r\n\r\n")
-        if head_end >= 0 and b"\r\ncontent-length:" not in self.buf[:head_end].lower():
-            try:  # a response framed by the connection's end
-                waiter.set_result((int(bytes(self.buf[:head_end]).split(b" ", 2)[1]), bytes(self.buf[head_end + 4:])))
-                return
-            except (ValueError, IndexError):
-                pass
+        if self.until_close:  # a response framed by the connection's end
+            head_end = self.buf.find(b"\r\n\r\n")
+            waiter.set_result((int(bytes(self.buf[:head_end]).split(b" ", 2)[1]), bytes(self.buf[head_end + 4:])))
+            return
         waiter.set_exception(ConnectionError(f"connection closed mid-response ({exc})"))
 
 
