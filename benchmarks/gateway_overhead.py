@@ -73,6 +73,8 @@ PROMPT = ("Explain briefly what the capital of France is and name two famous mus
 #: gearshift added latency minus the pass-through's; stack minus heuristic p50 and RSS; workers and LiteLLM ratios
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 0.2, 0.5, 15.0
 TARGET_STACK_P50_MS, TARGET_STACK_RSS_MB, TARGET_WORKERS = 0.3, 60.0, 1.5
+#: a load step during which other jobs used less CPU than this (cores) counts as quiet
+QUIET_CORES = 0.1
 DEFAULT_LITELLM_VENV = Path(tempfile.gettempdir()) / "gearshift-bench-litellm-venv"
 #: Both gateways authenticate this key (LiteLLM refuses to start without a master key; fair to make both check).
 API_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
@@ -161,6 +163,15 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux /proc/stat: user..steal); 0.0 where unavailable."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
 
 def rss_mb(pid: int) -> float:
@@ -379,6 +390,8 @@ class Step:
     rps: float
     errors: int
     cpu_us: dict[str, float]
+    #: CPU the rest of the machine used meanwhile, in cores (other jobs on a shared host): > ~0.1 taints the step
+    others_cores: float
 
 
 async def sustained(client: Client, path: Path_, req: Request, clients: int, duration_s: float,
@@ -397,20 +410,22 @@ async def sustained(client: Client, path: Path_, req: Request, clients: int, dur
             if measuring:
                 counts[0 if ok else 1] += 1
 
-    watch = watch or {}
+    pids = list((watch or {}).items())
     warm = min(1.0, duration_s / 4)
     start = time.perf_counter()
     end = start + warm + duration_s
     tasks = [asyncio.ensure_future(worker(end)) for _ in range(clients)]
     await asyncio.sleep(warm)
-    cpu0 = {"client": time.process_time(), **{k: cpu_seconds(pid) for k, pid in watch.items()}}
+    busy0, cpu0 = machine_cpu_seconds(), {"client": time.process_time(), **{k: cpu_seconds(p) for k, p in pids}}
     measuring, t0 = True, time.perf_counter()
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
     measuring, elapsed = False, time.perf_counter() - t0
-    cpu1 = {"client": time.process_time(), **{k: cpu_seconds(pid) for k, pid in watch.items()}}
+    busy1, cpu1 = machine_cpu_seconds(), {"client": time.process_time(), **{k: cpu_seconds(p) for k, p in pids}}
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
     n = max(1, counts[0] + counts[1])
-    return Step(counts[0] / elapsed, counts[1], {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0})
+    ours = sum(cpu1[k] - cpu0[k] for k in cpu0)
+    return Step(counts[0] / elapsed, counts[1], {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0},
+                max(0.0, (busy1 - busy0 - ours) / elapsed))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -452,7 +467,8 @@ async def measure(paths: list[Path_], args: argparse.Namespace, upstream_pid: in
         for c in args.concurrency:
             for p in paths:
                 c0, w0 = (cpu_seconds(p.proc.pid) if p.proc is not None else 0.0), time.perf_counter()
-                step = await sustained(client, p, reqs[p.name], c, args.duration, {"upstream": upstream_pid})
+                watch = {"upstream": upstream_pid, **({"gateway": p.proc.pid} if p.proc is not None else {})}
+                step = await sustained(client, p, reqs[p.name], c, args.duration, watch)
                 if p.proc is not None:
                     used, wall = cpu_seconds(p.proc.pid) - c0, time.perf_counter() - w0
                     results[p.name].cpu_share[c] = used / wall
@@ -462,8 +478,9 @@ async def measure(paths: list[Path_], args: argparse.Namespace, upstream_pid: in
                 results[p.name].harness_cpu_us[c] = step.cpu_us["client"] + step.cpu_us["upstream"]
                 results[p.name].errors += step.errors
                 print(f"  concurrency {c:3d}  {p.name:9s} {step.rps:9.1f} req/s   load generator + upstream CPU "
-                      f"{step.cpu_us['client']:.0f} + {step.cpu_us['upstream']:.0f} us/req"
-                      + (f"  ({step.errors} errors)" if step.errors else ""), flush=True)
+                      f"{step.cpu_us['client']:.0f} + {step.cpu_us['upstream']:.0f} us/req; other jobs "
+                      f"{step.others_cores:.2f} cores" + (f"  ({step.errors} errors)" if step.errors else ""),
+                      flush=True)
     finally:
         await client.close()
     return results
@@ -476,6 +493,7 @@ async def scaling(one: Path_, two: Path_, args: argparse.Namespace, upstream_pid
     rps: dict[str, list[float]] = {one.name: [], two.name: []}
     g: dict[str, list[float]] = {one.name: [], two.name: []}
     c: dict[str, list[float]] = {one.name: [], two.name: []}
+    others: dict[str, list[float]] = {one.name: [], two.name: []}
     errors = 0
     client = make_client(args.client)
     reqs = {p.name: request_for(p, args.same_prompt) for p in (one, two)}
@@ -491,17 +509,21 @@ async def scaling(one: Path_, two: Path_, args: argparse.Namespace, upstream_pid
                 rps[p.name].append(step.rps)
                 g[p.name].append(step.cpu_us["gateway"])
                 c[p.name].append(step.cpu_us["client"] + step.cpu_us["upstream"])
+                others[p.name].append(step.others_cores)
                 errors += step.errors
                 print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {step.rps:9.1f} req/s   CPU us/req: "
                       f"gateway {step.cpu_us['gateway']:.0f}, load generator {step.cpu_us['client']:.0f}, "
-                      f"upstream {step.cpu_us['upstream']:.0f}", flush=True)
+                      f"upstream {step.cpu_us['upstream']:.0f}; other jobs {step.others_cores:.2f} cores", flush=True)
     finally:
         await client.close()
     mean = {k: statistics.fmean(v) for k, v in rps.items()}
     g_mean = {k: statistics.fmean(v) for k, v in g.items()}
     c_mean = statistics.fmean(c[one.name] + c[two.name])
     g_one = g_mean[one.name]
-    return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors,
+    quiet = [b / a for a, b, x, y in zip(rps[one.name], rps[two.name], others[one.name], others[two.name], strict=True)
+             if a > 0 and max(x, y) < QUIET_CORES]
+    return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors, "others_cores": others,
+            "quiet_round_ratios": quiet,
             "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf"),
             "gateway_cpu_us": g_mean, "harness_cpu_us": c_mean,
             "bound": 2 * g_one / (g_one + c_mean) if g_one + c_mean > 0 else float("nan")}
@@ -582,6 +604,10 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
               f"{gc['workers-2']:.0f} us (2 workers), load generator + upstream {scale['harness_cpu_us']:.0f} us "
               "-> on 2 shared cores the ratio "
               f"is bounded by 2g/(g+c) = {scale['bound']:.2f}")
+        busy = [x for v in scale["others_cores"].values() for x in v]
+        quiet = scale["quiet_round_ratios"]
+        print(f"  other jobs on the machine used {min(busy):.2f}-{max(busy):.2f} cores during those rounds; rounds "
+              f"where both steps had < {QUIET_CORES:g}: " + (", ".join(f"{x:.2f}x" for x in quiet) or "none"))
         if "records" in scale:
             verdict["records_once"] = scale["records"] == scale["answered"]
             print(f"decision records vs answered requests (each once): {scale['records']} vs {scale['answered']} "
