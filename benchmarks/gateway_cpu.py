@@ -9,7 +9,7 @@ above it and as a ratio to it. Apps run in alternating rounds so drift hits both
 
     .venv/bin/python benchmarks/gateway_cpu.py                       # heuristic, decision record on
     .venv/bin/python benchmarks/gateway_cpu.py --stack-router DIR    # also a saved router (e.g. a stack)
-    .venv/bin/python benchmarks/gateway_cpu.py --profile out.pstats  # cProfile of gearshift's rounds
+    .venv/bin/python benchmarks/gateway_cpu.py --profile out.pstats  # cProfile of gearshift's rounds (--profile-app stack)
 
 On a loaded machine even CPU time moves by 10-30 % between runs. Instruction counts do not: run one app alone
 under callgrind at two request counts and divide the difference (startup cancels out), e.g.
@@ -111,7 +111,7 @@ async def measure(apps: dict[str, tuple[Any, str]], args: argparse.Namespace,
                     raise RuntimeError(f"{name} answered HTTP {s} during warm-up")
         for _ in range(args.rounds):
             for name, (app, model) in apps.items():
-                profiling = prof is not None and name == "gearshift"
+                profiling = prof is not None and name == args.profile_app
                 t = time.process_time()
                 if profiling:
                     prof.enable()  # type: ignore[union-attr]
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("passthrough", "gearshift"), help="measure one app alone (e.g. under "
                     "`valgrind --tool=callgrind`, whose instruction counts do not move with the machine's load)")
     ap.add_argument("--no-record", action="store_true", help="diagnostic: gearshift with [store] off")
-    ap.add_argument("--profile", type=Path, help="write a cProfile of gearshift's measured rounds here")
+    ap.add_argument("--profile", type=Path, help="write a cProfile of one app's measured rounds here")
+    ap.add_argument("--profile-app", default="gearshift", help="the app --profile records (gearshift or stack)")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = ap.parse_args(argv)
     if args.requests < 10 or args.rounds < 1:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.conftest import Upstreams
-from gateway.harness import GatewayServer
+from gateway.harness import GatewayServer, make_settings
+from gearshift.gateway.app import create_app
 from gearshift.routers.heuristic import HeuristicRouter
+from gearshift.store.base import DecisionQuery
+from gearshift.store.sqlite import SQLiteDecisionStore
 
 EASY = "hi there, thanks!"
 HARD = ("Prove step by step that the integral of x^2 from 0 to 3 equals 9, then write a Python function that "
@@ -93,3 +101,49 @@ def _q() -> Any:
     from gearshift.store.base import DecisionQuery
 
     return DecisionQuery(limit=10)
+
+
+def test_an_answer_the_client_could_not_receive_is_still_recorded(upstreams: Upstreams, db: Path) -> None:
+    """The record is written after the answer's bytes are handed to the server (gateway/chat.py `AfterSend`), so
+    the client never waits for it; a send that fails (the connection reset as the answer goes out) must not lose it,
+    as a background task of Starlette's would."""
+    app = create_app(make_settings([upstreams.cheap_a], upstreams.strong, db))
+    body = json.dumps(chat("gearshift/auto", EASY)).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    sent: list[str] = []
+
+    async def run() -> None:
+        gone = asyncio.Event()
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+            if message["type"] == "http.response.body":
+                gone.set()
+                raise ConnectionResetError("the client went away")
+
+        async with app.router.lifespan_context(app):
+            with pytest.raises(ConnectionResetError):
+                await app(scope, receive, send)
+
+    asyncio.run(run())
+    assert sent[:2] == ["http.response.start", "http.response.body"]
+    assert len(upstreams.cheap_a.chat_requests) == 1
+    store = SQLiteDecisionStore(db)
+    try:
+        (row,) = store.query(DecisionQuery())
+    finally:
+        store.close()
+    assert row["status"] == "ok" and row["tier"] == "cheap" and row["deployment"] == "cheap-a"

@@ -54,6 +54,21 @@ def test_records_round_trip_exactly(store: DecisionStore) -> None:
     assert got == json.loads(json.dumps(rec))
 
 
+def test_values_json_cannot_carry_still_store_and_read_back(store: DecisionStore) -> None:
+    """The record's JSON is encoded by orjson (store/schema.py `record_json`): a NaN reads back as null (as its
+    column does), an integer past 64 bits and non-string keys take the json module's path, NUL and non-ASCII
+    text survive, and nothing is refused."""
+    nan_rec = _rec(1, score=float("nan"), reason="naïve \x00 ✓", attempts=[{"deployment": "a", "status": 503}])
+    big = _rec(2, attempts=[{"tokens": 2**70}], cascade=[{1: "int key"}])
+    assert store.append_many([nan_rec, big]) == 2
+    got = {r["request_id"]: r for r in store.query(DecisionQuery())}
+    assert got["req-00001"]["score"] is None
+    assert got["req-00001"]["reason"] in ("naïve \x00 ✓", "naïve \ufffd ✓")  # PostgreSQL's JSONB refuses NUL
+    assert got["req-00001"]["attempts"] == [{"deployment": "a", "status": 503}]
+    assert got["req-00002"]["attempts"] == [{"tokens": 2**70}]
+    assert got["req-00002"]["cascade"] == [{"1": "int key"}]
+
+
 def test_same_request_id_is_stored_once_and_the_last_write_wins(store: DecisionStore) -> None:
     """Spool replay and retries re-send records: the log must still hold each request once."""
     store.append_many([_rec(1, status="error")])

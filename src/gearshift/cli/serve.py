@@ -153,7 +153,8 @@ def _run_server(settings: Any, sock: socket.socket, args: argparse.Namespace) ->
     from gearshift.gateway.lifecycle import drain_on_exit_signal
 
     try:
-        app = create_app(settings, reload_on_sighup=True)  # SIGHUP: serve the registry's current version
+        # SIGHUP: serve the registry's current version; the process is the gateway's alone: freeze startup's objects
+        app = create_app(settings, reload_on_sighup=True, freeze_gc=True)
         loop, http = server_speedups()
         # SIGTERM: drain, flush (uvicorn types the timeout int but waits on it with asyncio, so a float works)
         drain: Any = settings.limits.drain_timeout_s

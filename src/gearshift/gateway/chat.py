@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gearshift.errors import InvalidRequestError
 from gearshift.gateway.budgets import worst_case_usd
@@ -207,11 +208,16 @@ async def _buffered(gw: Gateway, budget: float, call: Call, req: ChatRequest, pa
 
 
 async def _complete(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> Response:
-    return json_response(call.surface.answer(await _answer(gw, call, payload, decision, text)), call.headers)
+    """The answer, recorded once its bytes are handed to the server (`AfterSend`): the client does not wait for
+    the record, the metrics or the extensions, which still run before this task yields to the next request."""
+    body = await _answer(gw, call, payload, decision, text, record=False)
+    return json_response(call.surface.answer(body), call.headers, after=lambda: finish(gw, call))
 
 
-async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str) -> dict[str, Any]:
-    """The whole answer (through the cascade when it runs), recorded; the caller sends it."""
+async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: Decision, text: str, *,
+                  record: bool = True) -> dict[str, Any]:
+    """The whole answer (through the cascade when it runs), recorded unless `record=False` (the caller then calls
+    `finish`); the caller sends it."""
     idx = decision.tier
     out = call.outcome
     body_out = gw.upstream_request(payload, idx)
@@ -251,14 +257,35 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
     call.answer = answer_text(body)
     call.answer_tools = tool_call_names(body)
     await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
-    finish(gw, call)
+    if record:
+        finish(gw, call)
     return body
 
 
-def json_response(body: dict[str, Any], headers: dict[str, str]) -> Response:
-    """What `JSONResponse` sends (compact UTF-8 JSON), encoded by orjson: ~10x faster than the json module."""
+class AfterSend(Response):
+    """A response that runs `after` once its bytes are handed to the server, whether sending worked or not (a
+    client gone mid-send, a cancelled task): unlike Starlette's background tasks, which a failed send skips."""
+
+    def __init__(self, content: bytes, headers: dict[str, str], after: Callable[[], None]) -> None:
+        super().__init__(content, media_type="application/json", headers=headers)
+        self.after = after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.after()
+
+
+def json_response(body: dict[str, Any], headers: dict[str, str], after: Callable[[], None] | None = None) -> Response:
+    """What `JSONResponse` sends (compact UTF-8 JSON), encoded by orjson: ~10x faster than the json module.
+    `after`, when given, runs once the bytes are handed to the server (`AfterSend`)."""
     try:
         raw = orjson.dumps(body)
     except (TypeError, orjson.JSONEncodeError):  # e.g. an integer past 64 bits: the json module takes it
-        return JSONResponse(body, headers=headers)
-    return Response(raw, media_type="application/json", headers=headers)
+        if after is None:
+            return JSONResponse(body, headers=headers)
+        raw = bytes(JSONResponse(body).body)
+    if after is None:
+        return Response(raw, media_type="application/json", headers=headers)
+    return AfterSend(raw, headers, after)

@@ -218,7 +218,16 @@ class OpenAICompatProvider:
             raise self._too_large(deployment, f"response of {resp.content_length} bytes", resp.status)
         parts: list[bytes] = []
         size = 0
-        while part := await self._read(deployment, resp):
+        content = resp.content
+        while True:
+            # what already arrived (a small answer comes with its headers) costs no timer and no suspension
+            part = content.read_nowait()
+            if not part:
+                if content.at_eof():
+                    break
+                part = await self._read(deployment, resp)
+                if not part:
+                    break
             size += len(part)
             if size > limit:
                 raise self._too_large(deployment, "response", resp.status)

@@ -14,7 +14,6 @@ small thread-safe connection pool.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gearshift.errors import ConfigError, StoreUnavailableError
 from gearshift.store.base import DecisionQuery
-from gearshift.store.schema import COLUMN_NAMES, KEY, RECORD, TABLE, column_values
+from gearshift.store.schema import COLUMN_NAMES, KEY, RECORD, TABLE, column_values, record_json
 
 if TYPE_CHECKING:
     import psycopg
@@ -226,7 +225,7 @@ def bounded_connection(pool: ConnectionPool, timeout_s: float) -> Iterator[psyco
 
 def to_json(record: Mapping[str, Any]) -> str:
     """JSON text for a JSONB column; NUL is the one character JSONB refuses, so it becomes U+FFFD."""
-    return json.dumps(record, separators=(",", ":"), default=str).replace("\\u0000", "\\ufffd")
+    return record_json(record).replace("\\u0000", "\\ufffd")
 
 
 class PostgresTables:

@@ -16,7 +16,7 @@ from typing import Any
 
 from gearshift.errors import ConfigError
 from gearshift.store.base import DecisionQuery
-from gearshift.store.schema import COLUMN_NAMES, TABLE, column_values, create_table, upgrade_sqlite
+from gearshift.store.schema import COLUMN_NAMES, TABLE, column_values, create_table, record_json, upgrade_sqlite
 
 _INSERT = (f"INSERT OR REPLACE INTO {TABLE}({', '.join(COLUMN_NAMES)}) "
            f"VALUES ({','.join('?' * len(COLUMN_NAMES))})")
@@ -57,7 +57,7 @@ class SQLiteDecisionStore:
         self._lock = threading.Lock()
 
     def append_many(self, records: Sequence[Mapping[str, Any]]) -> int:
-        rows = [(*column_values(r), json.dumps(r, separators=(",", ":"), default=str)) for r in records]
+        rows = [(*column_values(r), record_json(r)) for r in records]
         if not rows:
             return 0
         with self._lock:
