@@ -23,11 +23,14 @@ scaling step) or caps the direct and pass-through rows (the ladder): with g the 
 c the load generator's + upstream's, 1 -> 2 workers on 2 shared cores can show at most 2g/(g+c). So the
 upstream is a bare asyncio.Protocol HTTP/1.1 server and the load generator (benchmarks/_loadgen.py) writes
 pre-built request bytes to one kept-alive connection per client and parses responses with a few
-`bytes.find`s, both on uvloop: ~20 us per request together on the direct path, ~75 us through a gateway
-(fewer responses per event-loop wake-up), where aiohttp on both sides took ~185 / ~330 us. Every request
-still carries a distinct prompt, is framed and read in full, and its JSON is parsed by the upstream. The
-script prints c for every path and step, and g, c and the bound for the workers step. `--client aiohttp`
-runs the old aiohttp generator for comparison.
+`bytes.find`s, both on uvloop: c ~20 us per request on the direct path and ~70-85 us through gearshift at
+32 clients (fewer responses per event-loop wake-up), where an aiohttp client and server took ~185 and
+~300-330 us (2026-12-03): the bound on the workers ratio moved from ~1.5 to ~1.85. Every request still
+carries a distinct prompt, is framed and read in full, and its JSON is parsed by the upstream. The script
+prints c for every path and step; for the workers step also g, the bound, and the CPU other jobs used
+meanwhile (a neighbour taking the idle core during the 1-worker rounds inflates the ratio, one taking a
+core during the 2-worker rounds deflates it; only rounds under 0.1 cores of other work are quiet).
+`--client aiohttp` runs the aiohttp generator for comparison.
 
     .venv/bin/python benchmarks/gateway_overhead.py                 # full run, LiteLLM installed on demand
     .venv/bin/python benchmarks/gateway_overhead.py --quick --no-litellm   # smoke run
