@@ -1,8 +1,8 @@
 """Gateway overhead: direct vs a trivial pass-through vs `gearshift serve` (heuristic, stack) vs LiteLLM, one run.
 
 One zero-delay upstream (benchmarks/_upstream.py, its own process). Each gateway runs as a subprocess
-pinned to core 0 (`taskset -c 0`); the upstream and this script (the aiohttp load generator) share the
-other core, so the gateway never competes with them for a CPU. Paths, all against that upstream:
+pinned to core 0 (`taskset -c 0`); the upstream and this script (the load generator) share the other
+core, so the gateway never competes with them for a CPU. Paths, all against that upstream:
 
   direct        no gateway: the floor every "added" figure is measured from;
   passthrough   a trivial Starlette + aiohttp pass-through (benchmarks/_passthrough.py): the Python floor;
@@ -17,6 +17,20 @@ Three measurements:
   2. a concurrency ladder (1, 8, 32 clients, fixed duration each) -> sustained requests/s, pinned;
   3. scaling: `gearshift serve --workers 1` vs `--workers 2`, unpinned (the gateway, the upstream and the
      load generator share both cores, as on a real 2-core host), 32 clients, alternating rounds.
+
+The harness is minimal on purpose. On this 2-core class of host its CPU is taken from the gateway (the
+scaling step) or caps the direct and pass-through rows (the ladder): with g the gateway's CPU per request and
+c the load generator's + upstream's, 1 -> 2 workers on 2 shared cores can show at most 2g/(g+c). So the
+upstream is a bare asyncio.Protocol HTTP/1.1 server and the load generator (benchmarks/_loadgen.py) writes
+pre-built request bytes to one kept-alive connection per client and parses responses with a few
+`bytes.find`s, both on uvloop: c ~20 us per request on the direct path and ~70-85 us through gearshift at
+32 clients (fewer responses per event-loop wake-up), where an aiohttp client and server took ~185 and
+~300-330 us (2026-12-03): the bound on the workers ratio moved from ~1.5 to ~1.85. Every request still
+carries a distinct prompt, is framed and read in full, and its JSON is parsed by the upstream. The script
+prints c for every path and step; for the workers step also g, the bound, and the CPU other jobs used
+meanwhile (a neighbour taking the idle core during the 1-worker rounds inflates the ratio, one taking a
+core during the 2-worker rounds deflates it; only rounds under 0.1 cores of other work are quiet).
+`--client aiohttp` runs the aiohttp generator for comparison.
 
     .venv/bin/python benchmarks/gateway_overhead.py                 # full run, LiteLLM installed on demand
     .venv/bin/python benchmarks/gateway_overhead.py --quick --no-litellm   # smoke run
@@ -34,7 +48,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import itertools
+import importlib.util
 import json
 import os
 import shutil
@@ -51,15 +65,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _loadgen import Client, Request, client_errors, make_client, run  # noqa: E402
+
 MODEL = "bench-model"
 PROMPT = ("Explain briefly what the capital of France is and name two famous museums there. "
           "Answer in two sentences.")
 #: gearshift added latency minus the pass-through's; stack minus heuristic p50 and RSS; workers and LiteLLM ratios
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATIO = 0.2, 0.5, 15.0
 TARGET_STACK_P50_MS, TARGET_STACK_RSS_MB, TARGET_WORKERS = 0.3, 60.0, 1.5
+#: a load step during which other jobs used less CPU than this (cores) counts as quiet
+QUIET_CORES = 0.1
 DEFAULT_LITELLM_VENV = Path(tempfile.gettempdir()) / "gearshift-bench-litellm-venv"
 #: Both gateways authenticate this key (LiteLLM refuses to start without a master key; fair to make both check).
 API_KEY = "sk-bench-0123456789abcdef0123456789abcdef"
@@ -89,6 +107,8 @@ class Result:
     errors: int = 0
     note: str = ""
     rss_mb: float | None = None  # gateway resident memory after the latency phase (all its processes)
+    #: per concurrency: CPU microseconds per request of the load generator + the upstream (the harness's cost)
+    harness_cpu_us: dict[int, float] = field(default_factory=dict)
 
 
 # -- processes ---------------------------------------------------------------------------------------
@@ -146,6 +166,15 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux /proc/stat: user..steal); 0.0 where unavailable."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
 
 def rss_mb(pid: int) -> float:
@@ -326,32 +355,26 @@ general_settings:
 
 # -- load ----------------------------------------------------------------------------------------------
 
-_seq = itertools.count()
-
-
-def body_for(path: Path_, same_prompt: bool = False) -> bytes:
-    """A distinct prompt per request (as real traffic has): an identical one would look like users regenerating
-    answers to gearshift's implicit-signal detector and cost a signal write per request."""
-    text = PROMPT if same_prompt else f"{PROMPT} (ref {next(_seq)})"
-    return json.dumps({"model": path.model, "messages": [{"role": "user", "content": text}],
-                       "max_tokens": 64}).encode()
-
-
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+ERRORS = client_errors()
 
 
-async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> bool:
-    async with session.post(url, data=body, headers=HEADERS) as r:
-        data = await r.read()
-        return r.status == 200 and data.startswith(b"{")
+def request_for(path: Path_, same_prompt: bool = False) -> Request:
+    """Pre-built POSTs to `path`, a distinct prompt each (as real traffic has): an identical one would look like
+    users regenerating answers to gearshift's implicit-signal detector and cost a signal write per request."""
+    return Request(path.url, path.model, PROMPT, HEADERS, same_prompt)
 
 
-async def sequential(session: aiohttp.ClientSession, path: Path_, n: int, out: list[float], same: bool) -> int:
+async def one(client: Client, req: Request) -> bool:
+    status, data = await client.post(req)
+    return status == 200 and data.startswith(b"{")
+
+
+async def sequential(client: Client, path: Path_, req: Request, n: int, out: list[float]) -> int:
     errors = 0
     for _ in range(n):
-        body = body_for(path, same)
         t = time.perf_counter()
-        ok = await one(session, path.url, body)
+        ok = await one(client, req)
         out.append((time.perf_counter() - t) * 1000.0)
         ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
         errors += not ok
@@ -362,8 +385,20 @@ async def sequential(session: aiohttp.ClientSession, path: Path_, n: int, out: l
 ANSWERED: dict[str, int] = {}
 
 
-async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, duration_s: float,
-                    same: bool) -> tuple[float, int]:
+@dataclass
+class Step:
+    """One closed-loop load step: req/s, failed requests, and CPU microseconds per request over the measured
+    window of this process (`client`, the load generator) and of each watched process tree."""
+
+    rps: float
+    errors: int
+    cpu_us: dict[str, float]
+    #: CPU the rest of the machine used meanwhile, in cores (other jobs on a shared host): > ~0.1 taints the step
+    others_cores: float
+
+
+async def sustained(client: Client, path: Path_, req: Request, clients: int, duration_s: float,
+                    watch: dict[str, int] | None = None) -> Step:
     """Requests/s completed by `clients` closed-loop workers over `duration_s` (after a short warm-up)."""
     counts = [0, 0]  # done, errors
     measuring = False
@@ -371,23 +406,29 @@ async def sustained(session: aiohttp.ClientSession, path: Path_, clients: int, d
     async def worker(end: float) -> None:
         while time.perf_counter() < end:
             try:
-                ok = await one(session, path.url, body_for(path, same))
-            except (TimeoutError, aiohttp.ClientError):
+                ok = await one(client, req)
+            except ERRORS:
                 ok = False
             ANSWERED[path.name] = ANSWERED.get(path.name, 0) + ok
             if measuring:
                 counts[0 if ok else 1] += 1
 
+    pids = list((watch or {}).items())
     warm = min(1.0, duration_s / 4)
     start = time.perf_counter()
     end = start + warm + duration_s
     tasks = [asyncio.ensure_future(worker(end)) for _ in range(clients)]
     await asyncio.sleep(warm)
+    busy0, cpu0 = machine_cpu_seconds(), {"client": time.process_time(), **{k: cpu_seconds(p) for k, p in pids}}
     measuring, t0 = True, time.perf_counter()
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
     measuring, elapsed = False, time.perf_counter() - t0
+    busy1, cpu1 = machine_cpu_seconds(), {"client": time.process_time(), **{k: cpu_seconds(p) for k, p in pids}}
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
-    return counts[0] / elapsed, counts[1]
+    n = max(1, counts[0] + counts[1])
+    ours = sum(cpu1[k] - cpu0[k] for k in cpu0)
+    return Step(counts[0] / elapsed, counts[1], {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0},
+                max(0.0, (busy1 - busy0 - ours) / elapsed))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -395,22 +436,22 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100.0 * (len(s) - 1))))]
 
 
-async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Result]:
+async def measure(paths: list[Path_], args: argparse.Namespace, upstream_pid: int) -> dict[str, Result]:
     results = {p.name: Result(p.name, note=p.note) for p in paths}
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    reqs = {p.name: request_for(p, args.same_prompt) for p in paths}
+    client = make_client(args.client)
+    try:
         lat: dict[str, list[float]] = {p.name: [] for p in paths}
         cpu: dict[str, float] = {p.name: 0.0 for p in paths}
         for p in paths:  # warm-up: imports, pools, JITted regexes, SQLite file
-            results[p.name].errors += await sequential(session, p, args.warmup, [], args.same_prompt)
+            results[p.name].errors += await sequential(client, p, reqs[p.name], args.warmup, [])
         rounds = max(1, min(args.rounds, args.requests))
         for r in range(rounds):
             per = args.requests // rounds + (1 if r < args.requests % rounds else 0)
             order = paths if r % 2 == 0 else list(reversed(paths))
             for p in order:
                 c0 = cpu_seconds(p.proc.pid) if p.proc is not None else 0.0
-                results[p.name].errors += await sequential(session, p, per, lat[p.name], args.same_prompt)
+                results[p.name].errors += await sequential(client, p, reqs[p.name], per, lat[p.name])
                 if p.proc is not None:
                     cpu[p.name] += cpu_seconds(p.proc.pid) - c0
             print(f"  latency round {r + 1}/{rounds} done", flush=True)
@@ -429,37 +470,66 @@ async def measure(paths: list[Path_], args: argparse.Namespace) -> dict[str, Res
         for c in args.concurrency:
             for p in paths:
                 c0, w0 = (cpu_seconds(p.proc.pid) if p.proc is not None else 0.0), time.perf_counter()
-                rps, errs = await sustained(session, p, c, args.duration, args.same_prompt)
+                watch = {"upstream": upstream_pid, **({"gateway": p.proc.pid} if p.proc is not None else {})}
+                step = await sustained(client, p, reqs[p.name], c, args.duration, watch)
                 if p.proc is not None:
                     used, wall = cpu_seconds(p.proc.pid) - c0, time.perf_counter() - w0
                     results[p.name].cpu_share[c] = used / wall
                     if used > 0:
-                        results[p.name].rps_per_cpu[c] = rps * wall / used
-                results[p.name].rps[c] = rps
-                results[p.name].errors += errs
-                print(f"  concurrency {c:3d}  {p.name:9s} {rps:9.1f} req/s" + (f"  ({errs} errors)" if errs else ""),
+                        results[p.name].rps_per_cpu[c] = step.rps * wall / used
+                results[p.name].rps[c] = step.rps
+                results[p.name].harness_cpu_us[c] = step.cpu_us["client"] + step.cpu_us["upstream"]
+                results[p.name].errors += step.errors
+                print(f"  concurrency {c:3d}  {p.name:9s} {step.rps:9.1f} req/s   load generator + upstream CPU "
+                      f"{step.cpu_us['client']:.0f} + {step.cpu_us['upstream']:.0f} us/req; other jobs "
+                      f"{step.others_cores:.2f} cores" + (f"  ({step.errors} errors)" if step.errors else ""),
                       flush=True)
+    finally:
+        await client.close()
     return results
 
 
-async def scaling(one: Path_, two: Path_, args: argparse.Namespace) -> dict[str, Any]:
-    """req/s at `args.scale_clients` clients through `--workers 1` and `--workers 2`, alternating rounds."""
+async def scaling(one: Path_, two: Path_, args: argparse.Namespace, upstream_pid: int) -> dict[str, Any]:
+    """req/s at `args.scale_clients` clients through `--workers 1` and `--workers 2`, alternating rounds; also the
+    CPU per request of the gateway (g) and of the load generator + upstream (c) in each round: on a host where
+    they share the cores the ratio cannot exceed 2g/(g+c)."""
     rps: dict[str, list[float]] = {one.name: [], two.name: []}
+    g: dict[str, list[float]] = {one.name: [], two.name: []}
+    c: dict[str, list[float]] = {one.name: [], two.name: []}
+    others: dict[str, list[float]] = {one.name: [], two.name: []}
     errors = 0
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
+    client = make_client(args.client)
+    reqs = {p.name: request_for(p, args.same_prompt) for p in (one, two)}
+    try:
         for p in (one, two):  # warm-up: both workers of `two` import, connect and open SQLite
-            errors += await sequential(session, p, args.warmup, [], args.same_prompt)
-            await sustained(session, p, args.scale_clients, 1.0, args.same_prompt)
+            errors += await sequential(client, p, reqs[p.name], args.warmup, [])
+            await sustained(client, p, reqs[p.name], args.scale_clients, 1.0)
         for r in range(args.scale_rounds):
             for p in ((one, two) if r % 2 == 0 else (two, one)):
-                got, errs = await sustained(session, p, args.scale_clients, args.duration, args.same_prompt)
-                rps[p.name].append(got)
-                errors += errs
-                print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {got:9.1f} req/s", flush=True)
+                assert p.proc is not None
+                step = await sustained(client, p, reqs[p.name], args.scale_clients, args.duration,
+                                       {"upstream": upstream_pid, "gateway": p.proc.pid})
+                rps[p.name].append(step.rps)
+                g[p.name].append(step.cpu_us["gateway"])
+                c[p.name].append(step.cpu_us["client"] + step.cpu_us["upstream"])
+                others[p.name].append(step.others_cores)
+                errors += step.errors
+                print(f"  scaling round {r + 1}/{args.scale_rounds}  {p.name:10s} {step.rps:9.1f} req/s   CPU us/req: "
+                      f"gateway {step.cpu_us['gateway']:.0f}, load generator {step.cpu_us['client']:.0f}, "
+                      f"upstream {step.cpu_us['upstream']:.0f}; other jobs {step.others_cores:.2f} cores", flush=True)
+    finally:
+        await client.close()
     mean = {k: statistics.fmean(v) for k, v in rps.items()}
-    return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors,
-            "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf")}
+    g_mean = {k: statistics.fmean(v) for k, v in g.items()}
+    c_mean = statistics.fmean(c[one.name] + c[two.name])
+    g_one = g_mean[one.name]
+    quiet = [b / a for a, b, x, y in zip(rps[one.name], rps[two.name], others[one.name], others[two.name], strict=True)
+             if a > 0 and max(x, y) < QUIET_CORES]
+    return {"clients": args.scale_clients, "rounds": rps, "mean_rps": mean, "errors": errors, "others_cores": others,
+            "quiet_round_ratios": quiet,
+            "ratio": mean[two.name] / mean[one.name] if mean[one.name] > 0 else float("inf"),
+            "gateway_cpu_us": g_mean, "harness_cpu_us": c_mean,
+            "bound": 2 * g_one / (g_one + c_mean) if g_one + c_mean > 0 else float("nan")}
 
 
 # -- report --------------------------------------------------------------------------------------------
@@ -485,6 +555,10 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
         print(f"{n:12s} {r.latency_ms['p50']:8.3f} {r.latency_ms['p99']:8.3f} {r.latency_ms['mean']:8.3f} "
               f"{added or ' ' * 21:21s} {cpu:>10s} {rss:>7s}  "
               + "  ".join(f"{r.rps[c]:12.1f}" for c in args.concurrency) + f"  {r.errors}")
+    print(f"load generator ({meta['client']}, {meta['loop']}) + upstream CPU us per request, by path at "
+          + "/".join(str(c) for c in args.concurrency) + " clients: "
+          + "; ".join(f"{n} " + "/".join(f"{results[n].harness_cpu_us.get(c, float('nan')):.0f}"
+                                         for c in args.concurrency) for n in names))
     ratios: dict[str, float] = {}
     verdict: dict[str, bool] = {}
     figures: dict[str, float] = {}
@@ -528,6 +602,15 @@ def report(results: dict[str, Result], args: argparse.Namespace, meta: dict[str,
         print(f"workers (unpinned, {scale['clients']} clients): 1 worker {m['workers-1']:.0f} req/s, 2 workers "
               f"{m['workers-2']:.0f} req/s -> {scale['ratio']:.2f}x (target >= {TARGET_WORKERS:g}: "
               f"{_verdict(verdict['workers'])})")
+        gc = scale["gateway_cpu_us"]
+        print(f"  CPU per request in those rounds: gateway {gc['workers-1']:.0f} us (1 worker) / "
+              f"{gc['workers-2']:.0f} us (2 workers), load generator + upstream {scale['harness_cpu_us']:.0f} us "
+              "-> on 2 shared cores the ratio "
+              f"is bounded by 2g/(g+c) = {scale['bound']:.2f}")
+        busy = [x for v in scale["others_cores"].values() for x in v]
+        quiet = scale["quiet_round_ratios"]
+        print(f"  other jobs on the machine used {min(busy):.2f}-{max(busy):.2f} cores during those rounds; rounds "
+              f"where both steps had < {QUIET_CORES:g}: " + (", ".join(f"{x:.2f}x" for x in quiet) or "none"))
         if "records" in scale:
             verdict["records_once"] = scale["records"] == scale["answered"]
             print(f"decision records vs answered requests (each once): {scale['records']} vs {scale['answered']} "
@@ -576,6 +659,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-record", action="store_true", help="diagnostic: gearshift with [store] off (the targets "
                     "are defined with the decision record ON)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    ap.add_argument("--client", choices=("raw", "aiohttp"), default="raw", help="load generator: the minimal "
+                    "HTTP/1.1 client (default) or aiohttp (several times its CPU per request; for comparison)")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
     ap.add_argument("--keep-logs", type=Path, help="copy the gateway logs and configs to this folder")
     ap.add_argument("--gearshift-env", action="append", default=[], metavar="KEY=VALUE",
@@ -617,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     if pinned:
         os.sched_setaffinity(0, {1})  # this process = load generator, on the non-gateway core
     meta: dict[str, Any] = {"pinned": pinned, "python": sys.version.split()[0], "loadavg": os.getloadavg(),
-                            "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                            "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "client": args.client,
+                            "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"}
     litellm_exe = None
     if not args.no_litellm:
         venv = args.litellm_venv.resolve()
@@ -660,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"note: LiteLLM proxy failed to start ({exc}); log tail:\n"
                       + (tmp / "litellm.log").read_text(errors="replace")[-2000:], flush=True)
         print(f"paths: {', '.join(p.name for p in paths)}; upstream {upstream}", flush=True)
-        results = asyncio.run(measure(paths, args))
+        results = run(measure(paths, args, up_proc.pid))
         health = gs.url.rsplit("/v1/", 1)[0] + "/healthz"
         with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(health, timeout=5) as r:
             meta["gearshift_decisions"] = json.loads(r.read()).get("decisions")
@@ -675,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
             w2 = start_gearshift(upstream, tmp, None, tmp / "workers-2.log", env=env, profile=None, py_spy=args.py_spy,
                                  record=not args.no_record, name="workers-2", workers=2)
             procs.append(w2.proc)  # type: ignore[arg-type]
-            scale = asyncio.run(scaling(w1, w2, args))
+            scale = run(scaling(w1, w2, args, up_proc.pid))
             for p in (w1, w2):
                 stop(p.proc)  # SIGTERM: drain, flush the writers
             scale["records"] = {p.name: _count_records(tmp / f"{p.name}.sqlite") for p in (w1, w2)}
