@@ -9,7 +9,7 @@ above it and as a ratio to it. Apps run in alternating rounds so drift hits both
 
     .venv/bin/python benchmarks/gateway_cpu.py                       # heuristic, decision record on
     .venv/bin/python benchmarks/gateway_cpu.py --stack-router DIR    # also a saved router (e.g. a stack)
-    .venv/bin/python benchmarks/gateway_cpu.py --profile out.pstats  # cProfile of gearshift's rounds (--profile-app stack)
+    .venv/bin/python benchmarks/gateway_cpu.py --profile out.pstats  # cProfile (--profile-app stack)
 
 On a loaded machine even CPU time moves by 10-30 % between runs. Instruction counts do not: run one app alone
 under callgrind at two request counts and divide the difference (startup cancels out), e.g.
