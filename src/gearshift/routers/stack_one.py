@@ -117,7 +117,7 @@ class OnePrompt:
             unit = vals / norm if norm > 0 else vals
             sims = self.ref.gathered(unit, idx[:, 0], idx[:, 1], idx[:, 2])
         else:
-            cols, vals = self.vec.sparse_row(text, sort=False)
+            cols, vals = self.vec.sparse_row(text)
             lin = float(vals @ self.coef[cols])
             norm = math.sqrt(float(vals @ vals))
             sims = self.ref.sims(cols, vals / norm if norm > 0 else vals)

@@ -313,9 +313,9 @@ class TfidfEmbedder:
         cols, tf = np.unique(np.concatenate(found), return_counts=True)  # half a Counter's cost
         return cols, tf.astype(np.float64)
 
-    def sparse_row(self, text: str, *, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One text's row of `sparse` as (column indices, float64 values), without scikit-learn; the columns
-        ascending (both ways of counting sort them, so `sort` changes nothing; kept for callers)."""
+        ascending (both ways of counting sort them)."""
         blocks = self._fast_blocks()
         counted = self.counted_row(text)
         if counted is not None and self._colscale is not None:
