@@ -60,10 +60,12 @@ def _timed(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
 def instrument() -> None:
     """Wrap the phases where the request path looks them up (module globals and classes)."""
     import gearshift.closed_loop.loop as loop
+    import gearshift.gateway.auth as auth
     import gearshift.gateway.call as call_mod
     import gearshift.gateway.chat as chat
     import gearshift.gateway.service as service
     import gearshift.policy.decide as decide
+    import gearshift.providers.openai_compat as openai_compat
     import gearshift.providers.reliability as reliability
     import gearshift.tracing.metrics as metrics
 
@@ -77,6 +79,10 @@ def instrument() -> None:
         (chat, "finish", "finish (after the answer is sent)"), (call_mod, "build_row", "finish.build record"),
         (metrics.GatewayMetrics, "observe_record", "finish.metrics"), (service.Gateway, "emit", "finish.writer"),
         (loop.ClosedLoop, "on_decision", "finish.closed loop (signals...)"),
+        (auth.KeyChecker, "admit", "key check"), (auth.KeyChecker, "reserve", "budget reservation"),
+        (chat, "new_call", "new call (request id...)"), (chat, "answer_within", "deadline (holds the routing...)"),
+        (chat, "json_response", "encode answer"),
+        (openai_compat.OpenAICompatProvider, "complete", "executor.provider (aiohttp round trip)"),
     ]
     for owner, name, label in targets:
         setattr(owner, name, _timed(getattr(owner, name), label))

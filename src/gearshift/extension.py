@@ -43,6 +43,11 @@ class Served(Protocol):
         """Names of the tool calls in the answer (JSON or streamed)."""
         ...
 
+    def next_turn_key(self) -> str | None:
+        """The key this conversation's next turn looks its tier up under (`policy.conversations.next_key` of the
+        messages and the answer), computed once per request: the pin and the implicit signals both need it."""
+        ...
+
 
 class KeyCheck(Protocol):
     def check(self, authorization: str | None, scope: str | None = None) -> str | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -16,7 +20,7 @@ import pytest
 
 from gearshift.cli import main
 from gearshift.gateway.settings import GatewaySettings
-from gearshift.gateway.workers import per_worker_settings, spool_for_worker
+from gearshift.gateway.workers import balanced_ports, per_worker_settings, spool_for_worker
 from gearshift.store.base import DecisionQuery
 from gearshift.store.sqlite import SQLiteDecisionStore
 from support.fake_upstream import Behaviour, FakeUpstream, closed_port
@@ -102,6 +106,43 @@ def test_two_workers_share_the_port_drain_on_sigterm_and_write_every_record_once
     assert sorted(r["request_id"] for r in rows) == sorted(ids)  # each answered request recorded exactly once
     assert not any(spool_for_worker(_settings(db), i).exists() and spool_for_worker(_settings(db), i).stat().st_size
                    for i in range(2))
+
+
+def _healthz_pid(sock: socket.socket) -> int:
+    """Send `GET /healthz` on an open connection and read the answering worker's pid."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    size = int(re.search(rb"content-length: *(\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+    while len(body) < size:
+        body += sock.recv(65536)
+    return int(json.loads(body)["pid"])
+
+
+@pytest.mark.skipif(not balanced_ports(), reason="the kernel balances sockets sharing a port on Linux only")
+def test_connections_a_client_pool_opens_at_once_spread_over_the_workers(tmp_path: Path) -> None:
+    db, port, log = tmp_path / "d.sqlite", closed_port(), tmp_path / "serve.log"
+    url = f"http://127.0.0.1:{port}"
+    with FakeUpstream() as up:
+        proc = _start(_config(tmp_path, up.base_url, db), port, 2, log)
+        try:
+            wait_healthy(proc, url, 30, log.read_text)
+            for _ in range(3):  # one shared socket gave all 32 to one worker, every time
+                conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+                try:
+                    split = collections.Counter(_healthz_pid(c) for c in conns)
+                finally:
+                    for c in conns:
+                        c.close()
+                assert len(split) == 2 and min(split.values()) >= 4, split  # binomial(32, 1/2): < 4 is ~1e-6
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:

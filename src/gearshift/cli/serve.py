@@ -78,8 +78,11 @@ def register(subparsers: Any) -> None:
     dec.set_defaults(handler=_decisions)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind before anything slow starts, so a port in use fails at once with a clear error."""
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """Bind before anything slow starts, so a port in use fails at once with a clear error. `reuse_port`: more
+    sockets will join this one on the port, one per worker (gateway/workers.py)."""
+    from gearshift.gateway.workers import BACKLOG
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -88,8 +91,10 @@ def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
-        sock.listen(2048)
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         hint = " (another gateway running? pick another --port)" if exc.errno == errno.EADDRINUSE else ""
@@ -127,7 +132,9 @@ def _serve(args: argparse.Namespace) -> int:
         sock = worker_socket(args.worker_fd)
         count = args.worker_count or 1
         return _run_server(per_worker_settings(settings, args.worker_index or 0, count), sock, args)
-    sock = _listen(args.host, args.port)
+    from gearshift.gateway.workers import balanced_ports
+
+    sock = _listen(args.host, args.port, reuse_port=args.workers > 1 and balanced_ports())
     try:
         port = sock.getsockname()[1]
         err = Console(stderr=True, soft_wrap=True)
@@ -172,7 +179,7 @@ def _supervise(settings: Any, sock: socket.socket, args: argparse.Namespace, err
     """`--workers N`: this process only supervises; each worker is a `gearshift serve --worker-fd` process."""
     import sys
 
-    from gearshift.gateway.workers import Supervisor, per_worker_note
+    from gearshift.gateway.workers import Supervisor, listen_sockets, per_worker_note
 
     note = per_worker_note(settings, args.workers)
     err.print(f"  workers: {args.workers} processes" if note is None else note, highlight=False, markup=False)
@@ -182,7 +189,12 @@ def _supervise(settings: Any, sock: socket.socket, args: argparse.Namespace, err
         command += ["--config", str(args.config.resolve())]
     if args.access_log:
         command.append("--access-log")
-    return Supervisor(sock, command, args.workers, settings.limits.drain_timeout_s).run()
+    socks = listen_sockets(sock, args.workers)  # `sock` is closed by the caller
+    try:
+        return Supervisor(socks, command, args.workers, settings.limits.drain_timeout_s).run()
+    finally:
+        for extra in socks[1:]:
+            extra.close()
 
 
 def server_speedups() -> tuple[str, str]:

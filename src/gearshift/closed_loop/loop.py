@@ -90,7 +90,8 @@ class ClosedLoop:
             if self.monitor is not None:
                 self.monitor.observe(record)
             if self.signals is not None:
-                events = self.signals.observe(record, messages, conversation_header, answer, served.answer_tools)
+                events = self.signals.observe(record, messages, conversation_header, answer, served.answer_tools,
+                                              next_turn=served.next_turn_key())
                 if events:
                     self.write_signals(events)
             if self.shadow is not None and payload is not None:

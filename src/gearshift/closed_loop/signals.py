@@ -55,6 +55,13 @@ def is_correction(text: str) -> bool:
 _WORD = re.compile(r"\w+")
 
 
+class _Unset:
+    """`ImplicitSignals.observe`'s `next_turn` not given (None is a value: no next-turn key)."""
+
+
+_UNSET = _Unset()
+
+
 #: characters of a message whose words are kept for the edit check: the memory holds up to `memory` of these
 #: sets per table, so a long pasted document must not be kept word by word
 EDIT_CHARS = 1000
@@ -129,21 +136,23 @@ class ImplicitSignals:
             table.popitem(last=False)
 
     @staticmethod
-    def _ask_key(scope: str, header: str | None, messages: Sequence[Mapping[str, Any]]) -> str | None:
+    def _ask_key(scope: str, lookup: str | None, messages: Sequence[Mapping[str, Any]]) -> str | None:
+        """`lookup`: the request's conversation key (`conversation_keys`)."""
         users = [m for m in messages if m.get("role") == "user"]
         if not users:
             return None
-        lookup, _ = conversation_keys(header, messages)
         if lookup is None:  # a first turn without a conversation header: no identity to regenerate within
             return None
         raw = json.dumps([scope, lookup, _content(users[-1])], ensure_ascii=False)
         return hashlib.blake2b(raw.encode("utf-8"), digest_size=12).hexdigest()
 
     def observe(self, record: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], header: str | None,
-                answer: str | None, tools: Sequence[str] = ()) -> list[SignalEvent]:
+                answer: str | None, tools: Sequence[str] = (), *, next_turn: str | _Unset | None = _UNSET
+                ) -> list[SignalEvent]:
         """Signals this decision reveals about earlier ones (and about itself: abandonment, a hand-off it made).
 
-        `tools`: names of the tool calls in the answer."""
+        `tools`: names of the tool calls in the answer. `next_turn`: `next_key(header, messages, answer)` when the
+        caller already has it (the gateway computes it once per request, for its conversation pin)."""
         rid, now, tier = str(record["request_id"]), float(record["time"]), record.get("tier")
         seg = segment_labels(record.get("segment"))
         out: list[SignalEvent] = []
@@ -157,8 +166,8 @@ class ImplicitSignals:
         if record.get("status") == "ok" and (self.handoff_tools.intersection(tools) or self.says_handoff(answer)):
             out.append(self._event(me, now, "handoff"))
         scope = str(record.get("api_key_id") or "")
-        ask = self._ask_key(scope, header, messages)
         lookup, _ = conversation_keys(header, messages)
+        ask = self._ask_key(scope, lookup, messages)
         position = scope + "|" + lookup if lookup is not None and not (header and header.strip()) else None
         with self._lock:
             earlier = self._asked.get(ask) if ask is not None else None
@@ -176,7 +185,7 @@ class ImplicitSignals:
                 self._put(self._asked, ask, me)
             if position is not None:
                 self._put(self._position, position, me)
-            nk = next_key(header, messages, answer)
+            nk = next_key(header, messages, answer) if isinstance(next_turn, _Unset) else next_turn
             if nk is not None and record.get("status") == "ok":
                 self._put(self._answered, scope + "|" + nk, me)
         return out

@@ -50,9 +50,17 @@ class Call:
     timeout_s: float = 60.0  # the whole-request deadline, from `started` (gateway/deadline.py)
     attempts: list[Attempt] = field(default_factory=list)  # upstream tries so far, kept if the work is cancelled
     recorded: bool = False  # `finish` ran: one record per request
+    _next_turn: tuple[str | None] | None = field(default=None, repr=False)  # next_turn_key(), once computed
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 3)
+
+    def next_turn_key(self) -> str | None:
+        """`next_key` of the messages and `answer` (set it first), computed once: the conversation pin and the
+        implicit signals both look for it, and hashing the whole conversation is not free."""
+        if self._next_turn is None:
+            self._next_turn = (next_key(self.conv_header, self.messages, self.answer),)
+        return self._next_turn[0]
 
     def remaining_s(self) -> float:
         """Seconds left before the whole-request deadline."""
@@ -127,17 +135,17 @@ def error_response(gw: Gateway, call: Call, exc: BaseException) -> Response:
     return JSONResponse(call.surface.error_body(status, body), status_code=status, headers=call.headers)
 
 
-async def pin_conversation(gw: Gateway, call: Call, answer: str | None, idx: int,
-                           tool_call_ids: Sequence[str] = ()) -> None:
-    """Store the tier a served answer came from under the key its conversation's next turn looks up, and
-    under each tool call it made (the turn returning their results goes back there: policy/decide.py).
+async def pin_conversation(gw: Gateway, call: Call, idx: int, tool_call_ids: Sequence[str] = ()) -> None:
+    """Store the tier the served answer (`call.answer`, set first) came from under the key its conversation's
+    next turn looks up, and under each tool call it made (the turn returning their results goes back there:
+    policy/decide.py).
 
     Awaited before the answer reaches the client, so a next turn sent to any gateway of the fleet finds it.
     """
     store = gw.policy.conversations
     if store is None:
         return
-    key = scoped(next_key(call.conv_header, call.messages, answer), call.facts.api_key_id)
+    key = scoped(call.next_turn_key(), call.facts.api_key_id)
     if key is not None:
         await store.set(key, idx)
     for tool_key in tool_call_keys(tool_call_ids):

@@ -256,7 +256,7 @@ async def _answer(gw: Gateway, call: Call, payload: dict[str, Any], decision: De
         out.cost_usd += rejected_usd
     call.answer = answer_text(body)
     call.answer_tools = tool_call_names(body)
-    await pin_conversation(gw, call, call.answer, idx, tool_call_ids(body))
+    await pin_conversation(gw, call, idx, tool_call_ids(body))
     if record:
         finish(gw, call)
     return body

@@ -96,7 +96,8 @@ async def _events(gw: Gateway, call: Call, execution: StreamExecution, client_wa
             yield encoder.chunk({"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk",
                         "created": int(time.time()), "model": execution.deployment.model, "choices": [],
                         "usage": usage})
-        await pin_conversation(gw, call, "".join(pieces), idx, calls)  # before [DONE]: the next turn may go anywhere
+        call.answer = "".join(pieces)
+        await pin_conversation(gw, call, idx, calls)  # before [DONE]: the next turn may go anywhere
         yield encoder.done()
         status = "ok"
     except ProviderError as exc:

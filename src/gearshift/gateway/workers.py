@@ -1,9 +1,14 @@
-"""`gearshift serve --workers N`: one listening socket, N gateway processes, one supervisor.
+"""`gearshift serve --workers N`: N listening sockets on one port, N gateway processes, one supervisor.
 
 The supervisor binds the port (so a port in use fails at once), then starts N workers, each a
-`gearshift serve --worker-fd FD` process that inherits the socket and runs its own event loop; the
-kernel hands each new connection to whichever worker accepts it first. The supervisor serves no
-traffic: it forwards signals and replaces a worker that dies.
+`gearshift serve --worker-fd FD` process that inherits one socket and runs its own event loop. On Linux each
+worker has its own socket on the port (`SO_REUSEPORT`) and the kernel spreads new connections over them by
+their address hash. With one shared socket, whichever worker wakes first accepts everything queued: 32
+connections a client pool opens at once all landed on one worker, and kept-alive they stay there while the
+other worker idles. The supervisor keeps every socket open, so connections that arrive for a worker being
+replaced wait in its queue for the new one instead of being refused. Elsewhere (no `SO_REUSEPORT` load
+balancing) the workers share one socket. The supervisor serves no traffic: it forwards signals and replaces
+a worker that dies.
 
 * SIGTERM / SIGINT: every worker drains (stops accepting, finishes in-flight responses up to
   `[limits] drain_timeout_s`, flushes its decision writer), then the supervisor exits 0.
@@ -41,6 +46,8 @@ _EARLY_EXIT_S = 5.0
 #: that many early deaths of one worker slot in a row stop the gateway (bad config, port, code)
 _MAX_EARLY_EXITS = 3
 _POLL_S = 0.1
+#: connections a listening socket queues before its worker accepts them
+BACKLOG = 2048
 
 
 def spool_for_worker(settings: GatewaySettings, index: int) -> Path:
@@ -84,6 +91,35 @@ def per_worker_note(settings: GatewaySettings, count: int) -> str | None:
     return note + ". Set [redis] url to share them."
 
 
+def balanced_ports() -> bool:
+    """Whether the kernel balances connections over sockets sharing a port (`SO_REUSEPORT` on Linux; the BSDs'
+    and macOS's hand every connection to one of them)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listen_sockets(first: socket.socket, count: int) -> list[socket.socket]:
+    """`first` (bound and listening with `SO_REUSEPORT` set) and `count - 1` more sockets on its address, one per
+    worker; only `[first]` when the kernel would not balance between them."""
+    socks = [first]
+    if count <= 1 or not balanced_ports():
+        return socks
+    try:
+        for _ in range(count - 1):
+            sock = socket.socket(first.family, first.type, first.proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(first.getsockname())
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in socks[1:]:
+            sock.close()
+        raise ConfigError(f"cannot open a listening socket per worker on {first.getsockname()}: {exc.strerror}"
+                          ) from None
+    return socks
+
+
 def worker_socket(fd: int) -> socket.socket:
     """The listening socket a worker inherited from its supervisor."""
     try:
@@ -118,9 +154,10 @@ class _Slot:
 
 @dataclass
 class Supervisor:
-    """Runs `count` workers on `sock`: `command` is the worker's argv without the `--worker-*` options."""
+    """Runs `count` workers on `socks` (one each, or one shared when there is only one): `command` is the worker's
+    argv without the `--worker-*` options."""
 
-    sock: socket.socket
+    socks: Sequence[socket.socket]
     command: Sequence[str]
     count: int
     drain_timeout_s: float
@@ -129,7 +166,7 @@ class Supervisor:
     _hup: bool = False
 
     def _spawn(self, slot: _Slot) -> None:
-        fd = self.sock.fileno()
+        fd = self.socks[slot.index % len(self.socks)].fileno()  # a replacement gets the dead worker's queue
         argv = [*self.command, "--worker-fd", str(fd), "--worker-index", str(slot.index),
                 "--worker-count", str(self.count)]
         # its own process group: a terminal's Ctrl-C reaches the supervisor only, which stops each worker once
@@ -190,7 +227,8 @@ class Supervisor:
     def _stop_all(self) -> None:
         """SIGTERM every worker once, wait for their drains, then SIGKILL what outlives drain + a margin."""
         self._signal_all(signal.SIGTERM)
-        self.sock.close()  # with every worker's copy closed as it stops, new connections are refused, not queued
+        for sock in self.socks:  # with every worker's copy closed as it stops, new connections are refused
+            sock.close()
         deadline = time.monotonic() + self.drain_timeout_s + 15.0  # the writer's flush after the drain
         for slot in self.slots:
             proc = slot.proc
