@@ -18,6 +18,9 @@ under callgrind at two request counts and divide the difference (startup cancels
         --only gearshift --requests 10 --rounds 1 --warmup 30      # then --requests 110 into cg-110.out
     # instructions per request = (totals in cg-110.out - totals in cg-10.out) / 100   (~3 min a run)
 
+`--only stack --stack-router DIR` does the same for a saved router; `--cache-sim=yes --LL=2097152,16,64` adds
+simulated cache misses (DLmr, DLmw), which in the gateway cost what instructions alone do not show.
+
 Only 127.0.0.1 is contacted; every loop is bounded in count.
 """
 
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     ap.add_argument("--warmup", type=int, default=200, help="warm-up requests per app")
     ap.add_argument("--stack-router", type=Path, help="also measure a saved router directory (e.g. a stack)")
-    ap.add_argument("--only", choices=("passthrough", "gearshift"), help="measure one app alone (e.g. under "
+    ap.add_argument("--only", choices=("passthrough", "gearshift", "stack"), help="measure one app alone (e.g. under "
                     "`valgrind --tool=callgrind`, whose instruction counts do not move with the machine's load)")
     ap.add_argument("--no-record", action="store_true", help="diagnostic: gearshift with [store] off")
     ap.add_argument("--profile", type=Path, help="write a cProfile of one app's measured rounds here")

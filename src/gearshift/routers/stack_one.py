@@ -8,13 +8,18 @@ so every touch is a cache miss). `OnePrompt` derives, once at load, what one pro
 - one row per vocabulary column holding everything the prompt's columns are gathered for (the n-gram
   scale, scale x coefficient, the OOD reference's dense slot and sparse extent), so a prompt does one gather;
 - the OOD reference columns most reference rows share, dense (float32), and the rest column-major (CSC, int32
-  rows, float32 values) without the dense ones, each dense column marked as an empty sparse one;
+  rows, float32 values) without the dense ones, each dense column marked as an empty sparse one; a prompt's
+  dense rows are copied `RefIndex.CHUNK` at a time into one small buffer (copied at once, they were ~45 % of
+  the simulated cache misses of a `score`: 250 KB read, 250 KB of fresh buffer written);
 - the shape part of the linear model folded into one weight vector and a constant.
 
 Nothing here is saved: it is derived from the saved state, which therefore loads as before. Measured on a
 400-prompt GSM8K stack and benchmarks/gateway_overhead.py's prompt: 1.89M -> 1.21M instructions per `score`
 (callgrind), ~205 -> ~155 us (old and new alternating in one process); inside the gateway (in-process A/B,
 thread CPU time of `score`) ~455 -> ~415 us, the rest being cache misses a micro-benchmark does not see.
+The chunked copy (callgrind, 2 MB LL, caches swept between prompts): last-level data misses per `score`
+12.5k -> 10.5k (GSM8K stack), 14.5k -> 11.6k (MMLU), for +2-3 % instructions; per gateway request
+(`benchmarks/gateway_cpu.py --only stack`) 15.1k -> 12.1k.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from gearshift.routers.trees import TreeEnsemble
 class RefIndex:
     """The OOD reference rows (unit CSR, float32) for one-prompt similarities: columns present in at least
     `DENSE_DF` rows dense, the rest CSC; `sims` of a row with 222 columns, 154 of them dense, on 400 reference
-    rows: ~17 numpy calls, ~30 us, half of it copying the 154 dense rows (DENSE_DF 100 copies less but costs
-    more instructions: callgrind with a 2 MB cache, evicted between prompts). Built with numpy alone."""
+    rows: ~20 numpy calls, ~30 us, half of it copying the 154 dense rows (DENSE_DF 100 copies less but costs
+    more instructions: callgrind with a 2 MB cache, evicted between prompts). Built with numpy alone.
+    A CSC of every column instead of the dense rows would read about as many bytes (8 per entry, and these
+    columns are in ~40 % of the rows) and write several times that in temporaries, at ~20x the instructions."""
 
     DENSE_DF = 32  # a column present in at least this many reference rows is held dense
-    CHUNK = 64  # dense rows copied at a time (a 100 KB buffer for 400 reference rows)
+    CHUNK = 64  # dense rows copied at a time: a 100 KB buffer at 400 reference rows (32: -5 % misses, +4 % instr.)
     MATVEC_NNZ = 2500  # longer rows: one pass over all reference rows (~0.7 ms flat) beats gathering
 
     def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> None:
@@ -87,8 +94,9 @@ class RefIndex:
         for i, a in enumerate(range(0, m, c)):
             rows = buf if a + c <= m else buf[: m - a]
             self.dense.take(slots[a:a + c], axis=0, out=rows, mode="clip")  # "raise" would buffer the copy
-            np.matmul(v32[a:a + c], rows, out=parts[i])
-        return parts.sum(axis=0, dtype=np.float64)
+            np.dot(v32[a:a + c], rows, out=parts[i])  # np.dot: less dispatch than np.matmul, the same sgemv
+        total: np.ndarray = parts.sum(axis=0, dtype=np.float64)
+        return total
 
     def gathered(self, vals: np.ndarray, slot: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
         """`sims` from the row's columns' slots and sparse extents (as `columns` lays them out)."""
