@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,10 +43,19 @@ drain_timeout_s = 10
     return cfg
 
 
-def _start(cfg: Path, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def _serving(cfg: Path, port: int, log: Path, workers: int = 2) -> Iterator[subprocess.Popen[bytes]]:
+    """`gearshift serve --workers N` on `port`, healthy; killed on the way out if the test did not stop it."""
     with log.open("wb") as out:
-        return subprocess.Popen([str(GEARSHIFT), "serve", "--config", str(cfg), "--port", str(port),
+        proc = subprocess.Popen([str(GEARSHIFT), "serve", "--config", str(cfg), "--port", str(port),
                                  "--log-level", "warning", "--workers", str(workers)], stdout=out, stderr=out)
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}", 30, log.read_text)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _pids(url: str, tries: int = 60) -> set[int]:
@@ -68,35 +78,28 @@ def _chat(client: httpx.Client, url: str, i: int) -> str:
 def test_two_workers_share_the_port_drain_on_sigterm_and_write_every_record_once(tmp_path: Path) -> None:
     db, port, log = tmp_path / "d.sqlite", closed_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
-    with FakeUpstream() as up:
-        proc = _start(_config(tmp_path, up.base_url, db), port, 2, log)
-        try:
-            wait_healthy(proc, url, 30, log.read_text)
-            pids = _pids(url)
-            assert len(pids) == 2 and proc.pid not in pids, pids  # two workers answer; the supervisor serves none
-            local = threading.local()
+    with FakeUpstream() as up, _serving(_config(tmp_path, up.base_url, db), port, log) as proc:
+        pids = _pids(url)
+        assert len(pids) == 2 and proc.pid not in pids, pids  # two workers answer; the supervisor serves none
+        local = threading.local()
 
-            def one(i: int) -> str:
-                if not hasattr(local, "client"):
-                    local.client = httpx.Client()
-                return _chat(local.client, url, i)
+        def one(i: int) -> str:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client()
+            return _chat(local.client, url, i)
 
-            with ThreadPoolExecutor(16) as pool:  # M requests from 16 clients, spread over both workers
-                ids = list(pool.map(one, range(240)))
-                # then 16 slow ones in flight when SIGTERM arrives: every worker must finish what it accepted
-                up.default = Behaviour(latency_s=1.5)
-                slow = [pool.submit(_chat, httpx.Client(), url, 1000 + i) for i in range(16)]
-                deadline = time.monotonic() + 10
-                while len(up.chat_requests) < 240 + 16 and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                assert len(up.chat_requests) == 256
-                proc.send_signal(signal.SIGTERM)
-                ids += [f.result(timeout=30) for f in slow]
-            assert proc.wait(30) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        with ThreadPoolExecutor(16) as pool:  # M requests from 16 clients, spread over both workers
+            ids = list(pool.map(one, range(240)))
+            # then 16 slow ones in flight when SIGTERM arrives: every worker must finish what it accepted
+            up.default = Behaviour(latency_s=1.5)
+            slow = [pool.submit(_chat, httpx.Client(), url, 1000 + i) for i in range(16)]
+            deadline = time.monotonic() + 10
+            while len(up.chat_requests) < 240 + 16 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(up.chat_requests) == 256
+            proc.send_signal(signal.SIGTERM)
+            ids += [f.result(timeout=30) for f in slow]
+        assert proc.wait(30) == 0, log.read_text()
     store = SQLiteDecisionStore(db)
     try:
         rows = store.query(DecisionQuery(limit=None))
@@ -124,51 +127,36 @@ def _healthz_pid(sock: socket.socket) -> int:
 @pytest.mark.skipif(not balanced_ports(), reason="the kernel balances sockets sharing a port on Linux only")
 def test_connections_a_client_pool_opens_at_once_spread_over_the_workers(tmp_path: Path) -> None:
     db, port, log = tmp_path / "d.sqlite", closed_port(), tmp_path / "serve.log"
-    url = f"http://127.0.0.1:{port}"
-    with FakeUpstream() as up:
-        proc = _start(_config(tmp_path, up.base_url, db), port, 2, log)
-        try:
-            wait_healthy(proc, url, 30, log.read_text)
-            for _ in range(3):  # one shared socket gave all 32 to one worker, every time
-                conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
-                try:
-                    split = collections.Counter(_healthz_pid(c) for c in conns)
-                finally:
-                    for c in conns:
-                        c.close()
-                assert len(split) == 2 and min(split.values()) >= 4, split  # binomial(32, 1/2): < 4 is ~1e-6
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with FakeUpstream() as up, _serving(_config(tmp_path, up.base_url, db), port, log) as proc:
+        for _ in range(3):  # one shared socket gave all 32 to one worker, every time
+            conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+            try:
+                split = collections.Counter(_healthz_pid(c) for c in conns)
+            finally:
+                for c in conns:
+                    c.close()
+            assert len(split) == 2 and min(split.values()) >= 4, split  # binomial(32, 1/2): < 4 is ~1e-6
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     db, port, log = tmp_path / "d.sqlite", closed_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}"
-    with FakeUpstream() as up:
-        proc = _start(_config(tmp_path, up.base_url, db), port, 2, log)
-        try:
-            wait_healthy(proc, url, 30, log.read_text)
-            victim = next(iter(_pids(url)))
-            os.kill(victim, signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            seen: set[int] = set()
-            while len(seen - {victim}) < 2 and time.monotonic() < deadline:
-                with contextlib.suppress(httpx.TransportError):
-                    seen |= _pids(url, tries=10)
-                time.sleep(0.1)
-            assert len(seen - {victim}) == 2, (seen, log.read_text())
-            with httpx.Client() as c:
-                _chat(c, url, 1)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with FakeUpstream() as up, _serving(_config(tmp_path, up.base_url, db), port, log) as proc:
+        victim = next(iter(_pids(url)))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        seen: set[int] = set()
+        while len(seen - {victim}) < 2 and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                seen |= _pids(url, tries=10)
+            time.sleep(0.1)
+        assert len(seen - {victim}) == 2, (seen, log.read_text())
+        with httpx.Client() as c:
+            _chat(c, url, 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
     assert f"(pid {victim}) exited" in log.read_text()
 
 
@@ -212,9 +200,7 @@ def test_sighup_reloads_the_router_of_every_worker(tmp_path: Path) -> None:
         cfg = tmp_path / "gearshift.toml"
         cfg.write_text(two_tier_toml(up.base_url, up.base_url) + f'\n[router]\nversion = "champion"\n\n'
                                                                     f'[store]\npath = "{db}"\n')
-        proc = _start(cfg, port, 2, log)
-        try:
-            wait_healthy(proc, url, 30, log.read_text)
+        with _serving(cfg, port, log) as proc:
 
             def versions(tries: int = 80) -> dict[int, str]:
                 seen: dict[int, str] = {}
@@ -238,7 +224,3 @@ def test_sighup_reloads_the_router_of_every_worker(tmp_path: Path) -> None:
             assert set(after) == set(before) and set(after.values()) == {v2}, (after, log.read_text())
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
