@@ -63,3 +63,32 @@ def test_task_free_instruction_sentences_at_either_end_are_dropped(boilerplate: 
 ])
 def test_instruction_words_with_content_are_kept(kept: str) -> None:
     assert canonical(kept) == " ".join(kept.casefold().split())
+
+
+def test_canonical_fast_paths_equal_their_general_forms() -> None:
+    """`_one_blank`'s skip, `_generic`'s early exits and the `_TAIL_WORDS` pre-check give what the plain
+    forms give: `_BLANKS` on every line, the count of non-instruction words, `_TAIL` searched every time."""
+    import random
+    import re
+
+    from gearshift.data import text as t
+
+    pieces = ["Hello!", "Thanks a lot.", "thank you", "Best regards,\nBob", "cheers", "ty", "twenty", " ", "  ",
+              "\t", "\n", "\u00a0", "\u3000", "\x0b", "\x0c", "\x1c", "Please think step by step.",
+              "You are an expert.", "be thorough and careful and precise.", "What is 2+2?", "Have a nice day!",
+              "appreciate it", "Sincerely", "much appreciated!", "all the best", "x", "Ünïcode", "日本", QUESTION]
+    rng = random.Random(4)
+    texts = ["".join(rng.choice(pieces) + rng.choice(["", " ", "\n", ". "]) for _ in range(rng.randint(0, 9)))
+             for _ in range(3000)]
+    for text in texts:
+        low = text.casefold()
+        assert t._one_blank(low) == "\n".join(t._BLANKS.sub(" ", line).strip() for line in low.split("\n")).strip()
+        for sentence in t._SENTENCE.findall(low):
+            words = re.findall(r"[\w']+", sentence)
+            other = sum(w not in t._GENERIC for w in words)
+            plain = not t._CONTENT_MARK.search(sentence.replace("'s ", " ").replace("'m ", " ").replace("'re ", " ")) \
+                and len(words) >= 3 and (other == 0 or (other == 1 and len(words) >= 6))
+            assert t._generic(sentence) == plain, sentence
+        tail = t._one_blank(low)[-240:]
+        if t._TAIL.search(tail):
+            assert any(word in tail for word in t._TAIL_WORDS), tail

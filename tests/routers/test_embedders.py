@@ -168,3 +168,26 @@ def test_e5_static_distils_a_tiny_vocabulary_once(tmp_path: Path) -> None:
     clone = StaticE5Embedder(dim=8)
     clone.set_state(meta, arrays)
     np.testing.assert_array_equal(clone.embed(texts), s.embed(texts))
+
+
+def test_tfidf_one_text_fast_paths_equal_their_general_forms() -> None:
+    """The ASCII tokeniser equals `_TOKEN_PATTERN`'s regex, and `unique_counts` equals np.unique's counts."""
+    import random
+    import re
+    from itertools import pairwise
+
+    from gearshift.routers.embedders.tfidf import _TOKEN_PATTERN, unique_counts, word_ngrams
+
+    pattern, rng = re.compile(_TOKEN_PATTERN), random.Random(5)
+    alphabet = [chr(i) for i in range(128)] + ["a"] * 60 + [" "] * 20 + ["é", "Σ", "²"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 50)))
+        tokens = pattern.findall(text.lower())
+        assert word_ngrams(text, pattern, 1, 2) == tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
+    gen = np.random.default_rng(5)
+    for n in (0, 1, 2, 5, 400, 3000):
+        cols = gen.integers(0, max(n, 1), n)
+        want_cols, want_counts = np.unique(cols, return_counts=True)
+        got_cols, got_counts = unique_counts(cols.copy())
+        np.testing.assert_array_equal(got_cols, want_cols)
+        assert got_counts.dtype == np.float64 and np.array_equal(got_counts, want_counts)

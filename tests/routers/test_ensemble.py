@@ -180,20 +180,31 @@ def test_one_row_trees_with_single_leaf_trees() -> None:
 
 
 def test_shape_features_fast_scans_match_their_definitions() -> None:
-    """The option and digit scans are faster forms of `(?:^|(?<=\\s))([a-j])[.)]\\s` and `str.isdigit`."""
+    """The option and digit scans are faster forms of `(?:^|(?<=\\s))([a-j])[.)]\\s` and `str.isdigit`; the
+    option statistics are ndarray.mean/max/std's to the bit."""
     import re
 
     from gearshift.data.text import canonical
     from gearshift.routers import ensemble
 
     reference = re.compile(r"(?:^|(?<=\s))([a-j])[.)]\s")
-    texts = [canonical(t) for t in mmlu_prompts(1200)] + ODD_TEXTS + ["a. x b. y", "xa. b. c.", "\u00a0a) 1 b) 2",
-                                                                      "٣ digits ² ½ 12"]
+    rng = np.random.default_rng(3)
+    many = [" ".join(f"{'abcdefghij'[i]}. " + "w" * int(rng.integers(0, 30)) + " x" * int(rng.integers(0, 9))
+                     for i in range(k)) for k in rng.integers(2, 11, 300)]  # 2-10 options of any lengths
+    texts = [canonical(t) for t in mmlu_prompts(1200)] + ODD_TEXTS + many + ["a. x b. y", "xa. b. c.",
+                                                                             "\u00a0a) 1 b) 2", "٣ digits ² ½ 12"]
     for text in texts:
         assert [(*m.span(), m.group(1)) for m in ensemble._OPTION.finditer(text)] == \
             [(*m.span(), m.group(1)) for m in reference.finditer(text)]
-        digits = dict(zip(SHAPE_FEATURES, shape_features(text), strict=True))["digit_ratio"]
-        assert digits == sum(map(str.isdigit, text)) / max(len(text), 1)
+        features = dict(zip(SHAPE_FEATURES, shape_features(text), strict=True))
+        assert features["digit_ratio"] == sum(map(str.isdigit, text)) / max(len(text), 1)
+        marks = [m.group(1) for m in reference.finditer(text)]
+        if ("a." not in text and "a)" not in text) or ("b." not in text and "b)" not in text):  # options' pre-check
+            assert "a" not in marks or "b" not in marks  # skips only texts without a run
+        opts = ensemble.options(text)[1]
+        ol = np.array([len(o) for o in opts], dtype=np.float64)  # the option statistics as ndarray methods
+        assert [features[k] for k in ("log_mean_option", "log_max_option", "option_spread")] == \
+            ([np.log1p(ol.mean()), np.log1p(ol.max()), ol.std() / (ol.mean() + 1)] if len(ol) else [0.0] * 3)
 
 
 LONG_TEXTS = ["Ünïcödé naïve café – 12½ × 3² " * 40, "what is 17 * 23? " * 60,  # past DICT_MAX_CHARS

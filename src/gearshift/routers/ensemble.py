@@ -33,7 +33,6 @@ _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _MATH = re.compile(r"[=+\-*/^<>%$\\×÷√∑∫π≤≥]")
 _OPTION = re.compile(r"(?<!\S)([a-j])[.)]\s")  # not `(?:^|(?<=\s))`: that alternation made it 3x slower
 _SENT = re.compile(r"[.!?](?:\s|$)")
-_ASCII_DIGIT = re.compile(r"[0-9]")
 SHAPE_FEATURES = ("log_chars", "log_words", "log_stem_chars", "log_numbers", "log_distinct_numbers", "log_max_number",
                   "decimal_share", "percent_rate", "dollar_rate", "digit_ratio", "math_ratio", "log_sentences",
                   "log_questions", "n_options", "log_mean_option", "log_max_option", "option_spread",
@@ -43,6 +42,8 @@ SHAPE_FEATURES = ("log_chars", "log_words", "log_stem_chars", "log_numbers", "lo
 def options(text: str) -> tuple[int, list[str]]:
     """(where the options start, their texts) for a run of lettered options "a. ... b. ... c. ..." in one line of
     canonical text; (len(text), []) when there is no run of at least two consecutive letters from "a"."""
+    if ("a." not in text and "a)" not in text) or ("b." not in text and "b)" not in text):
+        return len(text), []  # no "a" or no "b" mark: no run (four `in` tests, ~0.3 us; the regex scan ~3 us)
     marks = [(m.start(), m.end(), m.group(1)) for m in _OPTION.finditer(text)]
     run: list[tuple[int, int, str]] = []
     for mark in marks:
@@ -67,17 +68,25 @@ def shape_features(text: str) -> np.ndarray:
     nums = _NUM.findall(text)
     vals = [float(x.replace(",", "")) for x in nums if x.replace(",", "").count(".") <= 1]
     start, opts = options(text)
-    ol = np.array([len(o) for o in opts], dtype=np.float64)
+    ascii_ = text.isascii()
+    if opts:  # ndarray.mean/max/std's arithmetic without their Python wrappers (~15 us): lengths are integers, so
+        lens = [len(o) for o in opts]  # their sum (hence the mean) is exact; the squares are summed as np.std does
+        mean = sum(lens) / len(lens)
+        dev = np.array(lens, dtype=np.float64) - mean
+        std = math.sqrt(float(np.add.reduce(dev * dev)) / len(lens))
+        spread, mean_option, max_option = std / (mean + 1), math.log1p(mean), math.log1p(max(lens))
+    else:
+        spread = mean_option = max_option = 0.0
     return np.array([
         math.log1p(len(text)), math.log1p(len(words)), math.log1p(start),
         math.log1p(len(nums)), math.log1p(len(set(nums))), math.log1p(min(max(vals, default=0.0), 1e300)),
         sum("." in x for x in nums) / (len(nums) + 1), text.count("%") / n * 100, text.count("$") / n * 100,
-        (len(_ASCII_DIGIT.findall(text)) if text.isascii() else sum(map(str.isdigit, text))) / n,  # isdigit: ²
+        (len(text) - len(text.encode("ascii").translate(None, b"0123456789")) if ascii_  # [0-9]: 4x the regex
+         else sum(map(str.isdigit, text))) / n,  # isdigit: ²
         len(_MATH.findall(text)) / n,
         math.log1p(len(_SENT.findall(text))), math.log1p(text.count("?")),
-        float(len(opts)), math.log1p(ol.mean()) if len(ol) else 0.0, math.log1p(ol.max()) if len(ol) else 0.0,
-        float(ol.std() / (ol.mean() + 1)) if len(ol) else 0.0,
-        sum(map(len, words)) / nw, (len(text) - len(text.encode("ascii", "ignore"))) / n,
+        float(len(opts)), mean_option, max_option, spread,
+        sum(map(len, words)) / nw, 0.0 if ascii_ else (len(text) - len(text.encode("ascii", "ignore"))) / n,
         len(set(words)) / nw,
     ], dtype=np.float64)
 

@@ -95,7 +95,7 @@ class RefIndex:
             rows = buf if a + c <= m else buf[: m - a]
             self.dense.take(slots[a:a + c], axis=0, out=rows, mode="clip")  # "raise" would buffer the copy
             np.dot(v32[a:a + c], rows, out=parts[i])  # np.dot: less dispatch than np.matmul, the same sgemv
-        total: np.ndarray = parts.sum(axis=0, dtype=np.float64)
+        total: np.ndarray = np.add.reduce(parts, axis=0, dtype=np.float64)  # parts.sum without its Python layer
         return total
 
     def gathered(self, vals: np.ndarray, slot: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -103,11 +103,14 @@ class RefIndex:
         hot = slot < self.n_frequent
         out = self.dense_sims(vals[hot], slot[hot])
         ends = np.cumsum(length)
-        if not len(ends) or not ends[-1]:
+        total = int(ends[-1]) if len(ends) else 0
+        if not total:
             return out
-        pos = np.repeat(start - ends + length, length) + np.arange(ends[-1])
-        return out + np.bincount(self.indices[pos], weights=self.data[pos] * np.repeat(vals, length),
-                                 minlength=self.n)
+        pos = np.repeat(start - ends + length, length)
+        pos += np.arange(total)
+        out += np.bincount(self.indices.take(pos), weights=self.data.take(pos) * np.repeat(vals, length),
+                           minlength=self.n)
+        return out
 
 
 class OnePrompt:
@@ -132,14 +135,16 @@ class OnePrompt:
         counted = self.vec.counted_row(text) if self.table is not None else None
         if counted is not None and self.table is not None and len(counted[0]) <= self.ref.MATVEC_NNZ:
             cols, tf = counted
-            g = self.table[cols]
-            factor = np.log(tf) + 1.0
+            g = self.table.take(cols, axis=0)  # take: the same gather as table[cols], less index parsing
+            factor = np.log(tf, out=tf)  # in place: `counted_row` made tf for this call
+            factor += 1.0
             lin = float(factor @ g[:, 1])
             vals = factor * g[:, 0]
             idx = g[:, 2:].astype(np.int64)
             norm = math.sqrt(float(vals @ vals))
-            unit = vals / norm if norm > 0 else vals
-            sims = self.ref.gathered(unit, idx[:, 0], idx[:, 1], idx[:, 2])
+            if norm > 0:
+                vals /= norm
+            sims = self.ref.gathered(vals, idx[:, 0], idx[:, 1], idx[:, 2])
         else:
             cols, vals = self.vec.sparse_row(text)
             lin = float(vals @ self.coef[cols])
@@ -151,5 +156,5 @@ class OnePrompt:
 
 def top_mean(sims: np.ndarray, k: int) -> float:
     """Mean of the k largest of `sims` (all of them when there are no more than k)."""
-    n = len(sims)  # sum / k is what ndarray.mean computes, without its Python wrapper
-    return float(np.partition(sims, n - k)[n - k:].sum()) / k if k < n else float(sims.sum()) / max(n, 1)
+    n = len(sims)  # sum / k is what ndarray.mean computes; np.add.reduce is ndarray.sum without its Python layer
+    return float(np.add.reduce(np.partition(sims, n - k)[n - k:])) / k if k < n else float(sims.sum()) / max(n, 1)

@@ -77,20 +77,23 @@ class TreeEnsemble:
         quick = self._quick
         if quick is None:  # a tree with more leaves than a uint64 has bits
             return float(self.predict(np.asarray(x, dtype=np.float64)[None, :])[0])
-        feature_of, bounds, first, row0, table, leaf_value, leaf_base = quick
+        feature_of, bounds, first, row_end, table, leaf_value, leaf_base = quick
         # per used feature, how many of its distinct thresholds fail `x <= threshold` (NaN fails them all, as in
-        # `predict`): one comparison over the ~600 sorted thresholds, not a bisect per feature over Python floats
-        fails = ~(np.asarray(x, dtype=np.float64)[feature_of] <= bounds)
-        rows = np.add.reduceat(fails, first, dtype=np.intp) + row0 if len(first) else first
-        mask = np.bitwise_and.reduce(table[rows], axis=0)
-        exit_leaf = np.bitwise_count((mask & np.negative(mask)) - 1)  # index of the lowest set bit
-        return float(self.baseline + leaf_value[leaf_base + exit_leaf].sum())
+        # `predict`): one comparison over the ~600 sorted thresholds, not a bisect per feature over Python floats;
+        # counted as (thresholds - passes) from each feature's last table row, which saves negating the comparison
+        passes = np.less_equal(np.asarray(x, dtype=np.float64).take(feature_of), bounds)
+        rows = row_end - np.add.reduceat(passes, first, dtype=np.intp) if len(first) else first
+        mask = np.bitwise_and.reduce(table.take(rows, axis=0), axis=0)
+        low = mask - 1
+        low ^= mask  # the lowest set bit and every bit below it
+        exit_leaf = np.bitwise_count(low)  # 1 + index of the lowest set bit (leaf_base is each tree's first - 1)
+        return float(self.baseline + np.add.reduce(leaf_value.take(leaf_base + exit_leaf)))
 
     @cached_property
     def _quick(self) -> tuple[np.ndarray, ...] | None:
         """(each threshold's feature, the used features' sorted distinct thresholds one feature after another, each
-        feature's first threshold, each feature's first table row, table, leaf values, each tree's first leaf
-        value): leaves are numbered left to right per tree; a node whose test fails rules out
+        feature's first threshold, each feature's last table row, table, leaf values, each tree's first leaf
+        value's index - 1): leaves are numbered left to right per tree; a node whose test fails rules out
         the leaves of its left subtree, and table row (feature f, k) holds, per tree, the AND of the masks of
         f's nodes with one of f's k smallest thresholds. None when a tree has more leaves than a uint64 has bits."""
         leaves: list[list[int]] = []  # per tree, its leaf nodes left to right
@@ -128,8 +131,8 @@ class TreeEnsemble:
             leaf_value[t, : len(order)] = self.value[order]
         sizes = [len(b) for b in bounds]
         return (np.repeat(np.asarray(feats, dtype=np.intp), sizes), np.asarray([t for b in bounds for t in b]),
-                np.cumsum([0, *sizes[:-1]], dtype=np.intp)[: len(sizes)], np.asarray(offsets[:-1], dtype=np.intp),
-                table, leaf_value.ravel(), np.arange(len(leaves), dtype=np.intp) * width)
+                np.cumsum([0, *sizes[:-1]], dtype=np.intp)[: len(sizes)], np.asarray(offsets[1:], dtype=np.intp) - 1,
+                table, leaf_value.ravel(), np.arange(len(leaves), dtype=np.intp) * width - 1)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Sum of leaf values plus the baseline, for each row of x (n, features)."""
