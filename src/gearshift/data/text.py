@@ -85,6 +85,7 @@ _GENERIC = frozenset(_GENERIC_WORDS.split())
 _SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:\n]*")
 _CONTENT_MARK = re.compile(r"[0-9`\"'=+*/\\<>{}()\[\]$%]")
 _WORD = re.compile(r"[\w']+")
+_ASCII_WORDS = bytes(b if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "_'") else 32 for b in range(256))
 # every `_THANKS` alternative holds one of these: a tail without any cannot match `_TAIL` (the search scans
 # every offset of the last 240 characters, ~5 us on a 120-character prompt; these `in` tests ~0.5 us)
 _TAIL_WORDS = ("thank", "thx", "ty", "appreciate", "cheers", "regards", "wishes", "best", "sincerely", "have a ")
@@ -92,9 +93,13 @@ _TAIL_WORDS = ("thank", "thx", "ty", "appreciate", "cheers", "regards", "wishes"
 
 def _generic(sentence: str) -> bool:
     """A sentence of three or more task-free instruction words (at most one other word when it has six or more)."""
-    if _CONTENT_MARK.search(sentence.replace("'s ", " ").replace("'m ", " ").replace("'re ", " ")):
+    if _CONTENT_MARK.search(sentence.replace("'s ", " ").replace("'m ", " ").replace("'re ", " ")
+                            if "'" in sentence else sentence):
         return False
-    words = _WORD.findall(sentence)  # hyphenated words count by their parts: double-check, in-depth
+    # hyphenated words count by their parts: double-check, in-depth; on ASCII, `_WORD`'s matches are the words
+    # left when every other byte is a space (~1 us where the regex took ~2 on an 80-character sentence)
+    words = sentence.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split() if sentence.isascii() \
+        else _WORD.findall(sentence)
     if len(words) < 3:  # "write it.", "be brief.": too short to tell an instruction from the task's own verb
         return False
     if _GENERIC.issuperset(words):
