@@ -66,7 +66,10 @@ def test_cross_dataset_and_errors(tmp_path: Path, capsys) -> None:  # type: igno
     r = json.loads(out_json.read_text())
     assert r["protocol"] == "cross" and r["n_test"] == 100 and r["train"] == "train" and r["ci"] is None
     assert main(["eval", "--test", str(test), "--router", "no-such-router", "--no-progress"]) == 1
-    assert "no-such-router" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no-such-router" in err and "did you mean" not in err  # nothing close: no guess
+    assert main(["eval", "--test", str(test), "--router", "heursitic", "--no-progress"]) == 1
+    assert "unknown router 'heursitic'; did you mean 'heuristic'? known: random, heuristic" in capsys.readouterr().err
     assert main(["eval", "--test", str(test), "--strong", "nope", "--router", "random", "--no-progress"]) == 1
     assert "nope" in capsys.readouterr().err
 

@@ -132,6 +132,14 @@ def test_errors_say_what_to_do(gateway: GatewayServer) -> None:
         assert r.status_code == 404
         message = r.json()["error"]["message"]
         assert all(name in message for name in ("gearshift/auto", "cheap-a", "strong-b", "router-<router>-"))
+        assert "did you mean" not in message  # nothing configured is close to gpt-5
+        hi = [{"role": "user", "content": "x"}]
+        r = c.post("/v1/chat/completions", json={"model": "gearshift/atuo", "messages": hi})
+        assert r.status_code == 404
+        assert "does not exist; did you mean 'gearshift/auto'?" in r.json()["error"]["message"]
+        r = c.post("/v1/chat/completions", json={"model": "router-heurstic-0.5", "messages": hi})
+        assert r.status_code == 404
+        assert "unknown router 'heurstic' (did you mean 'heuristic'?" in r.json()["error"]["message"]
         r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
                                                  "messages": [{"role": "user", "content": "x" * 5000}]})
         assert r.status_code == 413 and "[limits] max_body_bytes" in r.json()["error"]["message"]
