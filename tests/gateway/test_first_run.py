@@ -7,6 +7,7 @@ typo in the config is reported, and what the gateway answers for an unknown mode
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -100,9 +101,13 @@ def test_serve_banner_names_the_dashboard_and_the_store_and_access_log_is_opt_in
                 try:
                     url = f"http://127.0.0.1:{port}"
                     wait_healthy(proc, url, 60, lambda log=log: log.read_text())
-                    r = httpx.post(f"{url}/v1/chat/completions", timeout=10,
-                                   json={"model": "gearshift/auto", "messages": [{"role": "user", "content": "hi"}]})
-                    assert r.status_code == 200
+                    # the banner's `try:` line is a working request: send exactly what it says
+                    line = next(ln for ln in log.read_text().splitlines() if ln.startswith("  try: "))
+                    curl, silent, target, h, header, d, body = shlex.split(line.removeprefix("  try: "))
+                    assert (curl, silent, target, h, d) == ("curl", "-s", f"{url}/v1/chat/completions", "-H", "-d")
+                    name, _, value = header.partition(": ")
+                    r = httpx.post(target, content=body, headers={name: value}, timeout=10)
+                    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
                 finally:
                     stop_serve(proc)
             text = log.read_text()
@@ -158,3 +163,16 @@ def test_a_typo_in_any_section_is_an_error_in_one_style(tmp_path: Path, capsys: 
         err_store = capsys.readouterr().err
     assert "cascade.enabeld: unknown key (did you mean 'enabled'?" in err_cascade
     assert "store.pth: unknown key (did you mean 'path'?" in err_store
+
+
+def test_the_try_line_reaches_a_wildcard_bind_locally_and_asks_a_keyed_gateway_for_the_key(tmp_path: Path) -> None:
+    from gearshift.cli.serve import try_command
+
+    with FakeUpstream() as up:
+        open_gw = load_settings(_config(tmp_path, up))
+        keyed = parse_settings({**open_gw.model_dump(exclude_unset=True),
+                                "auth": {"keys": [{"id": "team", "sha256": "ab" * 32}]}}, "test")
+    line = try_command(open_gw, "0.0.0.0", 8123)
+    assert line.startswith("curl -s http://127.0.0.1:8123/v1/chat/completions ") and "authorization" not in line
+    assert shlex.split(try_command(open_gw, "::", 8123))[2] == "http://[::1]:8123/v1/chat/completions"
+    assert '-H "authorization: Bearer $GEARSHIFT_KEY"' in try_command(keyed, "127.0.0.1", 8123)
