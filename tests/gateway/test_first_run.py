@@ -176,3 +176,45 @@ def test_the_try_line_reaches_a_wildcard_bind_locally_and_asks_a_keyed_gateway_f
     assert line.startswith("curl -s http://127.0.0.1:8123/v1/chat/completions ") and "authorization" not in line
     assert shlex.split(try_command(open_gw, "::", 8123))[2] == "http://[::1]:8123/v1/chat/completions"
     assert '-H "authorization: Bearer $GEARSHIFT_KEY"' in try_command(keyed, "127.0.0.1", 8123)
+
+
+def test_the_local_model_loads_at_startup_in_the_background_and_a_failed_load_is_a_clear_error() -> None:
+    """The demo's model takes seconds to load, which the first request used to pay. The gateway
+    starts loading it at startup without waiting for it (health answers meanwhile); a load that fails is
+    logged, and requests get the provider's error in the OpenAI shape rather than a hang or a 500."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from gearshift.errors import ProviderError
+    from gearshift.providers.local import LocalProvider
+
+    settings = parse_settings({"tiers": [
+        {"name": t, "deployments": [{"name": f"demo-{t}", "provider": "local", "model": "smollm2"}]}
+        for t in ("cheap", "strong")], "store": {"enabled": False}}, "test")
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_load() -> object:
+        loading.set()
+        release.wait(10)
+        return object()
+
+    slow = LocalProvider(runner_factory=slow_load)
+    with TestClient(create_app(settings, providers={"local": slow}), base_url="http://127.0.0.1") as c:
+        assert loading.wait(5)  # no request was sent
+        assert c.get("/healthz").status_code == 200  # while the model is still loading
+        release.set()
+        deadline = time.monotonic() + 5
+        while slow.load_seconds is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slow.load_seconds is not None
+
+    def broken() -> object:
+        raise ProviderError("local provider needs mistralrs: pip install 'gearshift[local]'", retryable=False)
+
+    with TestClient(create_app(settings, providers={"local": LocalProvider(runner_factory=broken)}),
+                    base_url="http://127.0.0.1") as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                 "messages": [{"role": "user", "content": "hi"}]})
+        assert 500 < r.status_code < 600 and "pip install 'gearshift[local]'" in r.json()["error"]["message"]
