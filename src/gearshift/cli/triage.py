@@ -184,6 +184,12 @@ def _signals(args: argparse.Namespace) -> int:
         for r in rates:
             console.print(json.dumps(r.to_json()), markup=False, highlight=False)
         return 0
+    if not rates:  # an empty table would say nothing about why
+        Console(stderr=True, soft_wrap=True).print(
+            f"no downstream signals on decisions since {args.since} ago: they come from POST /v1/feedback "
+            "(thumbs, ratings, hand-offs) and from conversations' next turns (regenerations, edits); "
+            "README: Feedback and implicit signals", markup=False, highlight=False)
+        return 0
     table = Table(title=f"downstream signals on decisions since {args.since} ago")
     for col in ("signal", "group", "hits", "decisions", "rate"):
         table.add_column(col, justify="left" if col in ("signal", "group") else "right")
