@@ -7,8 +7,18 @@ never drift between endpoints.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """"did you mean 'x'? " for the closest of `known` to a misspelt `name` ("" when none is close): a typo in
+    a router, dataset, provider or model name should cost a newcomer one glance, not a read of the list."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close and close[0] != name else ""
 
 
 class GearshiftError(Exception):

@@ -25,6 +25,12 @@ def test_export_failure_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_misspelt_dataset_gets_the_closest_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "export", "--dataset", "gsm8", "--out", str(tmp_path / "x.jsonl")]) == 1
+    assert "unknown dataset 'gsm8'; did you mean 'gsm8k'? known: mmlu, gsm8k" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_list_names_every_dataset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "list"]) == 0
     printed = capsys.readouterr().out

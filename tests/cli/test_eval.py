@@ -66,7 +66,10 @@ def test_cross_dataset_and_errors(tmp_path: Path, capsys) -> None:  # type: igno
     r = json.loads(out_json.read_text())
     assert r["protocol"] == "cross" and r["n_test"] == 100 and r["train"] == "train" and r["ci"] is None
     assert main(["eval", "--test", str(test), "--router", "no-such-router", "--no-progress"]) == 1
-    assert "no-such-router" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no-such-router" in err and "did you mean" not in err  # nothing close: no guess
+    assert main(["eval", "--test", str(test), "--router", "heursitic", "--no-progress"]) == 1
+    assert "unknown router 'heursitic'; did you mean 'heuristic'? known: random, heuristic" in capsys.readouterr().err
     assert main(["eval", "--test", str(test), "--strong", "nope", "--router", "random", "--no-progress"]) == 1
     assert "nope" in capsys.readouterr().err
 
@@ -108,3 +111,29 @@ def test_eval_reports_at_a_calibrated_operating_point_not_a_raw_threshold(tmp_pa
     assert raw.metrics.confusion.strong_share == 1.0
     assert abs(cal.metrics.confusion.strong_share - 0.3) < 0.01
     assert cal.to_json()["operating_point"]["target_strong_share"] == 0.3
+
+
+def test_an_operating_point_that_ties_kept_off_its_target_says_so(tmp_path: Path) -> None:
+    """A router whose scores come in blocks (the heuristic's do) cannot be cut at exactly 30 %: the line says
+    where it landed and why, rather than "sends 30%" next to a strong share of 40 %."""
+    import io
+
+    from rich.console import Console
+
+    from gearshift.cli.eval import _print_operating_points
+    from gearshift.data.registry import load_dataset
+    from gearshift.evaluation.metrics import MetricSettings
+    from gearshift.evaluation.runner import result_from_scores
+
+    ds = load_dataset(str(_write(tmp_path, 200)))
+    settings = MetricSettings(target_strong_share=0.3)
+    blocks = np.where(np.arange(len(ds)) < 120, 0.2, 0.8)  # 60 % score 0.2, 40 % score 0.8: no cut gives 30 %
+    smooth = np.linspace(0.0, 1.0, len(ds))
+    results = [result_from_scores(p, ds, "big-model", "small-model", router=name, n_boot=0, with_segments=False,
+                                  settings=settings) for name, p in (("blocky", blocks), ("smooth", smooth))]
+    out = io.StringIO()
+    _print_operating_points(results, Console(file=out, width=300))
+    blocky, smooth_line = out.getvalue().splitlines()
+    assert "aimed at 30% of these prompts strong; its scores tie in blocks, so the nearest a threshold gets is" \
+           in blocky and "strong share 40.0%" in blocky
+    assert "(sends 30% of these prompts strong): strong share 30.0%" in smooth_line

@@ -6,6 +6,7 @@ import argparse
 import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from rich.table import Table
 
@@ -52,3 +53,33 @@ def test_fit_table_drops_whole_columns_in_order() -> None:
     assert shown == ["keep", "a"]
     wide = Console(file=io.StringIO(), width=300)
     assert [str(c.header) for c in fit_table(wide, build, cols, ("c", "b", "a")).columns] == list(cols)
+
+
+def test_warnings_and_errors_keep_the_config_sections_they_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """rich reads "[experiment]" as a style tag and drops it: "set [experiment] misroute_fraction" printed as
+    "set  misroute_fraction". Free text in warnings and errors is escaped."""
+    from gearshift.cli.bounds import _warn
+    from gearshift.cli.cache import _usage_error
+
+    _warn("the bounds are biased; set [experiment] misroute_fraction")
+    assert _usage_error("--max-size takes e.g. 2GB, see [store] path") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "set [experiment] misroute_fraction" in err and "see [store] path" in err
+
+
+def test_reading_the_demos_store_uses_the_demos_tiers_and_a_one_tier_log_says_why() -> None:
+    """All of a fresh demo's decisions can go cheap; inferring tiers from that log found one and refused."""
+    import argparse
+
+    from gearshift.cli.common import tier_names
+    from gearshift.errors import DataError
+    from gearshift.learning.logs import infer_tiers
+
+    def ns(**kw: object) -> argparse.Namespace:
+        return argparse.Namespace(**{"tiers": None, "config": None, "db": None, "store_url": None, **kw})
+
+    assert tier_names(ns()) == ("cheap", "strong")  # no --db/--store-url/--config: the demo's store and tiers
+    assert tier_names(ns(db="gw.sqlite")) is None  # another store: its log says
+    assert tier_names(ns(db="gw.sqlite", tiers="a, b")) == ("a", "b")
+    with pytest.raises(DataError, match=r"1 tier\(s\) \['cheap'\], as when every decision went to one; .*--tiers"):
+        infer_tiers([{"tier": "cheap", "score": 0.2}, {"tier": "cheap", "score": 0.4}])

@@ -124,3 +124,15 @@ def test_the_edit_memory_keeps_only_the_start_of_a_long_message() -> None:
     kept = words(document)
     assert kept and len(kept) <= EDIT_CHARS // 2
     assert words("Please fix " + document) != words("Please fix this bug")
+
+
+def test_signals_and_triage_on_a_store_without_any_say_where_they_come_from(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    SQLiteLabelStore(tmp_path / "gw.sqlite").close()
+    assert main(["signals", "--db", str(tmp_path / "gw.sqlite"), "--since", "1h"]) == 0
+    out = capsys.readouterr()
+    assert out.out == ""  # no empty table
+    assert "no downstream signals on decisions since 1h ago" in out.err and "POST /v1/feedback" in out.err
+    assert main(["triage", "list", "--db", str(tmp_path / "gw.sqlite")]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no triage items (open): a decision joins the queue when [shadow] routing" in out.err

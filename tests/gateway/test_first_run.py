@@ -7,6 +7,7 @@ typo in the config is reported, and what the gateway answers for an unknown mode
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -100,9 +101,13 @@ def test_serve_banner_names_the_dashboard_and_the_store_and_access_log_is_opt_in
                 try:
                     url = f"http://127.0.0.1:{port}"
                     wait_healthy(proc, url, 60, lambda log=log: log.read_text())
-                    r = httpx.post(f"{url}/v1/chat/completions", timeout=10,
-                                   json={"model": "gearshift/auto", "messages": [{"role": "user", "content": "hi"}]})
-                    assert r.status_code == 200
+                    # the banner's `try:` line is a working request: send exactly what it says
+                    line = next(ln for ln in log.read_text().splitlines() if ln.startswith("  try: "))
+                    curl, silent, target, h, header, d, body = shlex.split(line.removeprefix("  try: "))
+                    assert (curl, silent, target, h, d) == ("curl", "-s", f"{url}/v1/chat/completions", "-H", "-d")
+                    name, _, value = header.partition(": ")
+                    r = httpx.post(target, content=body, headers={name: value}, timeout=10)
+                    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
                 finally:
                     stop_serve(proc)
             text = log.read_text()
@@ -132,6 +137,14 @@ def test_errors_say_what_to_do(gateway: GatewayServer) -> None:
         assert r.status_code == 404
         message = r.json()["error"]["message"]
         assert all(name in message for name in ("gearshift/auto", "cheap-a", "strong-b", "router-<router>-"))
+        assert "did you mean" not in message  # nothing configured is close to gpt-5
+        hi = [{"role": "user", "content": "x"}]
+        r = c.post("/v1/chat/completions", json={"model": "gearshift/atuo", "messages": hi})
+        assert r.status_code == 404
+        assert "does not exist; did you mean 'gearshift/auto'?" in r.json()["error"]["message"]
+        r = c.post("/v1/chat/completions", json={"model": "router-heurstic-0.5", "messages": hi})
+        assert r.status_code == 404
+        assert "unknown router 'heurstic' (did you mean 'heuristic'?" in r.json()["error"]["message"]
         r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
                                                  "messages": [{"role": "user", "content": "x" * 5000}]})
         assert r.status_code == 413 and "[limits] max_body_bytes" in r.json()["error"]["message"]
@@ -150,3 +163,58 @@ def test_a_typo_in_any_section_is_an_error_in_one_style(tmp_path: Path, capsys: 
         err_store = capsys.readouterr().err
     assert "cascade.enabeld: unknown key (did you mean 'enabled'?" in err_cascade
     assert "store.pth: unknown key (did you mean 'path'?" in err_store
+
+
+def test_the_try_line_reaches_a_wildcard_bind_locally_and_asks_a_keyed_gateway_for_the_key(tmp_path: Path) -> None:
+    from gearshift.cli.serve import try_command
+
+    with FakeUpstream() as up:
+        open_gw = load_settings(_config(tmp_path, up))
+        keyed = parse_settings({**open_gw.model_dump(exclude_unset=True),
+                                "auth": {"keys": [{"id": "team", "sha256": "ab" * 32}]}}, "test")
+    line = try_command(open_gw, "0.0.0.0", 8123)
+    assert line.startswith("curl -s http://127.0.0.1:8123/v1/chat/completions ") and "authorization" not in line
+    assert shlex.split(try_command(open_gw, "::", 8123))[2] == "http://[::1]:8123/v1/chat/completions"
+    assert '-H "authorization: Bearer $GEARSHIFT_KEY"' in try_command(keyed, "127.0.0.1", 8123)
+
+
+def test_the_local_model_loads_at_startup_in_the_background_and_a_failed_load_is_a_clear_error() -> None:
+    """The demo's model takes seconds to load, which the first request used to pay. The gateway
+    starts loading it at startup without waiting for it (health answers meanwhile); a load that fails is
+    logged, and requests get the provider's error in the OpenAI shape rather than a hang or a 500."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from gearshift.errors import ProviderError
+    from gearshift.providers.local import LocalProvider
+
+    settings = parse_settings({"tiers": [
+        {"name": t, "deployments": [{"name": f"demo-{t}", "provider": "local", "model": "smollm2"}]}
+        for t in ("cheap", "strong")], "store": {"enabled": False}}, "test")
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_load() -> object:
+        loading.set()
+        release.wait(10)
+        return object()
+
+    slow = LocalProvider(runner_factory=slow_load)
+    with TestClient(create_app(settings, providers={"local": slow}), base_url="http://127.0.0.1") as c:
+        assert loading.wait(5)  # no request was sent
+        assert c.get("/healthz").status_code == 200  # while the model is still loading
+        release.set()
+        deadline = time.monotonic() + 5
+        while slow.load_seconds is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slow.load_seconds is not None
+
+    def broken() -> object:
+        raise ProviderError("local provider needs mistralrs: pip install 'gearshift[local]'", retryable=False)
+
+    with TestClient(create_app(settings, providers={"local": LocalProvider(runner_factory=broken)}),
+                    base_url="http://127.0.0.1") as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.post("/v1/chat/completions", json={"model": "gearshift/auto",
+                                                 "messages": [{"role": "user", "content": "hi"}]})
+        assert 500 < r.status_code < 600 and "pip install 'gearshift[local]'" in r.json()["error"]["message"]

@@ -104,6 +104,11 @@ def test_an_unknown_provider_names_the_known_ones() -> None:
         DeploymentSettings(provider="bedrock", model="claude")
 
 
+def test_a_misspelt_provider_gets_the_closest_name() -> None:
+    with pytest.raises(ValidationError, match=r"unknown provider 'opneai' \(did you mean 'openai'\? known: anthropic"):
+        DeploymentSettings(provider="opneai", model="gpt")
+
+
 def test_openai_deployments_still_need_a_base_url() -> None:
     with pytest.raises(ValidationError, match="base_url is required for provider 'openai'"):
         DeploymentSettings(provider="openai", model="gpt")

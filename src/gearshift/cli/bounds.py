@@ -41,8 +41,9 @@ def register(subparsers: Any) -> None:
 
 def _warn(text: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {text}", highlight=False)
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False)  # "[experiment]" stays
 
 
 def _offline(args: argparse.Namespace) -> dict[str, SourceResult]:

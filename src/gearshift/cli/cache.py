@@ -89,8 +89,9 @@ def _root(args: argparse.Namespace) -> Path:
 def _usage_error(message: str) -> int:
     """A bad flag value: said the way `gearshift` reports errors, with argparse's exit code for bad usage."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return 2
 
 
@@ -126,6 +127,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from gearshift.evaluation.cache_admin import ALL_KINDS, remove, scan, select
 
@@ -146,7 +148,7 @@ def _prune(args: argparse.Namespace) -> int:
     _report(console, entries, removed, kinds, now, args.dry_run)
     failed = [e for e in chosen if e not in removed]
     for e in failed:
-        console.print(f"[yellow]could not remove[/] {e.path}", highlight=False)
+        console.print(f"[yellow]could not remove[/] {escape(str(e.path))}", highlight=False)
     return 1 if failed else 0
 
 

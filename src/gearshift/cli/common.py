@@ -140,13 +140,12 @@ def saved_versions_dir(args: argparse.Namespace) -> Path:
 
 
 def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """`--tiers`, else `--config`'s tiers, else None (the log's own, inferred)."""
+    """`--tiers`, else `--config`'s tiers, else the demo's when the store read is the demo's (no `--db`,
+    `--store-url`), else None (the log's own, inferred: a log where every decision went cheap names one tier)."""
     if args.tiers:
         return tuple(t.strip() for t in args.tiers.split(",") if t.strip())
-    if args.config is not None:
-        from gearshift.gateway.settings import load_settings
-
-        return load_settings(args.config).tier_names
+    if args.config is not None or not (getattr(args, "db", None) or getattr(args, "store_url", None)):
+        return gateway_settings(args.config).tier_names
     return None
 
 

@@ -51,6 +51,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from gearshift.data.records import write_jsonl
     from gearshift.data.registry import load_dataset
@@ -66,7 +67,7 @@ def _export(args: argparse.Namespace) -> int:
         ds = ds.subset(pick)
     out = write_jsonl(ds, args.out)
     for note in ds.notes:
-        console.print(f"[dim]note:[/] {note}", highlight=False)
+        console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
     console.print(f"wrote {len(ds)} records, {len(ds.models)} models to {out}", highlight=False)
     return 0
 

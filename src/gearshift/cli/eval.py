@@ -197,12 +197,21 @@ def _print_legend(results: list[EvalResult], console: Console) -> None:
         console.print(f"[dim]{escape(line)}[/]", highlight=False)
 
 
+#: an operating point further than this from its target share landed where tied scores let it (a share of
+#: prompts: 0.01 is one point; continuous scores land within rounding of the target)
+TIE_GAP = 0.01
+
+
 def _print_operating_points(results: list[EvalResult], console: Console) -> None:
     """Where the threshold-dependent columns were measured: a trained router's raw 0.5 is no operating point."""
     for r in results:
         s, m = r.settings, r.metrics
-        how = (f"threshold {s.threshold:.4g} (sends {s.target_strong_share:.0%} of these prompts strong)"
-               if s.target_strong_share is not None else f"fixed threshold {s.threshold:g}")
+        target = s.target_strong_share
+        how = (f"threshold {s.threshold:.4g} (sends {target:.0%} of these prompts strong)"
+               if target is not None else f"fixed threshold {s.threshold:g}")
+        if target is not None and abs(m.confusion.strong_share - target) > TIE_GAP:
+            how = (f"threshold {s.threshold:.4g} (aimed at {target:.0%} of these prompts strong; its scores tie in "
+                   f"blocks, so the nearest a threshold gets is {m.confusion.strong_share:.1%})")
         cost = f", ${m.cost * 1000:.4f} per 1k prompts" if m.cost == m.cost else ""
         console.print(f"[dim]operating point[/] {r.dataset} / {r.router}: {how}: strong share "
                       f"{m.confusion.strong_share:.1%}, quality loss {m.confusion.quality_loss_rate:.1%}, "

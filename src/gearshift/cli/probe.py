@@ -139,6 +139,7 @@ def _all_families() -> tuple[str, ...]:
 
 
 def _print(report: ProbeReport, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"routing probes: {report.router} on {report.n_prompts} prompts "
@@ -152,7 +153,7 @@ def _print(report: ProbeReport, console: Any) -> None:
     console.print(table)
     for f in report.families:
         if f.note:
-            console.print(f"  [dim]{f.family}: {f.note}[/]", highlight=False)
+            console.print(f"  [dim]{escape(f'{f.family}: {f.note}')}[/]", highlight=False)
     status = "[green]all judged families within budget[/]" if report.passed \
         else f"[red]over budget: {', '.join(report.failed)}[/]"
     console.print(status)

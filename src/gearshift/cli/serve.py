@@ -118,7 +118,18 @@ def banner(settings: Any, host: str, port: int) -> str:
     if settings.dashboard.enabled:
         lines.append(f"  dashboard: {root}/dashboard")
     lines.append(f"  decisions: {store}")
+    lines.append(f"  try: {try_command(settings, host, port)}")
     return "\n".join(lines)
+
+
+def try_command(settings: Any, host: str, port: int) -> str:
+    """A request to paste into a shell, the first thing a newcomer wants after the banner (a keyed gateway's
+    takes the key from $GEARSHIFT_KEY: the banner never knows it, only its hash)."""
+    reach = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    root = f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
+    auth = ' -H "authorization: Bearer $GEARSHIFT_KEY"' if settings.auth.keys else ""
+    body = '{"model": "gearshift/auto", "messages": [{"role": "user", "content": "Hello"}]}'
+    return f"curl -s {root}/v1/chat/completions -H 'content-type: application/json'{auth} -d '{body}'"
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -87,6 +87,12 @@ def _list(args: argparse.Namespace) -> int:
         for it in items:
             console.print(json.dumps(it, ensure_ascii=False), markup=False, highlight=False)
         return 0
+    if not items:  # an empty table would not say how items arrive
+        Console(stderr=True, soft_wrap=True).print(
+            f"no triage items ({args.status}): a decision joins the queue when [shadow] routing also asked the other "
+            "tier and the judge scored the two answers [shadow.triage] min_gap or more apart",
+            markup=False, highlight=False)
+        return 0
     table = Table(title=f"{len(items)} triage item(s), {args.status}")
     for col in ("id", "time", "routed", "scores", "gap", "label", "prompt"):
         table.add_column(col, justify="right" if col in ("id", "gap") else "left", overflow="fold")
@@ -183,6 +189,12 @@ def _signals(args: argparse.Namespace) -> int:
     if args.json:
         for r in rates:
             console.print(json.dumps(r.to_json()), markup=False, highlight=False)
+        return 0
+    if not rates:  # an empty table would say nothing about why
+        Console(stderr=True, soft_wrap=True).print(
+            f"no downstream signals on decisions since {args.since} ago: they come from POST /v1/feedback "
+            "(thumbs, ratings, hand-offs) and from conversations' next turns (regenerations, edits); "
+            "README: Feedback and implicit signals", markup=False, highlight=False)
         return 0
     table = Table(title=f"downstream signals on decisions since {args.since} ago")
     for col in ("signal", "group", "hits", "decisions", "rate"):

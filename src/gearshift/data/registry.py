@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gearshift.errors import DataError
+from gearshift.errors import DataError, did_you_mean
 
 if TYPE_CHECKING:  # keep `gearshift --help` free of numpy/pydantic imports
     from gearshift.data.records import Dataset
@@ -64,4 +64,5 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
         from gearshift.data.records import read_jsonl
 
         return read_jsonl(path)
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or a path to a .jsonl file)")
+    raise DataError(f"unknown dataset {name!r}; {did_you_mean(name, DATASETS)}known: {', '.join(DATASETS)} "
+                    "(or a path to a .jsonl file)")

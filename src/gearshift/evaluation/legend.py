@@ -35,8 +35,9 @@ def operating_point_note(settings: MetricSettings) -> str:
     if settings.target_strong_share is not None:
         return (f"Strong share, quality loss, cost inflation and weighted loss are measured at "
                 f"{operating_point(settings)}: every router sends about the same share strong there, so these "
-                "columns compare which prompts each one picks, at that one budget. APGR and CPT cover every "
-                "budget; pick your own with `gearshift calibrate`.")
+                "columns compare which prompts each one picks, at that one budget (a router whose scores tie in "
+                "blocks, like the heuristic, lands as near as its ties allow: its strong column says where). APGR "
+                "and CPT cover every budget; pick your own with `gearshift calibrate`.")
     return (f"Strong share, quality loss, cost inflation and weighted loss are measured at "
             f"{operating_point(settings)} and move with it: a router that sends most prompts strong there has "
             "little quality loss but much cost inflation, and can have a higher weighted loss than random even "

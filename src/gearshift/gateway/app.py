@@ -6,6 +6,7 @@ so clients only ever see the OpenAI error shape and never a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -32,7 +33,8 @@ from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.responses import responses
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
-from gearshift.providers.base import ChatProvider
+from gearshift.providers.base import ChatProvider, Warmable
+from gearshift.providers.base import warm_up as warm_provider
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
 from gearshift.tracing.metrics import CONTENT_TYPE
@@ -159,6 +161,8 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         from gearshift.data.language import warm_up
 
         warm_up()  # load the language-id model now, not on the first request
+        warming = [asyncio.ensure_future(warm_provider(name, p)) for name, p in gw.providers.items()
+                   if isinstance(p, Warmable)]  # the local model, in the background
         if gw.writer is not None:
             gw.writer.start()
         for ext in gw.extensions:
@@ -173,6 +177,8 @@ def create_app(settings: GatewaySettings, *, providers: Mapping[str, ChatProvide
         try:
             yield
         finally:
+            for task in warming:
+                task.cancel()
             admission.draining = True  # refuse what still arrives on open connections (gateway/lifecycle.py)
             await admission.wait_idle(5.0)  # requests cancelled at the end of the grace write their records
             await gw.aclose()  # drains the decision queue before closing the store

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gearshift.errors import ConfigError, GearshiftError, ModelNotFoundError
+from gearshift.errors import ConfigError, GearshiftError, ModelNotFoundError, did_you_mean
 from gearshift.gateway.settings import GatewaySettings
 from gearshift.policy.route import LiveRouter, Route
 from gearshift.routers.base import Router, TrainableRouter
@@ -109,7 +109,7 @@ class ModelResolver:
         return old
 
     def _named_router(self, name: str, model: str) -> Router:
-        from gearshift.routers.registry import make_router
+        from gearshift.routers.registry import ROUTERS, make_router
 
         with self._lock:
             cached = self._cache.get(name)
@@ -118,7 +118,8 @@ class ModelResolver:
         try:
             router = make_router(name)
         except GearshiftError:
-            raise ModelNotFoundError(f"The model `{model}` does not exist: unknown router {name!r}",
+            raise ModelNotFoundError(f"The model `{model}` does not exist: unknown router {name!r} "
+                                     f"({did_you_mean(name, ROUTERS)}known: {', '.join(ROUTERS)})",
                                      param="model") from None
         if isinstance(router, TrainableRouter) and not router.is_fitted():
             raise ModelNotFoundError(f"The model `{model}` is not available: router {name!r} needs training; "
@@ -149,5 +150,6 @@ class ModelResolver:
         if hit is not None:
             tier, dep = hit
             return Route("concrete", tier_index=self.tiers.index(tier), deployment=dep)
-        raise ModelNotFoundError(f"The model `{model}` does not exist; available models: "
-                                 f"{', '.join(self.model_ids())}, or router-<router>-<threshold>", param="model")
+        ids = self.model_ids()
+        raise ModelNotFoundError(f"The model `{model}` does not exist; {did_you_mean(model, ids)}available models: "
+                                 f"{', '.join(ids)}, or router-<router>-<threshold>", param="model")

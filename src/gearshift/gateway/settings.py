@@ -8,7 +8,6 @@ cheap answers with at most 128 new tokens, strong with 512.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import tomllib
 from pathlib import Path
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from gearshift.closed_loop.loop_settings import ShadowSettings, SignalSettings, SLOSettings
-from gearshift.errors import ConfigError
+from gearshift.errors import ConfigError, did_you_mean
 from gearshift.gateway.dashboard.settings import DashboardSettings
 from gearshift.policy.settings import SEGMENT_FIELDS as SEGMENT_FIELDS
 from gearshift.policy.settings import SEGMENT_KEY as SEGMENT_KEY
@@ -268,9 +267,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 def _unknown_key(loc: tuple[Any, ...], key: str, known: list[str]) -> str:
     where = ".".join(str(p) for p in (*loc, key))
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{where}: unknown key ({hint}known keys: {', '.join(known)})"
+    return f"{where}: unknown key ({did_you_mean(key, known)}known keys: {', '.join(known)})"
 
 
 def _describe(exc: ValidationError, source: str) -> str:

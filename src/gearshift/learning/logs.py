@@ -158,7 +158,8 @@ def infer_tiers(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
         if r.get("tier") is not None:
             sums.setdefault(str(r["tier"]), [])
     if len(sums) < 2:
-        raise DataError(f"the log shows {len(sums)} tier(s); name them cheap to strong with --tiers or --config")
+        raise DataError(f"the log shows {len(sums)} tier(s) {sorted(sums)}, as when every decision went to one; "
+                        "name the tiers cheap to strong with --tiers (e.g. --tiers cheap,strong) or --config")
     return tuple(sorted(sums, key=lambda t: (float(np.mean(sums[t])) if sums[t] else 0.5, t)))
 
 

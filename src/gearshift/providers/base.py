@@ -7,9 +7,12 @@ responses are plain OpenAI-shaped dicts so a pass-through costs no re-encoding o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,22 @@ class ChatProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Warmable(Protocol):
+    """A provider with a slow first call (the local model loads for seconds): the gateway warms it at startup, in
+    the background, so the first request does not wait for it and health checks answer meanwhile."""
+
+    async def warmup(self) -> None: ...
+
+
+async def warm_up(name: str, provider: Warmable) -> None:
+    """`provider.warmup()`, a failure logged: the first request meets the same error, in the OpenAI shape."""
+    try:
+        await provider.warmup()
+    except Exception as exc:
+        log.warning("provider %r did not load at startup (%s); its requests will fail until it does", name, exc)
 
 
 @runtime_checkable

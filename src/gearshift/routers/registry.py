@@ -7,7 +7,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from gearshift.errors import ConfigError, RouterError
+from gearshift.errors import ConfigError, RouterError, did_you_mean
 from gearshift.routers.base import Router, TrainableRouter
 
 #: Every router name, with a one-line description (what `gearshift` lists to users).
@@ -35,7 +35,8 @@ def router_class(name: str) -> type[Router]:
     try:
         module_name, class_name = _CLASSES[name]
     except KeyError:
-        raise RouterError(f"unknown router {name!r}; known: {', '.join(ROUTERS)}") from None
+        hint = did_you_mean(name, ROUTERS)
+        raise RouterError(f"unknown router {name!r}; {hint}known: {', '.join(ROUTERS)}") from None
     try:
         cls = getattr(import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

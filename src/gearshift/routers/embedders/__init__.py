@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gearshift.errors import ConfigError, NotFittedError
+from gearshift.errors import ConfigError, NotFittedError, did_you_mean
 from gearshift.routers.embedders.cache import CachedEmbedder, EmbeddingCache, text_hash
 from gearshift.routers.embedders.e5 import E5Embedder
 from gearshift.routers.embedders.static import StaticE5Embedder
@@ -99,7 +99,7 @@ def _parse_block(block: str) -> tuple[float, str, dict[str, Any]]:
     name, _, rest = block.strip().partition(":")
     name = name.strip()
     if name not in _PARAMS:
-        raise ConfigError(f"unknown embedder {name!r} (known: {', '.join(_PARAMS)})")
+        raise ConfigError(f"unknown embedder {name!r} ({did_you_mean(name, _PARAMS)}known: {', '.join(_PARAMS)})")
     params: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         k, eq, v = item.partition("=")
