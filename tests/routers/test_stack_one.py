@@ -25,16 +25,18 @@ def reference() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, t
     return dense, (dense[rows, cols], cols.astype(np.int32), indptr, (N_REF, N_COLS))
 
 
+@pytest.mark.parametrize("steps", [8, 4096])  # sparse entry offsets precomputed, or too few of them (np.arange)
 @pytest.mark.parametrize("chunk", [4, 64])
 @pytest.mark.parametrize("which", ["dense-only", "dense-multiple-of-chunk", "sparse-only", "unseen-only", "mixed",
                                    "mixed-with-unseen", "empty"])
 def test_one_row_similarities_equal_the_full_product(
         reference: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]], which: str,
-        chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        chunk: int, steps: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every way `RefIndex` gets one row's similarities (dense rows copied `CHUNK` at a time, the column-major
     rest, the whole-reference pass for long rows) equals the float64 product, whichever columns the row has."""
     monkeypatch.setattr(RefIndex, "DENSE_DF", 20)
     monkeypatch.setattr(RefIndex, "CHUNK", chunk)
+    monkeypatch.setattr(RefIndex, "STEPS", steps)
     dense, csr = reference
     ref = RefIndex(*csr)
     assert ref.n_frequent == N_DENSE  # the fixture's split held

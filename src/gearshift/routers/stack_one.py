@@ -48,6 +48,7 @@ class RefIndex:
     DENSE_DF = 32  # a column present in at least this many reference rows is held dense
     CHUNK = 64  # dense rows copied at a time: a 100 KB buffer at 400 reference rows (32: -5 % misses, +4 % instr.)
     MATVEC_NNZ = 2500  # longer rows: one pass over all reference rows (~0.7 ms flat) beats gathering
+    STEPS = 4096  # sparse entries a prompt gathers with the precomputed offsets (32 KB); more make an np.arange
 
     def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> None:
         n, n_cols = shape
@@ -67,19 +68,22 @@ class RefIndex:
         cold = ~hot
         order = np.argsort(self.csr_cols[cold], kind="stable")
         self.length = np.where(df >= self.DENSE_DF, 0, df).astype(np.int64)
-        self.start = np.r_[0, np.cumsum(self.length)[:-1]].astype(np.int64)
-        # int32 rows and float32 values: half the bytes; bincount and the float64 product widen them exactly
-        self.indices, self.data = rows[cold][order].astype(np.int32), np.asarray(data[cold][order], dtype=np.float32)
+        self.stop = np.cumsum(self.length)  # the column's sparse entries are [stop - length, stop)
+        # one (row, value) pair of int32 per entry, the float32 value as its bits: one gather fetches both, and
+        # bincount and the float64 product widen them exactly
+        values = np.asarray(data[cold][order], dtype=np.float32)
+        self.entries = np.column_stack([rows[cold][order].astype(np.int32), values.view(np.int32)])
+        self.steps = np.arange(self.STEPS, dtype=np.int64)  # a prompt's entry offsets without an np.arange
 
     def columns(self) -> np.ndarray:
-        """(vocabulary, 3) float64: each column's dense slot, sparse start and sparse length (exact integers)."""
-        return np.column_stack([self.slot, self.start, self.length]).astype(np.float64)
+        """(vocabulary, 3) int64: each column's dense slot, sparse stop and sparse length."""
+        return np.column_stack([self.slot, self.stop, self.length])
 
     def sims(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """Dot products of one sparse row (cols, vals) with every reference row, as float64 (n,)."""
         if len(cols) > self.MATVEC_NNZ:
             return self.matvec(cols, vals)
-        return self.gathered(vals, self.slot[cols], self.start[cols], self.length[cols])
+        return self.gathered(vals, self.slot[cols], self.stop[cols], self.length[cols])
 
     def matvec(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         q = np.zeros(len(self.slot), dtype=np.float64)
@@ -103,18 +107,18 @@ class RefIndex:
         total: np.ndarray = np.add.reduce(parts, axis=0, dtype=np.float64)  # parts.sum without its Python layer
         return total
 
-    def gathered(self, vals: np.ndarray, slot: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    def gathered(self, vals: np.ndarray, slot: np.ndarray, stop: np.ndarray, length: np.ndarray) -> np.ndarray:
         """`sims` from the row's columns' slots and sparse extents (as `columns` lays them out)."""
         hot = slot < self.n_frequent
         out = self.dense_sims(vals[hot], slot[hot])
-        ends = np.cumsum(length)
+        ends = np.add.accumulate(length)  # np.cumsum without its Python layer
         total = int(ends[-1]) if len(ends) else 0
         if not total:
             return out
-        pos = np.repeat(start - ends + length, length)
-        pos += np.arange(total)
-        out += np.bincount(self.indices.take(pos), weights=self.data.take(pos) * np.repeat(vals, length),
-                           minlength=self.n)
+        pos = (stop - ends).repeat(length)  # each entry's column start minus its offset in the row's entries
+        pos += self.steps[:total] if total <= len(self.steps) else np.arange(total)
+        e = self.entries.take(pos, axis=0)
+        out += np.bincount(e[:, 0], weights=e[:, 1].view(np.float32) * vals.repeat(length), minlength=self.n)
         return out
 
 
@@ -133,23 +137,25 @@ class OnePrompt:
         self.w_shape = w
         self.constant = float(intercept) - float(shape_mean @ w)
         scale = vec.column_scale()
-        # (vocabulary, 5): n-gram scale, scale x coefficient, dense slot, sparse start, sparse length
-        self.table = None if scale is None else np.column_stack([scale, scale * self.coef, ref.columns()])
+        # (vocabulary, 5) int64: n-gram scale and scale x coefficient (float64 bits), dense slot, sparse stop and
+        # length; one gather, and no conversion of the integers
+        self.table = None if scale is None else np.column_stack(
+            [np.column_stack([scale, scale * self.coef]).astype(np.float64).view(np.int64), ref.columns()])
 
     def parts(self, text: str, shape: np.ndarray) -> tuple[float, float, float]:
         counted = self.vec.counted_row(text) if self.table is not None else None
         if counted is not None and self.table is not None and len(counted[0]) <= self.ref.MATVEC_NNZ:
             cols, tf = counted
             g = self.table.take(cols, axis=0)  # take: the same gather as table[cols], less index parsing
+            f = g.view(np.float64)
             factor = np.log(tf, out=tf)  # in place: `counted_row` made tf for this call
             factor += 1.0
-            lin = float(factor @ g[:, 1])
-            vals = factor * g[:, 0]
-            idx = g[:, 2:].astype(np.int64)
+            lin = float(factor @ f[:, 1])
+            vals = factor * f[:, 0]
             norm = math.sqrt(float(vals @ vals))
             if norm > 0:
                 vals /= norm
-            sims = self.ref.gathered(vals, idx[:, 0], idx[:, 1], idx[:, 2])
+            sims = self.ref.gathered(vals, g[:, 2], g[:, 3], g[:, 4])
         else:
             cols, vals = self.vec.sparse_row(text)
             lin = float(vals @ self.coef[cols])
@@ -160,6 +166,9 @@ class OnePrompt:
 
 
 def top_mean(sims: np.ndarray, k: int) -> float:
-    """Mean of the k largest of `sims` (all of them when there are no more than k)."""
+    """Mean of the k largest of `sims` (all of them when there are no more than k); partitions `sims` in place."""
     n = len(sims)  # sum / k is what ndarray.mean computes; np.add.reduce is ndarray.sum without its Python layer
-    return float(np.add.reduce(np.partition(sims, n - k)[n - k:])) / k if k < n else float(sims.sum()) / max(n, 1)
+    if k < n:
+        sims.partition(n - k)  # np.partition's selection without its copy
+        return float(np.add.reduce(sims[n - k:])) / k
+    return float(sims.sum()) / max(n, 1)
