@@ -25,6 +25,14 @@ reduction calls without their wrappers; every score unchanged to the bit): bench
 prompt 1.22M -> 0.91M instructions per `score` (MMLU/GSM8K prompts 5.28M -> 4.34M; callgrind, one BLAS
 thread), ~295-335 -> ~235-240 us in an in-process A/B; `benchmarks/gateway_cpu.py`, stack minus heuristic
 per request, 5 alternating old/new runs: median of paired differences -73 us (412 -> 354 us medians).
+Then the OOD step (2026-12-04: one gather of (row, value-bits) int32 pairs per sparse entry, column stops and
+entry offsets precomputed, an int64 column table, ufunc/method forms of cumsum/repeat/partition; every score
+unchanged to the bit on 1411 prompts): the step alone (table gather to top_mean, benchmark prompt) 348k -> 291k
+instructions, a whole `score` 920k -> 865k (MMLU prompts 2.76M -> 2.67M; callgrind, one BLAS thread); in-process
+A/B of `score`, 40 alternating rounds, median of paired differences -21 us (benchmark prompt, 246 -> 220 us
+medians) and -26 us (MMLU, 423 -> 398 us). Tried and dropped: dense chunks added straight into the sparse
+bincount's float64 array (no parts array, no add.reduce): 865k -> 866k instructions, no time gained; sparse
+columns pointed at a zero dense row instead of the hot/cold split: the extra row copies cost what the split saved.
 """
 
 from __future__ import annotations
