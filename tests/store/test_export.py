@@ -23,7 +23,8 @@ def _rec(i: int, t: float, tier: str) -> dict[str, Any]:
             "attempts": [{"deployment": "d", "outcome": "ok"}], "tokens_in": 10 + i, "cost_usd": 0.001 * i}
 
 
-def test_export_writes_date_partitions_with_labels_and_feedback(store_url: str, tmp_path: Path) -> None:
+def test_export_writes_date_partitions_with_labels_and_feedback(store_url: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
     now = time.time()
@@ -39,7 +40,9 @@ def test_export_writes_date_partitions_with_labels_and_feedback(store_url: str, 
     labels.close()
 
     out = tmp_path / "export"
+    capsys.readouterr()
     assert main(["export", "--since", "30d", "--out", str(out), "--store-url", store_url]) == 0
+    assert capsys.readouterr().err.startswith("wrote 3 decision(s)")  # piped: no progress bar, not even a blank line
 
     dirs = sorted(p.name for p in out.iterdir())
     assert dirs == sorted({f"date={time.strftime('%Y-%m-%d', time.gmtime(t))}" for t in (today, two_days_ago)})

@@ -207,7 +207,8 @@ def score_prompts(router: Router, prompts: list[str], what: str = "scoring logge
     from rich.progress import Progress
 
     out: list[np.ndarray] = []
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # drawn in a terminal only
         task = bar.add_task(what, total=len(prompts))
         for i in range(0, len(prompts), 512):
             out.append(router.p_strong(prompts[i:i + 512]))

@@ -48,7 +48,7 @@ def _export(args: argparse.Namespace) -> int:
     text = Concealment.from_env(mode, key_env)
     console = Console(stderr=True)
     with Progress(TextColumn("exporting decisions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=console, transient=True, disable=not console.is_terminal) as bar:  # piped: no blank line
         task = bar.add_task("export", total=None)
         result = export_parquet(url, args.out, since, total=lambda n: bar.update(task, total=n),
                                 progress=lambda n: bar.advance(task, n), text=text)

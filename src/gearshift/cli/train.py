@@ -88,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {args.out} already holds a saved router (a registered version may point at it): "
                               "choose a new directory, or pass --overwrite to replace it")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=args.no_progress) as bar:
+    with Progress(*columns, console=err, transient=True, disable=args.no_progress or not err.is_terminal) as bar:
         task = bar.add_task(f"fitting {args.router} on {len(data)} prompts: fold 1 of {args.folds}",
                             total=args.folds + 1)
 
