@@ -41,9 +41,10 @@ def register(subparsers: Any) -> None:
 
 def _warn(text: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False)  # "[experiment]" stays
+    from gearshift.cli.terminal import say
+
+    say(Console(stderr=True), "[yellow]warning:[/]", text)
 
 
 def _offline(args: argparse.Namespace) -> dict[str, SourceResult]:

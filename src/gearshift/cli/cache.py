@@ -89,9 +89,10 @@ def _root(args: argparse.Namespace) -> Path:
 def _usage_error(message: str) -> int:
     """A bad flag value: said the way `gearshift` reports errors, with argparse's exit code for bad usage."""
     from rich.console import Console
-    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    from gearshift.cli.terminal import say
+
+    say(Console(stderr=True), "[bold red]error:[/]", message)
     return 2
 
 
@@ -127,8 +128,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
+    from gearshift.cli.terminal import say
     from gearshift.evaluation.cache_admin import ALL_KINDS, remove, scan, select
 
     if args.older_than is None and args.max_size is None:
@@ -148,7 +149,7 @@ def _prune(args: argparse.Namespace) -> int:
     _report(console, entries, removed, kinds, now, args.dry_run)
     failed = [e for e in chosen if e not in removed]
     for e in failed:
-        console.print(f"[yellow]could not remove[/] {escape(str(e.path))}", highlight=False)
+        say(console, "[yellow]could not remove[/]", str(e.path))
     return 1 if failed else 0
 
 

@@ -67,16 +67,22 @@ def add_store_source(p: argparse.ArgumentParser, *, db: bool = True, store_url: 
         src.add_argument("--store-url", help="sqlite:///path or postgresql://user@host/db[?schema=s]")
 
 
+def _named_store(args: argparse.Namespace) -> str | None:
+    """`--store-url`, else `--db` as a SQLite url; None when the store is the settings' (`--config`'s or the demo's)."""
+    if getattr(args, "store_url", None):
+        return str(args.store_url)
+    if getattr(args, "db", None) is not None:
+        return f"sqlite:///{args.db}"
+    return None
+
+
 def store_url(args: argparse.Namespace) -> str:
     """The store the command names: `--store-url`, else `--db` (SQLite), else `--config`'s `[store]` (or the
     demo's)."""
     from gearshift.store.factory import settings_url
 
-    if getattr(args, "store_url", None):
-        return str(args.store_url)
-    if getattr(args, "db", None) is not None:
-        return f"sqlite:///{args.db}"
-    return settings_url(gateway_settings(getattr(args, "config", None)).store)
+    named = _named_store(args)
+    return named if named is not None else settings_url(gateway_settings(getattr(args, "config", None)).store)
 
 
 def existing_store_url(db: Path | None, config: Path | None, *, store_url: str | None = None) -> str:
@@ -144,7 +150,7 @@ def tier_names(args: argparse.Namespace) -> tuple[str, ...] | None:
     `--store-url`), else None (the log's own, inferred: a log where every decision went cheap names one tier)."""
     if args.tiers:
         return tuple(t.strip() for t in args.tiers.split(",") if t.strip())
-    if args.config is not None or not (getattr(args, "db", None) or getattr(args, "store_url", None)):
+    if args.config is not None or _named_store(args) is None:
         return gateway_settings(args.config).tier_names
     return None
 
@@ -207,8 +213,10 @@ def score_prompts(router: Router, prompts: list[str], what: str = "scoring logge
     from rich.progress import Progress
 
     out: list[np.ndarray] = []
+    from gearshift.cli.terminal import progress_enabled
+
     err = Console(stderr=True)
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:  # drawn in a terminal only
+    with Progress(console=err, transient=True, disable=not progress_enabled(False, err)) as bar:
         task = bar.add_task(what, total=len(prompts))
         for i in range(0, len(prompts), 512):
             out.append(router.p_strong(prompts[i:i + 512]))

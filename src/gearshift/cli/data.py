@@ -51,8 +51,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
+    from gearshift.cli.terminal import say
     from gearshift.data.records import write_jsonl
     from gearshift.data.registry import load_dataset
 
@@ -67,7 +67,7 @@ def _export(args: argparse.Namespace) -> int:
         ds = ds.subset(pick)
     out = write_jsonl(ds, args.out)
     for note in ds.notes:
-        console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
+        say(console, "[dim]note:[/]", note)
     console.print(f"wrote {len(ds)} records, {len(ds.models)} models to {out}", highlight=False)
     return 0
 

@@ -31,6 +31,7 @@ def _export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gearshift.cli.common import gateway_settings, parse_since
+    from gearshift.cli.terminal import progress_enabled
     from gearshift.records.redaction import HASH_KEY_ENV, Concealment
     from gearshift.store.export import export_parquet
     from gearshift.store.factory import settings_url
@@ -48,7 +49,7 @@ def _export(args: argparse.Namespace) -> int:
     text = Concealment.from_env(mode, key_env)
     console = Console(stderr=True)
     with Progress(TextColumn("exporting decisions"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:  # piped: no blank line
+                  console=console, transient=True, disable=not progress_enabled(False, console)) as bar:
         task = bar.add_task("export", total=None)
         result = export_parquet(url, args.out, since, total=lambda n: bar.update(task, total=n),
                                 progress=lambda n: bar.advance(task, n), text=text)

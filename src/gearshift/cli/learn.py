@@ -109,8 +109,9 @@ def register(subparsers: Any) -> None:
 
 
 def print_ope(console: Any, title: str, result: OPEResult) -> None:
-    from rich.markup import escape
     from rich.table import Table
+
+    from gearshift.cli.terminal import say
 
     pct = f"{result.confidence:.0%}"
     table = Table(title=title)
@@ -124,7 +125,7 @@ def print_ope(console: Any, title: str, result: OPEResult) -> None:
                   f"logged quality={result.logged_quality:.4f}  logged cost={result.logged_cost:.6f}",
                   highlight=False)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+        say(console, "[yellow]warning:[/]", w)
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
@@ -176,9 +177,8 @@ def _retrain(args: argparse.Namespace) -> int:
 
 def _ope(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
 
-    from gearshift.cli.terminal import emit_json, json_outputs
+    from gearshift.cli.terminal import emit_json, json_outputs, say
     from gearshift.learning.candidates import run_ope
     from gearshift.learning.ope import InsufficientSupportError
 
@@ -191,7 +191,7 @@ def _ope(args: argparse.Namespace) -> int:
             result, version = run_ope(log, args.candidate, reg, args.reward, n_boot=args.n_boot, score=score_prompts,
                                       min_ess=args.min_ess, warn_only=args.warn_only, thresholds=thresholds)
         except InsufficientSupportError as exc:
-            console.print(f"[bold red]refused:[/] {escape(exc.message)}", highlight=False)
+            say(console, "[bold red]refused:[/]", exc.message)
             return EXIT_REFUSED
         if version is not None:
             reg.update_metrics(version.ref, {"ope": {**result.to_json(), "reward": args.reward, "since": args.since}})
@@ -211,6 +211,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
+    from gearshift.cli.terminal import say
     from gearshift.learning.candidates import LIVE
     from gearshift.learning.gates import Gate
     from gearshift.learning.ope import InsufficientSupportError
@@ -228,8 +229,7 @@ def _promote(args: argparse.Namespace) -> int:
             try:
                 gates = _ope_gates(args, log, candidate.ref, base_ref, reg, console)
             except InsufficientSupportError as exc:
-                console.print(f"[bold red]refused:[/] {escape(exc.message)} (use --force to promote anyway)",
-                              highlight=False)
+                say(console, "[bold red]refused:[/]", f"{exc.message} (use --force to promote anyway)")
                 return EXIT_REFUSED
         note = "forced" if args.force else f"gates: {args.estimator} lower bound >= {args.margin:+g}, cost, calibration"
         probes = _probe_gate(args, candidate, console, log)

@@ -48,6 +48,12 @@ def progress_enabled(no_progress: bool, console: Console) -> bool:
     return not no_progress and console.is_terminal
 
 
+def say(console: Console, label: str, text: str) -> None:
+    """`label` (rich markup, e.g. "[yellow]warning:[/]") then `text` as written: messages name config sections
+    ("set [experiment] misroute_fraction"), which rich would otherwise read as style tags and drop."""
+    console.print(f"{label} {escape(text)}", highlight=False)
+
+
 def safe_cell(text: object) -> str:
     """Client or dataset text for a rich table: controls shown as escapes (\\x1b), markup inert."""
     s = _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))

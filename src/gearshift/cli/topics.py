@@ -52,8 +52,8 @@ def _prompts(data: str, data_dir: Path | None) -> list[str]:
 def run_fit(args: argparse.Namespace) -> int:
     import numpy as np
     from rich.console import Console
-    from rich.markup import escape
 
+    from gearshift.cli.terminal import say
     from gearshift.errors import ConfigError, GearshiftError
     from gearshift.routers.embedding import Embedder
     from gearshift.routers.topics import TopicModel, router_embedder
@@ -81,7 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
             model = TopicModel(k=args.k, sample=max(args.n, args.k), seed=args.seed).fit_texts(prompts, embedder)
         model.save(args.out)
     except GearshiftError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        say(console, "[red]error:[/red]", str(exc))
         return 1
     sizes = np.bincount(model.assign(embedder.embed(prompts[:2000])), minlength=args.k)
     console.print(f"wrote {args.k} topics from {len(prompts)} prompts to {args.out} "

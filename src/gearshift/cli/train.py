@@ -68,6 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gearshift.cli.common import parse_params, registry_for_write
+    from gearshift.cli.terminal import progress_enabled
     from gearshift.data.registry import load_dataset
     from gearshift.evaluation.labels import default_pair
     from gearshift.learning.train import train
@@ -88,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {args.out} already holds a saved router (a registered version may point at it): "
                               "choose a new directory, or pass --overwrite to replace it")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=args.no_progress or not err.is_terminal) as bar:
+    with Progress(*columns, console=err, transient=True, disable=not progress_enabled(args.no_progress, err)) as bar:
         task = bar.add_task(f"fitting {args.router} on {len(data)} prompts: fold 1 of {args.folds}",
                             total=args.folds + 1)
 

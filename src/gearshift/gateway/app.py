@@ -33,8 +33,7 @@ from gearshift.gateway.origin import KeylessGuard
 from gearshift.gateway.responses import responses
 from gearshift.gateway.service import Gateway
 from gearshift.gateway.settings import GatewaySettings
-from gearshift.providers.base import ChatProvider, Warmable
-from gearshift.providers.base import warm_up as warm_provider
+from gearshift.providers.base import ChatProvider, Warmable, warm_provider
 from gearshift.routers.base import Router
 from gearshift.store.base import DecisionStore
 from gearshift.tracing.metrics import CONTENT_TYPE

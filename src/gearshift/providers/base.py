@@ -76,7 +76,7 @@ class Warmable(Protocol):
     async def warmup(self) -> None: ...
 
 
-async def warm_up(name: str, provider: Warmable) -> None:
+async def warm_provider(name: str, provider: Warmable) -> None:
     """`provider.warmup()`, a failure logged: the first request meets the same error, in the OpenAI shape."""
     try:
         await provider.warmup()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gearshift.data.text import ascii_word_table, ascii_words
 from gearshift.errors import NotFittedError, RouterError
 from gearshift.routers.embedding import l2_normalise
 
@@ -38,14 +39,14 @@ FAST_MAX_TEXTS = 8
 _WORD_CACHE_MAX = 50_000  # memoised words -> char n-gram columns (cleared when full; a few MB)
 # ASCII bytes with every non-word byte made a space: on ASCII text, `_TOKEN_PATTERN`'s tokens are the words of the
 # text so translated (`\w` there is [A-Za-z0-9_]); 1.5 us where the regex took 9 on a 120-character prompt
-_ASCII_WORDS = bytes(b if chr(b).isascii() and (chr(b).isalnum() or chr(b) == "_") else 32 for b in range(256))
+_ASCII_WORDS = ascii_word_table("_")
 
 
 def word_ngrams(text: str, pattern: re.Pattern[str], lo: int, hi: int) -> list[str]:
     """scikit-learn's word analyzer without stop words: tokens of the lowercased text, then n-grams."""
     text = text.lower()
     if text.isascii() and pattern.pattern == _TOKEN_PATTERN:
-        tokens = text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+        tokens = ascii_words(text, _ASCII_WORDS)
     else:
         tokens = pattern.findall(text)
     out = list(tokens) if lo == 1 else []
